@@ -1,0 +1,492 @@
+"""Whole models and the builders that make them from configs.
+
+- `Perceiver`: pre-processor -> encoder -> decoder -> post-processor (the
+  reference's composition, so any published configuration can be rebuilt).
+- `build_from_reference_config(config)`: rebuilds a model from the reference
+  code's constructor arguments (the `__config__` of a golden / checkpoint
+  file): `image_classifier`, `masked_lm`, `optical_flow`, `video_autoencoder`.
+- `build_model(model_config)`: the experiment runner's entry point, from this
+  project's `config.model` schema (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import jmp
+import numpy as np
+
+from perceiver import attention as attn_lib
+from perceiver import decoders as dec_lib
+from perceiver import io_processors as io
+from perceiver.encoders import PerceiverEncoder
+from perceiver.position_encoding import TrainablePositionEncoding
+
+
+class Perceiver(hk.Module):
+  """Composes pre-processor, encoder, decoder and post-processor."""
+
+  def __init__(self, encoder: PerceiverEncoder, decoder: hk.Module,
+               input_preprocessor: Optional[hk.Module] = None,
+               output_postprocessor: Optional[hk.Module] = None, name: str = 'perceiver'):
+    super().__init__(name=name)
+    self._encoder = encoder
+    self._decoder = decoder
+    self._input_preprocessor = input_preprocessor
+    self._output_postprocessor = output_postprocessor
+
+  def __call__(self, inputs, *, is_training: bool, subsampled_output_points=None,
+               pos: Optional[jax.Array] = None, input_mask: Optional[jax.Array] = None,
+               query_mask: Optional[jax.Array] = None):
+    modality_sizes, inputs_without_pos = None, None
+    if self._input_preprocessor is not None:
+      inputs, modality_sizes, inputs_without_pos = self._input_preprocessor(
+          inputs, is_training=is_training, pos=pos, network_input_is_1d=True)
+    encoder_query = self._encoder.latents(inputs)
+    decoder_query = self._decoder.decoder_query(
+        inputs, modality_sizes, inputs_without_pos, subsampled_points=subsampled_output_points)
+    z = self._encoder(inputs, encoder_query, is_training=is_training, input_mask=input_mask)
+    _, output_modality_sizes = self._decoder.output_shape(inputs)
+    output_modality_sizes = output_modality_sizes or modality_sizes
+    outputs = self._decoder(decoder_query, z, is_training=is_training, query_mask=query_mask)
+    if self._output_postprocessor is not None:
+      outputs = self._output_postprocessor(outputs, is_training=is_training,
+                                           modality_sizes=output_modality_sizes)
+    return outputs
+
+
+# ---------------------------------------------------------------------------
+# Reference configurations (golden files, released checkpoints).
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceModel:
+  """A model rebuilt from a reference config.
+
+  `net.apply(params, state, rng, *args, is_training=False)`; `input_names`
+  lists the positional arguments in the golden files' `input::<name>` terms
+  and `output_names` the outputs (`None`: a single array).
+  """
+  net: hk.TransformedWithState
+  input_names: tuple
+  output_names: Optional[tuple]
+
+
+def _with_eps(kwargs: Mapping[str, Any], eps: Optional[float]) -> Dict[str, Any]:
+  kwargs = dict(kwargs)
+  if eps is not None:
+    kwargs['layer_norm_eps'] = eps
+  return kwargs
+
+
+def _strip(kwargs: Mapping[str, Any], *names: str) -> Dict[str, Any]:
+  return {k: v for k, v in kwargs.items() if k not in names}
+
+
+def _listify(x):
+  return tuple(x) if isinstance(x, (list, tuple)) else x
+
+
+def _ref_image_classifier(cfg: Mapping[str, Any]) -> ReferenceModel:
+  eps = cfg.get('layer_norm_eps')
+  prep_kwargs = dict(cfg.get('input_preprocessor', {}))
+  fourier = prep_kwargs.get('fourier_position_encoding_kwargs')
+  if fourier and fourier.get('max_resolution') is not None:
+    prep_kwargs['fourier_position_encoding_kwargs'] = dict(
+        fourier, max_resolution=_listify(fourier['max_resolution']))
+  num_classes = int(cfg.get('num_classes', 1000))
+
+  def forward(images, *, is_training):
+    model = Perceiver(
+        input_preprocessor=io.ImagePreprocessor(**prep_kwargs),
+        encoder=PerceiverEncoder(**_with_eps(cfg.get('encoder', {}), eps)),
+        decoder=dec_lib.ClassificationDecoder(num_classes, **_with_eps(cfg.get('decoder', {}), eps)))
+    return model(images, is_training=is_training)
+
+  return ReferenceModel(hk.transform_with_state(forward), ('images',), None)
+
+
+def _ref_masked_lm(cfg: Mapping[str, Any]) -> ReferenceModel:
+  eps = cfg.get('layer_norm_eps')
+  vocab_size, d_model, max_seq_len = int(cfg['vocab_size']), int(cfg['d_model']), int(cfg['max_seq_len'])
+  decoder_kwargs = dict(cfg['decoder'])
+  decoder_kwargs.setdefault('output_index_dims', max_seq_len)
+  decoder_kwargs['output_index_dims'] = _listify(decoder_kwargs['output_index_dims'])
+  if isinstance(decoder_kwargs['output_index_dims'], int):
+    decoder_kwargs['output_index_dims'] = (decoder_kwargs['output_index_dims'],)
+
+  def forward(tokens, input_mask, *, is_training):
+    if tokens.ndim != 2:
+      raise ValueError(f'masked LM inputs must be [B, T] token ids, got {tokens.shape}')
+    if tokens.shape[1] > max_seq_len:
+      raise ValueError(f'sequence length {tokens.shape[1]} exceeds max_seq_len={max_seq_len}')
+    embed = hk.Embed(vocab_size=vocab_size, embed_dim=d_model)
+    x = embed(tokens)  # [B, T, C]
+    x = x + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(
+        batch_size=x.shape[0])[:, :tokens.shape[1]]
+    model = Perceiver(encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps)),
+                      decoder=dec_lib.BasicDecoder(**_with_eps(decoder_kwargs, eps)))
+    out = model(x, is_training=is_training, input_mask=input_mask, query_mask=input_mask)
+    return io.EmbeddingDecoder(embedding_matrix=embed.embeddings)(out)  # [B, T, V]
+
+  return ReferenceModel(hk.transform_with_state(forward), ('inputs', 'input_mask'), None)
+
+
+def _ref_optical_flow(cfg: Mapping[str, Any]) -> ReferenceModel:
+  eps = cfg.get('layer_norm_eps')
+  train_size = tuple(cfg.get('train_size', (368, 496)))
+  num_bands = int(cfg.get('num_bands', 64))
+  fourier = dict(num_bands=num_bands, max_resolution=train_size, sine_only=False, concat_pos=True)
+  flow_scale = float(cfg.get('flow_scale_factor', 20.0))
+
+  def forward(images, *, is_training):
+    model = Perceiver(
+        input_preprocessor=io.ImagePreprocessor(
+            position_encoding_type='fourier', fourier_position_encoding_kwargs=fourier,
+            n_extra_pos_mlp=0, prep_type='patches', spatial_downsample=1, conv_after_patching=True,
+            temporal_downsample=2, num_channels=int(cfg.get('num_channels', 64))),
+        encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps)),
+        decoder=dec_lib.FlowDecoder(
+            train_size, rescale_factor=float(cfg.get('rescale_factor', 100.0)),
+            use_query_residual=False, output_num_channels=2, position_encoding_type='fourier',
+            fourier_position_encoding_kwargs=fourier, layer_norm_eps=eps or attn_lib.DEFAULT_LAYER_NORM_EPS))
+    if images.shape[2:4] != train_size:
+      raise ValueError(f'optical flow model expects frames of {train_size}, got {images.shape[2:4]}')
+    return model(io.patches_for_flow(images), is_training=is_training) * flow_scale
+
+  return ReferenceModel(hk.transform_with_state(forward), ('images',), None)
+
+
+def _ref_video_autoencoder(cfg: Mapping[str, Any]) -> ReferenceModel:
+  eps = cfg.get('layer_norm_eps')
+  num_frames = int(cfg.get('num_frames', 16))
+  img_sz = int(cfg.get('img_sz', 224))
+  samples_per_patch = int(cfg.get('samples_per_patch', 16))
+  n_audio = num_frames * int(cfg.get('audio_samples_per_frame', 1920))
+  num_classes = int(cfg.get('num_classes', 700))
+  out_channels = int(cfg.get('decoder_output_num_channels', 512))
+  query_channels = int(cfg.get('decoder_query_channels', 1024))
+  audio_fourier = dict(num_bands=int(cfg.get('audio_num_bands', 192)), max_resolution=(n_audio,),
+                       sine_only=False, concat_pos=True)
+  image_fourier = dict(num_bands=int(cfg.get('image_num_bands', 32)),
+                       max_resolution=(num_frames, img_sz, img_sz), sine_only=False, concat_pos=True)
+  mask_probs = dict(cfg.get('mask_probs', {'image': 0.0, 'audio': 0.0, 'label': 1.0}))
+  common = dict(use_query_residual=False, concat_preprocessed_input=False,
+                layer_norm_eps=eps or attn_lib.DEFAULT_LAYER_NORM_EPS)
+
+  def forward(images, audio, subsample_image, subsample_audio, *, is_training):
+    if images.ndim != 5:
+      raise ValueError(f'video must be [B, T, H, W, C], got {images.shape}')
+    preprocessor = io.MultimodalPreprocessor(
+        min_padding_size=int(cfg.get('min_padding_size', 4)),
+        modalities={
+            'audio': io.AudioPreprocessor(position_encoding_type='fourier', prep_type='patches',
+                                          fourier_position_encoding_kwargs=audio_fourier,
+                                          samples_per_patch=samples_per_patch),
+            'image': io.ImagePreprocessor(position_encoding_type='fourier', prep_type='patches',
+                                          fourier_position_encoding_kwargs=image_fourier,
+                                          spatial_downsample=4, temporal_downsample=1),
+            'label': io.OneHotPreprocessor(),
+        },
+        mask_probs=mask_probs)
+    postprocessor = io.MultimodalPostprocessor(modalities={
+        'audio': io.AudioPostprocessor(samples_per_patch=samples_per_patch),
+        'image': io.ProjectionPostprocessor(num_outputs=3),
+        'label': io.ClassificationPostprocessor(num_classes=num_classes),
+    })
+    encoder = PerceiverEncoder(**_with_eps(_strip(cfg['encoder'], 'name'), eps), name='encoder')
+    decoder = dec_lib.MultimodalDecoder(
+        subsampled_index_dims={'audio': subsample_audio.shape[0], 'image': subsample_image.shape[0],
+                               'label': 1},
+        modalities={
+            'audio': dec_lib.BasicDecoder(
+                subsampled_index_dims=subsample_audio, output_index_dims=(n_audio // samples_per_patch,),
+                output_num_channels=out_channels, position_encoding_type='fourier',
+                fourier_position_encoding_kwargs=audio_fourier, **common),
+            'image': dec_lib.BasicVideoAutoencodingDecoder(
+                subsampled_index_dims=subsample_image, output_shape=images.shape[:4],
+                output_num_channels=out_channels, position_encoding_type='fourier',
+                fourier_position_encoding_kwargs=image_fourier, **common),
+            'label': dec_lib.ClassificationDecoder(
+                num_classes=num_classes, position_encoding_type='trainable',
+                trainable_position_encoding_kwargs=dict(num_channels=query_channels, init_scale=0.02),
+                **common),
+        },
+        num_outputs=None, output_num_channels=out_channels, **common)
+    model = Perceiver(input_preprocessor=preprocessor, encoder=encoder, decoder=decoder,
+                      output_postprocessor=postprocessor)
+    labels = jnp.zeros((images.shape[0], num_classes), images.dtype)
+    return model({'image': images, 'audio': audio, 'label': labels}, is_training=is_training,
+                 subsampled_output_points={'image': subsample_image, 'audio': subsample_audio})
+
+  return ReferenceModel(hk.transform_with_state(forward),
+                        ('images', 'audio', 'subsample_image', 'subsample_audio'),
+                        ('audio', 'image', 'label'))
+
+
+REFERENCE_BUILDERS: Dict[str, Callable[[Mapping[str, Any]], ReferenceModel]] = {
+    'image_classifier': _ref_image_classifier,
+    'masked_lm': _ref_masked_lm,
+    'optical_flow': _ref_optical_flow,
+    'video_autoencoder': _ref_video_autoencoder,
+}
+
+
+def build_from_reference_config(config: Mapping[str, Any]) -> ReferenceModel:
+  """Rebuilds the model a reference-style `__config__` dict describes."""
+  name = config.get('model')
+  if name not in REFERENCE_BUILDERS:
+    raise ValueError(f'unknown reference model {name!r}; known: {sorted(REFERENCE_BUILDERS)}')
+  return REFERENCE_BUILDERS[name](config)
+
+
+# ---------------------------------------------------------------------------
+# This project's model configs (config.model, see docs/architecture.md).
+# ---------------------------------------------------------------------------
+
+INPUT_KEYS = frozenset({
+    'modality', 'prep_type', 'spatial_downsample', 'temporal_downsample', 'num_channels',
+    'position_encoding', 'num_bands', 'max_resolution', 'concat_pos', 'sine_only',
+    'trainable_pos_channels', 'trainable_pos_init_scale', 'project_pos_dim', 'concat_or_add_pos',
+    'permute_seed', 'samples_per_patch', 'mel_patch_shape', 'video', 'audio', 'min_padding_size',
+    'video_dropout_prob', 'audio_dropout_prob',
+})
+ENCODER_KEYS = frozenset({
+    'num_latents', 'latent_channels', 'num_blocks', 'num_self_attends_per_block',
+    'num_cross_attends', 'cross_attend_placement', 'share_cross_attends',
+    'share_latent_transformers', 'num_cross_attend_heads', 'num_self_attend_heads',
+    'cross_attend_widening_factor', 'self_attend_widening_factor', 'qk_channels', 'v_channels',
+    'cross_attention_shape_for_attn', 'use_query_residual', 'dropout_prob', 'latent_init_scale',
+    'attention_chunk_size', 'remat', 'layer_norm_eps',
+})
+DECODER_KEYS = frozenset({'name', 'num_classes', 'num_heads', 'use_query_residual',
+                          'query_channels'})
+MODEL_KEYS = frozenset({'name', 'compute_dtype', 'input', 'encoder', 'decoder'})
+
+
+def _as_dict(cfg) -> Dict[str, Any]:
+  if cfg is None:
+    return {}
+  return cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
+
+
+def _check_keys(section: str, cfg: Mapping[str, Any], allowed: frozenset) -> None:
+  unknown = sorted(set(cfg) - allowed)
+  if unknown:
+    raise ValueError(f'model config: unknown key(s) in {section}: {unknown}; '
+                     f'allowed: {sorted(allowed)}')
+
+
+def _opt_channels(x) -> Optional[int]:
+  return None if x is None or int(x) <= 0 else int(x)
+
+
+def _positional_kwargs(inp: Mapping[str, Any], num_dims_hint: int) -> Dict[str, Any]:
+  """Position-encoding kwargs of a pre-processor from an input config section."""
+  kind = inp.get('position_encoding', 'fourier')
+  kwargs: Dict[str, Any] = dict(position_encoding_type=kind,
+                                project_pos_dim=int(inp.get('project_pos_dim', -1)),
+                                concat_or_add_pos=inp.get('concat_or_add_pos', 'concat'))
+  if kind == 'fourier':
+    max_res = tuple(inp.get('max_resolution', ()) or ()) or None
+    if max_res is not None and len(max_res) != num_dims_hint:
+      raise ValueError(f'model.input.max_resolution has {len(max_res)} dims, the input has '
+                       f'{num_dims_hint} index dims')
+    kwargs['fourier_position_encoding_kwargs'] = dict(
+        num_bands=int(inp.get('num_bands', 64)), max_resolution=max_res,
+        concat_pos=bool(inp.get('concat_pos', True)), sine_only=bool(inp.get('sine_only', False)))
+  elif kind == 'trainable':
+    kwargs['trainable_position_encoding_kwargs'] = dict(
+        num_channels=int(inp.get('trainable_pos_channels', 128)),
+        init_scale=float(inp.get('trainable_pos_init_scale', 0.02)))
+  elif kind != 'none':
+    raise ValueError(f"model.input.position_encoding must be 'fourier', 'trainable' or 'none', got {kind!r}")
+  return kwargs
+
+
+def _image_preprocessor(inp: Mapping[str, Any], *, video: bool, name: str = 'image_preprocessor'):
+  return io.ImagePreprocessor(
+      prep_type=inp.get('prep_type', 'pixels'),
+      spatial_downsample=int(inp.get('spatial_downsample', 1)),
+      temporal_downsample=int(inp.get('temporal_downsample', 1)),
+      num_channels=int(inp.get('num_channels', 64)),
+      conv_after_patching=int(inp.get('num_channels', -1)) > 0 and inp.get('prep_type') == 'patches',
+      permute_seed=int(inp.get('permute_seed', -1)), name=name,
+      **_positional_kwargs(inp, 3 if video else 2))
+
+
+def _audio_preprocessor(inp: Mapping[str, Any]):
+  prep_type = inp.get('prep_type', 'patches')
+  return io.AudioPreprocessor(
+      prep_type=prep_type, samples_per_patch=int(inp.get('samples_per_patch', 128)),
+      mel_patch_shape=tuple(inp.get('mel_patch_shape', (1, 1))),
+      **_positional_kwargs(inp, 1 if prep_type == 'patches' else 2))
+
+
+class _StreamDropout(hk.Module):
+  """Zeroes a whole modality stream per example (AudioSet video dropout)."""
+
+  def __init__(self, rate: float, name: Optional[str] = None):
+    super().__init__(name=name)
+    self._rate = rate
+
+  def __call__(self, x: jax.Array, *, is_training: bool) -> jax.Array:
+    if not is_training or self._rate <= 0:
+      return x
+    keep = jax.random.bernoulli(hk.next_rng_key(), 1.0 - self._rate, (x.shape[0],))
+    return x * keep.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
+
+
+_MODALITIES = {'image': 2, 'video': 3, 'audio': None, 'points': 3, 'audio_video': None}
+_PREP_TYPES = {'image': ('pixels', 'conv1x1', 'conv', 'patches'), 'video': ('pixels', 'patches', 'conv'),
+               'audio': ('patches', 'mel'), 'points': (None,), 'audio_video': (None,)}
+
+
+def _validate_input(inp: Mapping[str, Any]) -> None:
+  """Fails fast (before any tracing) on a bad model.input section."""
+  modality = inp.get('modality', 'image')
+  if modality not in _MODALITIES:
+    raise ValueError(f'model.input.modality must be one of {sorted(_MODALITIES)}, got {modality!r}')
+  prep = inp.get('prep_type')
+  if prep is not None and _PREP_TYPES[modality] != (None,) and prep not in _PREP_TYPES[modality]:
+    raise ValueError(f'model.input.prep_type for {modality} must be one of {_PREP_TYPES[modality]}, got {prep!r}')
+  if modality in ('image', 'video'):
+    _positional_kwargs(inp, _MODALITIES[modality])
+  elif modality == 'audio':
+    _positional_kwargs(inp, 1 if inp.get('prep_type', 'patches') == 'patches' else 2)
+  elif modality == 'audio_video':
+    for sub in ('audio', 'video'):
+      section = _as_dict(inp.get(sub))
+      if not section:
+        raise ValueError(f'model.input.modality=audio_video needs a model.input.{sub} section')
+      _check_keys(f'model.input.{sub}', section, INPUT_KEYS)
+      _validate_input(dict(section, modality=sub))
+
+
+def _input_preprocessor(inp: Mapping[str, Any]):
+  """(pre-processor, name of the input key it reads) for the configured modality."""
+  modality = inp.get('modality', 'image')
+  if modality == 'image':
+    return _image_preprocessor(inp, video=False), 'image'
+  if modality == 'video':
+    return _image_preprocessor(inp, video=True), 'video'
+  if modality == 'audio':
+    return _audio_preprocessor(inp), 'audio'
+  if modality == 'points':
+    return io.PointCloudPreprocessor(
+        num_bands=int(inp.get('num_bands', 64)),
+        max_resolution=tuple(inp.get('max_resolution', ()) or (1120, 1120, 1120)),
+        concat_pos=bool(inp.get('concat_pos', True)), sine_only=bool(inp.get('sine_only', False))), 'points'
+  if modality == 'audio_video':
+    audio_cfg, video_cfg = _as_dict(inp.get('audio')), _as_dict(inp.get('video'))
+    if not audio_cfg or not video_cfg:
+      raise ValueError('model.input.modality=audio_video needs model.input.audio and model.input.video sections')
+    return io.MultimodalPreprocessor(
+        modalities={'audio': _audio_preprocessor(audio_cfg),
+                    'video': _image_preprocessor(video_cfg, video=True)},
+        min_padding_size=int(inp.get('min_padding_size', 4))), ('audio', 'video')
+  raise ValueError(f"model.input.modality must be one of image, video, audio, points, audio_video; got {modality!r}")
+
+
+def build_model(model_config) -> hk.TransformedWithState:
+  """Builds the classifier `config.model` describes.
+
+  Returns `hk.TransformedWithState` whose `init(rng, inputs, is_training=...)`
+  and `apply(params, state, rng, inputs, is_training=...)` take a dict of
+  batch-first arrays keyed by modality (`image`, `video`, `audio`, `points`,
+  optional `pos`) and return logits [B, num_classes] in float32.
+  Parameters are float32; `compute_dtype='bfloat16'` casts parameters and
+  inputs to bf16 inside apply (mixed precision: float32 master weights).
+  """
+  cfg = _as_dict(model_config)
+  _check_keys('model', cfg, MODEL_KEYS)
+  inp, enc, dec = _as_dict(cfg.get('input')), _as_dict(cfg.get('encoder')), _as_dict(cfg.get('decoder'))
+  _check_keys('model.input', inp, INPUT_KEYS)
+  _check_keys('model.encoder', enc, ENCODER_KEYS)
+  _check_keys('model.decoder', dec, DECODER_KEYS)
+  name = cfg.get('name', 'perceiver')
+  if name not in ('perceiver', 'perceiver_io'):
+    raise ValueError(f"model.name must be 'perceiver' or 'perceiver_io', got {name!r}")
+  if 'num_classes' not in dec:
+    raise ValueError('model.decoder.num_classes is required')
+  num_classes = int(dec['num_classes'])
+  latent_channels = int(enc.get('latent_channels', 1024))
+  eps = float(enc.get('layer_norm_eps', attn_lib.DEFAULT_LAYER_NORM_EPS))
+  decoder_name = dec.get('name', 'average_project' if name == 'perceiver' else 'classification')
+  if decoder_name not in ('average_project', 'classification'):
+    raise ValueError(f"model.decoder.name must be 'average_project' or 'classification', got {decoder_name!r}")
+  compute_dtype = cfg.get('compute_dtype', 'float32')
+  if compute_dtype not in ('float32', 'bfloat16'):
+    raise ValueError(f"model.compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
+  _validate_input(inp)
+  modality = inp.get('modality', 'image')
+  stream_dropout = {'video': float(inp.get('video_dropout_prob', 0.0)),
+                    'audio': float(inp.get('audio_dropout_prob', 0.0))}
+
+  def forward(inputs: Mapping[str, jax.Array], *, is_training: bool) -> jax.Array:
+    if not isinstance(inputs, Mapping):
+      raise TypeError(f'model inputs must be a dict keyed by modality, got {type(inputs).__name__}')
+    preprocessor, key = _input_preprocessor(inp)
+    keys = key if isinstance(key, tuple) else (key,)
+    missing = [k for k in keys if k not in inputs]
+    if missing:
+      raise KeyError(f'model.input.modality={modality!r} needs inputs {list(keys)}; missing {missing} '
+                     f'(got {sorted(inputs)})')
+    x = {k: _StreamDropout(stream_dropout[k], name=f'{k}_dropout')(inputs[k], is_training=is_training)
+         if stream_dropout.get(k, 0) > 0 else inputs[k] for k in keys}
+    x = x if isinstance(key, tuple) else x[key]
+    encoder = PerceiverEncoder(
+        num_self_attends_per_block=int(enc.get('num_self_attends_per_block', 6)),
+        num_blocks=int(enc.get('num_blocks', 8)),
+        z_index_dim=int(enc.get('num_latents', 512)), num_z_channels=latent_channels,
+        qk_channels=_opt_channels(enc.get('qk_channels')), v_channels=_opt_channels(enc.get('v_channels')),
+        num_cross_attend_heads=int(enc.get('num_cross_attend_heads', 1)),
+        num_self_attend_heads=int(enc.get('num_self_attend_heads', 8)),
+        cross_attend_widening_factor=int(enc.get('cross_attend_widening_factor', 1)),
+        self_attend_widening_factor=int(enc.get('self_attend_widening_factor', 1)),
+        dropout_prob=float(enc.get('dropout_prob', 0.0)),
+        z_pos_enc_init_scale=float(enc.get('latent_init_scale', 0.02)),
+        cross_attention_shape_for_attn=enc.get('cross_attention_shape_for_attn', 'kv'),
+        use_query_residual=bool(enc.get('use_query_residual', True)),
+        num_cross_attends=int(enc.get('num_cross_attends', 1)),
+        cross_attend_placement=enc.get('cross_attend_placement', 'interleaved'),
+        share_cross_attends=bool(enc.get('share_cross_attends', True)),
+        share_latent_transformers=bool(enc.get('share_latent_transformers', True)),
+        layer_norm_eps=eps, cross_attend_chunk_size=int(enc.get('attention_chunk_size', 0)),
+        remat=bool(enc.get('remat', False)))
+    if decoder_name == 'average_project':
+      decoder = dec_lib.ProjectionDecoder(num_classes, final_avg_before_project=True)
+    else:
+      query_channels = int(dec.get('query_channels', latent_channels))
+      decoder = dec_lib.ClassificationDecoder(
+          num_classes, num_z_channels=latent_channels,
+          use_query_residual=bool(dec.get('use_query_residual', True)),
+          num_heads=int(dec.get('num_heads', 1)), position_encoding_type='trainable',
+          trainable_position_encoding_kwargs=dict(num_channels=query_channels, init_scale=0.02),
+          layer_norm_eps=eps)
+    model = Perceiver(encoder=encoder, decoder=decoder, input_preprocessor=preprocessor)
+    logits = model(x, is_training=is_training, pos=inputs.get('pos'))
+    return logits.astype(jnp.float32)
+
+  net = hk.transform_with_state(forward)
+  if compute_dtype == 'float32':
+    return net
+  policy = jmp.get_policy(f'params=float32,compute={compute_dtype},output=float32')
+
+  def cast_inputs(inputs):
+    return {k: policy.cast_to_compute(v) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating) else v
+            for k, v in inputs.items()}
+
+  def init(rng, inputs, *, is_training):
+    return net.init(rng, inputs, is_training=is_training)  # float32 master parameters
+
+  def apply(params, state, rng, inputs, *, is_training):
+    out, new_state = net.apply(policy.cast_to_compute(params), state, rng, cast_inputs(inputs),
+                               is_training=is_training)
+    return policy.cast_to_output(out), new_state
+
+  return hk.TransformedWithState(init=init, apply=apply)
