@@ -1,0 +1,56 @@
+"""Input pipelines (tf.data + TFDS) for ImageNet, AudioSet and ModelNet40.
+
+    ds = perceiver.data.get_dataset(data_config, split='train',
+                                    batch_size=64, shuffle_seed=0)
+
+Each pipeline reads the dataset's public format from `manual_dir`
+(../shared/reference/DATASETS.md), builds TFDS records once into `data_dir`
+and applies the papers' preprocessing. TensorFlow never sees accelerators.
+
+Batches (dicts of tensors, batch first):
+  imagenet2012: image f32 [B, S, S, 3] (normalised), pos f32 [B, S*S, 2]
+                (unless pos='none'), label i32 [B], or f32 [B, K] soft
+                targets when MixUp/CutMix is on (training).
+  audioset:     audio f32 [B, 480, 128] (raw) or [B, 4800, 1] (mel, 96
+                frames x 50 bins, row-major), video f32 [B, 32, S, S, 3] or
+                [B, 12544, 384] (video_patched), label f32 multi-hot [B, K].
+                Eval ('valid'/'test') adds a clip axis after B:
+                [B, num_eval_clips, ...]; average the scores over it
+                (`audioset.average_clip_scores`) and use
+                `audioset.mean_average_precision`.
+  modelnet40:   points f32 [B, N, 3], label i32 [B].
+
+data_config fields (ml_collections.ConfigDict; unknown fields are rejected;
+see config.py for every default):
+  all:      name ('imagenet2012' | 'audioset' | 'modelnet40'), data_dir,
+            manual_dir, on_corrupt ('raise' | 'skip'), prepare,
+            train_split / valid_split / test_split (TFDS split strings behind
+            split='train' / 'valid' / 'test'), shuffle_buffer, repeat,
+            drop_remainder, cache, num_parallel_calls.
+  imagenet2012: num_classes, image_size, crop_area_range, crop_aspect_range,
+            random_flip, randaugment_num_layers, randaugment_magnitude,
+            mixup_alpha, cutmix_alpha, mix_switch_prob, eval_crop_padding,
+            pos ('crop' | 'image' | 'none').
+  audioset: num_classes, modality ('audio' | 'video' | 'audio_video'),
+            audio_repr ('raw' | 'mel'), clip_samples, audio_patch_size,
+            mel_frames, mel_bins, specaugment, spec_num_freq_masks,
+            spec_freq_mask_max, spec_num_time_masks, spec_time_mask_max,
+            video_frames, video_size, video_crop_area_range,
+            video_color_augment, video_random_flip, video_patched,
+            video_patch_shape, video_dropout, num_eval_clips,
+            stored_video_size.
+  modelnet40: num_classes, source ('off' | 'hdf5'), num_points,
+            stored_points, scale_range.
+"""
+
+from perceiver.data.config import default_config
+from perceiver.data.config import resolve_config
+from perceiver.data.errors import CorruptDataError
+from perceiver.data.errors import MissingDataError
+from perceiver.data.pipeline import get_builder
+from perceiver.data.pipeline import get_dataset
+
+__all__ = [
+    'CorruptDataError', 'MissingDataError', 'default_config', 'get_builder',
+    'get_dataset', 'resolve_config',
+]

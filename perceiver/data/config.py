@@ -1,0 +1,136 @@
+"""Defaults and validation of `data_config` (see the package docstring).
+
+A user config names only the fields it changes; everything else comes from
+`default_config(name)`. Unknown fields are rejected so that a typo in a
+config file fails loudly instead of silently training with a default.
+"""
+
+from typing import Any
+
+import ml_collections
+
+# Fields shared by every dataset.
+_COMMON: dict[str, Any] = dict(
+    data_dir=None,  # TFDS data_dir for prepared records (None: TFDS default).
+    manual_dir=None,  # Where the user's public-format files are.
+    on_corrupt='raise',  # 'raise' | 'skip' (skip and count, logged).
+    prepare=True,  # Build the TFDS records from manual_dir if absent.
+    train_split=None,  # TFDS split string behind split='train'.
+    valid_split=None,  # ... behind split='valid'.
+    test_split=None,  # ... behind split='test'.
+    shuffle_buffer=10_000,
+    repeat=None,  # None: repeat for 'train' only.
+    drop_remainder=None,  # None: drop for 'train' only.
+    cache=False,  # Cache decoded examples in memory (small datasets).
+    num_parallel_calls=-1,  # -1 = tf.data.AUTOTUNE.
+)
+
+_IMAGENET: dict[str, Any] = dict(
+    train_split='train[10000:]',  # Perceiver IO reference split.
+    valid_split='train[:10000]',
+    test_split='validation',
+    num_classes=1000,
+    image_size=224,
+    crop_area_range=(0.08, 1.0),  # Inception crop.
+    crop_aspect_range=(3 / 4, 4 / 3),
+    random_flip=True,
+    randaugment_num_layers=4,  # N; 0 turns RandAugment off.
+    randaugment_magnitude=5,  # M on the usual 0..10 scale.
+    mixup_alpha=0.2,  # 0 turns MixUp off.
+    cutmix_alpha=1.0,  # 0 turns CutMix off.
+    mix_switch_prob=0.5,  # P(CutMix) per batch when both are on.
+    eval_crop_padding=32,  # Centre crop of size/(size+pad) of short side.
+    pos='crop',  # 'crop' | 'image' | 'none': emit `pos` [B, H*W, 2].
+)
+
+_AUDIOSET: dict[str, Any] = dict(
+    train_split='balanced_train+unbalanced_train',
+    valid_split='eval',
+    test_split='eval',
+    num_classes=None,  # None: len(class_labels_indices.csv).
+    modality='audio',  # 'audio' | 'video' | 'audio_video'.
+    audio_repr='raw',  # 'raw' (480 x 128 patches) | 'mel' (4,800 inputs).
+    clip_samples=61_440,  # 1.28 s at 48 kHz (= 32 frames at 25 fps).
+    audio_patch_size=128,
+    mel_frames=96,  # 96 x 50 = 4,800 mel inputs.
+    mel_bins=50,
+    specaugment=True,
+    spec_num_freq_masks=2,
+    spec_freq_mask_max=10,
+    spec_num_time_masks=2,
+    spec_time_mask_max=20,
+    video_frames=32,
+    video_size=224,
+    video_crop_area_range=(0.3, 1.0),
+    video_color_augment=True,
+    video_random_flip=True,
+    video_patched=False,  # True: `video` [B, 12544, 384] (2x8x8 patches).
+    video_patch_shape=(2, 8, 8),
+    video_dropout=0.3,  # audio_video training: P(zero the video stream).
+    num_eval_clips=16,
+    stored_video_size=256,  # Builder: shorter side of stored frames.
+)
+
+_MODELNET: dict[str, Any] = dict(
+    train_split='train',
+    valid_split='test',
+    test_split='test',
+    num_classes=None,  # None: number of class folders / shape_names.txt.
+    source='off',  # 'off' (Princeton tree) | 'hdf5' (PointNet files).
+    num_points=2048,
+    stored_points=10_000,  # OFF builder: surface samples stored per shape.
+    scale_range=(0.99, 1.01),  # Train: per-point scaling.
+)
+
+_DEFAULTS = {
+    'imagenet2012': _IMAGENET,
+    'audioset': _AUDIOSET,
+    'modelnet40': _MODELNET,
+}
+
+NAMES = tuple(_DEFAULTS)
+
+
+def default_config(name: str) -> ml_collections.ConfigDict:
+  """All fields of the `name` pipeline with their defaults."""
+  if name not in _DEFAULTS:
+    raise ValueError(f'unknown dataset name {name!r}; expected one of {NAMES}')
+  fields = dict(name=name, **_COMMON)
+  fields.update(_DEFAULTS[name])
+  return ml_collections.ConfigDict(fields)
+
+
+def resolve_config(
+    data_config: ml_collections.ConfigDict | dict[str, Any],
+) -> ml_collections.ConfigDict:
+  """Defaults overlaid with `data_config`; rejects unknown fields."""
+  given = dict(data_config.items() if hasattr(data_config, 'items')
+               else data_config)
+  if 'name' not in given:
+    raise ValueError(f'data_config.name is required (one of {NAMES})')
+  config = default_config(given['name'])
+  unknown = sorted(set(given) - set(config.keys()))
+  if unknown:
+    raise ValueError(
+        f'unknown data_config field(s) {unknown} for {given["name"]!r}; '
+        f'known fields: {sorted(config.keys())}')
+  with config.unlocked():
+    for key, value in given.items():
+      if isinstance(value, ml_collections.ConfigDict):
+        value = value.to_dict()
+      config[key] = value
+  if config.on_corrupt not in ('raise', 'skip'):
+    raise ValueError(
+        f"data_config.on_corrupt must be 'raise' or 'skip', got "
+        f'{config.on_corrupt!r}')
+  _check_choice(config, 'pos', ('crop', 'image', 'none'))
+  _check_choice(config, 'modality', ('audio', 'video', 'audio_video'))
+  _check_choice(config, 'audio_repr', ('raw', 'mel'))
+  _check_choice(config, 'source', ('off', 'hdf5'))
+  return config
+
+
+def _check_choice(config, field: str, choices: tuple[str, ...]) -> None:
+  if field in config and config[field] not in choices:
+    raise ValueError(f'data_config.{field} must be one of {choices}, got '
+                     f'{config[field]!r}')

@@ -1,0 +1,330 @@
+"""ImageNet (TFDS `imagenet2012`, manual tars) with the Perceiver preprocessing.
+
+Records are built by `Imagenet2012`, a subclass of TFDS's own builder with
+the same name, version and features (records built by either are
+interchangeable). It differs in two ways:
+  * validation labels come from the line of TFDS's validation_labels.txt
+    given by the number in the file name (ILSVRC2012_val_<i>.JPEG). TFDS
+    pairs the sorted file names with the *first* N lines, which is the same
+    for the full 50,000 images but mislabels any subset, e.g. the sample data;
+  * every JPEG is decoded once while building, so that a corrupt image is
+    skipped-and-counted or reported with its path (`on_corrupt`) instead of
+    failing much later inside a training run.
+
+Preprocessing (the Perceiver reference): Inception crop (area 8-100%,
+aspect 3/4-4/3) decoded straight from the JPEG, bicubic resize, random flip,
+RandAugment(N, M), ImageNet mean/std normalisation; eval: centre crop of
+size/(size+32) of the shorter side. MixUp / CutMix act on whole batches.
+
+Positions (`pos` [B, H*W, 2], (y, x) in [-1, 1], row-major like the pixels):
+  'crop'  the crop's own grid, linspace(-1, 1) along each axis. The paper
+          computes Fourier features relative to the crop, so this is the
+          same grid for every example (kept as an explicit input so the
+          model need not assume it);
+  'image' where each output pixel came from in the ORIGINAL image, also in
+          [-1, 1] (flip-aware): the ablation the paper argues against;
+  'none'  no `pos` key (the model builds the grid itself).
+"""
+
+import io
+import os
+import re
+import tarfile
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+from tensorflow_datasets.datasets.imagenet2012 import imagenet2012_dataset_builder as tfds_imagenet
+from tensorflow_datasets.datasets.imagenet2012 import imagenet_common
+
+from perceiver.data import errors
+from perceiver.data import randaugment
+from perceiver.data._tf import tf
+
+MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+TRAIN_TAR = 'ILSVRC2012_img_train.tar'
+VAL_TAR = 'ILSVRC2012_img_val.tar'
+_HOW_TO_GET = ('register at https://image-net.org/download-images and put '
+               f'{TRAIN_TAR} and {VAL_TAR} (ILSVRC 2012) into manual_dir; for '
+               'small real data in the same layout run '
+               'scripts/make_sample_data.py --what imagenet')
+_VAL_NAME = re.compile(r'ILSVRC2012_val_(\d+)\.JPEG$')
+
+
+def _check_jpeg(data: bytes) -> None:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(io.BytesIO(data)) as img:
+    img.load()
+
+
+class Imagenet2012(tfds_imagenet.Builder, skip_registration=True):
+  """TFDS imagenet2012 with index-based val labels and corrupt-file checks."""
+
+  name = 'imagenet2012'
+
+  def __init__(self, *, on_corrupt: str = 'raise', **kwargs):
+    self._corrupt = errors.CorruptCounter(on_corrupt, logging)
+    super().__init__(**kwargs)
+
+  @property
+  def skipped_files(self) -> list[str]:
+    return self._corrupt.skipped
+
+  def _split_generators(self, dl_manager):
+    manual = dl_manager.manual_dir
+    splits = []
+    for split, tar, labels in (
+        (tfds.Split.TRAIN, TRAIN_TAR, None),
+        (tfds.Split.VALIDATION, VAL_TAR, _validation_labels),
+    ):
+      path = os.path.join(manual, tar)
+      if tf.io.gfile.exists(path):
+        splits.append(tfds.core.SplitGenerator(
+            name=split, gen_kwargs=dict(path=path, val_labels=labels)))
+    if not splits:
+      raise errors.MissingDataError(
+          'imagenet2012', [os.path.join(manual, TRAIN_TAR),
+                           os.path.join(manual, VAL_TAR)], _HOW_TO_GET)
+    return splits
+
+  def _generate_examples(self, path: str, val_labels):
+    try:
+      outer = tarfile.open(path, mode='r|')
+    except (tarfile.TarError, OSError) as e:
+      raise errors.CorruptDataError(path, f'{type(e).__name__}: {e}') from e
+    with outer:
+      if val_labels is not None:
+        labels = val_labels()
+        for name, data in _iter_tar(outer, path, self._corrupt):
+          yield from self._example(f'{path}:{name}', name, data,
+                                   labels.get(name))
+        return
+      for inner_name, inner_data in _iter_tar(outer, path, self._corrupt):
+        synset = os.path.basename(inner_name)[:-4]  # 'n01440764.tar'
+        inner_path = f'{path}:{inner_name}'
+        try:
+          inner = tarfile.open(fileobj=io.BytesIO(inner_data), mode='r|')
+        except (tarfile.TarError, OSError) as e:
+          self._corrupt.report(inner_path, e)
+          continue
+        with inner:
+          for name, data in _iter_tar(inner, inner_path, self._corrupt):
+            yield from self._example(f'{inner_path}:{name}', name, data,
+                                     synset)
+
+  def _example(self, where: str, name: str, data: bytes, label):
+    if label is None:
+      self._corrupt.report(where, ValueError(
+          'no label: file name not of the form ILSVRC2012_val_<index>.JPEG'))
+      return
+    try:
+      _check_jpeg(data)
+    except Exception as e:  # pylint: disable=broad-except
+      self._corrupt.report(where, e)
+      return
+    image = self._fix_image(name, io.BytesIO(data))
+    yield name, {'file_name': name, 'image': image, 'label': label}
+
+
+def _iter_tar(tar: tarfile.TarFile, path: str, corrupt: errors.CorruptCounter):
+  """Yields (member name, bytes) of the regular files of a streamed tar."""
+  try:
+    for member in tar:
+      if member.isfile():
+        yield os.path.basename(member.name), tar.extractfile(member).read()
+  except (tarfile.TarError, OSError, EOFError) as e:
+    # A truncated or garbled archive: nothing after this point is readable.
+    corrupt.report(path, e)
+
+
+def _validation_labels() -> dict[str, str]:
+  """File name -> synset, by the index in the name (see module docstring)."""
+  with tf.io.gfile.GFile(os.fspath(
+      tfds.core.tfds_path(imagenet_common._VALIDATION_LABELS_FNAME))) as f:  # pylint: disable=protected-access
+    synsets = f.read().split()
+  return {f'ILSVRC2012_val_{i + 1:08d}.JPEG': s for i, s in enumerate(synsets)}
+
+
+def expected_manual_files(config) -> dict[str, list[str]]:
+  """TFDS split -> manual files it is built from."""
+  manual = config.manual_dir or ''
+  return {'train': [os.path.join(manual, TRAIN_TAR)],
+          'validation': [os.path.join(manual, VAL_TAR)]}
+
+
+HOW_TO_GET = _HOW_TO_GET
+
+
+def make_builder(config) -> tfds.core.DatasetBuilder:
+  return Imagenet2012(data_dir=config.data_dir, on_corrupt=config.on_corrupt)
+
+
+def decoders(config) -> dict:
+  del config
+  return {'image': tfds.decode.SkipDecoding()}  # Crop before decoding.
+
+
+# ------------------------------------------------------------ preprocessing
+
+
+def _crop_window_train(shape: tf.Tensor, config) -> tf.Tensor:
+  """Inception-style random crop window [y, x, h, w] of a [H, W, C] image."""
+  bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, shape=[1, 1, 4])
+  begin, size, _ = tf.image.sample_distorted_bounding_box(
+      shape, bounding_boxes=bbox, min_object_covered=0.1,
+      aspect_ratio_range=tuple(config.crop_aspect_range),
+      area_range=tuple(config.crop_area_range), max_attempts=10,
+      use_image_if_no_bounding_boxes=True)
+  window = tf.stack([begin[0], begin[1], size[0], size[1]])
+  # After 10 failed attempts TF returns the whole image; use the eval crop.
+  return tf.cond(tf.reduce_all(size[:2] == shape[:2]),
+                 lambda: _crop_window_eval(shape, config), lambda: window)
+
+
+def _crop_window_eval(shape: tf.Tensor, config) -> tf.Tensor:
+  """Centre crop of size/(size+padding) of the shorter side."""
+  h, w = shape[0], shape[1]
+  ratio = config.image_size / (config.image_size + config.eval_crop_padding)
+  side = tf.cast(ratio * tf.cast(tf.minimum(h, w), tf.float32), tf.int32)
+  return tf.stack([(h - side + 1) // 2, (w - side + 1) // 2, side, side])
+
+
+def crop_positions(window: tf.Tensor, image_shape: tf.Tensor, size: int,
+                   mode: str, flipped: tf.Tensor) -> tf.Tensor:
+  """(y, x) positions in [-1, 1] of a size x size crop; float32 [size**2, 2].
+
+  mode 'crop': the crop's own grid. mode 'image': the original-image
+  coordinates of the crop's pixels (`window` = [y, x, h, w] in pixels).
+  """
+  t = tf.linspace(0.0, 1.0, size)  # [S]
+  if mode == 'crop':
+    ys, xs = 2.0 * t - 1.0, 2.0 * t - 1.0
+  else:
+    window = tf.cast(window, tf.float32)
+    h = tf.cast(image_shape[0], tf.float32)
+    w = tf.cast(image_shape[1], tf.float32)
+    ys = 2.0 * (window[0] + t * (window[2] - 1.0)) / tf.maximum(h - 1, 1) - 1
+    xs = 2.0 * (window[1] + t * (window[3] - 1.0)) / tf.maximum(w - 1, 1) - 1
+    xs = tf.where(flipped, xs[::-1], xs)
+  grid = tf.stack(tf.meshgrid(ys, xs, indexing='ij'), axis=-1)  # [S, S, 2]
+  return tf.reshape(grid, [size * size, 2])
+
+
+def normalize(image: tf.Tensor) -> tf.Tensor:
+  return (image - tf.constant(MEAN_RGB)) / tf.constant(STDDEV_RGB)
+
+
+def preprocess(example: dict, config, is_training: bool) -> dict:
+  """One encoded example -> {'image' [S, S, 3], 'label' [], 'pos'?}."""
+  size = config.image_size
+  data = example['image']  # Encoded JPEG bytes.
+  shape = tf.image.extract_jpeg_shape(data)
+  window = (_crop_window_train if is_training else _crop_window_eval)(
+      shape, config)
+  image = tf.image.decode_and_crop_jpeg(data, window, channels=3)
+  image = tf.image.resize(tf.cast(image, tf.float32), [size, size],
+                          method='bicubic')
+  image = tf.clip_by_value(image, 0.0, 255.0)
+  flipped = tf.constant(False)
+  if is_training and config.random_flip:
+    flipped = tf.random.uniform([]) < 0.5
+    image = tf.where(flipped, image[:, ::-1], image)
+  if is_training and config.randaugment_num_layers > 0:
+    image = randaugment.randaugment(image, config.randaugment_num_layers,
+                                    config.randaugment_magnitude)
+  out = {'image': normalize(image),  # [S, S, 3]
+         'label': tf.cast(example['label'], tf.int32)}
+  if config.pos != 'none':
+    out['pos'] = crop_positions(window, shape, size, config.pos, flipped)
+  return out
+
+
+# ------------------------------------------------------- MixUp and CutMix
+
+
+def _beta(alpha: float, shape: list[int]) -> tf.Tensor:
+  a = tf.random.gamma(shape, alpha)
+  b = tf.random.gamma(shape, alpha)
+  return a / (a + b)
+
+
+def mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float):
+  """MixUp of each example with the batch reversed.
+
+  Args:
+    images: float32 [B, H, W, C].
+    labels: float32 [B, K] (one-hot or already soft).
+    alpha: Beta(alpha, alpha) parameter of the mixing weight.
+
+  Returns:
+    images [B, H, W, C], labels [B, K], lam [B] (weight of the original).
+  """
+  lam = _beta(alpha, [tf.shape(images)[0]])  # [B]
+  return _mix(images, labels, lam[:, None, None, None], lam)
+
+
+def cutmix(images: tf.Tensor, labels: tf.Tensor, alpha: float):
+  """CutMix: paste a box of the reversed batch; label weight = area kept."""
+  b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+  lam = _beta(alpha, [b])  # [B] target fraction kept
+  hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+  cut = tf.sqrt(1.0 - lam)
+  cy = tf.random.uniform([b]) * hf
+  cx = tf.random.uniform([b]) * wf
+  y0 = tf.clip_by_value(cy - cut * hf / 2, 0, hf)[:, None]  # [B, 1]
+  y1 = tf.clip_by_value(cy + cut * hf / 2, 0, hf)[:, None]
+  x0 = tf.clip_by_value(cx - cut * wf / 2, 0, wf)[:, None]
+  x1 = tf.clip_by_value(cx + cut * wf / 2, 0, wf)[:, None]
+  ys = tf.range(hf)[None] + 0.5  # [1, H]
+  xs = tf.range(wf)[None] + 0.5
+  in_y = tf.cast((ys >= y0) & (ys < y1), tf.float32)  # [B, H]
+  in_x = tf.cast((xs >= x0) & (xs < x1), tf.float32)  # [B, W]
+  box = in_y[:, :, None] * in_x[:, None, :]  # [B, H, W]
+  keep = 1.0 - box[..., None]  # [B, H, W, 1]
+  lam = 1.0 - tf.reduce_mean(box, axis=[1, 2])  # actual area kept
+  return _mix(images, labels, keep, lam)
+
+
+def _mix(images, labels, weight, lam):
+  images = weight * images + (1.0 - weight) * images[::-1]
+  labels = lam[:, None] * labels + (1.0 - lam[:, None]) * labels[::-1]
+  return images, labels, lam
+
+
+def mix_batch(batch: dict, config) -> dict:
+  """MixUp or CutMix (chosen per batch) on a batch; labels become soft.
+
+  `label` changes from int32 [B] to float32 [B, num_classes] soft targets
+  (to be used with softmax cross-entropy on probabilities).
+  """
+  labels = tf.one_hot(batch['label'], config.num_classes)  # [B, K]
+  images = batch['image']
+  use_mixup = config.mixup_alpha > 0
+  use_cutmix = config.cutmix_alpha > 0
+  if use_mixup and use_cutmix:
+    images, labels, _ = tf.cond(
+        tf.random.uniform([]) < config.mix_switch_prob,
+        lambda: cutmix(images, labels, config.cutmix_alpha),
+        lambda: mixup(images, labels, config.mixup_alpha))
+  elif use_cutmix:
+    images, labels, _ = cutmix(images, labels, config.cutmix_alpha)
+  elif use_mixup:
+    images, labels, _ = mixup(images, labels, config.mixup_alpha)
+  return dict(batch, image=images, label=labels)
+
+
+def batch_fn(config, is_training: bool):
+  if is_training and (config.mixup_alpha > 0 or config.cutmix_alpha > 0):
+    return lambda batch: mix_batch(batch, config)
+  return None
+
+
+def fixed_permutation(num_positions: int, seed: int) -> np.ndarray:
+  """One fixed permutation of input positions (permuted-ImageNet variant).
+
+  The model applies it after building position features, so each pixel
+  keeps its true position encoding; int64 [num_positions].
+  """
+  return np.random.default_rng(seed).permutation(num_positions)
