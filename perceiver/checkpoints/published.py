@@ -62,7 +62,7 @@ _PUBLISHED: Dict[str, Dict[str, Any]] = {
         use_query_residual=True),
     'imagenet_conv_preprocessing': _imagenet({
         'position_encoding_type': 'fourier', 'fourier_position_encoding_kwargs': _fourier(56),
-        'prep_type': 'conv'},
+        'prep_type': 'conv', 'num_channels': 64},
         use_query_residual=True),
     'language_masked_lm': {
         'model': 'masked_lm', 'vocab_size': 262, 'max_seq_len': 2048, 'd_model': 768,

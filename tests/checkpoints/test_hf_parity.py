@@ -1,0 +1,43 @@
+"""HF goldens through our loader and our model: parity with transformers' outputs.
+
+The weights go through ``load_checkpoint`` (HF names -> reference names), the
+config through ``hf_config_to_reference``, the inputs through
+``convert_inputs`` (NCHW -> NHWC, ids/mask renamed), then
+``perceiver.models.build_from_reference_config`` runs them. The bar is the
+goldens' (max abs err <= 1e-4, max rel err <= 1e-3).
+"""
+
+import numpy as np
+import pytest
+
+from perceiver.checkpoints import hf, load_checkpoint
+
+golden = pytest.importorskip('perceiver.golden')
+
+# These two need conventions the config carries in `hf_compat` but the model
+# builder does not implement yet (see test_hf.py::test_each_hf_convention_matters
+# for the size of each effect):
+#   conv: conv_stem_padding [[3, 3], [3, 3]] and conv_stem_pool_padding 'VALID'
+#   language: decoder_query_mask False (HF decodes padded positions normally)
+# strict: once the model implements them these tests XPASS -> fail, so the
+# markers get removed.
+_NEEDS_MODEL_SUPPORT = pytest.mark.xfail(
+    strict=True, reason='model builder ignores hf_compat conventions (conv stem / decoder mask)')
+
+
+@pytest.mark.parametrize('name', [
+    'vision_perceiver_learned',
+    'vision_perceiver_fourier',
+    pytest.param('vision_perceiver_conv', marks=_NEEDS_MODEL_SUPPORT),
+    pytest.param('language_perceiver', marks=_NEEDS_MODEL_SUPPORT),
+])
+def test_hf_golden_parity(golden_dir, name):
+  path = golden_dir / 'hf' / f'{name}.npz'
+  data = np.load(path)
+  params, state, config = load_checkpoint(path)
+  inputs = hf.convert_inputs({k.split('::', 1)[1]: data[k] for k in data.files
+                              if k.startswith('input::')})
+  case = golden.GoldenCase(name, config, params, state, inputs, {'': data['output']})
+  abs_err, rel_err = golden.compare(golden.run_case(case), case.outputs)
+  print(f'{name} max_abs_err={abs_err:.3e} max_rel_err={rel_err:.3e}')
+  assert abs_err <= golden.MAX_ABS_ERR and rel_err <= golden.MAX_REL_ERR
