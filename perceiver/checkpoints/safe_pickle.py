@@ -75,14 +75,29 @@ def _invalid_opcode(code: int) -> Callable[[Any], None]:
   return invalid
 
 
+_BASE_DISPATCH = pickle._Unpickler.dispatch  # pylint: disable=protected-access
+
+
+def _checked_build(self: 'RestrictedUnpickler') -> None:
+  """BUILD only on instances of our builder classes (their own __setstate__).
+
+  Plain BUILD would set attributes (``__defaults__``, slots) on whatever is on
+  the stack, e.g. on our stand-in functions, and so leak into later loads.
+  """
+  target = self.stack[-2] if len(self.stack) >= 2 else None  # [..., instance, state]
+  if not isinstance(target, self.buildable_types):
+    raise UnsafeCheckpointError(f'refused BUILD on {type(target).__name__}: state may only be '
+                                'set on arrays, dtypes and state dicts')
+  _BASE_DISPATCH[pickle.BUILD[0]](self)
+
+
 def _restricted_dispatch(allowed_names: frozenset) -> Dict[int, Callable]:
   """Opcode table of ``pickle._Unpickler`` cut down to ``allowed_names``."""
-  base = pickle._Unpickler.dispatch  # pylint: disable=protected-access
   table: Dict[int, Callable] = {code: _invalid_opcode(code) for code in range(256)}
   for op in pickletools.opcodes:
     code = ord(op.code)
-    if op.name in allowed_names and code in base:
-      table[code] = base[code]
+    if op.name in allowed_names and code in _BASE_DISPATCH:
+      table[code] = _checked_build if op.name == 'BUILD' else _BASE_DISPATCH[code]
     else:
       table[code] = _refuse_opcode(op.name)
   return table
@@ -97,16 +112,19 @@ class RestrictedUnpickler(pickle._Unpickler):  # pylint: disable=protected-acces
 
   ``allowed`` maps ``(module, qualified name)`` to the object that name
   resolves to (our stand-in); any other global raises UnsafeCheckpointError.
+  BUILD is accepted only on instances of ``buildable_types``.
   """
 
   dispatch = _DISPATCH_DATA
 
   def __init__(self, file: io.BufferedIOBase,
                allowed: Mapping[Tuple[str, str], Any],
-               persistent_load: Optional[Callable[[Any], Any]] = None):
+               persistent_load: Optional[Callable[[Any], Any]] = None,
+               buildable_types: Tuple[type, ...] = ()):
     # encoding='latin1' is what numpy needs for Python-2 era array payloads.
     super().__init__(file, fix_imports=False, encoding='latin1', errors='strict')
     self._allowed = dict(allowed)
+    self.buildable_types = tuple(buildable_types)
     if persistent_load is not None:
       self.dispatch = _DISPATCH_WITH_PERSISTENT
       self.persistent_load = persistent_load
@@ -122,9 +140,10 @@ class RestrictedUnpickler(pickle._Unpickler):  # pylint: disable=protected-acces
 
 def unpickle_restricted(data: bytes, allowed: Mapping[Tuple[str, str], Any], *,
                         source: str,
-                        persistent_load: Optional[Callable[[Any], Any]] = None) -> Any:
+                        persistent_load: Optional[Callable[[Any], Any]] = None,
+                        buildable_types: Tuple[type, ...] = ()) -> Any:
   """Unpickles ``data`` with the allow-list; every failure names ``source``."""
-  unpickler = RestrictedUnpickler(io.BytesIO(data), allowed, persistent_load)
+  unpickler = RestrictedUnpickler(io.BytesIO(data), allowed, persistent_load, buildable_types)
   try:
     return unpickler.load()
   except UnsafeCheckpointError as e:
@@ -298,6 +317,7 @@ del _core
 NUMPY_ALLOWED[('numpy', 'ndarray')] = _NDARRAY
 NUMPY_ALLOWED[('numpy', 'dtype')] = _DTypeBuilder
 NUMPY_ALLOWED[('_codecs', 'encode')] = _codecs_encode
+NUMPY_BUILDABLE = (_ArrayBuilder, _DTypeBuilder)
 
 # The globals DeepMind's released checkpoints reference (pickletools.dis of the
 # files shows exactly: haiku._src.data_structures.FlatMapping,
@@ -353,7 +373,8 @@ def _is_params_and_state(obj: Any) -> bool:
 
 def loads_deepmind_checkpoint(data: bytes, *, source: str = '<bytes>') -> Dict[str, Params]:
   """Like ``load_deepmind_checkpoint`` but from bytes already in memory."""
-  obj = unpickle_restricted(data, DEEPMIND_ALLOWED, source=source)
+  obj = unpickle_restricted(data, DEEPMIND_ALLOWED, source=source,
+                            buildable_types=NUMPY_BUILDABLE)
   if _is_params_and_state(obj):
     params, state = obj['params'], obj.get('state', {})
   else:  # language .pickle, optical-flow and video .pystate: params alone

@@ -197,7 +197,7 @@ def _read_archive(zf: zipfile.ZipFile, path: str) -> Dict[str, np.ndarray]:
     return storages[key]
 
   obj = unpickle_restricted(zf.read(pkl_name), TORCH_ALLOWED, source=f'{path}:{pkl_name}',
-                            persistent_load=persistent_load)
+                            persistent_load=persistent_load, buildable_types=(_StateDict,))
   if not isinstance(obj, dict):
     raise CheckpointFormatError(f'{path}: expected a state_dict, got {type(obj).__name__}')
   out: Dict[str, np.ndarray] = {}

@@ -15,6 +15,7 @@ import _pickle_asm as asm
 from perceiver.checkpoints import (CheckpointError, CheckpointFormatError,
                                    CheckpointNotFoundError, UnsafeCheckpointError,
                                    load_deepmind_checkpoint)
+from perceiver.checkpoints import safe_pickle
 from perceiver.checkpoints.safe_pickle import loads_deepmind_checkpoint
 
 RELEASED = ['imagenet_conv_preprocessing.pystate', 'imagenet_fourier_position_encoding.pystate',
@@ -156,6 +157,18 @@ def test_extension_registry_opcodes_are_refused(tmp_path):
   finally:
     copyreg.remove_extension('os', 'system', 0x7A)
   assert not marker.exists()
+
+
+def test_build_cannot_tamper_with_the_stand_ins():
+  """BUILD on an allowed function would set e.g. its __defaults__ for later loads."""
+  scalar = safe_pickle.NUMPY_ALLOWED[('numpy.core.multiarray', 'scalar')]
+  before = scalar.__defaults__
+  slotstate = asm.tuple_(asm.NONE, asm.dict_([(asm.unicode('__defaults__'),
+                                               asm.tuple_(asm.unicode('x')))]))
+  data = asm.PROTO2 + asm.global_('numpy.core.multiarray', 'scalar') + slotstate + asm.BUILD + asm.STOP
+  with pytest.raises(UnsafeCheckpointError, match='refused BUILD on function'):
+    loads_deepmind_checkpoint(data)
+  assert scalar.__defaults__ == before
 
 
 def test_payload_is_live_under_plain_pickle(tmp_path):

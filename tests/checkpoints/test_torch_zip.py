@@ -18,6 +18,7 @@ import _pickle_asm as asm
 from perceiver.checkpoints import (CheckpointFormatError, UnsafeCheckpointError,
                                    load_checkpoint, load_torch_state_dict)
 from perceiver.checkpoints.loader import detect_format
+from perceiver.checkpoints.torch_zip import TORCH_ALLOWED
 
 _NP_TO_STORAGE = {np.dtype(np.float32): 'FloatStorage', np.dtype(np.int64): 'LongStorage',
                   np.dtype(np.float16): 'HalfStorage'}
@@ -119,6 +120,17 @@ def test_hostile_data_pkl_is_refused(tmp_path):
   with pytest.raises(UnsafeCheckpointError, match='os.system'):
     load_torch_state_dict(path)
   assert not marker.exists()
+
+
+def test_storage_types_cannot_be_tampered_with(tmp_path):
+  float_storage = TORCH_ALLOWED[('torch', 'FloatStorage')]
+  slotstate = asm.tuple_(asm.NONE, asm.dict_([(asm.unicode('dtype'), asm.unicode('f2'))]))
+  path = tmp_path / 'tamper.bin'
+  _write_zip(path, asm.PROTO2 + asm.global_('torch', 'FloatStorage') + slotstate + asm.BUILD
+             + asm.STOP, {})
+  with pytest.raises(UnsafeCheckpointError, match='refused BUILD on _StorageType'):
+    load_torch_state_dict(path)
+  assert float_storage.dtype == np.float32
 
 
 def test_foreign_persistent_id_is_refused(tmp_path):
