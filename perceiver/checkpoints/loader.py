@@ -85,6 +85,17 @@ def _from_hf(state_dict: Mapping[str, np.ndarray], hf_config: Optional[Mapping[s
   return params, state, hf_lib.hf_config_to_reference(hf_config)
 
 
+def _check_forced_format(path: str, format: str) -> None:  # pylint: disable=redefined-builtin
+  """A format given by the caller must not contradict the file's content."""
+  try:
+    found = detect_format(path)
+  except CheckpointFormatError:
+    return  # unrecognised content: the chosen reader reports what is wrong
+  same = {'pystate': 'pickle', 'pickle': 'pystate'}
+  if found != format and same.get(found) != format:
+    raise CheckpointFormatError(f'{path}: asked to read it as {format!r}, but the file is {found!r}')
+
+
 def load_checkpoint(path: PathLike, format: str = 'auto', *,  # pylint: disable=redefined-builtin
                     config: Optional[Mapping[str, Any]] = None,
                     hf_config: Optional[Mapping[str, Any]] = None
@@ -109,7 +120,7 @@ def load_checkpoint(path: PathLike, format: str = 'auto', *,  # pylint: disable=
   elif format not in FORMATS:
     raise CheckpointFormatError(f'unknown format {format!r}; choose auto or one of {FORMATS}')
   else:
-    existing_file(path)
+    _check_forced_format(path, format)
   override = dict(config) if config is not None else None
   if format == 'npz':
     params, state, own = npz_format.read_checkpoint(path)

@@ -58,7 +58,8 @@ def test_hf_weights_carry_their_config(golden_dir, tmp_path):
     (b'hello world', [], 'unknown checkpoint format'),
     ('cut', ['--preset', 'language_masked_lm'], 'truncated'),
     ('pickle', [], 'carries no model config; pass --config_json or --preset'),
-    ('pickle', ['--format', 'hf-torch'], 'corrupt or truncated torch zip'),
+    ('pickle', ['--format', 'hf-torch'], "asked to read it as 'hf-torch', but the file is 'pickle'"),
+    (b'PK\x03\x04 not really a zip', ['--format', 'hf-torch'], 'corrupt or truncated torch zip'),
     ('pickle', ['--config_json', 'absent.json'], 'absent.json: no such'),
 ])
 def test_errors(golden_dir, tmp_path, capsys, make, extra, message):
