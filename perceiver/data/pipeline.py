@@ -92,6 +92,8 @@ def get_dataset(
   module = _module(config.name)
   split_str = tfds_split(config, split)
   builder = get_builder(config, needed_splits=tuple(_base_splits(split_str)))
+  if config.get('num_classes') is None:
+    config.num_classes = len(builder.info.metadata['class_names'])
   is_training = split == 'train'
   host_split = tfds.even_splits(split_str, n=process_count,
                                 drop_remainder=False)[process_index]
