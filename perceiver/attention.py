@@ -224,8 +224,9 @@ class MLP(hk.Module):
   """Dense block: Linear(widening * C) -> GELU (tanh approx.) -> Linear(C)."""
 
   def __init__(self, *, widening_factor: int = 4, dropout_prob: float = 0.0,
-               init_scale: float = 1.0, name: str = 'mlp'):
+               init_scale: float = 1.0, gelu_approximate: bool = True, name: str = 'mlp'):
     super().__init__(name=name)
+    self._gelu_approximate = gelu_approximate  # False: exact erf GELU (Hugging Face weights).
     self._widening_factor = widening_factor
     self._dropout_prob = dropout_prob
     self._init_scale = init_scale
@@ -233,7 +234,7 @@ class MLP(hk.Module):
   def __call__(self, x: jax.Array, *, is_training: bool) -> jax.Array:
     channels = x.shape[-1]
     x = linear(self._widening_factor * channels, init_scale=self._init_scale)(x)
-    x = jax.nn.gelu(x)
+    x = jax.nn.gelu(x, approximate=self._gelu_approximate)
     x = linear(channels, init_scale=self._init_scale)(x)
     if is_training and self._dropout_prob > 0:
       x = hk.dropout(hk.next_rng_key(), self._dropout_prob, x)
@@ -253,8 +254,9 @@ class SelfAttention(hk.Module):
                dropout_attn_prob: float = 0.0, num_heads: int = 8, att_init_scale: float = 1.0,
                dense_init_scale: float = 1.0, qk_channels: Optional[int] = None,
                v_channels: Optional[int] = None, layer_norm_eps: float = DEFAULT_LAYER_NORM_EPS,
-               chunk_size: int = 0, name: Optional[str] = None):
+               chunk_size: int = 0, gelu_approximate: bool = True, name: Optional[str] = None):
     super().__init__(name=name)
+    self._gelu_approximate = gelu_approximate
     self._widening_factor = widening_factor
     self._dropout_prob = dropout_prob
     self._dropout_attn_prob = dropout_attn_prob
@@ -279,7 +281,8 @@ class SelfAttention(hk.Module):
             normed, normed, is_training=is_training, attention_mask=attention_mask)
     x = x + _dropout(attn, self._dropout_prob, is_training)
     x = x + MLP(widening_factor=self._widening_factor, dropout_prob=self._dropout_prob,
-                init_scale=self._dense_init_scale)(layer_norm(self._eps)(x), is_training=is_training)
+                init_scale=self._dense_init_scale, gelu_approximate=self._gelu_approximate)(
+                    layer_norm(self._eps)(x), is_training=is_training)
     return x
 
 
@@ -296,8 +299,9 @@ class CrossAttention(hk.Module):
                dense_init_scale: float = 1.0, shape_for_attn: str = 'kv',
                use_query_residual: bool = True, qk_channels: Optional[int] = None,
                v_channels: Optional[int] = None, layer_norm_eps: float = DEFAULT_LAYER_NORM_EPS,
-               chunk_size: int = 0, name: Optional[str] = None):
+               chunk_size: int = 0, gelu_approximate: bool = True, name: Optional[str] = None):
     super().__init__(name=name)
+    self._gelu_approximate = gelu_approximate
     if shape_for_attn not in ('q', 'kv'):
       raise ValueError(f"shape_for_attn must be 'q' or 'kv', got {shape_for_attn!r}")
     self._widening_factor = widening_factor
@@ -336,5 +340,6 @@ class CrossAttention(hk.Module):
     attn = _dropout(attn, self._dropout_prob, is_training)
     x = inputs_q + attn if self._use_query_residual else attn
     x = x + MLP(widening_factor=self._widening_factor, dropout_prob=self._dropout_prob,
-                init_scale=self._dense_init_scale)(layer_norm(self._eps)(x), is_training=is_training)
+                init_scale=self._dense_init_scale, gelu_approximate=self._gelu_approximate)(
+                    layer_norm(self._eps)(x), is_training=is_training)
     return x

@@ -56,7 +56,7 @@ class PerceiverEncoder(hk.Module):
                share_cross_attends: bool = True, share_latent_transformers: bool = True,
                layer_norm_eps: float = attn_lib.DEFAULT_LAYER_NORM_EPS,
                cross_attend_chunk_size: int = 0, self_attend_chunk_size: int = 0,
-               remat: bool = False, use_loops: bool = True,
+               remat: bool = False, use_loops: bool = True, gelu_approximate: bool = True,
                name: str = 'perceiver_encoder'):
     super().__init__(name=name)
     for what, heads in (('num_cross_attend_heads', num_cross_attend_heads),
@@ -81,7 +81,8 @@ class PerceiverEncoder(hk.Module):
           widening_factor=cross_attend_widening_factor,
           shape_for_attn=cross_attention_shape_for_attn, qk_channels=qk_channels,
           v_channels=v_channels, use_query_residual=use_query_residual,
-          layer_norm_eps=layer_norm_eps, chunk_size=cross_attend_chunk_size, name=name)
+          layer_norm_eps=layer_norm_eps, chunk_size=cross_attend_chunk_size,
+          gelu_approximate=gelu_approximate, name=name)
 
     # Cross-attend i -> module. The first is always its own; later ones share
     # `cross_attention_1` or get `cross_attention_<i>` each.
@@ -98,6 +99,7 @@ class PerceiverEncoder(hk.Module):
           num_heads=num_self_attend_heads, dropout_prob=dropout_prob, qk_channels=qk_channels,
           v_channels=v_channels, widening_factor=self_attend_widening_factor,
           layer_norm_eps=layer_norm_eps, chunk_size=self_attend_chunk_size,
+          gelu_approximate=gelu_approximate,
           name='self_attention' if index == 0 else f'self_attention_{index}')
 
     n_sets = 1 if share_latent_transformers else max(num_blocks, 1)

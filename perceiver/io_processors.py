@@ -80,8 +80,14 @@ class Conv2DDownsample(hk.Module):
   """The ResNet-style stem: (7x7/2 conv -> BatchNorm -> ReLU -> 3x3/2 max-pool) x num_layers."""
 
   def __init__(self, num_layers: int = 1, num_channels: int = 64, use_batchnorm: bool = True,
-               bn_config: Optional[Mapping] = None, name: Optional[str] = None):
+               bn_config: Optional[Mapping] = None, conv_padding='SAME', pool_padding: str = 'SAME',
+               name: Optional[str] = None):
+    """`conv_padding`/`pool_padding`: Haiku padding specs. The reference uses
+    'SAME' for both; Hugging Face weights need ((3, 3), (3, 3)) and 'VALID'."""
     super().__init__(name=name)
+    if isinstance(conv_padding, (list, tuple)):
+      conv_padding = tuple(tuple(int(v) for v in p) for p in conv_padding)
+    self._pool_padding = pool_padding
     bn_config = dict(bn_config or {})
     bn_config.setdefault('decay_rate', 0.9)
     bn_config.setdefault('eps', 1e-5)
@@ -90,7 +96,7 @@ class Conv2DDownsample(hk.Module):
     self.layers = []
     for _ in range(num_layers):
       conv = hk.Conv2D(output_channels=num_channels, kernel_shape=7, stride=2, with_bias=False,
-                       padding='SAME', name='conv')
+                       padding=conv_padding, name='conv')
       bn = hk.BatchNorm(name='batchnorm', **bn_config) if use_batchnorm else None
       self.layers.append((conv, bn))
 
@@ -102,7 +108,8 @@ class Conv2DDownsample(hk.Module):
       if bn is not None:
         out = bn(out, is_training=is_training, test_local_stats=test_local_stats)
       out = jax.nn.relu(out)
-      out = hk.max_pool(out, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1), padding='SAME')
+      out = hk.max_pool(out, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1),
+                        padding=self._pool_padding)
     return out
 
 
@@ -178,6 +185,7 @@ class ImagePreprocessor(_PositionalInputs):
                conv2d_use_batchnorm: bool = True, concat_or_add_pos: str = 'concat',
                project_pos_dim: int = -1, fourier_position_encoding_kwargs=None,
                trainable_position_encoding_kwargs=None, permute_seed: int = -1,
+               conv_stem_padding='SAME', conv_stem_pool_padding: str = 'SAME',
                name: str = 'image_preprocessor'):
     super().__init__(position_encoding_type=position_encoding_type,
                      fourier_position_encoding_kwargs=fourier_position_encoding_kwargs,
@@ -199,7 +207,9 @@ class ImagePreprocessor(_PositionalInputs):
         raise ValueError('the conv stem downsamples by powers of 4 in space only; got '
                          f'spatial_downsample={spatial_downsample}, temporal_downsample={temporal_downsample}')
       self.convnet = Conv2DDownsample(num_layers=int(round(num_layers)), num_channels=num_channels,
-                                      use_batchnorm=conv2d_use_batchnorm)
+                                      use_batchnorm=conv2d_use_batchnorm,
+                                      conv_padding=conv_stem_padding,
+                                      pool_padding=conv_stem_pool_padding)
     elif prep_type == 'conv1x1':
       if temporal_downsample != 1:
         raise ValueError('conv1x1 does not downsample in time')

@@ -76,10 +76,27 @@ class ReferenceModel:
   output_names: Optional[tuple]
 
 
-def _with_eps(kwargs: Mapping[str, Any], eps: Optional[float]) -> Dict[str, Any]:
+# Conventions where Hugging Face's port differs from the reference; a
+# converted HF config names them under `hf_compat` (perceiver/checkpoints/hf.py).
+HF_COMPAT_KEYS = frozenset({'gelu_approximate', 'attention_probs_dropout_prob', 'decoder_query_mask',
+                            'conv_stem_padding', 'conv_stem_pool_padding'})
+
+
+def _hf_compat(cfg: Mapping[str, Any]) -> Dict[str, Any]:
+  compat = dict(cfg.get('hf_compat') or {})
+  unknown = sorted(set(compat) - HF_COMPAT_KEYS)
+  if unknown:
+    raise ValueError(f'unknown hf_compat key(s) {unknown}; known: {sorted(HF_COMPAT_KEYS)}')
+  return compat
+
+
+def _with_eps(kwargs: Mapping[str, Any], eps: Optional[float], cfg: Mapping[str, Any] = None) -> Dict[str, Any]:
+  """Block kwargs plus the config-wide numerics (LayerNorm eps, GELU form)."""
   kwargs = dict(kwargs)
   if eps is not None:
     kwargs['layer_norm_eps'] = eps
+  if cfg is not None and 'gelu_approximate' in _hf_compat(cfg):
+    kwargs['gelu_approximate'] = bool(_hf_compat(cfg)['gelu_approximate'])
   return kwargs
 
 
@@ -99,12 +116,16 @@ def _ref_image_classifier(cfg: Mapping[str, Any]) -> ReferenceModel:
     prep_kwargs['fourier_position_encoding_kwargs'] = dict(
         fourier, max_resolution=_listify(fourier['max_resolution']))
   num_classes = int(cfg.get('num_classes', 1000))
+  compat = _hf_compat(cfg)
+  for key in ('conv_stem_padding', 'conv_stem_pool_padding'):
+    if key in compat:
+      prep_kwargs[key] = compat[key]
 
   def forward(images, *, is_training):
     model = Perceiver(
         input_preprocessor=io.ImagePreprocessor(**prep_kwargs),
-        encoder=PerceiverEncoder(**_with_eps(cfg.get('encoder', {}), eps)),
-        decoder=dec_lib.ClassificationDecoder(num_classes, **_with_eps(cfg.get('decoder', {}), eps)))
+        encoder=PerceiverEncoder(**_with_eps(cfg.get('encoder', {}), eps, cfg)),
+        decoder=dec_lib.ClassificationDecoder(num_classes, **_with_eps(cfg.get('decoder', {}), eps, cfg)))
     return model(images, is_training=is_training)
 
   return ReferenceModel(hk.transform_with_state(forward), ('images',), None)
@@ -128,9 +149,11 @@ def _ref_masked_lm(cfg: Mapping[str, Any]) -> ReferenceModel:
     x = embed(tokens)  # [B, T, C]
     x = x + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(
         batch_size=x.shape[0])[:, :tokens.shape[1]]
-    model = Perceiver(encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps)),
-                      decoder=dec_lib.BasicDecoder(**_with_eps(decoder_kwargs, eps)))
-    out = model(x, is_training=is_training, input_mask=input_mask, query_mask=input_mask)
+    model = Perceiver(encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps, cfg)),
+                      decoder=dec_lib.BasicDecoder(**_with_eps(decoder_kwargs, eps, cfg)))
+    # The reference masks padded query rows in the decoder; HF does not.
+    query_mask = input_mask if _hf_compat(cfg).get('decoder_query_mask', True) else None
+    out = model(x, is_training=is_training, input_mask=input_mask, query_mask=query_mask)
     return io.EmbeddingDecoder(embedding_matrix=embed.embeddings)(out)  # [B, T, V]
 
   return ReferenceModel(hk.transform_with_state(forward), ('inputs', 'input_mask'), None)
@@ -149,7 +172,7 @@ def _ref_optical_flow(cfg: Mapping[str, Any]) -> ReferenceModel:
             position_encoding_type='fourier', fourier_position_encoding_kwargs=fourier,
             n_extra_pos_mlp=0, prep_type='patches', spatial_downsample=1, conv_after_patching=True,
             temporal_downsample=2, num_channels=int(cfg.get('num_channels', 64))),
-        encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps)),
+        encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps, cfg)),
         decoder=dec_lib.FlowDecoder(
             train_size, rescale_factor=float(cfg.get('rescale_factor', 100.0)),
             use_query_residual=False, output_num_channels=2, position_encoding_type='fourier',
@@ -164,7 +187,7 @@ def _ref_optical_flow(cfg: Mapping[str, Any]) -> ReferenceModel:
 def _ref_video_autoencoder(cfg: Mapping[str, Any]) -> ReferenceModel:
   eps = cfg.get('layer_norm_eps')
   num_frames = int(cfg.get('num_frames', 16))
-  img_sz = int(cfg.get('img_sz', 224))
+  img_sz = int(cfg.get('img_sz', 56))  # The released model's 16 x 56 x 56 video.
   samples_per_patch = int(cfg.get('samples_per_patch', 16))
   n_audio = num_frames * int(cfg.get('audio_samples_per_frame', 1920))
   num_classes = int(cfg.get('num_classes', 700))
@@ -198,7 +221,7 @@ def _ref_video_autoencoder(cfg: Mapping[str, Any]) -> ReferenceModel:
         'image': io.ProjectionPostprocessor(num_outputs=3),
         'label': io.ClassificationPostprocessor(num_classes=num_classes),
     })
-    encoder = PerceiverEncoder(**_with_eps(_strip(cfg['encoder'], 'name'), eps), name='encoder')
+    encoder = PerceiverEncoder(**_with_eps(_strip(cfg['encoder'], 'name'), eps, cfg), name='encoder')
     decoder = dec_lib.MultimodalDecoder(
         subsampled_index_dims={'audio': subsample_audio.shape[0], 'image': subsample_image.shape[0],
                                'label': 1},
@@ -367,6 +390,26 @@ def _validate_input(inp: Mapping[str, Any]) -> None:
       _validate_input(dict(section, modality=sub))
 
 
+def _check_input_spec(key: str, x: jax.Array) -> None:
+  """Refuses inputs whose per-example shape or dtype differ from those at init.
+
+  The spec lives in Haiku state as a zero-size array of shape [0, *x.shape[1:]],
+  so the check is static (free under jit) and a model applied to, say,
+  4-channel images after being initialised on 3-channel ones gets a clear
+  error instead of a parameter-shape error deep inside a layer.
+  """
+  if not hasattr(x, 'shape') or x.ndim < 2:
+    raise ValueError(f'input {key!r} must be a batch-first array with per-example dims, '
+                     f'got {getattr(x, "shape", type(x).__name__)}')
+  with hk.experimental.name_scope('input_spec'):
+    spec = hk.get_state(key, shape=(0,) + tuple(x.shape[1:]), dtype=x.dtype, init=jnp.zeros)
+  if tuple(spec.shape[1:]) != tuple(x.shape[1:]):
+    raise ValueError(f'input {key!r} has per-example shape {tuple(x.shape[1:])} but the model was '
+                     f'initialised for {tuple(spec.shape[1:])} (batch dim excluded)')
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(f'input {key!r} must be floating point, got {x.dtype}')
+
+
 def _input_preprocessor(inp: Mapping[str, Any]):
   """(pre-processor, name of the input key it reads) for the configured modality."""
   modality = inp.get('modality', 'image')
@@ -419,6 +462,10 @@ def build_model(model_config) -> hk.TransformedWithState:
   decoder_name = dec.get('name', 'average_project' if name == 'perceiver' else 'classification')
   if decoder_name not in ('average_project', 'classification'):
     raise ValueError(f"model.decoder.name must be 'average_project' or 'classification', got {decoder_name!r}")
+  heads = int(enc.get('num_self_attend_heads', 8))
+  if latent_channels % heads and _opt_channels(enc.get('qk_channels')) is None:
+    raise ValueError(f'model.encoder.latent_channels={latent_channels} is not divisible by '
+                     f'num_self_attend_heads={heads}')
   compute_dtype = cfg.get('compute_dtype', 'float32')
   if compute_dtype not in ('float32', 'bfloat16'):
     raise ValueError(f"model.compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
@@ -436,6 +483,8 @@ def build_model(model_config) -> hk.TransformedWithState:
     if missing:
       raise KeyError(f'model.input.modality={modality!r} needs inputs {list(keys)}; missing {missing} '
                      f'(got {sorted(inputs)})')
+    for k in keys:
+      _check_input_spec(k, inputs[k])
     x = {k: _StreamDropout(stream_dropout[k], name=f'{k}_dropout')(inputs[k], is_training=is_training)
          if stream_dropout.get(k, 0) > 0 else inputs[k] for k in keys}
     x = x if isinstance(key, tuple) else x[key]

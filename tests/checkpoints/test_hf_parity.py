@@ -15,22 +15,11 @@ from perceiver.checkpoints import hf, load_checkpoint, load_deepmind_checkpoint
 
 golden = pytest.importorskip('perceiver.golden')
 
-# These two need conventions the config carries in `hf_compat` but the model
-# builder does not implement yet (see test_hf.py::test_each_hf_convention_matters
-# for the size of each effect):
-#   conv: conv_stem_padding [[3, 3], [3, 3]] and conv_stem_pool_padding 'VALID'
-#   language: decoder_query_mask False (HF decodes padded positions normally)
-# strict: once the model implements them these tests XPASS -> fail, so the
-# markers get removed.
-_NEEDS_MODEL_SUPPORT = pytest.mark.xfail(
-    strict=True, reason='model builder ignores hf_compat conventions (conv stem / decoder mask)')
-
-
 @pytest.mark.parametrize('name', [
     'vision_perceiver_learned',
     'vision_perceiver_fourier',
-    pytest.param('vision_perceiver_conv', marks=_NEEDS_MODEL_SUPPORT),
-    pytest.param('language_perceiver', marks=_NEEDS_MODEL_SUPPORT),
+    'vision_perceiver_conv',
+    'language_perceiver',
 ])
 def test_hf_golden_parity(golden_dir, name):
   path = golden_dir / 'hf' / f'{name}.npz'
