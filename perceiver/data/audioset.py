@@ -162,7 +162,8 @@ def read_video(path: str, num_frames: int, max_side: int) -> list:
 # --------------------------------------------------------------- builder
 
 
-class AudioSet(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class AudioSet(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
+                    skip_registration=True):
   """AudioSet segments with 48 kHz audio and optional 25 fps video."""
 
   name = 'audioset'
@@ -172,15 +173,11 @@ class AudioSet(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def __init__(self, *, stored_video_size: int = 256,
                on_corrupt: str = 'raise', **kwargs):
     self._video_size = stored_video_size
-    self._corrupt = errors.CorruptCounter(on_corrupt, logging)
+    self._init_corrupt(on_corrupt, logging)
     self._missing_audio: list[str] = []
     kwargs.setdefault('config', tfds.core.BuilderConfig(
         name=f'video{stored_video_size}'))
     super().__init__(**kwargs)
-
-  @property
-  def skipped_files(self) -> list[str]:
-    return self._corrupt.skipped
 
   @property
   def missing_audio(self) -> list[str]:

@@ -54,3 +54,17 @@ class CorruptCounter:
     if self._log is not None:
       self._log.warning('skipping corrupt file %s (%s); %d skipped so far',
                         path, reason, len(self.skipped))
+
+
+class SkipsCorruptFiles:
+  """Builder mixin: `on_corrupt` handling and the list of skipped files."""
+
+  _corrupt: CorruptCounter
+
+  def _init_corrupt(self, on_corrupt: str, log) -> None:
+    self._corrupt = CorruptCounter(on_corrupt, log)
+
+  @property
+  def skipped_files(self) -> list[str]:
+    """Paths skipped as unreadable while building (on_corrupt='skip')."""
+    return self._corrupt.skipped

@@ -59,18 +59,15 @@ def _check_jpeg(data: bytes) -> None:
     img.load()
 
 
-class Imagenet2012(tfds_imagenet.Builder, skip_registration=True):
+class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
+                   skip_registration=True):
   """TFDS imagenet2012 with index-based val labels and corrupt-file checks."""
 
   name = 'imagenet2012'
 
   def __init__(self, *, on_corrupt: str = 'raise', **kwargs):
-    self._corrupt = errors.CorruptCounter(on_corrupt, logging)
+    self._init_corrupt(on_corrupt, logging)
     super().__init__(**kwargs)
-
-  @property
-  def skipped_files(self) -> list[str]:
-    return self._corrupt.skipped
 
   def _split_generators(self, dl_manager):
     manual = dl_manager.manual_dir

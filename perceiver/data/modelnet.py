@@ -82,7 +82,8 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int,
   return points.astype(np.float32)
 
 
-class ModelNet40Off(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ModelNet40Off(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
+                    skip_registration=True):
   """Princeton ModelNet40 OFF tree, surface-sampled."""
 
   name = 'modelnet40_off'
@@ -92,14 +93,10 @@ class ModelNet40Off(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def __init__(self, *, stored_points: int = 10_000,
                on_corrupt: str = 'raise', **kwargs):
     self._stored_points = stored_points
-    self._corrupt = errors.CorruptCounter(on_corrupt, logging)
+    self._init_corrupt(on_corrupt, logging)
     kwargs.setdefault('config', tfds.core.BuilderConfig(
         name=f'{stored_points}_points'))
     super().__init__(**kwargs)
-
-  @property
-  def skipped_files(self) -> list[str]:
-    return self._corrupt.skipped
 
   def _info(self) -> tfds.core.DatasetInfo:
     return _metadata_info(self, (self._stored_points, 3))
@@ -141,7 +138,8 @@ def h5_root(manual_dir: str) -> str:
   return nested if tf.io.gfile.isdir(nested) else manual_dir
 
 
-class ModelNet40Hdf5(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ModelNet40Hdf5(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
+                    skip_registration=True):
   """PointNet's modelnet40_ply_hdf5_2048 files."""
 
   name = 'modelnet40_hdf5'
@@ -149,12 +147,8 @@ class ModelNet40Hdf5(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
 
   def __init__(self, *, on_corrupt: str = 'raise', **kwargs):
-    self._corrupt = errors.CorruptCounter(on_corrupt, logging)
+    self._init_corrupt(on_corrupt, logging)
     super().__init__(**kwargs)
-
-  @property
-  def skipped_files(self) -> list[str]:
-    return self._corrupt.skipped
 
   def _info(self) -> tfds.core.DatasetInfo:
     return _metadata_info(self, (None, 3))
