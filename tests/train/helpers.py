@@ -1,0 +1,44 @@
+"""Helpers of the experiment-runner tests.
+
+Runs that need their own JAX process (fake device counts, several processes,
+kills) go through `run_main`, which starts `python -m experiments.main` in
+the repository root.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+  env = dict(os.environ)
+  env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+  env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  env.update(extra)
+  return env
+
+
+def main_command(config: str, workdir: str, *overrides: str,
+                 mode: str = 'train_and_eval') -> list[str]:
+  return [sys.executable, '-m', 'experiments.main', f'--config={config}',
+          f'--workdir={workdir}', f'--mode={mode}', *overrides]
+
+
+def run_main(config: str, workdir: str, *overrides: str,
+             mode: str = 'train_and_eval', timeout: float = 300,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+  return subprocess.run(
+      main_command(config, workdir, *overrides, mode=mode), cwd=REPO,
+      env=env or subprocess_env(), capture_output=True, text=True,
+      timeout=timeout)
+
+
+def read_metrics(workdir: str, split: str = 'train') -> list[dict]:
+  path = os.path.join(workdir, 'metrics.jsonl')
+  with open(path) as f:
+    records = [json.loads(line) for line in f]
+  return [r for r in records if r['split'] == split]
