@@ -1,0 +1,84 @@
+"""Checks of an experiment config that must pass before anything compiles.
+
+Key typos and override types are caught earlier, by the locked ConfigDict
+when flags are parsed; these checks catch values that parse but make no
+sense (unknown optimizer, batch not divisible by devices, ...).
+"""
+
+import ml_collections
+
+from perceiver.train import losses, optim, parallel
+
+MODES = ('train', 'eval', 'train_and_eval')
+
+
+class ConfigError(ValueError):
+  """A config value is invalid; the message names the field."""
+
+
+def _require(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)
+
+
+def check_config(config: ml_collections.ConfigDict, mode: str) -> None:
+  """Raises ConfigError naming the first offending field."""
+  _require(mode in MODES, f'mode={mode!r}; expected one of {MODES}')
+  for section in ('model', 'data', 'train', 'optimizer', 'eval', 'parallel',
+                  'checkpoint'):
+    _require(section in config, f'config has no {section!r} section')
+  t, o, e = config.train, config.optimizer, config.eval
+  _require(o.name in optim.OPTIMIZERS,
+           f'optimizer.name={o.name!r}; expected one of {optim.OPTIMIZERS}')
+  _require(o.name != 'adam' or not o.weight_decay,
+           'optimizer.name=adam takes no weight decay; use adamw')
+  _require(o.schedule.name in optim.SCHEDULES,
+           f'optimizer.schedule.name={o.schedule.name!r}; expected one of '
+           f'{optim.SCHEDULES}')
+  _require(o.schedule.base_lr > 0, 'optimizer.schedule.base_lr must be > 0')
+  _require(t.loss in losses.LOSSES,
+           f'train.loss={t.loss!r}; expected one of {losses.LOSSES}')
+  _require(0 <= t.label_smoothing < 1,
+           f'train.label_smoothing={t.label_smoothing} not in [0, 1)')
+  _require(t.loss == 'softmax' or t.label_smoothing == 0,
+           'train.label_smoothing applies to the softmax loss only')
+  _require(t.batch_size > 0 and e.batch_size > 0,
+           'train.batch_size and eval.batch_size must be > 0')
+  _require(t.grad_accum_steps >= 1, 'train.grad_accum_steps must be >= 1')
+  _require(t.batch_size % t.grad_accum_steps == 0,
+           f'train.batch_size={t.batch_size} is not divisible by '
+           f'train.grad_accum_steps={t.grad_accum_steps}')
+  _require(t.num_steps > 0 or t.num_epochs > 0,
+           'set train.num_steps > 0 or train.num_epochs > 0')
+  _require(t.log_every > 0, 'train.log_every must be > 0')
+  _require(config.checkpoint.every_steps > 0,
+           'checkpoint.every_steps must be > 0')
+  _require(config.checkpoint.max_to_keep >= 1,
+           'checkpoint.max_to_keep must be >= 1')
+  _require(config.parallel.param_sharding in parallel.PARAM_SHARDINGS,
+           f'parallel.param_sharding={config.parallel.param_sharding!r}; '
+           f'expected one of {parallel.PARAM_SHARDINGS}')
+  _require(config.model.get('compute_dtype', 'float32')
+           in ('float32', 'bfloat16'),
+           'model.compute_dtype must be float32 or bfloat16')
+  data_classes = config.data.get('num_classes')
+  model_classes = config.model.decoder.num_classes
+  _require(data_classes is None or data_classes == model_classes,
+           f'data.num_classes={data_classes} but '
+           f'model.decoder.num_classes={model_classes}')
+
+
+def check_devices(config: ml_collections.ConfigDict, num_devices: int,
+                  num_processes: int) -> None:
+  """Batch sizes must split evenly over devices (and micro-batches)."""
+  t = config.train
+  micro = t.batch_size // t.grad_accum_steps
+  _require(micro % num_devices == 0,
+           f'train.batch_size / train.grad_accum_steps = {micro} is not '
+           f'divisible by the {num_devices} devices')
+  _require(config.eval.batch_size % num_devices == 0,
+           f'eval.batch_size={config.eval.batch_size} is not divisible by '
+           f'the {num_devices} devices')
+  _require(t.batch_size % num_processes == 0,
+           f'train.batch_size={t.batch_size} is not divisible by the '
+           f'{num_processes} processes')

@@ -1,0 +1,490 @@
+"""The training loop: ``train_and_evaluate(config, workdir, mode)``.
+
+Determinism: the step's randomness is ``fold_in(train_key, step)`` and the
+data order is a function of (seed, epoch) (see ``input_pipeline``), so the
+parameters after N steps depend only on the config: a run killed at any
+point and resumed from its last checkpoint ends bitwise identical to one
+that never stopped (on the same devices).
+"""
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
+
+from absl import logging
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from perceiver.train import checkpoint as checkpoint_lib
+from perceiver.train import config_checks
+from perceiver.train import input_pipeline
+from perceiver.train import losses
+from perceiver.train import metrics_log
+from perceiver.train import optim
+from perceiver.train import parallel
+
+Batch = Mapping[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+class TrainState(NamedTuple):
+  step: jax.Array  # int32 [], optimizer steps done.
+  params: hk.Params
+  model_state: hk.State
+  opt_state: optax.OptState
+
+
+def _device_batch_keys(batch: Mapping[str, Any]) -> dict[str, Any]:
+  """Model inputs, labels and eval mask: what goes to the devices."""
+  keep = input_pipeline.MODALITY_KEYS + losses.LABEL_KEYS + ('mask',)
+  return {k: v for k, v in batch.items() if k in keep}
+
+
+def make_train_step(net: hk.TransformedWithState,
+                    tx: optax.GradientTransformation,
+                    schedule: optim.Schedule,
+                    config: ml_collections.ConfigDict,
+                    mesh: jax.sharding.Mesh | None = None
+                    ) -> Callable[[TrainState, Batch, jax.Array],
+                                  tuple[TrainState, Metrics]]:
+  """Pure ``train_step(state, batch, rng) -> (state, metrics)``.
+
+  ``rng`` is the run's training key; the step uses fold_in(rng, step) and
+  micro-batch i of a gradient-accumulated step fold_in(that, i). With
+  ``train.grad_accum_steps`` = A the global batch [B] is split into A
+  micro-batches of B/A (every device keeps its own rows: no communication)
+  scanned in sequence; the gradient is their mean, i.e. the full-batch one.
+  """
+  num_classes = config.model.decoder.num_classes
+  accum = config.train.grad_accum_steps
+  t = config.train
+
+  def loss_fn(params, model_state, rng, batch):
+    logits, model_state = net.apply(
+        params, model_state, rng, input_pipeline.split_inputs(batch),
+        is_training=True)
+    logits = logits.astype(jnp.float32)  # [B, K]
+    targets = losses.make_targets(batch, num_classes, t.label_smoothing)
+    loss = losses.per_example_loss(logits, targets, t.loss).mean()
+    top1 = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
+    return loss, (model_state, top1.astype(jnp.float32))
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def train_step(state: TrainState, batch: Batch, rng: jax.Array
+                 ) -> tuple[TrainState, Metrics]:
+    step_rng = jax.random.fold_in(rng, state.step)
+    if accum == 1:
+      (loss, (model_state, top1)), grads = grad_fn(
+          state.params, state.model_state, step_rng, batch)
+    else:
+      def to_micro(x):  # [B, ...] -> [A, B/A, ...]; row b -> (b % A, b // A).
+        x = x.reshape((x.shape[0] // accum, accum) + x.shape[1:])
+        x = jnp.swapaxes(x, 0, 1)
+        if mesh is not None:
+          x = jax.lax.with_sharding_constraint(
+              x, NamedSharding(mesh, P(None, parallel.DATA_AXIS)))
+        return x
+
+      micro = jax.tree.map(to_micro, batch)
+
+      def body(carry, xs):
+        grads_sum, loss_sum, top1_sum, model_state = carry
+        i, mb = xs
+        (loss, (model_state, top1)), grads = grad_fn(
+            state.params, model_state, jax.random.fold_in(step_rng, i), mb)
+        grads_sum = jax.tree.map(jnp.add, grads_sum, grads)
+        return (grads_sum, loss_sum + loss, top1_sum + top1, model_state), None
+
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      init = (zeros, jnp.float32(0), jnp.float32(0), state.model_state)
+      (grads, loss, top1, model_state), _ = jax.lax.scan(
+          body, init, (jnp.arange(accum), micro))
+      grads = jax.tree.map(lambda g: g / accum, grads)
+      loss, top1 = loss / accum, top1 / accum
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(loss=loss, top1=top1, grad_norm=optax.global_norm(grads),
+                   lr=jnp.asarray(schedule(state.step), jnp.float32))
+    return TrainState(state.step + 1, params, model_state, opt_state), metrics
+
+  return train_step
+
+
+def make_eval_step(net: hk.TransformedWithState,
+                   config: ml_collections.ConfigDict
+                   ) -> Callable[[hk.Params, hk.State, Batch], Metrics]:
+  """Per-example eval outputs [B] (and [B, K] scores for multi-label).
+
+  With ``eval.clip_axis`` the inputs are [B, C, ...] (C clips per example,
+  AudioSet: 16 overlapping clips per video) and the class probabilities are
+  averaged over the clips before the loss and metrics.
+  """
+  num_classes = config.model.decoder.num_classes
+  loss_type = config.train.loss
+  clip_axis = config.eval.clip_axis
+
+  def eval_step(params, model_state, batch):
+    inputs = input_pipeline.split_inputs(batch)
+    if clip_axis:
+      b, c = next(iter(inputs.values())).shape[:2]
+      inputs = {k: v.reshape((b * c,) + v.shape[2:]) for k, v in inputs.items()}
+    logits, _ = net.apply(params, model_state, None, inputs, is_training=False)
+    logits = logits.astype(jnp.float32)  # [B, K] or [B * C, K]
+    targets = losses.make_targets(batch, num_classes)
+    if clip_axis:
+      probs = losses.probabilities(logits, loss_type).reshape(b, c, -1)
+      probs = probs.mean(axis=1)
+      loss = losses.per_example_loss_from_probs(probs, targets, loss_type)
+    else:
+      probs = losses.probabilities(logits, loss_type)
+      loss = losses.per_example_loss(logits, targets, loss_type)
+    out = dict(loss=loss, mask=batch['mask'])
+    if loss_type == 'sigmoid':
+      out.update(scores=probs, labels=targets)
+    else:
+      out.update(top1=losses.topk_correct(probs, batch['label'], 1),
+                 top5=losses.topk_correct(probs, batch['label'], 5))
+    return out
+
+  return eval_step
+
+
+@contextlib.contextmanager
+def _sigterm_flag() -> Iterator[threading.Event]:
+  """Sets the yielded event on SIGTERM (preemption); restores the old handler.
+
+  The handler only sets a flag: the loop checkpoints and returns at the next
+  step boundary, never in the middle of a step or a write.
+  """
+  flag = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield flag  # Signal handlers can only be installed from the main thread.
+    return
+  previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
+  try:
+    yield flag
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _any_process(flag: bool) -> bool:
+  """True if ``flag`` is set on any process (all processes must call)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  flags = multihost_utils.process_allgather(np.asarray([flag], np.int32))
+  return bool(np.any(flags))
+
+
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+  return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x))
+                              for x in jax.tree.leaves(tree)]))
+
+
+def _ceil_div(a: int, b: int) -> int:
+  return -(-a // b)
+
+
+def _first_non_finite(history: list[tuple[int, dict[str, float]]]
+                      ) -> tuple[int, str, float] | None:
+  for step, metrics in history:
+    for name in ('loss', 'grad_norm'):
+      if not math.isfinite(metrics[name]):
+        return step, name, metrics[name]
+  return None
+
+
+class _Run:
+  """Objects shared by training and evaluation of one run."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    from perceiver import models  # The model library (another module owner).
+    self.config = config
+    self.workdir = workdir
+    self.mesh = parallel.make_mesh()
+    self.num_processes = jax.process_count()
+    self.process_index = jax.process_index()
+    config_checks.check_devices(config, self.mesh.size, self.num_processes)
+    self.is_chief = self.process_index == 0
+    self.net = models.build_model(config.model)
+    self.global_batch = config.train.batch_size
+    self.host_batch = self.global_batch // self.num_processes
+    self.num_train = input_pipeline.num_examples(config.data, 'train')
+    # Every host must have at least host_batch * steps_per_epoch examples.
+    self.steps_per_epoch = (self.num_train // self.num_processes
+                            // self.host_batch)
+    if self.steps_per_epoch < 1:
+      raise config_checks.ConfigError(
+          f'train.batch_size={self.global_batch} exceeds the '
+          f'{self.num_train} training examples')
+    t = config.train
+    self.total_steps = (t.num_steps if t.num_steps > 0 else
+                        int(round(t.num_epochs * self.steps_per_epoch)))
+    self.schedule = optim.make_schedule(
+        config.optimizer.schedule, steps_per_epoch=self.steps_per_epoch,
+        total_steps=self.total_steps)
+    self.tx = optim.make_optimizer(config.optimizer, self.schedule)
+    key = jax.random.PRNGKey(config.seed)
+    self.init_key, self.train_key = jax.random.split(key)
+    self.checkpointer = checkpoint_lib.Checkpointer(
+        os.path.join(workdir, 'checkpoints'), config.checkpoint.max_to_keep,
+        async_save=config.checkpoint.async_save)
+    self.log = metrics_log.MetricsLog(workdir, enabled=self.is_chief)
+    self._state_shardings = None
+
+  # --- state ---------------------------------------------------------------
+
+  def _example_batch(self) -> dict[str, np.ndarray]:
+    """One host-local eval batch: shapes for init (no augmentation)."""
+    it = input_pipeline.eval_batches(
+        self.config.data, split=self.config.eval.split,
+        host_batch=self.config.eval.batch_size // self.num_processes,
+        process_index=self.process_index, process_count=self.num_processes)
+    return next(it)
+
+  def _init_fn(self, inputs: dict[str, jax.Array]) -> TrainState:
+    params, model_state = self.net.init(self.init_key, inputs,
+                                        is_training=True)
+    return TrainState(jnp.zeros([], jnp.int32), params, model_state,
+                      self.tx.init(params))
+
+  def abstract_state(self, example: dict[str, np.ndarray]) -> Any:
+    """Shapes, dtypes and shardings of the train state (nothing computed)."""
+    # Parameter shapes do not depend on the batch size: init on one example
+    # (one clip of it when eval batches carry a clip axis).
+    skip = 2 if self.config.eval.clip_axis else 1
+    inputs = {k: jax.ShapeDtypeStruct((1,) + v.shape[skip:], v.dtype)
+              for k, v in input_pipeline.split_inputs(example).items()}
+    shapes = jax.eval_shape(self._init_fn, inputs)
+    self._state_shardings = parallel.state_shardings(
+        shapes, self.mesh, self.config.parallel)
+    self._inputs_spec = inputs
+    return jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+        shapes, self._state_shardings)
+
+  def init_state(self) -> TrainState:
+    """Fresh state, created directly with its shardings."""
+    init = jax.jit(self._init_fn, out_shardings=self._state_shardings)
+    inputs = {k: jnp.zeros(s.shape, s.dtype)
+              for k, s in self._inputs_spec.items()}
+    return init(inputs)
+
+  def meta(self) -> dict[str, Any]:
+    return dict(seed=self.config.seed, global_batch=self.global_batch,
+                steps_per_epoch=self.steps_per_epoch,
+                total_steps=self.total_steps)
+
+  def restore(self, abstract_state: Any) -> TrainState | None:
+    restored = self.checkpointer.restore_latest(abstract_state)
+    if restored is None:
+      return None
+    state, meta = restored
+    changed = {k: (meta.get(k), v) for k, v in self.meta().items()
+               if meta.get(k) != v}
+    if changed:
+      logging.warning('Resuming with a different config (saved, now): %s; '
+                      'the data order will not match the original run.',
+                      changed)
+    logging.info('Restored checkpoint at step %d from %s', meta['step'],
+                 self.checkpointer.directory)
+    return state
+
+  # --- evaluation ----------------------------------------------------------
+
+  def evaluate(self, state: TrainState, step: int) -> dict[str, float]:
+    cfg = self.config
+    split = cfg.eval.split
+    host_batch = cfg.eval.batch_size // self.num_processes
+    n = input_pipeline.num_examples(cfg.data, split)
+    # Same count on every host (hosts hold ceil or floor of n / P examples).
+    num_steps = _ceil_div(_ceil_div(n, self.num_processes), host_batch)
+    eval_step = self._jit_eval_step()
+    it = input_pipeline.eval_batches(
+        cfg.data, split=split, host_batch=host_batch,
+        process_index=self.process_index, process_count=self.num_processes)
+    sums: dict[str, float] = {}
+    scores, labels = [], []
+    template = None
+    for _ in range(num_steps):
+      batch = next(it, None)
+      if batch is None:  # This host ran out: feed an all-masked batch.
+        if template is None:
+          raise ValueError(f'process {self.process_index} has no {split} '
+                           'examples')
+        batch = {k: np.zeros_like(v) for k, v in template.items()}
+      template = batch
+      batch = _device_batch_keys(batch)
+      gbatch = parallel.make_global_batch(self.mesh, batch,
+                                          cfg.eval.batch_size)
+      out = jax.device_get(eval_step(state.params, state.model_state, gbatch))
+      mask = out.pop('mask') > 0
+      if 'scores' in out:
+        scores.append(out.pop('scores')[mask])
+        labels.append(out.pop('labels')[mask])
+      for k, v in out.items():
+        sums[k] = sums.get(k, 0.0) + float(np.sum(v[mask], dtype=np.float64))
+      sums['count'] = sums.get('count', 0.0) + float(mask.sum())
+    count = sums.pop('count')
+    result = {k: v / max(count, 1) for k, v in sums.items()}
+    if scores:
+      result['mAP'] = losses.mean_average_precision(
+          np.concatenate(scores), np.concatenate(labels))
+    result['num_examples'] = count
+    self.log.write(step, split, result)
+    logging.info('eval %s at step %d: %s', split, step,
+                 ', '.join(f'{k}={v:.4f}' for k, v in result.items()))
+    return result
+
+  def _jit_eval_step(self):
+    if not hasattr(self, '_eval_step'):
+      self._eval_step = jax.jit(
+          make_eval_step(self.net, self.config),
+          in_shardings=(self._state_shardings.params,
+                        self._state_shardings.model_state,
+                        parallel.batch_sharding(self.mesh)),
+          out_shardings=parallel.replicated(self.mesh))
+    return self._eval_step
+
+  # --- training ------------------------------------------------------------
+
+  def save(self, state: TrainState, step: int, wait: bool = False) -> None:
+    """Checkpoints ``state`` unless a parameter is NaN/Inf (then raises).
+
+    A finite loss at the last step does not prove its update was finite, so
+    the parameters themselves are checked (one on-device reduction).
+    """
+    if not bool(_all_finite(state.params)):
+      self.checkpointer.wait()
+      raise FloatingPointError(
+          f'params are not finite after step {step}; stopping without '
+          f'writing this checkpoint. The last good checkpoint (step '
+          f'{self.checkpointer.latest_step()}) in '
+          f'{self.checkpointer.directory} is kept.')
+    self.checkpointer.save(step, state, self.meta(), wait=wait)
+
+  def train(self, state: TrainState, evaluate: bool) -> dict[str, Any]:
+    cfg = self.config
+    start = int(jax.device_get(state.step))
+    self.log.truncate_after(start)
+    train_step = jax.jit(
+        make_train_step(self.net, self.tx, self.schedule, cfg, self.mesh),
+        in_shardings=(self._state_shardings,
+                      parallel.batch_sharding(self.mesh),
+                      parallel.replicated(self.mesh)),
+        out_shardings=(self._state_shardings, parallel.replicated(self.mesh)),
+        donate_argnums=0)
+    batches = input_pipeline.train_batches(
+        cfg.data, seed=cfg.seed, start_step=start,
+        steps_per_epoch=self.steps_per_epoch, host_batch=self.host_batch,
+        process_index=self.process_index, process_count=self.num_processes)
+    progress = metrics_log.Progress(start, self.total_steps,
+                                    self.global_batch)
+    pending: list[tuple[int, Metrics]] = []
+    result: dict[str, Any] = dict(preempted=False)
+    logging.info('Training steps %d -> %d (%d steps/epoch, global batch %d, '
+                 '%d micro-batches, %d devices, %d processes)', start,
+                 self.total_steps, self.steps_per_epoch, self.global_batch,
+                 cfg.train.grad_accum_steps, self.mesh.size,
+                 self.num_processes)
+    with _sigterm_flag() as sigterm:
+      for step in range(start + 1, self.total_steps + 1):
+        batch = _device_batch_keys(next(batches))
+        gbatch = parallel.make_global_batch(self.mesh, batch,
+                                            self.global_batch)
+        state, metrics = train_step(state, gbatch, self.train_key)
+        pending.append((step, metrics))
+        last = step == self.total_steps
+        at_log = step % cfg.train.log_every == 0 or last
+        # One process's flag at a step boundary; agreed on at log steps when
+        # there are several processes (a collective every step would stall).
+        stop = sigterm.is_set() if self.num_processes == 1 else (
+            at_log and _any_process(sigterm.is_set()))
+        at_ckpt = step % cfg.checkpoint.every_steps == 0 or last or stop
+        at_eval = evaluate and cfg.eval.every_steps > 0 and (
+            step % cfg.eval.every_steps == 0) and not last
+        if not (at_log or at_ckpt or at_eval):
+          continue
+        # Every step since the last check is verified finite before any
+        # checkpoint is written: a NaN never reaches the disk.
+        history = [(s, {k: float(v) for k, v in jax.device_get(m).items()})
+                   for s, m in pending]
+        pending = []
+        bad = _first_non_finite(history)
+        if bad is not None:
+          bad_step, name, value = bad
+          self.checkpointer.wait()
+          raise FloatingPointError(
+              f'{name} is {value} at step {bad_step}; stopping. The last '
+              f'good checkpoint (step {self.checkpointer.latest_step()}) in '
+              f'{self.checkpointer.directory} is kept.')
+        if at_log:
+          means = {k: float(np.mean([m[k] for _, m in history]))
+                   for k in history[-1][1]}
+          means['lr'] = history[-1][1]['lr']
+          text, rate = progress.line(step, means['loss'])
+          means.update(steps_per_sec=rate,
+                       examples_per_sec=rate * self.global_batch)
+          if self.is_chief:
+            logging.info('%s', text)
+          self.log.write(step, 'train', means)
+          result['train'] = means
+        if at_ckpt:
+          self.save(state, step, wait=stop or last)
+        if at_eval:
+          result['eval'] = self.evaluate(state, step)
+        if stop:
+          logging.warning('SIGTERM: checkpoint written at step %d; exiting.',
+                          step)
+          result.update(preempted=True, step=step)
+          return result
+    if evaluate:
+      result['eval'] = self.evaluate(state, self.total_steps)
+    result['step'] = self.total_steps
+    return result
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       mode: str = 'train_and_eval') -> dict[str, Any]:
+  """Trains and/or evaluates ``config`` in ``workdir``; resumes if possible.
+
+  Returns a summary: the last train/eval metrics, the final step, and
+  ``preempted`` (True when SIGTERM stopped the run after a checkpoint).
+  Raises FloatingPointError if the loss or gradient becomes NaN/Inf.
+  """
+  config_checks.check_config(config, mode)
+  parallel.maybe_initialize_distributed(config.parallel)
+  run = _Run(config, workdir)
+  try:
+    if run.is_chief:
+      os.makedirs(workdir, exist_ok=True)
+      with open(os.path.join(workdir, 'config.json'), 'w') as f:
+        f.write(config.to_json_best_effort(indent=2))
+    abstract = run.abstract_state(run._example_batch())
+    state = run.restore(abstract)
+    if mode == 'eval':
+      if state is None:
+        raise FileNotFoundError(f'mode=eval but no checkpoint in {workdir}')
+      step = int(jax.device_get(state.step))
+      return dict(eval=run.evaluate(state, step), step=step, preempted=False)
+    if state is None:
+      state = run.init_state()
+      num_params = sum(x.size for x in jax.tree.leaves(state.params))
+      logging.info('Initialised %d parameters (%.2fM)', num_params,
+                   num_params / 1e6)
+    return run.train(state, evaluate=mode == 'train_and_eval')
+  finally:
+    run.checkpointer.close()
+    run.log.close()
