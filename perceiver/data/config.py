@@ -48,6 +48,7 @@ _AUDIOSET: dict[str, Any] = dict(
     valid_split='eval',
     test_split='eval',
     num_classes=None,  # None: len(class_labels_indices.csv).
+    shuffle_buffer=500,  # Examples hold 10 s of audio (~1 MB) each.
     modality='audio',  # 'audio' | 'video' | 'audio_video'.
     audio_repr='raw',  # 'raw' (480 x 128 patches) | 'mel' (4,800 inputs).
     clip_samples=61_440,  # 1.28 s at 48 kHz (= 32 frames at 25 fps).

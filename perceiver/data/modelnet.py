@@ -185,15 +185,16 @@ class ModelNet40Hdf5(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
 
 
 def expected_manual_files(config) -> dict[str, list[str]]:
+  """TFDS split -> glob patterns that must match for it to be built."""
   manual = config.manual_dir or ''
   if config.source == 'off':
-    paths = [off_root(manual)]
-  else:
-    root = h5_root(manual)
-    paths = [os.path.join(root, 'shape_names.txt')]
-    return {s: paths + [os.path.join(root, f'ply_data_{s}0.h5')]
+    root = off_root(manual)
+    return {s: [os.path.join(root, '*', s, '*.off')]
             for s in ('train', 'test')}
-  return {'train': paths, 'test': paths}
+  root = h5_root(manual)
+  return {s: [os.path.join(root, 'shape_names.txt'),
+              os.path.join(root, f'ply_data_{s}*.h5')]
+          for s in ('train', 'test')}
 
 
 def make_builder(config) -> tfds.core.DatasetBuilder:

@@ -39,30 +39,43 @@ def get_builder(data_config, *, prepare: bool | None = None,
                 needed_splits: tuple[str, ...] = ()):
   """The TFDS builder for `data_config`, prepared from manual_dir if needed.
 
-  Raises MissingDataError naming the expected manual files (and where to get
-  them) when the records are absent and cannot be built.
+  `needed_splits` (TFDS split names) must be buildable or already built;
+  with none given, at least one split must be. Raises MissingDataError
+  naming the expected manual files (and where to get them) otherwise.
   """
   config = config_lib.resolve_config(data_config)
   module = _module(config.name)
   builder = module.make_builder(config)
   prepare = config.prepare if prepare is None else prepare
-  if not _is_prepared(builder):
-    expected = module.expected_manual_files(config)
-    wanted = sorted({s for s in needed_splits if s in expected}) or sorted(
-        expected)
-    missing = [p for s in wanted for p in expected[s]
-               if not config.manual_dir or not tf.io.gfile.exists(p)]
-    if missing or not prepare:
-      where = (f' (or prepared records under {builder.data_dir})'
-               if not missing else '')
+  expected = module.expected_manual_files(config)  # split -> glob patterns
+  if _is_prepared(builder):
+    absent = [s for s in needed_splits if s not in builder.info.splits]
+    if absent:
       raise errors.MissingDataError(
-          config.name, (missing or [str(builder.data_dir)]),
-          module.HOW_TO_GET + where +
-          ('' if prepare else '; data_config.prepare is False, so records '
-           'are not built here'))
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=config.manual_dir))
+          config.name, [p for s in absent for p in expected.get(s, [])],
+          f'the records in {builder.data_dir} were built without split(s) '
+          f'{absent}; add the files and delete that directory to rebuild. '
+          + module.HOW_TO_GET)
+    return builder
+  missing = {s: [p for p in patterns if not config.manual_dir
+                 or not tf.io.gfile.glob(p)]
+             for s, patterns in expected.items()}
+  if needed_splits:
+    absent = sorted({p for s in needed_splits for p in missing.get(s, [])})
+  elif all(missing.values()):
+    absent = sorted({p for paths in missing.values() for p in paths})
+  else:
+    absent = []
+  if absent or not prepare:
+    how = module.HOW_TO_GET
+    if not prepare:
+      how += (f'; data_config.prepare is False, so the records expected in '
+              f'{builder.data_dir} are not built here')
+    raise errors.MissingDataError(config.name,
+                                  absent or [str(builder.data_dir)], how)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=config.manual_dir))
   return builder
 
 
@@ -105,11 +118,12 @@ def get_dataset(
       decoders=module.decoders(config))
   if config.cache:
     ds = ds.cache()
+  if is_training:
+    # Before repeat: the buffer never holds more than one epoch.
+    ds = ds.shuffle(config.shuffle_buffer, seed=shuffle_seed)
   repeat = is_training if config.repeat is None else config.repeat
   if repeat:
     ds = ds.repeat()
-  if is_training:
-    ds = ds.shuffle(config.shuffle_buffer, seed=shuffle_seed)
   filter_fn = getattr(module, 'filter_fn', lambda c, t: None)(
       config, is_training)
   if filter_fn is not None:
