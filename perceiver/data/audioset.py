@@ -44,6 +44,7 @@ import tensorflow_datasets as tfds
 
 from perceiver.data import errors
 from perceiver.data import imagenet
+from perceiver.data import rng as rng_lib
 from perceiver.data._tf import tf
 
 SAMPLE_RATE = 48_000
@@ -290,7 +291,8 @@ def log_mel(audio: tf.Tensor, num_frames: int, num_bins: int) -> tf.Tensor:
   return tf.math.log(tf.matmul(tf.abs(stft), mel) + 1e-6)
 
 
-def spec_augment(mel: tf.Tensor, config) -> tf.Tensor:
+def spec_augment(mel: tf.Tensor, config,
+                 rng: rng_lib.SeedStream) -> tf.Tensor:
   """SpecAugment (Park et al. 2019) frequency and time masking; [T, F]."""
   t, f = mel.shape
   fill = tf.reduce_mean(mel)
@@ -298,8 +300,8 @@ def spec_augment(mel: tf.Tensor, config) -> tf.Tensor:
       (1, config.spec_num_freq_masks, config.spec_freq_mask_max, f),
       (0, config.spec_num_time_masks, config.spec_time_mask_max, t)):
     for _ in range(count):
-      w = tf.random.uniform([], 0, width + 1, tf.int32)
-      start = tf.random.uniform([], 0, size - w + 1, tf.int32)
+      w = rng.randint(0, width + 1)
+      start = rng.randint(0, size - w + 1)
       idx = tf.range(size)
       masked = (idx >= start) & (idx < start + w)  # [size]
       masked = masked[None, :] if axis == 1 else masked[:, None]
@@ -307,13 +309,17 @@ def spec_augment(mel: tf.Tensor, config) -> tf.Tensor:
   return mel
 
 
-def audio_inputs(clip: tf.Tensor, config, is_training: bool) -> tf.Tensor:
-  """A float clip [61440] -> [480, 128] (raw) or [4800, 1] (mel)."""
+def audio_inputs(clip: tf.Tensor, config,
+                 rng: rng_lib.SeedStream | None) -> tf.Tensor:
+  """A float clip [61440] -> [480, 128] (raw) or [4800, 1] (mel).
+
+  `rng` is None for evaluation (no SpecAugment).
+  """
   if config.audio_repr == 'raw':
     return tf.reshape(clip, [-1, config.audio_patch_size])
   mel = log_mel(clip, config.mel_frames, config.mel_bins)  # [96, 50]
-  if is_training and config.specaugment:
-    mel = spec_augment(mel, config)
+  if rng is not None and config.specaugment:
+    mel = spec_augment(mel, config, rng)
   return tf.reshape(mel, [config.mel_frames * config.mel_bins, 1])
 
 
@@ -344,13 +350,19 @@ def _take_frames(encoded: tf.Tensor, start: tf.Tensor, count: int):
   return tf.gather(encoded, idx)
 
 
-def video_clip(frames: tf.Tensor, config, is_training: bool) -> tf.Tensor:
-  """float [T, H, W, 3] in [0, 255] -> augmented [T, S, S, 3] or patches."""
+def video_clip(frames: tf.Tensor, config,
+               rng: rng_lib.SeedStream | None) -> tf.Tensor:
+  """float [T, H, W, 3] in [0, 255] -> [T, S, S, 3] or patches.
+
+  With `rng` (training): one random crop, flip and colour jitter for the
+  whole clip; without: the centre square.
+  """
   size = config.video_size
   shape = tf.shape(frames)
+  is_training = rng is not None
   if is_training:
-    begin, crop, _ = tf.image.sample_distorted_bounding_box(
-        shape[1:], tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+    begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape[1:], tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=rng(),
         min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
         area_range=tuple(config.video_crop_area_range), max_attempts=10,
         use_image_if_no_bounding_boxes=True)
@@ -363,14 +375,13 @@ def video_clip(frames: tf.Tensor, config, is_training: bool) -> tf.Tensor:
   frames = tf.image.resize(frames, [size, size], method='bilinear')
   frames = tf.clip_by_value(frames, 0.0, 255.0) / 255.0
   if is_training and config.video_random_flip:
-    frames = tf.cond(tf.random.uniform([]) < 0.5, lambda: frames[:, :, ::-1],
-                     lambda: frames)
+    frames = tf.cond(rng.coin(), lambda: frames[:, :, ::-1], lambda: frames)
   if is_training and config.video_color_augment:
     # One colour jitter for the whole clip, SimCLR-style strengths.
-    frames = tf.image.adjust_brightness(frames, tf.random.uniform([], -.3, .3))
-    frames = tf.image.adjust_contrast(frames, tf.random.uniform([], .6, 1.4))
-    frames = tf.image.adjust_saturation(frames, tf.random.uniform([], .6, 1.4))
-    frames = tf.image.adjust_hue(frames, tf.random.uniform([], -.1, .1))
+    frames = tf.image.adjust_brightness(frames, rng.uniform([], -.3, .3))
+    frames = tf.image.adjust_contrast(frames, rng.uniform([], .6, 1.4))
+    frames = tf.image.adjust_saturation(frames, rng.uniform([], .6, 1.4))
+    frames = tf.image.adjust_hue(frames, rng.uniform([], -.1, .1))
     frames = tf.clip_by_value(frames, 0.0, 1.0)
   frames = imagenet.normalize(frames * 255.0)
   frames = tf.ensure_shape(frames, [config.video_frames, size, size, 3])
@@ -393,26 +404,28 @@ def clip_starts(num_samples: tf.Tensor, config) -> tf.Tensor:
                                       config.num_eval_clips)), tf.int32)
 
 
-def preprocess(example: dict, config, is_training: bool) -> dict:
+def preprocess(example: dict, config, is_training: bool,
+               rng: rng_lib.SeedStream | None) -> dict:
   audio = tf.cast(example['audio'], tf.float32) / 32768.0  # [T]
   n = config.clip_samples
   audio = tf.pad(audio, [[0, tf.maximum(0, n - tf.shape(audio)[0])]])
   num_samples = tf.shape(audio)[0]
   if is_training:
-    starts = tf.random.uniform([1], 0, num_samples - n + 1, tf.int32)
+    starts = rng.randint(0, num_samples - n + 1, shape=[1])
   else:
     starts = clip_starts(num_samples, config)  # [C]
   out = {}
   use_audio = config.modality in ('audio', 'audio_video')
   use_video = config.modality in ('video', 'audio_video')
   if use_audio:
-    clips = tf.map_fn(
-        lambda s: audio_inputs(tf.ensure_shape(audio[s:s + n], [n]), config,
-                               is_training),
-        starts, fn_output_signature=tf.float32)  # [C, ...]
-    out['audio'] = clips[0] if is_training else clips
+    clip = lambda s: tf.ensure_shape(audio[s:s + n], [n])  # pylint: disable=unnecessary-lambda-assignment
+    if is_training:
+      out['audio'] = audio_inputs(clip(starts[0]), config, rng)
+    else:
+      out['audio'] = tf.map_fn(lambda s: audio_inputs(clip(s), config, None),
+                               starts, fn_output_signature=tf.float32)
   if use_video:
-    out['video'] = _video(example['video'], starts, config, is_training)
+    out['video'] = _video(example['video'], starts, config, rng)
   labels = tf.reduce_max(tf.one_hot(example['labels'], _num_classes(config)),
                          axis=0)  # [K]
   out['label'] = labels
@@ -420,7 +433,7 @@ def preprocess(example: dict, config, is_training: bool) -> dict:
 
 
 def _video(encoded: tf.Tensor, starts: tf.Tensor, config,
-           is_training: bool) -> tf.Tensor:
+           rng: rng_lib.SeedStream | None) -> tf.Tensor:
   """Video clips aligned with the audio clips; zeros where no video."""
   t = config.video_frames
   size = config.video_size
@@ -429,21 +442,21 @@ def _video(encoded: tf.Tensor, starts: tf.Tensor, config,
   single = ([(t // pt) * (size // ph) * (size // pw), pt * ph * pw * 3]
             if config.video_patched else [t, size, size, 3])
 
+  is_training = rng is not None
+
   def present():
     if is_training:
       clip = video_clip(_decode_frames(_take_frames(encoded, frame_starts[0],
-                                                    t)), config, True)
+                                                    t)), config, rng)
       if config.modality == 'audio_video':
-        keep = tf.cast(tf.random.uniform([]) >= config.video_dropout,
-                       tf.float32)
-        clip *= keep
+        clip *= tf.cast(rng.uniform([]) >= config.video_dropout, tf.float32)
       return clip
     frames = _decode_frames(encoded)  # Decode each frame once.
     n = tf.shape(frames)[0]
     return tf.map_fn(
         lambda s: video_clip(tf.gather(frames, tf.minimum(s + tf.range(t),
                                                           n - 1)),
-                             config, False),
+                             config, None),
         frame_starts, fn_output_signature=tf.float32)
 
   shape = single if is_training else [config.num_eval_clips] + single

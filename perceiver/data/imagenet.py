@@ -39,6 +39,7 @@ from tensorflow_datasets.datasets.imagenet2012 import imagenet_common
 
 from perceiver.data import errors
 from perceiver.data import randaugment
+from perceiver.data import rng as rng_lib
 from perceiver.data._tf import tf
 
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -166,11 +167,12 @@ def decoders(config) -> dict:
 # ------------------------------------------------------------ preprocessing
 
 
-def _crop_window_train(shape: tf.Tensor, config) -> tf.Tensor:
+def _crop_window_train(shape: tf.Tensor, config,
+                       rng: rng_lib.SeedStream) -> tf.Tensor:
   """Inception-style random crop window [y, x, h, w] of a [H, W, C] image."""
   bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, shape=[1, 1, 4])
-  begin, size, _ = tf.image.sample_distorted_bounding_box(
-      shape, bounding_boxes=bbox, min_object_covered=0.1,
+  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape, bounding_boxes=bbox, seed=rng(), min_object_covered=0.1,
       aspect_ratio_range=tuple(config.crop_aspect_range),
       area_range=tuple(config.crop_area_range), max_attempts=10,
       use_image_if_no_bounding_boxes=True)
@@ -213,24 +215,27 @@ def normalize(image: tf.Tensor) -> tf.Tensor:
   return (image - tf.constant(MEAN_RGB)) / tf.constant(STDDEV_RGB)
 
 
-def preprocess(example: dict, config, is_training: bool) -> dict:
+def preprocess(example: dict, config, is_training: bool,
+               rng: rng_lib.SeedStream | None) -> dict:
   """One encoded example -> {'image' [S, S, 3], 'label' [], 'pos'?}."""
   size = config.image_size
   data = example['image']  # Encoded JPEG bytes.
   shape = tf.image.extract_jpeg_shape(data)
-  window = (_crop_window_train if is_training else _crop_window_eval)(
-      shape, config)
+  if is_training:
+    window = _crop_window_train(shape, config, rng)
+  else:
+    window = _crop_window_eval(shape, config)
   image = tf.image.decode_and_crop_jpeg(data, window, channels=3)
   image = tf.image.resize(tf.cast(image, tf.float32), [size, size],
                           method='bicubic')
   image = tf.clip_by_value(image, 0.0, 255.0)
   flipped = tf.constant(False)
   if is_training and config.random_flip:
-    flipped = tf.random.uniform([]) < 0.5
+    flipped = rng.coin()
     image = tf.where(flipped, image[:, ::-1], image)
   if is_training and config.randaugment_num_layers > 0:
     image = randaugment.randaugment(image, config.randaugment_num_layers,
-                                    config.randaugment_magnitude)
+                                    config.randaugment_magnitude, rng)
   out = {'image': normalize(image),  # [S, S, 3]
          'label': tf.cast(example['label'], tf.int32)}
   if config.pos != 'none':
@@ -241,35 +246,38 @@ def preprocess(example: dict, config, is_training: bool) -> dict:
 # ------------------------------------------------------- MixUp and CutMix
 
 
-def _beta(alpha: float, shape: list[int]) -> tf.Tensor:
-  a = tf.random.gamma(shape, alpha)
-  b = tf.random.gamma(shape, alpha)
+def _beta(alpha: float, shape, rng: rng_lib.SeedStream) -> tf.Tensor:
+  a = tf.random.stateless_gamma(shape, rng(), alpha)
+  b = tf.random.stateless_gamma(shape, rng(), alpha)
   return a / (a + b)
 
 
-def mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float):
+def mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float,
+          rng: rng_lib.SeedStream):
   """MixUp of each example with the batch reversed.
 
   Args:
     images: float32 [B, H, W, C].
     labels: float32 [B, K] (one-hot or already soft).
     alpha: Beta(alpha, alpha) parameter of the mixing weight.
+    rng: the batch's seed stream.
 
   Returns:
     images [B, H, W, C], labels [B, K], lam [B] (weight of the original).
   """
-  lam = _beta(alpha, [tf.shape(images)[0]])  # [B]
+  lam = _beta(alpha, [tf.shape(images)[0]], rng)  # [B]
   return _mix(images, labels, lam[:, None, None, None], lam)
 
 
-def cutmix(images: tf.Tensor, labels: tf.Tensor, alpha: float):
+def cutmix(images: tf.Tensor, labels: tf.Tensor, alpha: float,
+           rng: rng_lib.SeedStream):
   """CutMix: paste a box of the reversed batch; label weight = area kept."""
   b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-  lam = _beta(alpha, [b])  # [B] target fraction kept
+  lam = _beta(alpha, [b], rng)  # [B] target fraction kept
   hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
   cut = tf.sqrt(1.0 - lam)
-  cy = tf.random.uniform([b]) * hf
-  cx = tf.random.uniform([b]) * wf
+  cy = rng.uniform([b]) * hf
+  cx = rng.uniform([b]) * wf
   y0 = tf.clip_by_value(cy - cut * hf / 2, 0, hf)[:, None]  # [B, 1]
   y1 = tf.clip_by_value(cy + cut * hf / 2, 0, hf)[:, None]
   x0 = tf.clip_by_value(cx - cut * wf / 2, 0, wf)[:, None]
@@ -290,7 +298,7 @@ def _mix(images, labels, weight, lam):
   return images, labels, lam
 
 
-def mix_batch(batch: dict, config) -> dict:
+def mix_batch(batch: dict, config, rng: rng_lib.SeedStream) -> dict:
   """MixUp or CutMix (chosen per batch) on a batch; labels become soft.
 
   `label` changes from int32 [B] to float32 [B, num_classes] soft targets
@@ -302,19 +310,19 @@ def mix_batch(batch: dict, config) -> dict:
   use_cutmix = config.cutmix_alpha > 0
   if use_mixup and use_cutmix:
     images, labels, _ = tf.cond(
-        tf.random.uniform([]) < config.mix_switch_prob,
-        lambda: cutmix(images, labels, config.cutmix_alpha),
-        lambda: mixup(images, labels, config.mixup_alpha))
+        rng.coin(config.mix_switch_prob),
+        lambda: cutmix(images, labels, config.cutmix_alpha, rng),
+        lambda: mixup(images, labels, config.mixup_alpha, rng))
   elif use_cutmix:
-    images, labels, _ = cutmix(images, labels, config.cutmix_alpha)
+    images, labels, _ = cutmix(images, labels, config.cutmix_alpha, rng)
   elif use_mixup:
-    images, labels, _ = mixup(images, labels, config.mixup_alpha)
+    images, labels, _ = mixup(images, labels, config.mixup_alpha, rng)
   return dict(batch, image=images, label=labels)
 
 
 def batch_fn(config, is_training: bool):
   if is_training and (config.mixup_alpha > 0 or config.cutmix_alpha > 0):
-    return lambda batch: mix_batch(batch, config)
+    return lambda batch, rng: mix_batch(batch, config, rng)
   return None
 
 

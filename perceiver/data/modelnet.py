@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from perceiver.data import errors
+from perceiver.data import rng as rng_lib
 from perceiver.data._tf import tf
 
 HOW_TO_GET = (
@@ -217,19 +218,21 @@ def normalize_points(points: tf.Tensor) -> tf.Tensor:
   return points / tf.maximum(tf.reduce_max(tf.abs(points)), 1e-9)
 
 
-def preprocess(example: dict, config, is_training: bool) -> dict:
+def preprocess(example: dict, config, is_training: bool,
+               rng: rng_lib.SeedStream | None) -> dict:
   points = tf.cast(example['points'], tf.float32)  # [P, 3]
   n = config.num_points
   tf.debugging.assert_greater_equal(
       tf.shape(points)[0], n,
       message=f'fewer stored points than num_points={n}')
   if is_training:
-    points = tf.random.shuffle(points)
+    order = tf.argsort(rng.uniform([tf.shape(points)[0]]))
+    points = tf.gather(points, order)
   points = points[:n]  # [N, 3]
   points -= tf.reduce_mean(points, axis=0, keepdims=True)  # Zero-centre.
   if is_training:
     lo, hi = config.scale_range
-    points *= tf.random.uniform([n, 1], lo, hi)
+    points *= rng.uniform([n, 1], lo, hi)
   points = tf.ensure_shape(normalize_points(points), [n, 3])
   return {'points': points, 'label': tf.cast(example['label'], tf.int32)}
 

@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 from perceiver.data import config as config_lib
 from perceiver.data import errors
+from perceiver.data import rng as rng_lib
 from perceiver.data._tf import tf
 
 SPLITS = ('train', 'valid', 'test')
@@ -130,11 +131,22 @@ def get_dataset(
     ds = ds.filter(filter_fn)
   parallel = (tf.data.AUTOTUNE if config.num_parallel_calls < 0
               else config.num_parallel_calls)
-  ds = ds.map(lambda ex: module.preprocess(ex, config, is_training),
-              num_parallel_calls=parallel, deterministic=not is_training)
+  if is_training:
+    # Augmentation draws from per-example seeds (see rng.py): the same
+    # shuffle_seed gives the same batches.
+    ds = tf.data.Dataset.zip(ds, rng_lib.example_seeds(shuffle_seed))
+    ds = ds.map(lambda ex, seed: module.preprocess(
+        ex, config, True, rng_lib.SeedStream(seed)),
+                num_parallel_calls=parallel)
+  else:
+    ds = ds.map(lambda ex: module.preprocess(ex, config, False, None),
+                num_parallel_calls=parallel)
   drop = is_training if config.drop_remainder is None else config.drop_remainder
   ds = ds.batch(batch_size, drop_remainder=drop)
   batch_fn = module.batch_fn(config, is_training)
   if batch_fn is not None:
-    ds = ds.map(batch_fn, num_parallel_calls=parallel)
+    batch_seed = None if shuffle_seed is None else shuffle_seed + 1
+    ds = tf.data.Dataset.zip(ds, rng_lib.example_seeds(batch_seed))
+    ds = ds.map(lambda b, seed: batch_fn(b, rng_lib.SeedStream(seed)),
+                num_parallel_calls=parallel)
   return ds.prefetch(tf.data.AUTOTUNE)

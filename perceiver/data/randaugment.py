@@ -17,6 +17,7 @@ Only the selected op is computed (`tf.switch_case`).
 
 import math
 
+from perceiver.data import rng as rng_lib
 from perceiver.data._tf import tf
 
 _MAX_LEVEL = 10.0
@@ -28,8 +29,8 @@ def _blend(a: tf.Tensor, b: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
   return tf.clip_by_value(a + factor * (b - a), 0.0, 255.0)
 
 
-def _random_sign(x: tf.Tensor) -> tf.Tensor:
-  return tf.where(tf.random.uniform([]) < 0.5, -x, x)
+def _random_sign(x: tf.Tensor, rng: rng_lib.SeedStream) -> tf.Tensor:
+  return tf.where(rng.coin(), -x, x)
 
 
 def _grey(image: tf.Tensor) -> tf.Tensor:
@@ -46,8 +47,8 @@ def _transform(image: tf.Tensor, matrix: list[tf.Tensor]) -> tf.Tensor:
   return out[0]
 
 
-def _rotate(image: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
-  angle = _random_sign(level * 30.0) * (math.pi / 180.0)
+def _rotate(image: tf.Tensor, level: tf.Tensor, rng) -> tf.Tensor:
+  angle = _random_sign(level * 30.0, rng) * (math.pi / 180.0)
   h = tf.cast(tf.shape(image)[0], tf.float32)
   w = tf.cast(tf.shape(image)[1], tf.float32)
   c, s = tf.cos(angle), tf.sin(angle)
@@ -58,21 +59,22 @@ def _rotate(image: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
   return _transform(image, [c, -s, x0, s, c, y0, zero, zero])
 
 
-def _shear_x(image: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
-  s = _random_sign(level * 0.3)
+def _shear_x(image: tf.Tensor, level: tf.Tensor, rng) -> tf.Tensor:
+  s = _random_sign(level * 0.3, rng)
   one, zero = tf.constant(1.0), tf.constant(0.0)
   return _transform(image, [one, s, zero, zero, one, zero, zero, zero])
 
 
-def _shear_y(image: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
-  s = _random_sign(level * 0.3)
+def _shear_y(image: tf.Tensor, level: tf.Tensor, rng) -> tf.Tensor:
+  s = _random_sign(level * 0.3, rng)
   one, zero = tf.constant(1.0), tf.constant(0.0)
   return _transform(image, [one, zero, zero, s, one, zero, zero, zero])
 
 
-def _translate(image: tf.Tensor, level: tf.Tensor, axis: int) -> tf.Tensor:
+def _translate(image: tf.Tensor, level: tf.Tensor, axis: int,
+               rng) -> tf.Tensor:
   size = tf.cast(tf.shape(image)[1 - axis], tf.float32)
-  d = _random_sign(level * (100.0 / 224.0) * size)
+  d = _random_sign(level * (100.0 / 224.0) * size, rng)
   one, zero = tf.constant(1.0), tf.constant(0.0)
   dx, dy = (d, zero) if axis == 0 else (zero, d)
   return _transform(image, [one, zero, dx, zero, one, dy, zero, zero])
@@ -116,19 +118,19 @@ def _sharpness(image: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
   return _blend(smooth, image, factor)
 
 
-def _cutout(image: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
+def _cutout(image: tf.Tensor, level: tf.Tensor, rng) -> tf.Tensor:
   h, w = tf.shape(image)[0], tf.shape(image)[1]
   side = tf.cast(level * (80.0 / 224.0) * tf.cast(tf.minimum(h, w),
                                                   tf.float32), tf.int32)
-  cy = tf.random.uniform([], 0, h, tf.int32)
-  cx = tf.random.uniform([], 0, w, tf.int32)
+  cy = rng.randint(0, h)
+  cx = rng.randint(0, w)
   ys, xs = tf.range(h)[:, tf.newaxis], tf.range(w)[tf.newaxis, :]
   inside = ((tf.abs(ys - cy) * 2 < side) & (tf.abs(xs - cx) * 2 < side))
   return tf.where(inside[..., tf.newaxis], _FILL, image)
 
 
-def _enhance_factor(level: tf.Tensor) -> tf.Tensor:
-  return 1.0 + _random_sign(level * 0.9)
+def _enhance_factor(level: tf.Tensor, rng) -> tf.Tensor:
+  return 1.0 + _random_sign(level * 0.9, rng)
 
 
 def _posterize(image: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
@@ -138,28 +140,29 @@ def _posterize(image: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
                                        shift), tf.float32)
 
 
-def _ops(image: tf.Tensor, level: tf.Tensor) -> list:
+def _ops(image: tf.Tensor, level: tf.Tensor,
+         rng: rng_lib.SeedStream) -> list:
   """The 16 RandAugment ops as thunks; `level` = M / 10 in [0, 1]."""
   return [
       lambda: _auto_contrast(image),
       lambda: _equalize(image),
       lambda: 255.0 - image,  # Invert.
-      lambda: _rotate(image, level),
+      lambda: _rotate(image, level, rng),
       lambda: _posterize(image, level),
       # Solarize: invert pixels above a threshold falling with M.
       lambda: tf.where(image >= 256.0 - level * 256.0, 255.0 - image, image),
-      lambda: _blend(_grey(image), image, _enhance_factor(level)),  # Color.
+      lambda: _blend(_grey(image), image, _enhance_factor(level, rng)),  # Color.
       lambda: _blend(  # Contrast: blend with the mean grey level.
           tf.fill(tf.shape(image), tf.reduce_mean(_grey(image))), image,
-          _enhance_factor(level)),
+          _enhance_factor(level, rng)),
       lambda: _blend(tf.zeros_like(image), image,  # Brightness.
-                     _enhance_factor(level)),
-      lambda: _sharpness(image, _enhance_factor(level)),
-      lambda: _shear_x(image, level),
-      lambda: _shear_y(image, level),
-      lambda: _translate(image, level, axis=0),
-      lambda: _translate(image, level, axis=1),
-      lambda: _cutout(image, level),
+                     _enhance_factor(level, rng)),
+      lambda: _sharpness(image, _enhance_factor(level, rng)),
+      lambda: _shear_x(image, level, rng),
+      lambda: _shear_y(image, level, rng),
+      lambda: _translate(image, level, 0, rng),
+      lambda: _translate(image, level, 1, rng),
+      lambda: _cutout(image, level, rng),
       # SolarizeAdd: add up to 110 to pixels below 128.
       lambda: tf.where(image < 128.0,
                        tf.minimum(image + level * 110.0, 255.0), image),
@@ -169,14 +172,15 @@ def _ops(image: tf.Tensor, level: tf.Tensor) -> list:
 NUM_OPS = 16
 
 
-def randaugment(image: tf.Tensor, num_layers: int,
-                magnitude: float) -> tf.Tensor:
+def randaugment(image: tf.Tensor, num_layers: int, magnitude: float,
+                rng: rng_lib.SeedStream) -> tf.Tensor:
   """Applies `num_layers` uniformly chosen ops at magnitude M.
 
   Args:
     image: float32 [H, W, 3] with values in [0, 255].
     num_layers: N, the number of ops applied in sequence.
     magnitude: M on the 0..10 scale.
+    rng: the example's seed stream.
 
   Returns:
     float32 [H, W, 3] in [0, 255].
@@ -184,7 +188,20 @@ def randaugment(image: tf.Tensor, num_layers: int,
   level = tf.constant(magnitude / _MAX_LEVEL, tf.float32)
   shape = image.shape
   for _ in range(num_layers):
-    index = tf.random.uniform([], 0, NUM_OPS, tf.int32)
-    image = tf.switch_case(index, _ops(image, level))
-    image = tf.ensure_shape(tf.clip_by_value(image, 0.0, 255.0), shape)
+    image = _one_layer(image, level, rng())
+    image = tf.ensure_shape(image, shape)
   return image
+
+
+@tf.function(input_signature=[
+    tf.TensorSpec([None, None, 3], tf.float32),
+    tf.TensorSpec([], tf.float32),
+    tf.TensorSpec([2], tf.int32)])
+def _one_layer(image: tf.Tensor, level: tf.Tensor,
+               seed: tf.Tensor) -> tf.Tensor:
+  """One uniformly chosen op. A tf.function so that its 16 branches are
+  traced once, not once per layer (tracing dominates pipeline start-up)."""
+  rng = rng_lib.SeedStream(seed)
+  index = rng.randint(0, NUM_OPS)
+  image = tf.switch_case(index, _ops(image, level, rng))
+  return tf.clip_by_value(image, 0.0, 255.0)

@@ -139,3 +139,9 @@ def test_average_clip_scores():
   scores = np.arange(12, dtype=float).reshape(6, 2)  # 2 segments x 3 clips
   np.testing.assert_allclose(audioset.average_clip_scores(scores, 3),
                              [[2, 3], [8, 9]])
+
+
+def test_mel_training_batches_are_a_function_of_the_seed(audioset_config):
+  config = dict(audioset_config, audio_repr='mel')
+  a, b = (_first(config, 'train') for _ in range(2))
+  np.testing.assert_array_equal(a['audio'], b['audio'])

@@ -7,6 +7,7 @@ import tensorflow_datasets as tfds
 import perceiver.data as pdata
 from perceiver.data import imagenet
 from perceiver.data import randaugment
+from perceiver.data import rng as rng_lib
 from perceiver.data._tf import tf
 
 
@@ -93,17 +94,17 @@ def test_crop_positions():
 
 
 def test_mixup_and_cutmix_keep_label_mass_and_area():
-  tf.random.set_seed(0)
+  rng = rng_lib.SeedStream(tf.constant([0, 1]))
   images = tf.reshape(tf.range(4, dtype=tf.float32), [4, 1, 1, 1]) * tf.ones(
       [4, 16, 16, 1])
   labels = tf.one_hot([0, 1, 2, 3], 4)
-  mixed, soft, lam = imagenet.cutmix(images, labels, alpha=1.0)
+  mixed, soft, lam = imagenet.cutmix(images, labels, 1.0, rng)
   # Example 0 is mixed with example 3 (the reversed batch).
   kept = (mixed[0] == 0.0).numpy().mean()
   assert kept == pytest.approx(float(lam[0]))
   np.testing.assert_allclose(soft.numpy().sum(-1), 1.0, rtol=1e-6)
   assert float(soft[0, 0]) == pytest.approx(float(lam[0]))
-  mixed, soft, lam = imagenet.mixup(images, labels, alpha=0.2)
+  mixed, soft, lam = imagenet.mixup(images, labels, 0.2, rng)
   np.testing.assert_allclose(mixed[0, 0, 0, 0], 3 * (1 - lam[0]), rtol=1e-5)
   assert float(soft[0, 3]) == pytest.approx(1 - float(lam[0]))
 
@@ -112,7 +113,8 @@ def test_mixup_and_cutmix_keep_label_mass_and_area():
 def test_randaugment_ops_stay_in_range(op):
   image = tf.cast(tf.random.uniform([32, 32, 3], 0, 256, tf.int32),
                   tf.float32)
-  out = randaugment._ops(image, tf.constant(0.5))[op]()  # pylint: disable=protected-access
+  rng = rng_lib.SeedStream(tf.constant([op, 0]))
+  out = randaugment._ops(image, tf.constant(0.5), rng)[op]()  # pylint: disable=protected-access
   assert out.shape == image.shape
   assert float(tf.reduce_min(out)) >= 0 and float(tf.reduce_max(out)) <= 255
 
@@ -122,3 +124,12 @@ def test_fixed_permutation():
   np.testing.assert_array_equal(np.sort(p), np.arange(224 * 224))
   np.testing.assert_array_equal(p, imagenet.fixed_permutation(224 * 224, 3))
   assert not np.array_equal(p, imagenet.fixed_permutation(224 * 224, 4))
+
+
+def test_training_batches_are_a_function_of_the_seed(imagenet_config):
+  config = dict(imagenet_config, image_size=64)
+  first = [_first(pdata.get_dataset(config, split='train', batch_size=4,
+                                    shuffle_seed=seed)) for seed in (5, 5, 6)]
+  for key in ('image', 'label', 'pos'):
+    np.testing.assert_array_equal(first[0][key], first[1][key])
+  assert not np.array_equal(first[0]['image'], first[2]['image'])
