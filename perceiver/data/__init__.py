@@ -11,8 +11,9 @@ Batches (dicts of tensors, batch first):
   imagenet2012: image f32 [B, S, S, 3] (normalised), pos f32 [B, S*S, 2]
                 (unless pos='none'), label i32 [B], or f32 [B, K] soft
                 targets when MixUp/CutMix is on (training).
-  audioset:     audio f32 [B, 480, 128] (raw) or [B, 4800, 1] (mel, 96
-                frames x 50 bins, row-major), video f32 [B, 32, S, S, 3] or
+  audioset:     audio f32 [B, 480, 128] (raw) or [B, 96, 50] (mel frames
+                x bins: 4,800 inputs once flattened), video f32
+                [B, 32, S, S, 3] or
                 [B, 12544, 384] (video_patched), label f32 multi-hot [B, K].
                 Eval ('valid'/'test') adds a clip axis after B:
                 [B, num_eval_clips, ...]; average the scores over it

@@ -22,8 +22,8 @@ Preprocessing (Perceiver paper, Sec. 4.2):
   training: one random 1.28 s clip (61,440 samples = 32 frames at 25 fps);
     raw audio -> 480 patches of 128 samples [480, 128];
     or mel: 96 frames (25 ms window, 640-sample hop) x 50 mel bins, log,
-    SpecAugment (frequency and time masks), flattened row-major to 4,800
-    inputs of 1 channel [4800, 1] (the paper's 4,800 inputs);
+    SpecAugment (frequency and time masks): [96, 50] mel frames, which the
+    model flattens into the paper's 4,800 inputs (with 2-D positions);
     video: the 32 frames of the same 1.28 s, one Inception-style crop and
     flip for all frames, colour jitter, resized to 224 -> [32, 224, 224, 3]
     or 2x8x8 space-time patches [12544, 384] (video_patched); audio+video
@@ -311,7 +311,7 @@ def spec_augment(mel: tf.Tensor, config,
 
 def audio_inputs(clip: tf.Tensor, config,
                  rng: rng_lib.SeedStream | None) -> tf.Tensor:
-  """A float clip [61440] -> [480, 128] (raw) or [4800, 1] (mel).
+  """A float clip [61440] -> [480, 128] (raw) or [96, 50] (mel frames).
 
   `rng` is None for evaluation (no SpecAugment).
   """
@@ -320,7 +320,7 @@ def audio_inputs(clip: tf.Tensor, config,
   mel = log_mel(clip, config.mel_frames, config.mel_bins)  # [96, 50]
   if rng is not None and config.specaugment:
     mel = spec_augment(mel, config, rng)
-  return tf.reshape(mel, [config.mel_frames * config.mel_bins, 1])
+  return mel  # [96, 50]: the model flattens it to 4,800 inputs.
 
 
 def patch_video(video: tf.Tensor, patch_shape) -> tf.Tensor:
