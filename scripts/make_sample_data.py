@@ -30,7 +30,6 @@ Sources are installed by scripts/install_sample_sources.sh.
 """
 
 import argparse
-import csv
 import glob
 import hashlib
 import io
@@ -229,10 +228,8 @@ def make_audioset(out: str, per_language: int, seed: int,
   classes = _AUDIOSET_CLASSES + [
       (f'/x/lang_{lang}', f'{name} speech')
       for lang, name in _LANGUAGE_NAMES.items()]
-  with open(os.path.join(out, 'class_labels_indices.csv'), 'w',
-            newline='') as f:
-    writer = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(['index', 'mid', 'display_name'])
+  with open(os.path.join(out, 'class_labels_indices.csv'), 'w') as f:
+    f.write('index,mid,display_name\n')
     for i, (mid, name) in enumerate(classes):
       f.write(f'{i},{mid},"{name}"\n')
   rows = {'balanced_train': [], 'unbalanced_train': [], 'eval': []}

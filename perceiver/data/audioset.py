@@ -163,8 +163,8 @@ def read_video(path: str, num_frames: int, max_side: int) -> list:
 # --------------------------------------------------------------- builder
 
 
-class AudioSet(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
-                    skip_registration=True):
+class AudioSet(errors.SkipsCorruptFiles,
+                    tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """AudioSet segments with 48 kHz audio and optional 25 fps video."""
 
   name = 'audioset'

@@ -83,8 +83,8 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int,
   return points.astype(np.float32)
 
 
-class ModelNet40Off(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
-                    skip_registration=True):
+class ModelNet40Off(errors.SkipsCorruptFiles,
+                    tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Princeton ModelNet40 OFF tree, surface-sampled."""
 
   name = 'modelnet40_off'
@@ -139,8 +139,8 @@ def h5_root(manual_dir: str) -> str:
   return nested if tf.io.gfile.isdir(nested) else manual_dir
 
 
-class ModelNet40Hdf5(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
-                    skip_registration=True):
+class ModelNet40Hdf5(errors.SkipsCorruptFiles,
+                    tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """PointNet's modelnet40_ply_hdf5_2048 files."""
 
   name = 'modelnet40_hdf5'

@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(
 # Small enough for a few minutes on 2 cores, large enough for the linear
 # baselines to be meaningful.
 SAMPLE_ARGS = ['--imagenet_per_class', '150', '--audioset_per_language', '12',
-               '--modelnet_off', '3,1', '--modelnet_h5', '24,6']
+               '--modelnet_off', '3,1', '--modelnet_h5', '80,10']
 
 
 @pytest.fixture(scope='session')

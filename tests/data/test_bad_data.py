@@ -187,3 +187,17 @@ def test_every_config_field_is_documented():
     for field in pdata.default_config(name):
       assert field in doc, f'{name}.{field} missing from the docstring'
   assert np.all([f in doc for f in ('on_corrupt', 'manual_dir')])
+
+
+def test_sample_script_names_a_missing_source(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  repo = pathlib.Path(__file__).resolve().parents[2]
+  proc = subprocess.run(
+      [sys.executable, str(repo / 'scripts' / 'make_sample_data.py'),
+       '--out', str(tmp_path), '--what', 'audioset',
+       '--asterisk_sounds', str(tmp_path / 'nowhere')],
+      capture_output=True, text=True, check=False)
+  assert proc.returncode == 2
+  assert 'asterisk-core-sounds-en-gsm' in proc.stderr
+  assert 'install_sample_sources.sh' in proc.stderr

@@ -26,7 +26,7 @@ def test_batches_have_2048_normalised_points(modelnet_config, source):
 
 
 @pytest.mark.parametrize('source,n_train,n_test', [('off', 30, 10),
-                                                   ('hdf5', 240, 60)])
+                                                   ('hdf5', 800, 100)])
 def test_class_names_and_split_sizes(modelnet_config, source, n_train,
                                      n_test):
   builder = pdata.get_builder(dict(modelnet_config, source=source))
