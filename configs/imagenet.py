@@ -12,6 +12,8 @@ Presets:
   io_learned            Perceiver IO config A, learned positions: 72.7.
   io_conv               Perceiver IO config A, conv preprocessing: 82.1.
   smoke                 A tiny model on synthetic 16x16 images, 3 steps.
+  cpu_bench             Perceiver IO config A shrunk to ~1 s per train step on
+                        2 CPU cores (scripts/benchmark.py), synthetic 64x64.
 
 Numbers are from ../shared/reference/PAPERS.md; where a paper is silent the
 comment says so and the value is the Perceiver IO reference code's.
@@ -160,10 +162,32 @@ def smoke():
   return config
 
 
+def cpu_bench():
+  """Perceiver IO config A, shrunk for `scripts/benchmark.py` on 2 CPU cores.
+
+  Kept: pixels + 64-band Fourier features (261 input channels), one 1-head
+  cross-attend, a latent Transformer of 6 self-attends (8 heads, widening 1)
+  shared across blocks, the classification decoder, LAMB. Shrunk: 64x64
+  inputs (M = 4096), 128 x 512 latents, 3 blocks (block 0, then the shared
+  block as a 2-step loop), batch 2: ~59 GFLOP, about a second per train step.
+  Width 512 keeps the matmuls large enough to run near the matmul peak.
+  """
+  from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
+  config = io_fourier()
+  config.model.input.max_resolution = (64, 64)
+  encoder = config.model.encoder
+  encoder.num_latents, encoder.latent_channels, encoder.num_blocks = 128, 512, 3
+  config.data = input_pipeline.synthetic_config({'image': (64, 64, 3)}, 1000, num_train=8,
+                                                num_eval=2)
+  common.smoke_runner(config, batch_size=2, num_steps=10)
+  config.eval.split = 'test'
+  return config
+
+
 PRESETS = dict(paper=paper, learned_pos=learned_pos, permuted=permuted,
                learned_pos_permuted=learned_pos_permuted,
                io_fourier=io_fourier, io_learned=io_learned, io_conv=io_conv,
-               smoke=smoke)
+               smoke=smoke, cpu_bench=cpu_bench)
 
 
 def get_config(arg=None):
