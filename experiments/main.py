@@ -65,11 +65,10 @@ def main(argv):
   from perceiver import train  # pylint: disable=g-import-not-at-top
   from perceiver.train import config_checks  # pylint: disable=g-import-not-at-top
   try:
-    config_checks.check_config(_CONFIG.value, _MODE.value)
-  except config_checks.ConfigError as e:
+    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                                      _MODE.value)
+  except config_checks.ConfigError as e:  # Raised before any compile.
     raise app.UsageError(f'invalid config: {e}') from e
-  result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                                    _MODE.value)
   logging.info('Done: %s', result)
 
 

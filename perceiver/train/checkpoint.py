@@ -121,11 +121,14 @@ class Checkpointer:
 
   def restore_latest(self, abstract_state: Any
                      ) -> tuple[Any, dict[str, Any]] | None:
-    """Restores the newest verifiable step; None if there is none.
+    """Restores the newest verifiable step; None if there is no step.
 
-    A step that fails to restore or verify is moved aside to
-    ``<workdir>/corrupt_checkpoints/`` (so training can write that step
-    again) and the next older one is tried, with a warning naming both.
+    A step that fails to restore or verify is skipped for the next older
+    one, with a warning naming both; once an older step restores, the
+    failed newer ones are moved aside to ``<workdir>/corrupt_checkpoints/``
+    (so training can write those steps again). If no step restores, nothing
+    is moved (a changed config fails every step the same way) and the error
+    lists each step's failure.
     """
     steps = self.all_steps()
     failures = []
@@ -138,16 +141,16 @@ class Checkpointer:
         logging.warning(
             'Checkpoint %s is corrupt or unreadable (%s: %s); falling back to '
             '%s.', self.directory / str(step), type(e).__name__, e,
-            self.directory / str(older[-1]) if older
-            else 'a fresh start (no older checkpoint)')
+            self.directory / str(older[-1]) if older else 'nothing')
         continue
       self._quarantine([s for s, _ in failures])
       return state, meta
-    self._quarantine([s for s, _ in failures])
     if failures:
       raise RuntimeError(
-          f'every checkpoint in {self.directory} is unreadable: '
-          + '; '.join(f'step {s}: {e}' for s, e in failures))
+          f'no checkpoint in {self.directory} can be restored for this '
+          'config (if the model or optimizer changed, use a new workdir): '
+          + '; '.join(f'step {s}: {type(e).__name__}: {e}'
+                      for s, e in failures))
     return None
 
   def _quarantine(self, steps: list[int]) -> None:

@@ -11,7 +11,6 @@ from typing import Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 LABEL_KEYS = ('label', 'mix_label', 'mix_ratio')
@@ -81,21 +80,3 @@ def topk_correct(scores: jax.Array, label: jax.Array, k: int) -> jax.Array:
   # Rank = number of classes scored strictly higher than the true class.
   rank = jnp.sum(scores > true_score, axis=-1)
   return (rank < k).astype(jnp.float32)
-
-
-def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-  """Mean over classes of the average precision (per class, then averaged).
-
-  scores, labels: [N, K]. Classes with no positive example are skipped (their
-  AP is undefined). Uses scikit-learn's AP so the per-class/transposition
-  convention is the standard one (the Perceiver v1 paper had a transposed
-  matrix bug here).
-  """
-  from sklearn import metrics  # Imported lazily: only multi-label eval needs it.
-  labels = np.asarray(labels) > 0.5
-  has_pos = labels.any(axis=0)
-  if not has_pos.any():
-    return float('nan')
-  ap = metrics.average_precision_score(
-      labels[:, has_pos], np.asarray(scores)[:, has_pos], average=None)
-  return float(np.mean(ap))

@@ -39,7 +39,7 @@ def step_decay_schedule(base_lr: float, boundaries: list[int],
 
 
 def with_linear_warmup(schedule: Schedule, warmup_steps: int) -> Schedule:
-  """Scales ``schedule`` by min(1, step / warmup_steps) (optax's 0-based ramp)."""
+  """Scales ``schedule`` by min(1, step / warmup_steps) (0-based, as optax)."""
   if warmup_steps <= 0:
     return schedule
 

@@ -114,7 +114,7 @@ def make_train_step(net: hk.TransformedWithState,
       loss, top1 = loss / accum, top1 / accum
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(loss=loss, top1=top1, grad_norm=optax.global_norm(grads),
+    metrics = dict(loss=loss, top1=top1, grad_norm=optax.tree.norm(grads),
                    lr=jnp.asarray(schedule(state.step), jnp.float32))
     return TrainState(state.step + 1, params, model_state, opt_state), metrics
 
@@ -340,7 +340,10 @@ class _Run:
     count = sums.pop('count')
     result = {k: v / max(count, 1) for k, v in sums.items()}
     if scores:
-      result['mAP'] = losses.mean_average_precision(
+      # AP per class, then the mean over classes with positives (AudioSet's
+      # metric, shared with the data package's own evaluation helpers).
+      from perceiver.data import audioset  # pylint: disable=g-import-not-at-top
+      result['mAP'] = audioset.mean_average_precision(
           np.concatenate(scores), np.concatenate(labels))
     result['num_examples'] = count
     self.log.write(step, split, result)
@@ -369,7 +372,7 @@ class _Run:
     if not bool(_all_finite(state.params)):
       self.checkpointer.wait()
       raise FloatingPointError(
-          f'params are not finite after step {step}; stopping without '
+          f'params are not finite at step {step}; stopping without '
           f'writing this checkpoint. The last good checkpoint (step '
           f'{self.checkpointer.latest_step()}) in '
           f'{self.checkpointer.directory} is kept.')

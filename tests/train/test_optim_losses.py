@@ -143,16 +143,3 @@ def test_losses_and_topk():
   label = jnp.array([0, 1])
   np.testing.assert_array_equal(losses.topk_correct(logits, label, 1), [1, 0])
   np.testing.assert_array_equal(losses.topk_correct(logits, label, 2), [1, 1])
-
-
-def test_mean_average_precision_is_per_class_then_averaged():
-  labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
-  scores = np.array([[0.9, 0.1], [0.8, 0.7], [0.7, 0.2], [0.1, 0.3]])
-  # Class 0 ranking 0.9(+) 0.8(-) 0.7(+): AP = (1 + 2/3) / 2.
-  # Class 1 ranking 0.7(+) 0.3(-) 0.2(+) 0.1(-): AP = (1 + 2/3) / 2.
-  assert losses.mean_average_precision(scores, labels) == pytest.approx(5 / 6)
-  # A class without positives is skipped, not counted as 0.
-  labels3 = np.concatenate([labels, np.zeros((4, 1))], axis=1)
-  scores3 = np.concatenate([scores, np.random.rand(4, 1)], axis=1)
-  assert losses.mean_average_precision(scores3, labels3) == pytest.approx(
-      5 / 6)
