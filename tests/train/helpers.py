@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
@@ -42,3 +44,20 @@ def read_metrics(workdir: str, split: str = 'train') -> list[dict]:
   with open(path) as f:
     records = [json.loads(line) for line in f]
   return [r for r in records if r['split'] == split]
+
+
+def saved_state(workdir: str, step: int) -> list[np.ndarray]:
+  """The train state saved at ``step``, as numpy leaves (no target needed)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, 'checkpoints', str(step), 'state')
+  tree = ocp.PyTreeCheckpointer().restore(path)
+  # Zero-size arrays are not written (orbax placeholders): arrays only.
+  return [np.asarray(x) for x in jax.tree.leaves(tree)
+          if x is not ocp.PLACEHOLDER]
+
+
+def saved_meta(workdir: str, step: int) -> dict:
+  with open(os.path.join(workdir, 'checkpoints', str(step), 'meta',
+                         'metadata')) as f:
+    return json.load(f)

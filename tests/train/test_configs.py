@@ -47,7 +47,8 @@ def test_imagenet_paper_matches_the_paper():
   assert (enc.num_blocks, enc.num_self_attends_per_block) == (8, 6)
   assert (enc.num_latents, enc.latent_channels) == (512, 1024)
   assert (enc.num_cross_attend_heads, enc.num_self_attend_heads) == (1, 8)
-  assert enc.cross_attend_widening_factor == enc.self_attend_widening_factor == 1
+  assert (enc.cross_attend_widening_factor, enc.self_attend_widening_factor
+          ) == (1, 1)
   assert enc.dropout_prob == 0.0 and enc.latent_init_scale == 0.02
   assert (inp.prep_type, inp.position_encoding, inp.num_bands,
           tuple(inp.max_resolution)) == ('pixels', 'fourier', 64, (224, 224))
