@@ -78,3 +78,18 @@ def test_training_scaling_is_small_and_per_point(modelnet_config):
   np.testing.assert_allclose(np.sort(trained.numpy(), 0),
                              np.sort(evaluated.numpy(), 0),
                              atol=1e-5)
+
+
+def test_each_host_reads_its_own_shard(modelnet_config):
+  config = dict(modelnet_config, source='hdf5')
+  shards = []
+  for index in range(2):
+    ds = pdata.get_dataset(config, split='test', batch_size=1000,
+                           shuffle_seed=None, process_index=index,
+                           process_count=2)
+    shards.append(next(ds.as_numpy_iterator())['points'])
+  assert len(shards[0]) + len(shards[1]) == 100
+  assert abs(len(shards[0]) - len(shards[1])) <= 1
+  # No example on both hosts.
+  first = {p.tobytes() for p in shards[0]}
+  assert not any(p.tobytes() in first for p in shards[1])
