@@ -190,7 +190,7 @@ def matmul_peak(n: int = 2048, steps: int = 5, dtype=jnp.float32) -> Dict[str, f
 # Compiled-program structure and profiles
 # ---------------------------------------------------------------------------
 
-_INSTR_RE = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*\S.*?\s([\w\-]+)\((.*)$')
+_INSTR_RE = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+).*?\s([\w\-]+)\((.*)$')
 _COMP_RE = re.compile(r'^%?([\w.\-]+)\s.*\{\s*$')
 _CALLS_RE = re.compile(r'calls=%?([\w.\-]+)')
 _OPNAME_RE = re.compile(r'op_name="([^"]*)"')
@@ -207,6 +207,7 @@ class HloInstruction:
   computation: str
   calls: Optional[str]
   op_name: str
+  shape: str = ''
 
 
 def parse_hlo(hlo_text: str) -> Tuple[Dict[str, HloInstruction], Dict[str, List[str]]]:
@@ -222,11 +223,11 @@ def parse_hlo(hlo_text: str) -> Tuple[Dict[str, HloInstruction], Dict[str, List[
     m = _INSTR_RE.match(line)
     if not m or not current:
       continue
-    name, opcode = m.group(1), m.group(2)
+    name, shape, opcode = m.group(1), m.group(2), m.group(3)
     calls = _CALLS_RE.search(line)
     op_name = _OPNAME_RE.search(line)
     instrs[name] = HloInstruction(name, opcode, current, calls.group(1) if calls else None,
-                                  op_name.group(1) if op_name else '')
+                                  op_name.group(1) if op_name else '', shape.split('{')[0])
     comps[current].append(opcode)
   return instrs, comps
 
@@ -318,10 +319,16 @@ def profile_step(call: Callable[[], Any], hlo_text: str, steps: int = 2,
     # Group by the JAX primitive that produced it (last op_name component).
     label = (instr.op_name.rsplit('/', 1)[-1] if instr and instr.op_name else name)
     by_op[f'{_category(instr, comps)}:{label}'] += t
+  top_instrs = []
+  for name, t in sorted(per_instr.items(), key=lambda kv: -kv[1])[:top]:
+    instr = instrs.get(name)
+    top_instrs.append((name, instr.shape if instr else '', instr.op_name[-90:] if instr else '',
+                       round(t / total, 4)))
   return {
       'busy_thread_s_per_step': total / 1e9 / steps,
       'share_by_kind': {k: round(v / total, 4) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
       'top_ops': [(k, round(v / total, 4)) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:top]],
+      'top_instructions': top_instrs,
   }
 
 

@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = os.path.join(REPO, 'scripts', 'benchmark.py')
 
 TRAIN_FIELDS = ('lower_s', 'compile_s', 'step_median_s', 'step_min_s', 'examples_per_s', 'flops',
-                'xla_flops', 'mfu', 'xla_temp_bytes', 'xla_argument_bytes', 'xla_output_bytes',
+                'xla_flops', 'mfu', 'mfu_best', 'xla_temp_bytes', 'xla_argument_bytes', 'xla_output_bytes',
                 'xla_alias_bytes', 'xla_peak_bytes', 'rss_peak_bytes', 'rss_peak_delta_bytes',
                 'num_params', 'batch_size', 'input_size', 'num_inputs', 'loadavg_1m', 'train_step')
 
@@ -65,6 +65,7 @@ def test_sweep_records_scaling():
   assert 'meets_target' in ratio and ratio['target_input_dependent_time_ratio'] == pytest.approx(4.4)
 
 
+@pytest.mark.slow  # Two train-step compiles, one of them unrolled: ~2 min.
 def test_compile_mode_shows_shared_blocks_compiled_once():
   looped, = _run('--model_preset=tiny', '--mode=compile')
   unrolled, = _run('--model_preset=tiny', '--mode=compile', '--unroll')
@@ -76,6 +77,7 @@ def test_compile_mode_shows_shared_blocks_compiled_once():
   assert unrolled['hlo_dots'] > looped['hlo_dots']
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(os.path.join(REPO, 'configs', 'imagenet.py')),
                     reason='configs/imagenet.py not present')
 def test_config_file_and_project_train_step():
