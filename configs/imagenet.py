@@ -52,7 +52,7 @@ def _perceiver_recipe(config):
       name='step', base_lr=4e-3, decay_epochs=(84.0, 102.0, 114.0),
       decay_rate=0.1,
       warmup_epochs=0.0))  # Paper mentions no warm-up; reference: none.
-  config.eval.batch_size = 1000  # Divides the 10,000 validation images.
+  config.eval.batch_size = 1024  # Splits over 2^k <= 1024 devices.
   config.checkpoint.every_steps = 1000
 
 
@@ -115,7 +115,7 @@ def _io(model_input):
       weight_decay=0.1, max_norm=10.0,
       schedule=dict(name='constant_cosine', base_lr=2e-3,
                     constant_epochs=55.0, end_value=0.0, warmup_epochs=0.0))
-  config.eval.batch_size = 1000
+  config.eval.batch_size = 1024
   config.checkpoint.every_steps = 1000
   return config
 

@@ -130,6 +130,8 @@ def test_a_dead_peer_fails_the_other_process_then_both_resume(tmp_path):
   start = time.time()
   out = procs[0].communicate(timeout=300)[0]
   waited = time.time() - start
+  print(f'survivor exited with {procs[0].returncode} {waited:.0f}s after '
+        'its peer was killed')
   assert procs[0].returncode != 0, out[-2000:]
   assert waited < 120, f'survivor took {waited:.0f}s to fail'
   procs[1].communicate()
