@@ -17,6 +17,12 @@ same inputs as the Perceiver:
   paper arranges the points on a 2-D grid; the order carries no geometry,
   which is the point of the comparison).
 
+PAPERS.md does not say how the Fourier features enter the 2-D baselines. We
+concatenate them per pixel, before the first conv / patch embedding: the
+reading under which the permuted variant keeps every pixel's true position
+feature. It widens ViT-B/16's patch embedding to 16*16*261 inputs (51M of
+its 137M parameters) and ResNet-50's first conv to 261 input channels.
+
 Models: `resnet` (Haiku's `hk.nets.ResNet`, so ResNet-50 is the library's),
 `vit` (patches -> linear -> pre-LayerNorm Transformer, the Perceiver's own
 `SelfAttention` block) and `transformer` (the same Transformer on single
@@ -126,10 +132,14 @@ class GridInputs(hk.Module):
       raise ValueError("points need model.input.position_encoding='fourier' (the xyz are the positions)")
     b, n, _ = points.shape
     g = int(self._cfg['grid_size']) or int(np.sqrt(n))
-    feats = self._fourier(points, (2 * g,) * 3)  # [B, N, 3 + 6K], includes xyz.
+    # max_resolution default: the Perceiver's point-cloud default (models.py).
+    feats = self._fourier(points, (1120,) * 3)  # [B, N, 3 + 6K], includes xyz.
     if n < g * g:
       feats = jnp.pad(feats, ((0, 0), (0, g * g - n), (0, 0)))
-    return feats[:, :g * g].reshape(b, g, g, feats.shape[-1])  # [B, G, G, C]
+    feats = feats[:, :g * g]  # [B, G*G, C]
+    if int(self._cfg['permute_seed']) >= 0:
+      feats = feats[:, fixed_permutation(g * g, int(self._cfg['permute_seed']))]
+    return feats.reshape(b, g, g, feats.shape[-1])  # [B, G, G, C]
 
   def _image(self, image: jax.Array, pos) -> jax.Array:
     if image.ndim != 4:
@@ -164,14 +174,8 @@ class GridInputs(hk.Module):
     if modality not in inputs:
       raise KeyError(f'model.input.modality={modality!r} but the inputs hold {sorted(inputs)}')
     if modality == 'points':
-      grid = self._points(inputs['points'])
-    else:
-      grid = self._image(inputs['image'], inputs.get('pos'))
-    if int(self._cfg['permute_seed']) >= 0 and modality == 'points':
-      b, g, _, ch = grid.shape
-      grid = grid.reshape(b, g * g, ch)[:, fixed_permutation(g * g, int(self._cfg['permute_seed']))]
-      grid = grid.reshape(b, g, g, ch)
-    return grid
+      return self._points(inputs['points'])
+    return self._image(inputs['image'], inputs.get('pos'))
 
 
 class ViT(hk.Module):
