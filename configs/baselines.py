@@ -312,6 +312,4 @@ PRESETS.update({f'{name}_permuted': permuted_variant(PRESETS[name]) for name in 
 
 
 def get_config(arg=None):
-  from perceiver import baselines  # pylint: disable=g-import-not-at-top
-  baselines.ensure_runner_dispatch()  # Until perceiver.models dispatches to baselines.
   return common.select(PRESETS, arg, 'resnet50_ff')

@@ -64,6 +64,4 @@ PRESETS.update({f'{name}_permuted': baselines.permuted_variant(preset) for name,
 
 
 def get_config(arg=None):
-  from perceiver import baselines as baseline_models  # pylint: disable=g-import-not-at-top
-  baseline_models.ensure_runner_dispatch()  # Until perceiver.models dispatches to baselines.
   return common.select(PRESETS, arg, 'perceiver_ff')

@@ -235,31 +235,6 @@ def is_baseline(model_config) -> bool:
   return _as_dict(model_config).get('name') in BASELINES
 
 
-def ensure_runner_dispatch() -> bool:
-  """Makes `perceiver.models.build_model` build baselines too; True if it had to.
-
-  Stop-gap until `build_model` dispatches itself (one line at its top:
-  `if cfg.get('name') in baselines.BASELINES: return baselines.build_baseline(cfg)`);
-  a no-op once it does. The experiment runner looks `models.build_model` up
-  at run time, so after this call it trains baselines unchanged.
-  """
-  from perceiver import models  # pylint: disable=import-outside-toplevel
-  probe = dict(name='vit', decoder=dict(num_classes=2))
-  try:
-    models.build_model(probe)  # Builds lazily: nothing is traced.
-    return False
-  except ValueError:
-    pass
-  original = models.build_model
-
-  def build_model(model_config):
-    return build_baseline(model_config) if is_baseline(model_config) else original(model_config)
-
-  build_model.__doc__ = original.__doc__
-  models.build_model = build_model
-  return True
-
-
 def build_baseline(model_config) -> hk.TransformedWithState:
   """Builds the baseline `config.model` describes (`model.name` in BASELINES)."""
   cfg = _as_dict(model_config)

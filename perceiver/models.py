@@ -446,6 +446,9 @@ def build_model(model_config) -> hk.TransformedWithState:
   inputs to bf16 inside apply (mixed precision: float32 master weights).
   """
   cfg = _as_dict(model_config)
+  from perceiver import baselines  # pylint: disable=g-import-not-at-top  # baselines imports us.
+  if baselines.is_baseline(cfg):
+    return baselines.build_baseline(cfg)
   _check_keys('model', cfg, MODEL_KEYS)
   inp, enc, dec = _as_dict(cfg.get('input')), _as_dict(cfg.get('encoder')), _as_dict(cfg.get('decoder'))
   _check_keys('model.input', inp, INPUT_KEYS)
@@ -453,7 +456,8 @@ def build_model(model_config) -> hk.TransformedWithState:
   _check_keys('model.decoder', dec, DECODER_KEYS)
   name = cfg.get('name', 'perceiver')
   if name not in ('perceiver', 'perceiver_io'):
-    raise ValueError(f"model.name must be 'perceiver' or 'perceiver_io', got {name!r}")
+    raise ValueError(f"model.name must be 'perceiver', 'perceiver_io' or a baseline "
+                     f"({sorted(baselines.BASELINES)}), got {name!r}")
   if 'num_classes' not in dec:
     raise ValueError('model.decoder.num_classes is required')
   num_classes = int(dec['num_classes'])

@@ -184,8 +184,6 @@ def test_every_preset_builds_and_is_tagged(preset):
 
 def test_runner_builds_baselines():
   from perceiver import models  # pylint: disable=import-outside-toplevel
-  baselines.ensure_runner_dispatch()
-  assert baselines.ensure_runner_dispatch() is False  # Idempotent.
   net = models.build_model(_tiny('vit', vit=dict(patch_size=2, hidden_size=8, num_layers=1, num_heads=2)))
   params, _ = jax.eval_shape(lambda x: net.init(RNG, x, is_training=True), {'image': jnp.ones((1, 4, 4, 1))})
   assert 'vit/head' in params

@@ -54,9 +54,7 @@ class Runs:
           modify: Optional[Callable] = None, mode: str = 'train_and_eval') -> str:
     if name in self._done:
       return self._done[name]
-    from perceiver import baselines  # pylint: disable=import-outside-toplevel
     from perceiver import train  # pylint: disable=import-outside-toplevel
-    baselines.ensure_runner_dispatch()
     config = load_preset(spec)
     with config.unlocked():
       if modify is not None:
