@@ -68,27 +68,91 @@ _VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.avi', '.mov')
 # ------------------------------------------------------------ CSV parsing
 
 
+# AudioSet segments last 10 s; a longer one is a typo that would otherwise
+# allocate end - start seconds of audio.
+MAX_SEGMENT_S = 60.0
+
+
+def _read_csv_lines(path: str) -> list[str]:
+  """The lines of a UTF-8 text file; CorruptDataError naming it otherwise."""
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    raw = f.read()
+  try:
+    text = raw.decode('utf-8-sig')
+  except UnicodeDecodeError as e:
+    raise errors.CorruptDataError(path, f'not UTF-8 text ({e})') from None
+  return list(io.StringIO(text, newline=None))  # Splits at \n, \r\n, \r.
+
+
+def _csv_rows(path: str, lines: list[str], **kwargs):
+  """(line number, fields) of the non-empty CSV rows, NULs rejected."""
+  for number, line in enumerate(lines, 1):
+    if '\0' in line:
+      raise errors.CorruptDataError(path, f'line {number}: NUL byte')
+    if line.strip():
+      try:
+        fields = next(csv.reader([line], **kwargs))
+      except csv.Error as e:
+        raise errors.CorruptDataError(path, f'line {number}: {e}') from None
+      yield number, fields
+
+
 def read_segments(path: str) -> list[tuple[str, float, float, list[str]]]:
-  """Rows (ytid, start_s, end_s, [mid, ...]) of a *_segments.csv file."""
+  """Rows (ytid, start_s, end_s, [mid, ...]) of a *_segments.csv file.
+
+  Lines starting with '#' are comments. A row that is not `YTID, start, end,
+  "mid,..."` with 0 <= start < end <= start + MAX_SEGMENT_S raises
+  CorruptDataError naming the file and the line.
+  """
+  lines = [l if not l.startswith('#') else '' for l in _read_csv_lines(path)]
   rows = []
-  with tf.io.gfile.GFile(path) as f:
-    lines = [line for line in f if not line.startswith('#') and line.strip()]
-  for row in csv.reader(lines, skipinitialspace=True):
-    if len(row) < 4:
-      raise errors.CorruptDataError(path, f'malformed row {row!r}')
-    rows.append((row[0].strip(), float(row[1]), float(row[2]),
+  for number, row in _csv_rows(path, lines, skipinitialspace=True):
+    if len(row) != 4:
+      raise errors.CorruptDataError(
+          path, f'line {number}: expected 4 fields (YTID, start, end, '
+          f'"mid,..."), got {len(row)}: {row!r}')
+    ytid = row[0].strip()
+    try:
+      start, end = float(row[1]), float(row[2])
+    except ValueError:
+      start = end = float('nan')
+    if not (ytid and 0 <= start < end <= start + MAX_SEGMENT_S):
+      raise errors.CorruptDataError(
+          path, f'line {number}: expected a YTID and 0 <= start < end <= '
+          f'start + {MAX_SEGMENT_S:g} seconds, got {row[:3]!r}')
+    rows.append((ytid, start, end,
                  [m.strip() for m in row[3].split(',') if m.strip()]))
   return rows
 
 
 def read_class_labels(path: str) -> list[tuple[str, str]]:
-  """[(mid, display_name)] in index order from class_labels_indices.csv."""
-  with tf.io.gfile.GFile(path) as f:
-    rows = list(csv.DictReader(f))
-  rows.sort(key=lambda r: int(r['index']))
-  if [int(r['index']) for r in rows] != list(range(len(rows))):
-    raise errors.CorruptDataError(path, 'indices are not 0..K-1')
-  return [(r['mid'], r['display_name']) for r in rows]
+  """[(mid, display_name)] in index order from class_labels_indices.csv.
+
+  Needs the header `index,mid,display_name`, one row per class with the
+  indices 0..K-1 (any order) and distinct non-empty mids; otherwise raises
+  CorruptDataError naming the file (and the line).
+  """
+  rows = list(_csv_rows(path, _read_csv_lines(path)))
+  if not rows or rows[0][1][:3] != ['index', 'mid', 'display_name']:
+    raise errors.CorruptDataError(
+        path, "expected the header 'index,mid,display_name'")
+  by_index = {}
+  for number, row in rows[1:]:
+    try:
+      index = int(row[0]) if len(row) == 3 else -1
+    except ValueError:
+      index = -1
+    if index < 0 or not row[1].strip():
+      raise errors.CorruptDataError(
+          path, f'line {number}: expected index,mid,display_name, got {row!r}')
+    by_index.setdefault(index, (row[1].strip(), row[2]))
+  if sorted(by_index) != list(range(len(rows) - 1)):
+    raise errors.CorruptDataError(
+        path, f'indices are not 0..K-1 without repeats ({len(rows) - 1} rows)')
+  classes = [by_index[i] for i in range(len(by_index))]
+  if not classes or len({m for m, _ in classes}) != len(classes):
+    raise errors.CorruptDataError(path, 'no classes or repeated mids')
+  return classes
 
 
 # ------------------------------------------------------------ file reading

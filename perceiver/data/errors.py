@@ -25,6 +25,7 @@ class CorruptDataError(ValueError):
 
   def __init__(self, path: str, reason: str):
     self.path = path
+    self.reason = reason
     super().__init__(
         f'unreadable or corrupt file: {path}: {reason}\n'
         "(set data_config.on_corrupt='skip' to skip and count such files)")
@@ -47,7 +48,10 @@ class CorruptCounter:
     self._log = log
 
   def report(self, path: str, exc: BaseException) -> None:
-    reason = f'{type(exc).__name__}: {exc}'
+    if isinstance(exc, CorruptDataError) and exc.path == path:
+      reason = exc.reason  # A reader's own diagnosis of this file.
+    else:
+      reason = f'{type(exc).__name__}: {exc}'
     if self.on_corrupt == 'raise':
       raise CorruptDataError(path, reason) from exc
     self.skipped.append(path)

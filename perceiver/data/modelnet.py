@@ -63,13 +63,54 @@ def off_root(manual_dir: str) -> str:
   return nested if tf.io.gfile.isdir(nested) else manual_dir
 
 
-def read_off(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-  """Vertices float [V, 3] and triangles int [F, 3] of an OFF file."""
+def read_off(data: bytes, path: str = '<OFF bytes>'
+             ) -> tuple[np.ndarray, np.ndarray]:
+  """Vertices float [V, 3] and triangles int [F, 3] of an OFF file.
+
+  Anything else (not OFF, counts that do not match the body, non-numeric or
+  non-finite coordinates, faces naming missing vertices, no triangle) raises
+  CorruptDataError naming `path`. Declared counts are only checked against
+  the lines present, never used to allocate.
+  """
   import trimesh  # pylint: disable=g-import-not-at-top
-  mesh = trimesh.load(io.BytesIO(data), file_type='off', process=False)
+  _check_off_counts(data, path)
+  try:
+    mesh = trimesh.load(io.BytesIO(data), file_type='off', process=False)
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.CorruptDataError(
+        path, f'not a readable OFF mesh ({type(e).__name__}: {e})') from None
   if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-    raise ValueError('no triangles in the file')
-  return np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    raise errors.CorruptDataError(path, 'no triangles in the file')
+  vertices = np.asarray(mesh.vertices)
+  faces = np.asarray(mesh.faces)
+  if not np.isfinite(vertices).all():
+    raise errors.CorruptDataError(path, 'non-finite vertex coordinates')
+  return vertices, faces
+
+
+def _check_off_counts(data: bytes, path: str) -> None:
+  """The header declares as many vertex and face lines as the file has.
+
+  trimesh's reader takes what is there, so a truncated file would lose faces
+  silently (and int64 counts near 2**63 overflow inside it).
+  """
+  lines = [l.split(b'#', 1)[0].strip() for l in data.splitlines()]
+  lines = [l for l in lines if l]
+  magic = next((m for m in (b'COFF', b'OFF') if lines and
+                lines[0].startswith(m)), None)
+  if magic is None:
+    raise errors.CorruptDataError(path, "no 'OFF' header")
+  counts = lines[0][len(magic):].split() or (lines[1:2] or [b''])[0].split()
+  body = len(lines) - (1 if lines[0] != magic else 2)
+  try:
+    num_vertices, num_faces = int(counts[0]), int(counts[1])
+  except (IndexError, ValueError):
+    raise errors.CorruptDataError(
+        path, f'bad vertex/face counts {counts!r}') from None
+  if not 0 <= num_vertices <= body or num_vertices + num_faces != body:
+    raise errors.CorruptDataError(
+        path, f'the header declares {num_vertices} vertices and {num_faces} '
+        f'faces but the file has {body} such lines (truncated?)')
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int,
@@ -121,7 +162,7 @@ class ModelNet40Off(errors.SkipsCorruptFiles,
         name = os.path.basename(path)
         try:
           with open(path, 'rb') as f:
-            vertices, faces = read_off(f.read())
+            vertices, faces = read_off(f.read(), path)
           seed = int(hashlib.md5(name.encode()).hexdigest()[:8], 16)
           points = sample_surface(vertices, faces, self._stored_points, seed)
         except Exception as e:  # pylint: disable=broad-except
@@ -159,27 +200,73 @@ class ModelNet40Hdf5(errors.SkipsCorruptFiles,
     with tf.io.gfile.GFile(os.path.join(root, 'shape_names.txt')) as f:
       self.info.metadata['class_names'] = f.read().split()
     self.info.metadata['skipped_files'] = self._corrupt.skipped
-    return {split: self._generate_examples(root, split)
+    num_classes = len(self.info.metadata['class_names'])
+    return {split: self._generate_examples(root, split, num_classes)
             for split in ('train', 'test')}
 
-  def _generate_examples(self, root: str, split: str):
-    import h5py  # pylint: disable=g-import-not-at-top
+  def _generate_examples(self, root: str, split: str, num_classes: int):
     for path in sorted(glob.glob(os.path.join(root,
                                               f'ply_data_{split}*.h5'))):
       try:
-        with h5py.File(path, 'r') as f:
-          data = np.asarray(f['data'], np.float32)  # [N, P, 3]
-          labels = np.asarray(f['label']).reshape(-1)  # [N]
-        if data.ndim != 3 or data.shape[-1] != 3 or len(data) != len(labels):
-          raise ValueError(f'bad shapes: data {data.shape}, label '
-                           f'{labels.shape}')
-      except Exception as e:  # pylint: disable=broad-except
+        data, labels = read_h5(path, num_classes)
+      except errors.CorruptDataError as e:
         self._corrupt.report(path, e)
         continue
       name = os.path.basename(path)
       for i, (points, label) in enumerate(zip(data, labels)):
         yield f'{name}/{i}', {'points': points, 'label': int(label),
                               'file_name': f'{name}[{i}]'}
+
+
+# An HDF5 dataset can declare far more data than its file holds (unallocated
+# chunks read as the fill value); refuse to read more than this many times
+# the file's size (PointNet's files are uncompressed: 1x).
+_H5_MAX_EXPANSION = 64
+
+
+def read_h5(path: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+  """Points f32 [N, P, 3] and labels int64 [N] of a PointNet HDF5 file.
+
+  Raises CorruptDataError naming `path` if the file is not HDF5, lacks the
+  `data` or `label` dataset, has other shapes or non-numeric types,
+  non-finite points, labels outside [0, num_classes), or declares more data
+  than its size can hold.
+  """
+  import h5py  # pylint: disable=g-import-not-at-top
+
+  def fail(reason):
+    raise errors.CorruptDataError(path, reason)
+
+  budget = _H5_MAX_EXPANSION * max(os.path.getsize(path), 1 << 20)
+  try:
+    with h5py.File(path, 'r') as f:
+      found = {}
+      for key, kinds in (('data', 'fiu'), ('label', 'iu')):
+        d = f.get(key)
+        if not isinstance(d, h5py.Dataset):
+          fail(f'no {key!r} dataset (found: {sorted(f.keys())})')
+        if d.dtype.kind not in kinds or d.nbytes > budget:
+          fail(f'{key!r} is {d.dtype} {d.shape} ({d.nbytes} bytes), expected '
+               f'{"numbers" if key == "data" else "integers"} fitting in '
+               'the file')
+        found[key] = d
+      shape, label_shape = found['data'].shape, found['label'].shape
+      if (len(shape) != 3 or shape[-1] != 3
+          or int(np.prod(label_shape)) != shape[0]):
+        fail(f'bad shapes: data {shape}, label {label_shape} (expected '
+             '[N, P, 3] and N labels)')
+      data = np.asarray(found['data'], np.float32)
+      labels = np.asarray(found['label']).reshape(-1).astype(np.int64)
+  except errors.CorruptDataError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    fail(f'not a readable HDF5 file ({type(e).__name__}: {e})')
+  if not np.isfinite(data).all():
+    fail('non-finite point coordinates')
+  if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+    fail(f'labels outside [0, {num_classes}) (shape_names.txt has '
+         f'{num_classes} classes)')
+  return data, labels
 
 
 # ------------------------------------------------------------- pipeline
