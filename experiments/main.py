@@ -30,17 +30,19 @@ _MODE = flags.DEFINE_enum('mode', 'train_and_eval',
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, with a clear message for an unknown config key.
+def _parse_flags(argv: list[str],
+                 flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+  """absl's parser; any bad flag or override exits with a one-line message.
 
   The locked ConfigDict raises AttributeError/KeyError for an override of a
-  key it does not have; absl would print that as a bare traceback.
+  key it does not have, ml_collections ValueError/TypeError/IndexError for a
+  malformed key path; absl would print those as bare tracebacks.
   """
+  overrides = [a.split('=')[0] for a in argv[1:]
+               if a.lstrip('-').startswith(('config.', 'noconfig.'))]
   try:
-    return flags.FLAGS(argv)
+    rest = flag_values(argv)
   except (AttributeError, KeyError) as e:
-    overrides = [a.split('=')[0] for a in argv[1:]
-                 if a.startswith('--config.')]
     while isinstance(e, (AttributeError, KeyError)) and e.args:
       e = e.args[0]  # AttributeError(KeyError(message)) -> message.
     message = str(e).replace('\n', ' ')
@@ -48,7 +50,16 @@ def _parse_flags(argv: list[str]) -> list[str]:
              f'overrides {overrides}')
   except flags.Error as e:
     sys.exit(f'FATAL Flags parsing error: {e}\n'
-             'Pass --helpshort or --helpfull to see help on flags.')
+             f'(config overrides: {overrides}) Pass --helpshort or '
+             '--helpfull to see help on flags.')
+  except (ValueError, TypeError, IndexError) as e:
+    sys.exit(f'FATAL bad config override among {overrides}: '
+             f'{type(e).__name__}: {e}')
+  if len(rest) > 1:
+    sys.exit(f'FATAL unexpected arguments {rest[1:]} after the overrides '
+             f'{overrides} (a boolean override takes its value after "=": '
+             '--config.a.b=False)')
+  return rest
 
 
 def _quiet_checkpoint_info(record) -> bool:
@@ -58,8 +69,7 @@ def _quiet_checkpoint_info(record) -> bool:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv  # _parse_flags rejected any positional argument.
   logging.get_absl_handler().addFilter(_quiet_checkpoint_info)
   # Imported here so that flag errors are reported without loading JAX.
   from perceiver import train  # pylint: disable=g-import-not-at-top
