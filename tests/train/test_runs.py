@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -180,3 +181,32 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path,
   result = train.train_and_evaluate(_config(**overrides), workdir, 'train')
   assert result['step'] == 4
   assert checkpoint_lib.Checkpointer(ckpt_dir, 2).all_steps() == [2, 4]
+
+
+def test_a_half_written_checkpoint_is_never_restored(tmp_path):
+  """A kill during a save leaves orbax's temporary directory for the step
+  (written, not yet renamed): it is never listed nor restored, and the run
+  redoes that step, bitwise as before."""
+  workdir = str(tmp_path)
+  overrides = {'train.num_steps': 6, 'checkpoint.every_steps': 2,
+               'checkpoint.max_to_keep': 5}
+  train.train_and_evaluate(_config(**overrides), workdir, 'train')
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  expected = helpers.saved_meta(workdir, 6)['fingerprint']
+  half = os.path.join(ckpt_dir, '6.orbax-checkpoint-tmp-1700000000000000')
+  os.rename(os.path.join(ckpt_dir, '6'), half)
+  data_files = sorted(p for p in glob.glob(os.path.join(half, 'state', '**'),
+                                           recursive=True)
+                      if os.path.isfile(p) and '/d/' in p)
+  assert data_files
+  with open(data_files[0], 'r+b') as f:  # The file being written.
+    f.truncate(os.path.getsize(data_files[0]) // 2)
+  assert checkpoint_lib.Checkpointer(ckpt_dir, 5).all_steps() == [2, 4]
+  result = train.train_and_evaluate(_config(**overrides), workdir, 'eval')
+  assert result['step'] == 4
+  result = train.train_and_evaluate(_config(**overrides), workdir, 'train')
+  assert result['step'] == 6
+  assert checkpoint_lib.Checkpointer(ckpt_dir, 5).all_steps() == [2, 4, 6]
+  assert helpers.saved_meta(workdir, 6)['fingerprint'] == expected
+  records = helpers.read_metrics(workdir)
+  assert [r['step'] for r in records] == list(range(1, 7))  # No repeats.
