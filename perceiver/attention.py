@@ -13,8 +13,9 @@ checkpoints load unchanged.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import haiku as hk
 import jax
@@ -81,84 +82,207 @@ def _pad_to_multiple(x: jax.Array, axis: int, multiple: int) -> jax.Array:
   return jnp.pad(x, widths)
 
 
+def _given_kv(kv, theta):
+  """`project` of `attend_chunked`: the key/value blocks are given."""
+  del theta
+  return kv
+
+
+def _norm_project_kv(x, theta, *, eps: float, num_heads: int):
+  """`project` of the fused cross-attention: LayerNorm then the key and value
+  linear layers (hk.LayerNorm's and hk.Linear's arithmetic) on one block."""
+  scale, offset, w_k, b_k, w_v, b_v = theta
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  variance = jnp.var(x, axis=-1, keepdims=True)
+  normed = scale * jax.lax.rsqrt(variance + jnp.asarray(eps, variance.dtype)) * (x - mean) + offset
+  k = jnp.dot(normed, w_k) + b_k
+  v = jnp.dot(normed, w_v) + b_v
+  return (k.reshape(*k.shape[:-1], num_heads, -1), v.reshape(*v.shape[:-1], num_heads, -1))
+
+
+class _Blocks:
+  """Block slicing, masking and dropout shared by the forward and backward passes."""
+
+  def __init__(self, q, kv, mask, q_chunk: int, kv_chunk: int, rate: float):
+    self.q_chunk, self.kv_chunk, self.rate = q_chunk, kv_chunk, rate
+    self.num_kv = jax.tree.leaves(kv)[0].shape[1]
+    self.nq, self.nk = q.shape[1] // q_chunk, -(-self.num_kv // kv_chunk)
+    self.scale = 1.0 / math.sqrt(q.shape[-1])
+    self.neg = -_mask_value(q.dtype)
+    # Keys are padded to whole blocks; padded keys are masked out.
+    self.kv = jax.tree.map(lambda x: _pad_to_multiple(x, 1, kv_chunk), kv)
+    self.mask = None if mask is None else _pad_to_multiple(mask, 2, kv_chunk)
+
+  @staticmethod
+  def take(x, i, size, axis):
+    return jax.lax.dynamic_slice_in_dim(x, i * size, size, axis)
+
+  @staticmethod
+  def put(x, blk, i, axis):
+    return jax.lax.dynamic_update_slice_in_dim(x, blk.astype(x.dtype), i * blk.shape[axis], axis)
+
+  def kv_block(self, ki):
+    return jax.tree.map(lambda x: self.take(x, ki, self.kv_chunk, 1), self.kv)
+
+  def logits(self, q_blk, k_blk, qi, ki):
+    """Scaled, masked logits [B, H, cq, ck] of one (query, key) block, float32."""
+    logits = jnp.einsum('bthd,bshd->bhts', q_blk, k_blk,
+                        preferred_element_type=jnp.float32) * self.scale
+    if self.mask is not None:
+      m_blk = self.take(self.take(self.mask, qi, self.q_chunk, 1), ki, self.kv_chunk, 2)
+      logits = jnp.where(m_blk[:, None], logits, self.neg)
+    if self.num_kv % self.kv_chunk:
+      key_ok = (ki * self.kv_chunk + jnp.arange(self.kv_chunk)) < self.num_kv
+      logits = jnp.where(key_ok, logits, self.neg)
+    return logits
+
+  def dropout(self, p, key, qi, ki):
+    """(p with attention dropout applied, the keep mask or None)."""
+    if self.rate <= 0:
+      return p, None
+    block_key = jax.random.fold_in(jax.random.fold_in(key, qi), ki)
+    keep = jax.random.bernoulli(block_key, 1.0 - self.rate, p.shape)
+    return jnp.where(keep, p / (1.0 - self.rate), 0.0), keep
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
+def _flash(q, kv, theta, mask, key, q_chunk, kv_chunk, rate, project):
+  return _flash_fwd(q, kv, theta, mask, key, q_chunk, kv_chunk, rate, project)[0]
+
+
+def _flash_fwd(q, kv, theta, mask, key, q_chunk, kv_chunk, rate, project):
+  """Online-softmax forward; saves only the output and the row logsumexp.
+
+  Outer loop over key blocks (each projected once by `project(kv_block,
+  theta) -> (k, v)`), inner loop over query blocks, with running (max, sum,
+  weighted values) statistics per query row.
+  """
+  blocks = _Blocks(q, kv, mask, q_chunk, kv_chunk, rate)
+  batch, num_q, num_heads, _ = q.shape
+
+  def kv_step(ki, stats):
+    k_blk, v_blk = project(blocks.kv_block(ki), theta)
+
+    def q_step(qi, stats):
+      acc, row_max, row_sum = stats  # [B, H, T, Dv], [B, H, T], [B, H, T]
+      logits = blocks.logits(blocks.take(q, qi, q_chunk, 1), k_blk, qi, ki)
+      old_max = blocks.take(row_max, qi, q_chunk, 2)
+      new_max = jnp.maximum(old_max, logits.max(-1))
+      correction = jnp.exp(old_max - new_max)
+      p = jnp.exp(logits - new_max[..., None])
+      new_sum = blocks.take(row_sum, qi, q_chunk, 2) * correction + p.sum(-1)
+      p, _ = blocks.dropout(p, key, qi, ki)
+      pv = jnp.einsum('bhts,bshd->bhtd', p.astype(v_blk.dtype), v_blk,
+                      preferred_element_type=jnp.float32)
+      new_acc = blocks.take(acc, qi, q_chunk, 2) * correction[..., None] + pv
+      return (blocks.put(acc, new_acc, qi, 2), blocks.put(row_max, new_max, qi, 2),
+              blocks.put(row_sum, new_sum, qi, 2))
+
+    return jax.lax.fori_loop(0, blocks.nq, q_step, stats)
+
+  _, v0 = jax.eval_shape(project, blocks.kv_block(0), theta)
+  init = (jnp.zeros((batch, num_heads, num_q, v0.shape[-1]), jnp.float32),
+          jnp.full((batch, num_heads, num_q), -jnp.inf, jnp.float32),
+          jnp.zeros((batch, num_heads, num_q), jnp.float32))
+  acc, row_max, row_sum = jax.lax.fori_loop(0, blocks.nk, kv_step, init)
+  out = (acc / row_sum[..., None]).astype(v0.dtype).transpose(0, 2, 1, 3)  # [B, T, H, Dv]
+  lse = row_max + jnp.log(row_sum)
+  return out, (q, kv, theta, mask, key, out, lse)
+
+
+def _flash_bwd(q_chunk, kv_chunk, rate, project, residuals, d_out):
+  """FlashAttention-2 backward: probabilities recomputed block by block from
+  the saved logsumexp; dS = P * (dP - rowsum(dO * O)). Each key block's
+  projection is recomputed and differentiated once (jax.vjp of `project`)."""
+  q, kv, theta, mask, key, out, lse = residuals
+  blocks = _Blocks(q, kv, mask, q_chunk, kv_chunk, rate)
+  # D = rowsum(dO * O): [B, H, T].
+  delta = jnp.einsum('bthd,bthd->bht', d_out.astype(jnp.float32), out.astype(jnp.float32))
+
+  def kv_step(ki, carry):
+    dq, dkv, dtheta = carry
+    (k_blk, v_blk), project_vjp = jax.vjp(project, blocks.kv_block(ki), theta)
+
+    def q_step(qi, state):
+      dq, dk_blk, dv_blk = state
+      q_blk = blocks.take(q, qi, q_chunk, 1)
+      do_blk = blocks.take(d_out, qi, q_chunk, 1)
+      logits = blocks.logits(q_blk, k_blk, qi, ki)
+      p = jnp.exp(logits - blocks.take(lse, qi, q_chunk, 2)[..., None])  # [B, H, cq, ck]
+      p_drop, keep = blocks.dropout(p, key, qi, ki)
+      dv_blk = dv_blk + jnp.einsum('bhts,bthd->bshd', p_drop.astype(do_blk.dtype), do_blk,
+                                   preferred_element_type=jnp.float32)
+      dp = jnp.einsum('bthd,bshd->bhts', do_blk, v_blk, preferred_element_type=jnp.float32)
+      if keep is not None:
+        dp = jnp.where(keep, dp / (1.0 - rate), 0.0)
+      ds = (p * (dp - blocks.take(delta, qi, q_chunk, 2)[..., None]) * blocks.scale).astype(q.dtype)
+      dq_blk = blocks.take(dq, qi, q_chunk, 1) + jnp.einsum(
+          'bhts,bshd->bthd', ds, k_blk, preferred_element_type=jnp.float32)
+      dk_blk = dk_blk + jnp.einsum('bhts,bthd->bshd', ds, q_blk, preferred_element_type=jnp.float32)
+      return blocks.put(dq, dq_blk, qi, 1), dk_blk, dv_blk
+
+    init = (dq, jnp.zeros(k_blk.shape, jnp.float32), jnp.zeros(v_blk.shape, jnp.float32))
+    dq, dk_blk, dv_blk = jax.lax.fori_loop(0, blocks.nq, q_step, init)
+    dkv_blk, dtheta_blk = project_vjp((dk_blk.astype(k_blk.dtype), dv_blk.astype(v_blk.dtype)))
+    dkv = jax.tree.map(lambda full, blk: blocks.put(full, blk, ki, 1), dkv, dkv_blk)
+    dtheta = jax.tree.map(lambda acc, d: acc + d.astype(jnp.float32), dtheta, dtheta_blk)
+    return dq, dkv, dtheta
+
+  init = (jnp.zeros(q.shape, jnp.float32), jax.tree.map(jnp.zeros_like, blocks.kv),
+          jax.tree.map(lambda t: jnp.zeros(t.shape, jnp.float32), theta))
+  dq, dkv, dtheta = jax.lax.fori_loop(0, blocks.nk, kv_step, init)
+  num_kv = blocks.num_kv
+  dkv = jax.tree.map(lambda d: d[:, :num_kv], dkv)
+  dtheta = jax.tree.map(lambda d, t: d.astype(t.dtype), dtheta, theta)
+  return dq.astype(q.dtype), dkv, dtheta, None, None
+
+
+_flash.defvjp(_flash_fwd, _flash_bwd)
+
+
+def _chunked(q, kv, theta, project, *, chunk_size: int, dropout_prob: float,
+             attention_mask: Optional[jax.Array]) -> jax.Array:
+  """Pads the queries to whole blocks, runs `_flash`, zeroes fully masked rows."""
+  if chunk_size <= 0:
+    raise ValueError(f'chunk_size must be positive, got {chunk_size}')
+  batch, num_q = q.shape[:2]
+  q_chunk = min(chunk_size, num_q)
+  kv_chunk = min(chunk_size, jax.tree.leaves(kv)[0].shape[1])
+  mask = None if attention_mask is None else attention_mask.astype(bool)
+  # Padded queries are dropped at the end (padded keys are masked inside).
+  qp = _pad_to_multiple(q, 1, q_chunk)
+  maskp = None if mask is None else _pad_to_multiple(mask, 1, q_chunk)
+  rate = float(dropout_prob) if dropout_prob > 0 else 0.0
+  key = hk.next_rng_key() if rate else None
+  out = _flash(qp, kv, theta, maskp, key, q_chunk, kv_chunk, rate, project)
+  out = out[:, :num_q].reshape(batch, num_q, -1)
+  if mask is not None:
+    all_masked = jnp.all(~mask, axis=2, keepdims=True)
+    out = jnp.where(all_masked, jnp.zeros_like(out), out)
+  return out
+
+
 def attend_chunked(q: jax.Array, k: jax.Array, v: jax.Array, *, chunk_size: int,
                    dropout_prob: float = 0.0, attention_mask: Optional[jax.Array] = None) -> jax.Array:
   """Memory-lean attention: same result as `attend`, never holds [T, S] weights.
 
-  Queries are processed in blocks of `chunk_size` (lax.map) and keys in blocks
-  of `chunk_size` with a running (max, sum) online softmax (lax.scan), so
-  activation memory is O(chunk^2) per head instead of O(T*S). Each key block
-  is rematerialised in the backward pass (jax.checkpoint), which is what keeps
-  training memory lean too. Written by hand because JAX's fused
+  FlashAttention-style, written by hand because JAX's fused
   `dot_product_attention` only has a memory-lean kernel on GPU (cuDNN), and
-  the Perceiver's long cross-attends matter on CPU/TPU as well.
-  Attention dropout is drawn per key block, so with dropout the result is
-  equal in distribution (not bitwise) to `attend`.
+  the Perceiver's long cross-attends matter on CPU/TPU as well. Keys are
+  processed in blocks of `chunk_size` and, for each, queries in blocks of
+  `chunk_size`, with a running (max, sum) online softmax per query row, so
+  activation memory is O(chunk^2) per head instead of O(T*S). A
+  `jax.custom_vjp` saves only the output and each query row's logsumexp; the
+  backward pass recomputes the probabilities block by block
+  (FlashAttention-2: dS = P * (dP - rowsum(dO * O))).
+  Masking follows `attend` (masked logits -1e30, fully masked rows -> zeros).
+  Attention dropout is drawn per block (and redrawn identically in the
+  backward pass), so with dropout the result is equal in distribution (not
+  bitwise) to `attend`.
   """
   _check_qkv(q, k, v, attention_mask)
-  if chunk_size <= 0:
-    raise ValueError(f'chunk_size must be positive, got {chunk_size}')
-  batch, num_q, num_heads, qk_head = q.shape
-  num_kv, v_head = k.shape[1], v.shape[-1]
-  scale = 1.0 / math.sqrt(qk_head)
-  if attention_mask is None:
-    mask = jnp.ones((batch, num_q, num_kv), bool)
-  else:
-    mask = attention_mask.astype(bool)
-  q_chunk = min(chunk_size, num_q)
-  kv_chunk = min(chunk_size, num_kv)
-  # Padded keys are masked out; padded queries are dropped at the end.
-  qp = _pad_to_multiple(q, 1, q_chunk)
-  kp = _pad_to_multiple(k, 1, kv_chunk)
-  vp = _pad_to_multiple(v, 1, kv_chunk)
-  maskp = _pad_to_multiple(_pad_to_multiple(mask, 1, q_chunk), 2, kv_chunk)
-  # Keys padded for chunking must never count as valid.
-  valid_kv = _pad_to_multiple(jnp.ones((num_kv,), bool), 0, kv_chunk)
-  maskp = jnp.logical_and(maskp, valid_kv[None, None, :])
-  nq, nk = qp.shape[1] // q_chunk, kp.shape[1] // kv_chunk
-  # [nk, B, c, H, D] key/value blocks.
-  k_blocks = kp.reshape(batch, nk, kv_chunk, num_heads, qk_head).swapaxes(0, 1)
-  v_blocks = vp.reshape(batch, nk, kv_chunk, num_heads, v_head).swapaxes(0, 1)
-  q_blocks = qp.reshape(batch, nq, q_chunk, num_heads, qk_head).swapaxes(0, 1)
-  m_blocks = maskp.reshape(batch, nq, q_chunk, nk, kv_chunk).transpose(1, 3, 0, 2, 4)  # [nq, nk, B, cq, ck]
-  use_dropout = dropout_prob > 0
-  base_key = hk.next_rng_key() if use_dropout else None
-  neg = -_mask_value(q.dtype)
-  acc_dtype = jnp.promote_types(q.dtype, jnp.float32)
-
-  def one_query_block(args):
-    qi, q_blk, m_row = args  # q_blk [B, cq, H, D]; m_row [nk, B, cq, ck]
-
-    @jax.checkpoint
-    def kv_step(carry, xs):
-      acc, row_max, row_sum = carry  # [B,H,cq,Dv], [B,H,cq], [B,H,cq]
-      ki, k_blk, v_blk, m_blk = xs
-      logits = jnp.einsum('bthd,bshd->bhts', q_blk, k_blk) * scale
-      logits = jnp.where(m_blk[:, None], logits, jnp.asarray(neg, logits.dtype)).astype(acc_dtype)
-      new_max = jnp.maximum(row_max, logits.max(-1))
-      correction = jnp.exp(row_max - new_max)
-      p = jnp.exp(logits - new_max[..., None])
-      row_sum = row_sum * correction + p.sum(-1)
-      if use_dropout:
-        key = jax.random.fold_in(jax.random.fold_in(base_key, qi), ki)
-        keep = jax.random.bernoulli(key, 1.0 - dropout_prob, p.shape)
-        p = jnp.where(keep, p / (1.0 - dropout_prob), 0.0)
-      acc = acc * correction[..., None] + jnp.einsum('bhts,bshd->bhtd', p.astype(v_blk.dtype), v_blk).astype(acc_dtype)
-      return (acc, new_max, row_sum), None
-
-    init = (jnp.zeros((batch, num_heads, q_chunk, v_head), acc_dtype),
-            jnp.full((batch, num_heads, q_chunk), -jnp.inf, acc_dtype),
-            jnp.zeros((batch, num_heads, q_chunk), acc_dtype))
-    (acc, _, row_sum), _ = jax.lax.scan(kv_step, init, (jnp.arange(nk), k_blocks, v_blocks, m_row))
-    out = (acc / row_sum[..., None]).astype(v.dtype)  # [B, H, cq, Dv]
-    return out.transpose(0, 2, 1, 3)  # [B, cq, H, Dv]
-
-  out = jax.lax.map(one_query_block, (jnp.arange(nq), q_blocks, m_blocks))  # [nq, B, cq, H, Dv]
-  out = out.swapaxes(0, 1).reshape(batch, nq * q_chunk, num_heads * v_head)[:, :num_q]
-  if attention_mask is not None:
-    all_masked = jnp.all(~mask, axis=2, keepdims=True)
-    out = jnp.where(all_masked, jnp.zeros_like(out), out)
-  return out
+  return _chunked(q, (k, v), (), _given_kv, chunk_size=chunk_size, dropout_prob=dropout_prob,
+                  attention_mask=attention_mask)
 
 
 def linear(num_channels: int, *, with_bias: bool = True, init_scale: float = 1.0,
@@ -170,6 +294,25 @@ def linear(num_channels: int, *, with_bias: bool = True, init_scale: float = 1.0
 
 def layer_norm(eps: float = DEFAULT_LAYER_NORM_EPS, name: Optional[str] = None) -> hk.LayerNorm:
   return hk.LayerNorm(axis=-1, create_scale=True, create_offset=True, eps=eps, name=name)
+
+
+class _ParamsOf(hk.Module):
+  """The parameters of a `layer_norm` or `linear` under its usual module name,
+  without applying it: the fused chunked cross-attention applies them to one
+  key block at a time. Names, shapes and initialisers equal hk.LayerNorm's /
+  hk.Linear's, so checkpoints and initial values are unchanged."""
+
+  def __init__(self, kind: str, channels: int, *, init_scale: float = 1.0, name: str):
+    super().__init__(name=name)
+    self._kind, self._channels, self._init_scale = kind, channels, init_scale
+
+  def __call__(self, in_channels: int, dtype) -> Tuple[jax.Array, jax.Array]:
+    if self._kind == 'layer_norm':
+      return (hk.get_parameter('scale', [in_channels], dtype, init=jnp.ones),
+              hk.get_parameter('offset', [in_channels], dtype, init=jnp.zeros))
+    w = hk.get_parameter('w', [in_channels, self._channels], dtype,
+                         init=hk.initializers.VarianceScaling(self._init_scale))
+    return w, hk.get_parameter('b', [self._channels], dtype, init=jnp.zeros)
 
 
 class MultiHeadAttention(hk.Module):
@@ -192,8 +335,15 @@ class MultiHeadAttention(hk.Module):
     self._chunk_size = chunk_size
 
   def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array, *, is_training: bool = False,
-               attention_mask: Optional[jax.Array] = None) -> jax.Array:
-    """inputs_q [B, T, Cq], inputs_kv [B, S, Ckv] -> [B, T, output_channels]."""
+               attention_mask: Optional[jax.Array] = None,
+               kv_norm: Optional[Tuple[jax.Array, jax.Array, float]] = None) -> jax.Array:
+    """inputs_q [B, T, Cq], inputs_kv [B, S, Ckv] -> [B, T, output_channels].
+
+    `kv_norm` = (scale, offset, eps): `inputs_kv` are not yet layer-normed;
+    with chunking, the LayerNorm and the key/value projections run inside
+    the key-block loop, so no [B, S, C] normed/key/value array is ever held
+    (nor its gradient). Same numbers as normalising first.
+    """
     qk_channels = self._qk_channels or inputs_q.shape[-1]
     v_channels = self._v_channels or qk_channels
     output_channels = self._output_channels or v_channels
@@ -202,15 +352,30 @@ class MultiHeadAttention(hk.Module):
         raise ValueError(f'{self.module_name}: {what}={channels} is not divisible by '
                          f'num_heads={self._num_heads}')
     q = linear(qk_channels, init_scale=self._init_scale)(inputs_q)
-    k = linear(qk_channels, init_scale=self._init_scale)(inputs_kv)
-    v = linear(v_channels, init_scale=self._init_scale)(inputs_kv)
     batch, num_q, _ = q.shape
-    num_kv = k.shape[1]
     h = self._num_heads
     q = q.reshape(batch, num_q, h, qk_channels // h)
+    dropout = self._dropout_prob if is_training else 0.0
+    if kv_norm is not None and self._chunk_size:
+      scale, offset, eps = kv_norm
+      kv_params = tuple(
+          _ParamsOf('linear', channels, init_scale=self._init_scale, name='linear')(
+              inputs_kv.shape[-1], inputs_kv.dtype) for channels in (qk_channels, v_channels))
+      if attention_mask is not None and attention_mask.shape != (batch, num_q, inputs_kv.shape[1]):
+        raise ValueError(f'attention mask must be [B, T, S] = {(batch, num_q, inputs_kv.shape[1])}, '
+                         f'got {attention_mask.shape}')
+      project = functools.partial(_norm_project_kv, eps=float(eps), num_heads=h)
+      out = _chunked(q, inputs_kv, (scale, offset) + kv_params[0] + kv_params[1], project,
+                     chunk_size=self._chunk_size, dropout_prob=dropout, attention_mask=attention_mask)
+      return linear(output_channels, with_bias=self._with_final_bias,
+                    init_scale=self._final_init_scale)(out)
+    if kv_norm is not None:
+      raise ValueError(f'{self.module_name}: kv_norm needs chunk_size > 0')
+    k = linear(qk_channels, init_scale=self._init_scale)(inputs_kv)
+    v = linear(v_channels, init_scale=self._init_scale)(inputs_kv)
+    num_kv = k.shape[1]
     k = k.reshape(batch, num_kv, h, qk_channels // h)
     v = v.reshape(batch, num_kv, h, v_channels // h)
-    dropout = self._dropout_prob if is_training else 0.0
     if self._chunk_size:
       out = attend_chunked(q, k, v, chunk_size=self._chunk_size, dropout_prob=dropout,
                            attention_mask=attention_mask)
@@ -330,13 +495,21 @@ class CrossAttention(hk.Module):
     qk_channels = inputs_q.shape[-1] if self._shape_for_attn == 'q' else inputs_kv.shape[-1]
     if self._qk_channels is not None:
       qk_channels = self._qk_channels
-    attn = MultiHeadAttention(
+    attention = MultiHeadAttention(
         num_heads=self._num_heads, init_scale=self._att_init_scale,
         dropout_prob=self._dropout_attn_prob, qk_channels=qk_channels,
         v_channels=self._v_channels, output_channels=output_channels,
-        chunk_size=self._chunk_size)(
-            layer_norm(self._eps)(inputs_q), layer_norm(self._eps)(inputs_kv),
-            is_training=is_training, attention_mask=attention_mask)
+        chunk_size=self._chunk_size)
+    normed_q = layer_norm(self._eps)(inputs_q)
+    if self._chunk_size:
+      # The key/value LayerNorm runs block by block inside the chunked attention.
+      scale, offset = _ParamsOf('layer_norm', inputs_kv.shape[-1], name='layer_norm')(
+          inputs_kv.shape[-1], inputs_kv.dtype)
+      attn = attention(normed_q, inputs_kv, is_training=is_training, attention_mask=attention_mask,
+                       kv_norm=(scale, offset, self._eps))
+    else:
+      attn = attention(normed_q, layer_norm(self._eps)(inputs_kv), is_training=is_training,
+                       attention_mask=attention_mask)
     attn = _dropout(attn, self._dropout_prob, is_training)
     x = inputs_q + attn if self._use_query_residual else attn
     x = x + MLP(widening_factor=self._widening_factor, dropout_prob=self._dropout_prob,
