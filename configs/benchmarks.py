@@ -1,6 +1,6 @@
 """Benchmark-only presets for scripts/benchmark.py (2-core CPU machine).
 
-  python scripts/benchmark.py --config=configs/benchmarks.py:attn224 --chunk_size=512
+  python scripts/benchmark.py --config=configs/benchmarks.py:attn224 --compare_chunk_sizes=0,512
 
 Presets:
   attn224  224x224 inputs (M = 50,176 pixels + Fourier features) into one

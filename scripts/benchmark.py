@@ -2,7 +2,7 @@ r"""Benchmarks a model's train and inference steps; prints one JSON line each.
 
   python scripts/benchmark.py --config=configs/imagenet.py:cpu_bench
   python scripts/benchmark.py --config=configs/imagenet.py:paper --batch_size=1 --mode=compile
-  python scripts/benchmark.py --config=configs/benchmarks.py:attn224 --chunk_size=512
+  python scripts/benchmark.py --config=configs/benchmarks.py:attn224 --compare_chunk_sizes=0,512
   python scripts/benchmark.py --config=configs/imagenet.py:cpu_bench \
       --sweep=input_size --sweep_sizes=32,64,128
   python scripts/benchmark.py --model_preset=tiny --steps=2   # no configs/ needed
@@ -19,6 +19,9 @@ Lines (`measurement` field):
   input-dependent part alone (one cross-attend, no latent Transformer) at
   each input size, and the cost ratios between sizes.
 - `profile` (`--profile`): where the train step's CPU time goes.
+- `chunk_ratio` (`--compare_chunk_sizes=0,512`): train steps at each
+  attention chunk size in one process, then each one's XLA peak/temp memory
+  and median/fastest step time relative to the first size's.
 
 FLOPs: `flops` counts matmul/convolution multiply-adds as 2 (XLA's
 convention) with loop bodies multiplied by their trip counts (see
@@ -82,6 +85,9 @@ _UNROLL = flags.DEFINE_bool('unroll', False, 'Build the encoder with use_loops=F
                             'blocks unrolled), to compare compile times.')
 _PEAK_N = flags.DEFINE_integer('peak_size', 2048, 'Side of the square matmul for the peak (0: skip).')
 _PROFILE = flags.DEFINE_bool('profile', False, 'Profile the train step and summarise it.')
+_COMPARE = flags.DEFINE_string('compare_chunk_sizes', '', 'Comma-separated attention chunk sizes '
+                               '(0: plain) measured one after another in this process, then their '
+                               'memory and step-time ratios to the first ("0,512").')
 
 # Built-in models for use without configs/ (tests, quick checks).
 BUILTIN_PRESETS: Dict[str, Dict[str, Any]] = {
@@ -338,6 +344,7 @@ class Bench:
       holder['state'], metrics = compiled(holder['state'], self.batch, self.rng)
       return metrics
 
+    self._train_call = call
     t = perf.summarize_times(perf.time_calls(call, steps))
     rec.update({f'step_{k}' if k != 'steps' else k: v for k, v in t.items()})
     rec['examples_per_s'] = self.batch_size / t['median_s']
@@ -349,6 +356,10 @@ class Bench:
     rec['param_dtypes'] = perf.tree_dtypes(holder['state'].params)
     prof = perf.profile_step(call, compiled.as_text()) if profile else None
     return rec, prof
+
+  def time_more(self, steps: int) -> List[float]:
+    """Times `steps` more calls of the train step compiled by `train`."""
+    return perf.time_calls(self._train_call, steps, warmup=0)
 
   def infer(self, steps: int, peak: Optional[Dict[str, float]]) -> Dict[str, Any]:
     rss0 = perf.max_rss_bytes()
@@ -422,6 +433,49 @@ def run_sweep(config, model_cfg, batch: int, steps: int, step_kind: str,
     emit(row)
 
 
+def run_chunk_comparison(config, model_cfg, batch: int, size: Sequence[int], steps: int,
+                         peak: Optional[Dict[str, float]], common: Dict[str, Any]) -> None:
+  """Train steps at each --compare_chunk_sizes value, then ratios to the first.
+
+  Memory is XLA's buffer assignment (`xla_peak_bytes`, `xla_temp_bytes`):
+  the process's peak RSS only ever grows, so it cannot compare runs in one
+  process. Step times are interleaved (all sizes once, then again) so that
+  load from other processes hits every size alike.
+  """
+  chunks = [int(c) for c in _COMPARE.value.split(',') if c.strip()]
+  if len(chunks) < 2:
+    raise app.UsageError('--compare_chunk_sizes needs at least two sizes, e.g. 0,512')
+  runs = []
+  for chunk in chunks:
+    cfg = ml_collections.ConfigDict(model_cfg.to_dict())
+    cfg.encoder.attention_chunk_size = chunk
+    bench = Bench(config, cfg, batch, size)
+    rec, _ = bench.train(1, peak)
+    runs.append((bench, rec))
+  # Interleaved timing rounds.
+  times: List[List[float]] = [[] for _ in chunks]
+  for _ in range(steps):
+    for i, (bench, _) in enumerate(runs):
+      times[i] += bench.time_more(1)
+  records = []
+  for (bench, rec), t in zip(runs, times):
+    s = perf.summarize_times(t)
+    rec.update({f'step_{k}' if k != 'steps' else k: v for k, v in s.items()})
+    rec['examples_per_s'] = bench.batch_size / s['median_s']
+    if peak:
+      rec['mfu'] = rec['flops'] / s['median_s'] / peak['flops_per_s']
+      rec['mfu_best'] = rec['flops'] / s['min_s'] / peak['best_flops_per_s']
+    records.append(rec)
+    emit(dict(common, measurement='train', **bench.describe(), **rec))
+  base = records[0]
+  for chunk, rec in zip(chunks[1:], records[1:]):
+    emit(dict(common, measurement='chunk_ratio', chunk_sizes=[chunks[0], chunk],
+              peak_memory_ratio=rec['xla_peak_bytes'] / base['xla_peak_bytes'],
+              temp_memory_ratio=rec['xla_temp_bytes'] / base['xla_temp_bytes'],
+              step_time_ratio=rec['step_median_s'] / base['step_median_s'],
+              step_time_ratio_best=rec['step_min_s'] / base['step_min_s']))
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -442,6 +496,9 @@ def main(argv: Sequence[str]) -> None:
       raise app.UsageError('--sweep times steps: use --mode=train, infer or all (= train)')
     run_sweep(config, model_cfg, batch, _STEPS.value, 'infer' if _MODE.value == 'infer' else 'train',
               common)
+    return
+  if _COMPARE.value:
+    run_chunk_comparison(config, model_cfg, batch, size, _STEPS.value, peak, common)
     return
   bench = Bench(config, model_cfg, batch, size, unroll=_UNROLL.value)
   if _MODE.value == 'compile':

@@ -86,3 +86,14 @@ def test_config_file_and_project_train_step():
   assert record['train_step'] in ('perceiver.train.make_train_step',
                                   'scripts/benchmark.py fallback (optax LAMB + softmax CE)')
   assert record['input_size'] == [16, 16] and record['batch_size'] == 8
+
+
+def test_chunk_comparison_in_one_process():
+  records = _run('--model_preset=tiny', '--steps=1', '--peak_size=0', '--compare_chunk_sizes=0,64')
+  assert [r['measurement'] for r in records] == ['train', 'train', 'chunk_ratio']
+  plain, chunked, ratio = records
+  assert (plain['attention_chunk_size'], chunked['attention_chunk_size']) == (0, 64)
+  assert ratio['chunk_sizes'] == [0, 64]
+  assert ratio['peak_memory_ratio'] == pytest.approx(
+      chunked['xla_peak_bytes'] / plain['xla_peak_bytes'], rel=1e-3)
+  assert ratio['step_time_ratio'] > 0 and ratio['step_time_ratio_best'] > 0
