@@ -80,6 +80,13 @@ def _wait_for_step(proc, workdir, step, timeout=900):
   raise TimeoutError(f'step {step} not reached')
 
 
+def _restored_step(output: str) -> int:
+  """The step a run's log says it restored; 0 if it started afresh."""
+  if 'Restored checkpoint at step ' not in output:
+    return 0
+  return int(output.split('Restored checkpoint at step ')[1].split()[0])
+
+
 def test_sigkill_at_random_points_then_restart_is_bitwise_identical(tmp_path):
   num_steps = 30
   overrides = [f'--config.train.num_steps={num_steps}',
@@ -92,19 +99,26 @@ def test_sigkill_at_random_points_then_restart_is_bitwise_identical(tmp_path):
 
   killed = str(tmp_path / 'killed')
   kill_points = sorted(random.Random(0).sample(range(4, num_steps - 2), 3))
+  resumed_from = []  # The step each restart restored (0: none yet).
   for kill_at in kill_points:
     proc = _start('configs/mnist.py:smoke', killed, *overrides)
     _wait_for_step(proc, killed, kill_at)
     proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    out = proc.communicate()[0]
     assert proc.returncode == -signal.SIGKILL
+    resumed_from.append(_restored_step(out))
   proc = _start('configs/mnist.py:smoke', killed, *overrides)
   out = proc.communicate(timeout=900)[0]
   assert proc.returncode == 0, out[-3000:]
   # Each restart resumed from a checkpoint and continued the step count.
-  assert 'Restored checkpoint at step' in out
-  restored = int(out.split('Restored checkpoint at step ')[1].split()[0])
-  assert 0 < restored <= kill_points[-1]
+  resumed_from.append(_restored_step(out))
+  print(f'SIGKILL at steps {kill_points}: {len(kill_points)} kills survived; '
+        f'the runs started from steps {resumed_from}')
+  # From a finished checkpoint (every 3 steps; 0 if the kill came before
+  # the first save was complete), never going back.
+  assert resumed_from[0] == 0 and resumed_from[-1] > 0
+  assert all(s < num_steps and s % 3 == 0 for s in resumed_from)
+  assert resumed_from == sorted(resumed_from)
   records = helpers.read_metrics(killed)
   assert [r['step'] for r in records] == list(range(1, num_steps + 1))
   assert (helpers.saved_meta(killed, num_steps)['fingerprint']
