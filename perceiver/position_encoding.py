@@ -105,10 +105,14 @@ class FourierPositionEncoding(hk.Module):
                                 concat_pos=self._concat_pos, sine_only=self._sine_only)
 
   def __call__(self, batch_size: int, pos: Optional[jax.Array] = None) -> jax.Array:
-    pos = _positions(pos, self._index_dims, batch_size)
-    return generate_fourier_features(pos, num_bands=self._num_bands,
-                                     max_resolution=self._max_resolution,
-                                     concat_pos=self._concat_pos, sine_only=self._sine_only)
+    # Grid positions are the same for every example: compute one copy of the
+    # features (sin/cos are a visible share of a small model's step) and
+    # broadcast it; positions passed in are per example.
+    rows = batch_size if pos is not None else 1
+    feats = generate_fourier_features(_positions(pos, self._index_dims, rows),
+                                      num_bands=self._num_bands, max_resolution=self._max_resolution,
+                                      concat_pos=self._concat_pos, sine_only=self._sine_only)
+    return jnp.broadcast_to(feats, (batch_size,) + feats.shape[1:])
 
 
 class PositionEncodingProjector(hk.Module):

@@ -59,3 +59,13 @@ def test_projected_trainable_encoding():
   params = net.init(jax.random.PRNGKey(0))
   assert params['trainable_position_encoding']['pos_embs'].shape == (16, 5)
   assert net.apply(params, None).shape == (3, 16, 6)
+
+
+def test_grid_features_computed_once_equal_per_example_features():
+  # Grid features are computed for one example and broadcast to the batch.
+  enc = hk.transform(lambda: pe.FourierPositionEncoding((6, 5), num_bands=4)(batch_size=3))
+  feats = enc.apply({}, None)
+  grid = pe.build_linear_positions((6, 5)).reshape(1, 30, 2)
+  ref = pe.generate_fourier_features(jnp.tile(grid, (3, 1, 1)), num_bands=4, max_resolution=(6, 5))
+  assert feats.shape == ref.shape == (3, 30, 18)
+  np.testing.assert_allclose(feats, ref, atol=1e-6)
