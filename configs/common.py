@@ -134,6 +134,11 @@ def base_config(*, seed: int = 0) -> ConfigDict:
   """Runner sections shared by all experiments (model/data added later)."""
   return ConfigDict(dict(
       seed=seed,
+      # A checkpoint file (DeepMind .pystate/.pickle, this project's .npz,
+      # Hugging Face weights) whose params and model state initialise the
+      # run when the workdir has no checkpoint: --mode=eval evaluates it,
+      # training fine-tunes it (fresh optimizer state). '' : random init.
+      init_from='',
       train=dict(
           batch_size=1024,  # Global batch (all devices and micro-batches).
           num_epochs=1.0,
@@ -168,6 +173,9 @@ def base_config(*, seed: int = 0) -> ConfigDict:
           every_steps=1000,
           max_to_keep=3,
           async_save=True,
+          # True: at the end of training also write WORKDIR/params.npz (this
+          # project's checkpoint format, loadable with init_from).
+          export_npz=False,
       ),
   ))
 

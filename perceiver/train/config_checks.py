@@ -5,6 +5,8 @@ when flags are parsed; these checks catch values that parse but make no
 sense (unknown optimizer, batch not divisible by devices, ...).
 """
 
+import os
+
 import ml_collections
 
 from perceiver.train import losses, optim, parallel
@@ -61,6 +63,10 @@ def check_config(config: ml_collections.ConfigDict, mode: str) -> None:
   _require(config.model.get('compute_dtype', 'float32')
            in ('float32', 'bfloat16'),
            'model.compute_dtype must be float32 or bfloat16')
+  init_from = config.get('init_from', '')
+  _require(not init_from or os.path.isfile(init_from),
+           f'init_from={init_from!r}: no such file (a DeepMind .pystate/.pickle, '
+           'an .npz written by this project, or Hugging Face weights)')
   data_classes = config.data.get('num_classes')
   model_classes = config.model.decoder.num_classes
   _require(data_classes is None or data_classes == model_classes,

@@ -302,6 +302,53 @@ class _Run:
                  self.checkpointer.directory)
     return state
 
+  def init_from_file(self, fresh: TrainState) -> TrainState:
+    """``fresh`` with params and model state read from ``config.init_from``.
+
+    Any format `perceiver.checkpoints.load_checkpoint` reads (DeepMind
+    `.pystate`/`.pickle` without executing code, this project's `.npz`,
+    Hugging Face weights). Fails listing every missing, unexpected and
+    mis-shaped parameter when the file does not fit `config.model`. The
+    optimizer state and step start fresh (evaluation or fine-tuning).
+    """
+    from perceiver import checkpoints  # pylint: disable=g-import-not-at-top
+    path = self.config.init_from
+    params, model_state, _ = checkpoints.load_checkpoint(path)
+    checkpoints.check_compatible(fresh.params, params)
+    # `input_spec` records the input shapes the model was built for (zero-size
+    # arrays, no data): it is ours, not the file's (DeepMind's have none).
+    ours = {m: v for m, v in fresh.model_state.items() if m != 'input_spec'}
+    model_state = {m: v for m, v in model_state.items() if m != 'input_spec'}
+    checkpoints.check_compatible(ours, model_state, what='state')
+    model_state = dict(model_state, **{m: v for m, v in fresh.model_state.items()
+                                       if m == 'input_spec'})
+    cast = lambda new, old: np.asarray(new, dtype=old.dtype)
+    params = jax.tree.map(cast, params, fresh.params)
+    model_state = jax.tree.map(cast, model_state, fresh.model_state)
+    shardings = self._state_shardings
+    params = jax.device_put(params, shardings.params)
+    model_state = jax.device_put(model_state, shardings.model_state)
+    opt_state = jax.jit(self.tx.init, out_shardings=shardings.opt_state)(params)
+    logging.info('Initialised from %s (%d parameters)', path,
+                 sum(x.size for x in jax.tree.leaves(params)))
+    return TrainState(fresh.step, params, model_state, opt_state)
+
+  def export_params(self, state: TrainState) -> str:
+    """Writes WORKDIR/params.npz (this project's format, `config.model`
+    inside): the trained weights for `--config.init_from`, eval scripts and
+    sharing, without orbax. Every process takes part (params may be
+    sharded); the chief writes."""
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    from perceiver.checkpoints import npz_format  # pylint: disable=g-import-not-at-top
+    params, model_state = multihost_utils.process_allgather(
+        (state.params, state.model_state), tiled=True)
+    path = os.path.join(self.workdir, 'params.npz')
+    if self.is_chief:
+      npz_format.save_checkpoint(path, params, model_state,
+                                 {'config.model': self.config.model.to_dict()})
+      logging.info('Exported parameters to %s', path)
+    return path
+
   # --- evaluation ----------------------------------------------------------
 
   def evaluate(self, state: TrainState, step: int) -> dict[str, float]:
@@ -453,6 +500,9 @@ class _Run:
                           step)
           result.update(preempted=True, step=step)
           return result
+    self.checkpointer.wait()
+    if cfg.checkpoint.export_npz:
+      result['exported'] = self.export_params(state)
     if evaluate:
       result['eval'] = self.evaluate(state, self.total_steps)
     result['step'] = self.total_steps
@@ -476,10 +526,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       with open(os.path.join(workdir, 'config.json'), 'w') as f:
         f.write(config.to_json_best_effort(indent=2))
     abstract = run.abstract_state(run._example_batch())
+    # A checkpoint in the workdir wins over `init_from`: a preempted
+    # fine-tuning run resumes where it stopped.
     state = run.restore(abstract)
+    if state is None and config.init_from:
+      state = run.init_from_file(run.init_state())
     if mode == 'eval':
       if state is None:
-        raise FileNotFoundError(f'mode=eval but no checkpoint in {workdir}')
+        raise FileNotFoundError(
+            f'mode=eval but no checkpoint in {workdir} and no '
+            '--config.init_from=FILE to evaluate')
       step = int(jax.device_get(state.step))
       return dict(eval=run.evaluate(state, step), step=step, preempted=False)
     if state is None:

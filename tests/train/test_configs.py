@@ -191,3 +191,25 @@ def test_cli_rejects_an_unknown_key_before_doing_anything(tmp_path):
   assert proc.returncode != 0
   assert 'optimizer.name' in proc.stderr, proc.stderr[-2000:]
   assert not os.path.exists(workdir)
+
+
+@pytest.mark.parametrize('preset,released', [
+    ('io_fourier', 'imagenet_fourier_position_encoding'),
+    ('io_learned', 'imagenet_learned_position_encoding'),
+    ('io_conv', 'imagenet_conv_preprocessing')])
+def test_io_presets_fit_the_released_checkpoints(preset, released):
+  """`--config.init_from=<released .pystate>` needs the preset's params and
+  state to have the released model's names and shapes (no file needed: the
+  released model is rebuilt from its reference constructor arguments)."""
+  from configs import imagenet  # pylint: disable=g-import-not-at-top
+  from perceiver import checkpoints  # pylint: disable=g-import-not-at-top
+  image = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+  net = models.build_model(imagenet.get_config(preset).model)
+  params, state = jax.eval_shape(
+      lambda x: net.init(jax.random.PRNGKey(0), {'image': x}, is_training=True), image)
+  ref = models.build_from_reference_config(checkpoints.published_config(released)).net
+  ref_params, ref_state = jax.eval_shape(
+      lambda x: ref.init(jax.random.PRNGKey(0), x, is_training=True), image)
+  checkpoints.check_compatible(params, ref_params)
+  checkpoints.check_compatible({m: v for m, v in state.items() if m != 'input_spec'},
+                               ref_state, what='state')

@@ -210,3 +210,52 @@ def test_a_half_written_checkpoint_is_never_restored(tmp_path):
   assert helpers.saved_meta(workdir, 6)['fingerprint'] == expected
   records = helpers.read_metrics(workdir)
   assert [r['step'] for r in records] == list(range(1, 7))  # No repeats.
+
+
+@pytest.fixture(scope='module')
+def exported_run(tmp_path_factory):
+  """A smoke run that exports params.npz at the end: (workdir, result)."""
+  workdir = str(tmp_path_factory.mktemp('exported'))
+  result = train.train_and_evaluate(
+      _config(**{'checkpoint.export_npz': True}), workdir, 'train_and_eval')
+  return workdir, result
+
+
+def test_init_from_an_exported_run_evaluates_to_the_same_metrics(
+    exported_run, tmp_path):
+  """A run's exported params.npz, evaluated through `init_from` in a fresh
+  workdir (with another seed, so a random init would differ), gives that
+  run's final evaluation exactly; fine-tuning from it starts at step 0."""
+  trained, result = exported_run
+  exported = os.path.join(trained, 'params.npz')
+  assert result['exported'] == exported and os.path.isfile(exported)
+  from perceiver import checkpoints  # pylint: disable=import-outside-toplevel
+  _, _, saved_config = checkpoints.load_checkpoint(exported)
+  assert saved_config['config.model'] == json.loads(_config().model.to_json())
+
+  evaluated = train.train_and_evaluate(
+      _config(init_from=exported, seed=7), str(tmp_path / 'eval'), 'eval')
+  assert evaluated['step'] == 0
+  for key in ('loss', 'top1', 'top5', 'num_examples'):
+    assert evaluated['eval'][key] == result['eval'][key], key
+
+  tuned = str(tmp_path / 'tuned')
+  train.train_and_evaluate(
+      _config(init_from=exported, **{'train.num_steps': 1}), tuned, 'train')
+  assert [r['step'] for r in helpers.read_metrics(tuned)] == [1]
+
+
+def test_init_from_a_checkpoint_of_another_model_lists_the_mismatch(
+    exported_run, tmp_path):
+  from perceiver import checkpoints  # pylint: disable=import-outside-toplevel
+  from perceiver.train import config_checks  # pylint: disable=import-outside-toplevel
+  wider = _config(init_from=os.path.join(exported_run[0], 'params.npz'))
+  wider.model.encoder.latent_channels *= 2
+  with pytest.raises(checkpoints.CheckpointMismatchError, match='mis-shaped') as err:
+    train.train_and_evaluate(wider, str(tmp_path / 'eval'), 'eval')
+  assert err.value.mis_shaped
+  with pytest.raises(config_checks.ConfigError, match='no such file'):
+    train.train_and_evaluate(_config(init_from=str(tmp_path / 'nope.npz')),
+                             str(tmp_path / 'x'), 'eval')
+  with pytest.raises(FileNotFoundError, match='init_from'):
+    train.train_and_evaluate(_config(), str(tmp_path / 'empty'), 'eval')
