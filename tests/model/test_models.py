@@ -273,5 +273,8 @@ class TestBadInput:
     from perceiver.checkpoints.errors import CheckpointMismatchError  # pylint: disable=import-outside-toplevel
     case = golden.load_golden(str(golden_dir / 'official' / 'imagenet_fourier_position_encoding.npz'))
     case.config['encoder'] = dict(case.config['encoder'], num_self_attends_per_block=3, z_index_dim=16)
-    with pytest.raises(CheckpointMismatchError, match=r'1 missing.*mis-shaped'):
+    # One more self-attend layer (16 arrays) and 16 latents instead of 8.
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'16 missing, 0 unexpected, 1 mis-shaped') as err:
       golden.run_case(case)
+    assert err.value.mis_shaped[0][0].endswith('pos_embs')
