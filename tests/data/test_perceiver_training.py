@@ -2,13 +2,14 @@
 
 Reads the sample data through the production pipelines (model inputs in
 exactly the shapes the pipelines yield), trains
-`perceiver.models.build_model`'s classifier with Adam on CPU and checks that
-it learns clearly above chance. It also prints the linear baseline on the
-same split (tests/data/test_baselines.py) next to the Perceiver's accuracy
-(pytest -s): in these few-minute CPU runs the tiny Perceiver does NOT yet
-beat the linear baselines (MNIST 65% vs 89%, languages 53% vs 87%, shapes
-97% vs 100% at the step counts below), so that comparison is reported rather
-than asserted; closing the gap needs longer runs than a CI slot allows.
+`perceiver.models.build_model`'s classifier with AdamW (warm-up + cosine) on
+CPU, and compares it with the linear baseline on the same split
+(tests/data/test_baselines.py); `pytest -s` prints both, and the
+Perceiver must do at least as well (ModelNet's sample: the linear model is
+at 100%, so the Perceiver may trail by one cloud). Inputs are grouped
+the way a CPU-sized Perceiver learns fastest (the model flattens whatever
+the pipeline yields): 2x2 pixel groups of the 28x28 digits (196 inputs),
+one input per mel frame (96 frames x 50 bins), one input per point (2,048).
 """
 
 import json
@@ -43,31 +44,32 @@ def _model_config(num_classes: int, **input_fields):
 
 
 # task -> (fixture, data overrides, model input, input key, steps, batch,
-#          linear-baseline splits)
+#          peak learning rate, linear-baseline splits)
 TASKS = {
     'imagenet': (
-        'imagenet_config',
-        dict(image_size=28, eval_crop_padding=0, crop_area_range=(0.6, 1.0),
+        'imagenet_large_config',
+        dict(image_size=28, eval_crop_padding=0, crop_area_range=(0.85, 1.0),
              randaugment_num_layers=0, mixup_alpha=0.0, cutmix_alpha=0.0,
              pos='none', test_split='validation'),
-        dict(modality='image', num_bands=8, max_resolution=(28, 28)),
-        'image', 600, 32, ('train', 'validation')),
+        dict(modality='image', prep_type='patches', spatial_downsample=2,
+             num_bands=8, max_resolution=(14, 14)),
+        'image', 3000, 32, 3e-3, ('train', 'validation')),
     'audioset': (
         'audioset_config',
         dict(audio_repr='mel', num_eval_clips=16),
         dict(modality='audio', prep_type='mel', num_bands=8,
-             max_resolution=(96, 50), mel_patch_shape=(1, 1)),
-        'audio', 300, 16, ('balanced_train+unbalanced_train', 'eval')),
+             max_resolution=(96, 1), mel_patch_shape=(1, 50)),
+        'audio', 600, 16, 2e-3, ('balanced_train+unbalanced_train', 'eval')),
     'modelnet': (
         'modelnet_config',
         dict(source='hdf5'),
         dict(modality='points', num_bands=16, max_resolution=(64, 64, 64)),
-        'points', 300, 16, ('train', 'test')),
+        'points', 600, 16, 1e-3, ('train', 'test')),
 }
 
 
 def _train_and_evaluate(data_config, model_config, key, steps, batch_size,
-                        multi_label):
+                        learning_rate, multi_label):
   net = models.build_model(model_config)
   train = pipeline.get_dataset(data_config, split='train',
                                batch_size=batch_size, shuffle_seed=0)
@@ -75,7 +77,10 @@ def _train_and_evaluate(data_config, model_config, key, steps, batch_size,
   first = next(it)
   params, state = net.init(jax.random.PRNGKey(0), {key: first[key]},
                            is_training=True)
-  opt = optax.adam(1e-3)
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, learning_rate, max(1, steps // 20), steps)
+  opt = optax.chain(optax.clip_by_global_norm(10.0),
+                    optax.adamw(schedule, weight_decay=1e-2))
   opt_state = opt.init(params)
 
   def loss_fn(params, state, rng, inputs, labels):
@@ -124,7 +129,8 @@ def _train_and_evaluate(data_config, model_config, key, steps, batch_size,
 @pytest.mark.slow
 @pytest.mark.parametrize('task', list(TASKS))
 def test_small_perceiver_learns_above_chance(request, task):
-  fixture, overrides, model_input, key, steps, batch_size, splits = TASKS[task]
+  (fixture, overrides, model_input, key, steps, batch_size, learning_rate,
+   splits) = TASKS[task]
   data_config = pipeline.config_lib.resolve_config(
       dict(request.getfixturevalue(fixture), **overrides))
   builder = pipeline.get_builder(data_config)
@@ -135,7 +141,7 @@ def test_small_perceiver_learns_above_chance(request, task):
   start = time.time()
   scores, labels, loss = _train_and_evaluate(
       data_config, _model_config(num_classes, **model_input), key, steps,
-      batch_size, multi_label)
+      batch_size, learning_rate, multi_label)
   seconds = time.time() - start
   base_config = request.getfixturevalue(fixture)
   if task == 'modelnet':
@@ -156,5 +162,7 @@ def test_small_perceiver_learns_above_chance(request, task):
       final_loss=loss, seconds=round(seconds, 1),
       linear_baseline=baseline)))
   assert accuracy > 2 * baseline['chance']
+  slack = 1.0 / len(labels) if baseline['accuracy'] == 1.0 else 0.0
+  assert accuracy >= baseline['accuracy'] - slack - 1e-9, (accuracy, baseline)
   if multi_label:
     assert extra['mAP'] > baseline['chance_mAP']
