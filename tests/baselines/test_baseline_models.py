@@ -101,6 +101,7 @@ def _raw_and_permuted(cfg, inputs):
   return np.asarray(out_raw), np.asarray(out_perm)
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_pixel_transformer_is_permutation_invariant_and_the_2d_models_are_not():
   """What Table 2 measures, at initialisation: a Transformer over single pixels
   (mean-pooled) gives identical outputs on permuted inputs; ResNet and a

@@ -121,6 +121,7 @@ def test_chunked_saves_only_output_and_logsumexp():
   assert not any(x.shape[-2:] == (16, 64) for x in jax.tree.leaves(vjp))
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_chunked_dropout_gradients_match_finite_differences():
   q, k, v = _qkv(jax.random.PRNGKey(8), t=5, s=9)
 

@@ -136,6 +136,7 @@ def test_masked_inputs_do_not_affect_outputs(golden_dir):
   np.testing.assert_allclose(np.asarray(out)[valid], np.asarray(out2)[valid], atol=1e-5)
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_chunked_cross_attention_model_equals_plain():
   x = _images(h=8, w=8)
   net, params, state = _init(tiny_config(), x)
@@ -177,7 +178,11 @@ MODALITY_CASES = {
 
 # Every modality with the Perceiver head, and the Perceiver IO query decoder
 # once (the decoder does not depend on the modality).
-JIT_GRAD_CASES = [(name, 'perceiver') for name in sorted(MODALITY_CASES)] + [('image_pixels', 'perceiver_io')]
+# The heaviest compiles run with the slow tests (.ci/run still runs them).
+_SLOW_JIT_GRAD = {'video_patches', 'audio_video', 'points', 'image_conv'}
+JIT_GRAD_CASES = [
+    pytest.param(name, 'perceiver', marks=[pytest.mark.slow] if name in _SLOW_JIT_GRAD else [])
+    for name in sorted(MODALITY_CASES)] + [pytest.param('image_pixels', 'perceiver_io', marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize('name,head', JIT_GRAD_CASES)
@@ -204,6 +209,7 @@ def test_jit_and_grad_through_every_model(name, head):
   assert logits.shape == (2, 5) and logits.dtype == jnp.float32
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_jit_and_grad_through_reference_models(golden_dir):
   from perceiver import golden  # pylint: disable=import-outside-toplevel
   for path in sorted((golden_dir / 'official').glob('*.npz')):
@@ -219,6 +225,7 @@ def test_jit_and_grad_through_reference_models(golden_dir):
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads)), path.name
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_bf16_forward():
   x = _images(h=8, w=8)
   net, params, state = _init(tiny_config(), x)

@@ -27,6 +27,7 @@ def _run(*args):
   return [json.loads(line) for line in lines]  # Fails on any non-JSON line.
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_train_infer_profile_records():
   records = _run('--model_preset=tiny', '--steps=1', '--peak_size=256', '--mode=all', '--profile')
   by_kind = {r['measurement']: r for r in records}
@@ -51,6 +52,7 @@ def test_train_infer_profile_records():
   assert math.isclose(sum(shares.values()), 1.0, abs_tol=0.01) and 'matmul' in shares
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_sweep_records_scaling():
   records = _run('--model_preset=tiny', '--steps=1', '--peak_size=0', '--mode=infer',
                  '--sweep=input_size', '--sweep_sizes=8,16')
@@ -88,6 +90,7 @@ def test_config_file_and_project_train_step():
   assert record['input_size'] == [16, 16] and record['batch_size'] == 8
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_chunk_comparison_in_one_process():
   records = _run('--model_preset=tiny', '--steps=1', '--peak_size=0', '--compare_chunk_sizes=0,64')
   assert [r['measurement'] for r in records] == ['train', 'train', 'chunk_ratio']

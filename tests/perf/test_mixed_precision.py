@@ -8,6 +8,7 @@ cast to bf16 inside `apply` transposes to a cast back), and the optimizer
 runs in float32.
 """
 
+import pytest
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,6 +64,7 @@ def _train(dtype, params, state):
   return np.array(losses), params, grads, logits
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_bf16_tracks_float32_with_float32_master_weights():
   inputs, _ = _batch()
   f32_net = models.build_model(_config('float32'))
