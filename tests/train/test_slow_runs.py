@@ -80,6 +80,25 @@ def _wait_for_step(proc, workdir, step, timeout=900):
   raise TimeoutError(f'step {step} not reached')
 
 
+def _finished_checkpoints(workdir: str) -> list[int]:
+  """Steps whose checkpoint is committed (orbax renames a step's temporary
+  directory to the bare step number only once every process has written)."""
+  path = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(path):
+    return []
+  return sorted(int(d) for d in os.listdir(path) if d.isdigit())
+
+
+def _wait_for_checkpoint(proc, workdir, timeout=900):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    assert proc.poll() is None, 'run ended before its first checkpoint'
+    if _finished_checkpoints(workdir):
+      return
+    time.sleep(0.02)
+  raise TimeoutError('no checkpoint committed')
+
+
 def _restored_step(output: str) -> int:
   """The step a run's log says it restored; 0 if it started afresh."""
   if 'Restored checkpoint at step ' not in output:
@@ -139,7 +158,11 @@ def test_a_dead_peer_fails_the_other_process_then_both_resume(tmp_path):
   procs = [_start('configs/mnist.py:smoke', workdir, *overrides,
                   *_multihost_flags(port, i, heartbeat_s=10))
            for i in range(2)]
+  # Kill only once a checkpoint is committed, so the restart below has one
+  # to resume from: metrics for step 4 can be logged while the async save
+  # of step 2 is still being written (this raced on a slow CI machine).
   _wait_for_step(procs[0], workdir, 4)
+  _wait_for_checkpoint(procs[0], workdir)
   procs[1].send_signal(signal.SIGKILL)
   start = time.time()
   out = procs[0].communicate(timeout=300)[0]
@@ -150,8 +173,7 @@ def test_a_dead_peer_fails_the_other_process_then_both_resume(tmp_path):
   assert waited < 120, f'survivor took {waited:.0f}s to fail'
   procs[1].communicate()
 
-  last = max(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints'))
-             if d.isdigit())
+  last = _finished_checkpoints(workdir)[-1]
   port = _free_port()
   procs = [_start('configs/mnist.py:smoke', workdir,
                   *[o.replace('400', str(last + 4)) for o in overrides],
