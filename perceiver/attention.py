@@ -95,8 +95,8 @@ def _norm_project_kv(x, theta, *, eps: float, num_heads: int):
   mean = jnp.mean(x, axis=-1, keepdims=True)
   variance = jnp.var(x, axis=-1, keepdims=True)
   normed = scale * jax.lax.rsqrt(variance + jnp.asarray(eps, variance.dtype)) * (x - mean) + offset
-  k = jnp.dot(normed, w_k) + b_k
-  v = jnp.dot(normed, w_v) + b_v
+  k = (jnp.dot(_flat(normed), w_k) + b_k).reshape(*x.shape[:-1], -1)
+  v = (jnp.dot(_flat(normed), w_v) + b_v).reshape(*x.shape[:-1], -1)
   return (k.reshape(*k.shape[:-1], num_heads, -1), v.reshape(*v.shape[:-1], num_heads, -1))
 
 
@@ -285,11 +285,30 @@ def attend_chunked(q: jax.Array, k: jax.Array, v: jax.Array, *, chunk_size: int,
                   attention_mask=attention_mask)
 
 
+def _flat(x: jax.Array) -> jax.Array:
+  """[..., C] -> [N, C]. XLA's CPU backend runs a dot with several free lhs
+  dimensions ([B, T, C] x [C, D]) at about half the speed of the same dot on
+  [B*T, C] (55-68 vs 94-128 GFLOP/s for [2, 128, 512] x [512, 512] on the
+  2-core box; the cpu_bench train step gets ~15% faster). A free reshape
+  elsewhere."""
+  return x.reshape(-1, x.shape[-1])
+
+
+class _Linear(hk.Linear):
+  """hk.Linear (same parameters and names) computed as one 2-D matmul."""
+
+  def __call__(self, inputs: jax.Array, *, precision=None) -> jax.Array:
+    if inputs.ndim <= 2:
+      return super().__call__(inputs, precision=precision)
+    out = super().__call__(_flat(inputs), precision=precision)  # [N, D]
+    return out.reshape(inputs.shape[:-1] + out.shape[-1:])
+
+
 def linear(num_channels: int, *, with_bias: bool = True, init_scale: float = 1.0,
            name: Optional[str] = None) -> hk.Linear:
   """The reference's `conv_1d`: a per-position linear layer."""
-  return hk.Linear(num_channels, with_bias=with_bias,
-                   w_init=hk.initializers.VarianceScaling(init_scale), name=name)
+  return _Linear(num_channels, with_bias=with_bias,
+                 w_init=hk.initializers.VarianceScaling(init_scale), name=name or 'linear')
 
 
 def layer_norm(eps: float = DEFAULT_LAYER_NORM_EPS, name: Optional[str] = None) -> hk.LayerNorm:
