@@ -170,7 +170,8 @@ def cpu_bench():
   shared across blocks, the classification decoder, LAMB. Shrunk: 64x64
   inputs (M = 4096), 128 x 512 latents, 3 blocks (block 0, then the shared
   block as a 2-step loop), batch 2: ~59 GFLOP, about a second per train step.
-  Width 512 keeps the matmuls large enough to run near the matmul peak.
+  The latent matmuls ([256, 512] x [512, 512]) are the size that sets the
+  step's MFU ceiling on 2 cores (about 0.6, see the README's Performance).
   """
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
   config = io_fourier()
