@@ -295,7 +295,11 @@ def _flat(x: jax.Array) -> jax.Array:
 
 
 class _Linear(hk.Linear):
-  """hk.Linear (same parameters and names) computed as one 2-D matmul."""
+  """hk.Linear (same parameters and names) computed as one 2-D matmul.
+
+  Method interceptors see this call ([..., C] in) and, inside it, hk.Linear's
+  own call on the flattened [N, C] input.
+  """
 
   def __call__(self, inputs: jax.Array, *, precision=None) -> jax.Array:
     if inputs.ndim <= 2:

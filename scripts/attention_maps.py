@@ -88,8 +88,10 @@ def cross_attention_maps(net: hk.TransformedWithState, params, state, inputs: Di
           and 'perceiver_encoder' in module.module_name and 'cross_attention' in module.module_name):
         records.append([])
       out = next_f(*args, **kwargs)
+      # out.ndim == 3: attention.linear's own call, not the hk.Linear call on
+      # the flattened [B*N, C] input that runs inside it.
       if (isinstance(module, hk.Linear) and context.method_name == '__call__' and records
-          and len(records[-1]) < 2 and module.module_name.rsplit('/', 1)[-1] in ('linear', 'linear_1')
+          and out.ndim == 3 and len(records[-1]) < 2 and module.module_name.rsplit('/', 1)[-1] in ('linear', 'linear_1')
           and 'cross_attention' in module.module_name):
         records[-1].append(out)  # q [B, N, D], then k [B, M, D].
       return out
