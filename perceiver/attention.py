@@ -95,9 +95,9 @@ def _norm_project_kv(x, theta, *, eps: float, num_heads: int):
   mean = jnp.mean(x, axis=-1, keepdims=True)
   variance = jnp.var(x, axis=-1, keepdims=True)
   normed = scale * jax.lax.rsqrt(variance + jnp.asarray(eps, variance.dtype)) * (x - mean) + offset
-  k = (jnp.dot(_flat(normed), w_k) + b_k).reshape(*x.shape[:-1], -1)
-  v = (jnp.dot(_flat(normed), w_v) + b_v).reshape(*x.shape[:-1], -1)
-  return (k.reshape(*k.shape[:-1], num_heads, -1), v.reshape(*v.shape[:-1], num_heads, -1))
+  rows = _flat(normed)  # [B*S, C]
+  heads = (*x.shape[:-1], num_heads, -1)  # [B, S, H, D/H]
+  return ((jnp.dot(rows, w_k) + b_k).reshape(heads), (jnp.dot(rows, w_v) + b_v).reshape(heads))
 
 
 class _Blocks:
@@ -289,8 +289,8 @@ def _flat(x: jax.Array) -> jax.Array:
   """[..., C] -> [N, C]. XLA's CPU backend runs a dot with several free lhs
   dimensions ([B, T, C] x [C, D]) at about half the speed of the same dot on
   [B*T, C] (55-68 vs 94-128 GFLOP/s for [2, 128, 512] x [512, 512] on the
-  2-core box; the cpu_bench train step gets ~15% faster). A free reshape
-  elsewhere."""
+  2-core box; the cpu_bench train step went from 1.11-1.26 s to 0.89-0.91 s).
+  A free reshape elsewhere."""
   return x.reshape(-1, x.shape[-1])
 
 
