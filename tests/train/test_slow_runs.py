@@ -66,18 +66,28 @@ def test_two_processes_match_one_process(tmp_path):
   assert evals[-1]['num_examples'] == 1000
 
 
-def _wait_for_step(proc, workdir, step, timeout=900):
-  path = os.path.join(workdir, 'metrics.jsonl')
+def _wait_until(proc, ready, what: str, timeout=900):
+  """Polls `ready()` while `proc` runs; fails if it ends or time runs out."""
   deadline = time.time() + timeout
   while time.time() < deadline:
-    assert proc.poll() is None, 'run ended before the kill point'
-    if os.path.exists(path):
-      with open(path) as f:
-        steps = [json.loads(l)['step'] for l in f if l.endswith('\n')]
-      if steps and max(steps) >= step:
-        return
+    assert proc.poll() is None, f'run ended before {what}'
+    if ready():
+      return
     time.sleep(0.02)
-  raise TimeoutError(f'step {step} not reached')
+  raise TimeoutError(f'{what} not reached')
+
+
+def _wait_for_step(proc, workdir, step, timeout=900):
+  path = os.path.join(workdir, 'metrics.jsonl')
+
+  def logged():
+    if not os.path.exists(path):
+      return False
+    with open(path) as f:
+      steps = [json.loads(l)['step'] for l in f if l.endswith('\n')]
+    return bool(steps) and max(steps) >= step
+
+  _wait_until(proc, logged, f'step {step}', timeout)
 
 
 def _finished_checkpoints(workdir: str) -> list[int]:
@@ -90,13 +100,8 @@ def _finished_checkpoints(workdir: str) -> list[int]:
 
 
 def _wait_for_checkpoint(proc, workdir, timeout=900):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    assert proc.poll() is None, 'run ended before its first checkpoint'
-    if _finished_checkpoints(workdir):
-      return
-    time.sleep(0.02)
-  raise TimeoutError('no checkpoint committed')
+  _wait_until(proc, lambda: bool(_finished_checkpoints(workdir)), 'a committed checkpoint',
+              timeout)
 
 
 def _restored_step(output: str) -> int:
