@@ -73,7 +73,7 @@ def _config(modality: str, mel: bool = False):
   from perceiver.data import config as data_config  # pylint: disable=g-import-not-at-top
   config.data = data_config.default_config('audioset')
   config.data.update(dict(
-      num_classes=NUM_CLASSES, modality=modality,
+      num_classes=0, modality=modality,  # 0: from class_labels_indices.csv.
       audio_repr='mel' if mel else 'raw',
       # Video dropout is the model's (video_dropout_prob above, drawn from
       # the step's RNG); the pipeline's copy stays off so it is not applied

@@ -179,6 +179,16 @@ def _find(files: dict[str, str], ytid: str, start: float,
   return None
 
 
+def _timed_stems(files: dict[str, str]) -> dict[str, str]:
+  """YTID -> path of the files named `<ytid>_<start_ms>_<end_ms>`."""
+  out = {}
+  for stem, path in files.items():
+    parts = stem.rsplit('_', 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+      out.setdefault(parts[0], path)
+  return out
+
+
 def read_audio(path: str, num_samples: int) -> np.ndarray:
   """Mono int16 [num_samples] at 48 kHz from any libsndfile-readable file."""
   import soundfile as sf  # pylint: disable=g-import-not-at-top
@@ -289,10 +299,23 @@ class AudioSet(errors.SkipsCorruptFiles,
     return splits
 
   def _generate_examples(self, rows, mid_index, audio, video, csv_path):
+    timed = None  # Built on the first missing segment.
     for ytid, start, end, mids in rows:
       audio_path = _find(audio, ytid, start, end)
       if audio_path is None:
         self._missing_audio.append(ytid)
+        if timed is None:
+          timed = _timed_stems(audio)
+        near = timed.get(ytid) or timed.get(f'Y{ytid}')
+        if near:
+          # Usually a name that rounds start/end differently from the row.
+          self._corrupt.note('missing', near, (
+              f'{csv_path}: segment {ytid} {start:g}-{end:g} s expects '
+              f'{ytid}_{int(round(start * 1000))}_{int(round(end * 1000))}'
+              '.<ext> (or Y<ytid> / <ytid>); this file has other times'))
+        else:
+          self._corrupt.note('missing', f'{ytid}', f'{csv_path}: no audio '
+                             'file for this segment')
         continue
       unknown = [m for m in mids if m not in mid_index]
       if unknown:
@@ -315,8 +338,10 @@ class AudioSet(errors.SkipsCorruptFiles,
           self._corrupt.report(video_path, e)
       yield ytid, {'audio': wav, 'video': frames, 'ytid': ytid,
                    'labels': np.array([mid_index[m] for m in mids], np.int64)}
-    logging.info('%s: %d segments without audio so far', csv_path,
-                 len(self._missing_audio))
+    if self._missing_audio:
+      logging.warning('%s: %d segments without audio so far (listed in the '
+                      "records' build_report.tsv)", csv_path,
+                      len(self._missing_audio))
 
 
 def expected_manual_files(config) -> dict[str, list[str]]:
@@ -327,7 +352,7 @@ def expected_manual_files(config) -> dict[str, list[str]]:
 
 
 def make_builder(config) -> tfds.core.DatasetBuilder:
-  return AudioSet(data_dir=config.data_dir,
+  return AudioSet(data_dir=config.data_dir or None,
                   stored_video_size=config.stored_video_size,
                   on_corrupt=config.on_corrupt)
 
@@ -529,7 +554,7 @@ def _video(encoded: tf.Tensor, starts: tf.Tensor, config,
 
 
 def _num_classes(config) -> int:
-  if config.num_classes is None:
+  if not config.num_classes:
     raise ValueError('audioset: num_classes must be known (get_dataset fills '
                      'it from class_labels_indices.csv)')
   return config.num_classes

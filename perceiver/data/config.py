@@ -3,6 +3,12 @@
 A user config names only the fields it changes; everything else comes from
 `default_config(name)`. Unknown fields are rejected so that a typo in a
 config file fails loudly instead of silently training with a default.
+
+No default is None: ml_collections cannot override a None field from the
+command line (`--config.data.manual_dir=DIR`), so "use the default" is
+spelled '' for paths, 0 for `num_classes` (take it from the data's own label
+list) and -1 for `repeat` / `drop_remainder` (training only). None is still
+accepted from Python callers and means the same.
 """
 
 from typing import Any
@@ -11,16 +17,16 @@ import ml_collections
 
 # Fields shared by every dataset.
 _COMMON: dict[str, Any] = dict(
-    data_dir=None,  # TFDS data_dir for prepared records (None: TFDS default).
-    manual_dir=None,  # Where the user's public-format files are.
+    data_dir='',  # TFDS data_dir for prepared records ('': TFDS default).
+    manual_dir='',  # Where the user's public-format files are.
     on_corrupt='raise',  # 'raise' | 'skip' (skip and count, logged).
     prepare=True,  # Build the TFDS records from manual_dir if absent.
-    train_split=None,  # TFDS split string behind split='train'.
-    valid_split=None,  # ... behind split='valid'.
-    test_split=None,  # ... behind split='test'.
+    train_split='train',  # TFDS split string behind split='train'.
+    valid_split='validation',  # ... behind split='valid'.
+    test_split='test',  # ... behind split='test'.
     shuffle_buffer=10_000,
-    repeat=None,  # None: repeat for 'train' only.
-    drop_remainder=None,  # None: drop for 'train' only.
+    repeat=-1,  # -1: repeat for 'train' only; 0 / 1: never / always.
+    drop_remainder=-1,  # -1: drop for 'train' only; 0 / 1: never / always.
     cache=False,  # Cache decoded examples in memory (small datasets).
     num_parallel_calls=-1,  # -1 = tf.data.AUTOTUNE.
 )
@@ -29,7 +35,13 @@ _IMAGENET: dict[str, Any] = dict(
     train_split='train[10000:]',  # Perceiver IO reference split.
     valid_split='train[:10000]',
     test_split='validation',
-    num_classes=1000,
+    num_classes=0,  # 0: len(class_list) (TFDS labels.txt: 1,000).
+    # One class (= inner tar name without .tar) per line, in label order;
+    # '': TFDS's labels.txt (the 1,000 ILSVRC synsets).
+    class_list='',
+    # One class name per line, line i = label of ILSVRC2012_val_<i>.JPEG;
+    # '': TFDS's validation_labels.txt.
+    validation_labels='',
     image_size=224,
     crop_area_range=(0.08, 1.0),  # Inception crop.
     crop_aspect_range=(3 / 4, 4 / 3),
@@ -47,7 +59,7 @@ _AUDIOSET: dict[str, Any] = dict(
     train_split='balanced_train+unbalanced_train',
     valid_split='eval',
     test_split='eval',
-    num_classes=None,  # None: len(class_labels_indices.csv).
+    num_classes=0,  # 0: len(class_labels_indices.csv).
     shuffle_buffer=500,  # Examples hold 10 s of audio (~1 MB) each.
     modality='audio',  # 'audio' | 'video' | 'audio_video'.
     audio_repr='raw',  # 'raw' (480 x 128 patches) | 'mel' (4,800 inputs).
@@ -76,7 +88,7 @@ _MODELNET: dict[str, Any] = dict(
     train_split='train',
     valid_split='test',
     test_split='test',
-    num_classes=None,  # None: number of class folders / shape_names.txt.
+    num_classes=0,  # 0: number of class folders / shape_names.txt.
     source='off',  # 'off' (Princeton tree) | 'hdf5' (PointNet files).
     num_points=2048,
     stored_points=10_000,  # OFF builder: surface samples stored per shape.
@@ -119,7 +131,15 @@ def resolve_config(
     for key, value in given.items():
       if isinstance(value, ml_collections.ConfigDict):
         value = value.to_dict()
+      if value is None and key in _NONE_MEANS:
+        value = _NONE_MEANS[key]
       config[key] = value
+  # Internally None keeps meaning "the default" (pipeline.py tests for it).
+  for key in ('repeat', 'drop_remainder'):
+    if config[key] == -1 and not isinstance(config[key], bool):
+      config[key] = None
+  for key in ('data_dir', 'manual_dir'):
+    config[key] = str(config[key] or '')
   if config.on_corrupt not in ('raise', 'skip'):
     raise ValueError(
         f"data_config.on_corrupt must be 'raise' or 'skip', got "
@@ -129,6 +149,11 @@ def resolve_config(
   _check_choice(config, 'audio_repr', ('raw', 'mel'))
   _check_choice(config, 'source', ('off', 'hdf5'))
   return config
+
+
+# What a None from a Python caller means, for fields whose default is not None.
+_NONE_MEANS = dict(data_dir='', manual_dir='', num_classes=0, class_list='',
+                   validation_labels='', repeat=-1, drop_remainder=-1)
 
 
 def _check_choice(config, field: str, choices: tuple[str, ...]) -> None:

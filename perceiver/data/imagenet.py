@@ -7,9 +7,17 @@ interchangeable). It differs in two ways:
     given by the number in the file name (ILSVRC2012_val_<i>.JPEG). TFDS
     pairs the sorted file names with the *first* N lines, which is the same
     for the full 50,000 images but mislabels any subset, e.g. the sample data;
-  * every JPEG is decoded once while building, so that a corrupt image is
-    skipped-and-counted or reported with its path (`on_corrupt`) instead of
-    failing much later inside a training run.
+  * every image is decoded once while building with the decoder training
+    uses (TF's JPEG decoder): a file it rejects but PIL reads (a PNG or
+    another format named .JPEG) and a CMYK JPEG (which TF decodes to wrong
+    colours) are re-encoded as RGB JPEGs; one nobody reads is skipped and
+    counted or raises with its path (`on_corrupt`). Every such file is
+    listed in the records' build_report.tsv, so no undecodable image ever
+    reaches a training run;
+  * the class list and validation labels may be the user's own
+    (`class_list`, `validation_labels`): an ImageNet-layout set of any
+    classes gets labels 0..K-1 in its own order. Records built with one
+    class list are refused for another.
 
 Preprocessing (the Perceiver reference): Inception crop (area 8-100%,
 aspect 3/4-4/3) decoded straight from the JPEG, bicubic resize, random flip,
@@ -54,10 +62,55 @@ _HOW_TO_GET = ('register at https://image-net.org/download-images and put '
 _VAL_NAME = re.compile(r'ILSVRC2012_val_(\d+)\.JPEG$')
 
 
-def _check_jpeg(data: bytes) -> None:
+def training_decodable(data: bytes) -> bytes:
+  """`data` as bytes that training's JPEG decoder reads, else raises.
+
+  Training runs tf.image.extract_jpeg_shape and decode_and_crop_jpeg on the
+  stored bytes; the same decoder runs here. Returns `data` itself when it
+  decodes as an RGB or greyscale JPEG, otherwise PIL's RGB re-encoding
+  (quality 95) of whatever PIL can read. Raises ValueError (or PIL's
+  error) for a file neither decoder reads.
+  """
   from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    tf.image.extract_jpeg_shape(data)
+    tf.io.decode_jpeg(data, channels=3)
+    tf_ok = True
+  except (tf.errors.InvalidArgumentError, ValueError):
+    tf_ok = False
   with Image.open(io.BytesIO(data)) as img:
+    if tf_ok and img.format == 'JPEG' and img.mode in ('RGB', 'L'):
+      return data  # CMYK decodes in TF, with wrong colours: converted.
     img.load()
+    out = io.BytesIO()
+    img.convert('RGB').save(out, format='JPEG', quality=95)
+  converted = out.getvalue()
+  tf.io.decode_jpeg(converted, channels=3)  # PIL's output must decode too.
+  return converted
+
+
+def _read_lines(path: str, field: str) -> list[str]:
+  """Non-empty stripped lines of a user's text file named by `field`."""
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      names = [line.strip() for line in f.read().splitlines()]
+  except (tf.errors.NotFoundError, OSError) as e:
+    raise errors.MissingDataError(
+        'imagenet2012', [path], f'data.{field} names this file') from e
+  except UnicodeDecodeError:
+    raise errors.CorruptDataError(path, f'data.{field}: not UTF-8 text') from None
+  names = [n for n in names if n]
+  if not names:
+    raise errors.CorruptDataError(path, f'data.{field}: no names in the file')
+  return names
+
+
+def read_class_list(path: str) -> list[str]:
+  """Class names, one per line, in label order (data.class_list)."""
+  names = _read_lines(path, 'class_list')
+  if len(set(names)) != len(names):
+    raise errors.CorruptDataError(path, 'data.class_list: a class is listed twice')
+  return names
 
 
 class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
@@ -66,16 +119,38 @@ class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
 
   name = 'imagenet2012'
 
-  def __init__(self, *, on_corrupt: str = 'raise', **kwargs):
+  def __init__(self, *, on_corrupt: str = 'raise',
+               class_names: list[str] | None = None,
+               validation_synsets: list[str] | None = None, **kwargs):
+    """class_names: label order (None: TFDS's labels.txt);
+    validation_synsets: line i = class of ILSVRC2012_val_<i>.JPEG (None:
+    TFDS's validation_labels.txt)."""
     self._init_corrupt(on_corrupt, logging)
+    self._class_names = class_names
+    self._validation_synsets = validation_synsets
     super().__init__(**kwargs)
+
+  def _info(self):
+    info = super()._info()
+    if self._class_names is not None:
+      # Same features, the user's labels: K = len(class_names).
+      info = self.dataset_info_from_configs(
+          features=tfds.features.FeaturesDict({
+              'image': tfds.features.Image(encoding_format='jpeg'),
+              'label': tfds.features.ClassLabel(names=self._class_names),
+              'file_name': tfds.features.Text(),
+          }),
+          supervised_keys=('image', 'label'),
+          homepage='https://image-net.org/')
+    return info
 
   def _split_generators(self, dl_manager):
     manual = dl_manager.manual_dir
     splits = []
     for split, tar, labels in (
         (tfds.Split.TRAIN, TRAIN_TAR, None),
-        (tfds.Split.VALIDATION, VAL_TAR, _validation_labels),
+        (tfds.Split.VALIDATION, VAL_TAR,
+         lambda: _validation_labels(self._validation_synsets)),
     ):
       path = os.path.join(manual, tar)
       if tf.io.gfile.exists(path):
@@ -115,15 +190,25 @@ class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
   def _example(self, where: str, name: str, data: bytes, label):
     if label is None:
       self._corrupt.report(where, ValueError(
-          'no label: file name not of the form ILSVRC2012_val_<index>.JPEG'))
+          'no label: file name not of the form ILSVRC2012_val_<index>.JPEG '
+          'or its index is past the end of the validation labels'))
+      return
+    names = self.info.features['label'].names
+    if label not in names:
+      # Deliberate for a subset (the user's class_list); listed, not fatal.
+      self._corrupt.note('not_in_class_list', where,
+                         'class not in the class list; left out')
       return
     try:
-      _check_jpeg(data)
+      image = training_decodable(data)
     except Exception as e:  # pylint: disable=broad-except
       self._corrupt.report(where, e)
       return
-    image = self._fix_image(name, io.BytesIO(data))
-    yield name, {'file_name': name, 'image': image, 'label': label}
+    if image is not data:
+      self._corrupt.note('converted', where, 'not an RGB/greyscale JPEG that '
+                         "TF's decoder reads; re-encoded as an RGB JPEG")
+    yield name, {'file_name': name, 'image': io.BytesIO(image),
+                 'label': label}
 
 
 def _iter_tar(tar: tarfile.TarFile, path: str, corrupt: errors.CorruptCounter):
@@ -137,11 +222,12 @@ def _iter_tar(tar: tarfile.TarFile, path: str, corrupt: errors.CorruptCounter):
     corrupt.report(path, e)
 
 
-def _validation_labels() -> dict[str, str]:
+def _validation_labels(synsets: list[str] | None = None) -> dict[str, str]:
   """File name -> synset, by the index in the name (see module docstring)."""
-  with tf.io.gfile.GFile(os.fspath(
-      tfds.core.tfds_path(imagenet_common._VALIDATION_LABELS_FNAME))) as f:  # pylint: disable=protected-access
-    synsets = f.read().split()
+  if synsets is None:
+    with tf.io.gfile.GFile(os.fspath(
+        tfds.core.tfds_path(imagenet_common._VALIDATION_LABELS_FNAME))) as f:  # pylint: disable=protected-access
+      synsets = f.read().split()
   return {f'ILSVRC2012_val_{i + 1:08d}.JPEG': s for i, s in enumerate(synsets)}
 
 
@@ -156,7 +242,23 @@ HOW_TO_GET = _HOW_TO_GET
 
 
 def make_builder(config) -> tfds.core.DatasetBuilder:
-  return Imagenet2012(data_dir=config.data_dir, on_corrupt=config.on_corrupt)
+  class_names = (read_class_list(config.class_list) if config.class_list
+                 else None)
+  validation = (_read_lines(config.validation_labels, 'validation_labels')
+                if config.validation_labels else None)
+  builder = Imagenet2012(data_dir=config.data_dir or None,
+                         on_corrupt=config.on_corrupt,
+                         class_names=class_names,
+                         validation_synsets=validation)
+  if class_names is not None and (
+      list(builder.info.features['label'].names) != class_names):
+    raise errors.CorruptDataError(
+        str(builder.data_dir),
+        f'these records were built with another class list '
+        f'({builder.info.features["label"].num_classes} classes) than '
+        f'data.class_list={config.class_list!r}; point data.data_dir at a '
+        'fresh directory (or delete this one) to rebuild')
+  return builder
 
 
 def decoders(config) -> dict:

@@ -287,10 +287,10 @@ def expected_manual_files(config) -> dict[str, list[str]]:
 
 def make_builder(config) -> tfds.core.DatasetBuilder:
   if config.source == 'off':
-    return ModelNet40Off(data_dir=config.data_dir,
+    return ModelNet40Off(data_dir=config.data_dir or None,
                          stored_points=config.stored_points,
                          on_corrupt=config.on_corrupt)
-  return ModelNet40Hdf5(data_dir=config.data_dir,
+  return ModelNet40Hdf5(data_dir=config.data_dir or None,
                         on_corrupt=config.on_corrupt)
 
 

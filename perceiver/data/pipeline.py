@@ -3,6 +3,7 @@
 import os
 from typing import Any
 
+from absl import logging
 import ml_collections
 import tensorflow_datasets as tfds
 
@@ -76,8 +77,55 @@ def get_builder(data_config, *, prepare: bool | None = None,
                                   absent or [str(builder.data_dir)], how)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(
-          manual_dir=config.manual_dir))
+          manual_dir=config.manual_dir or None))
+  errors.write_report(os.fspath(builder.data_dir),
+                      getattr(builder, 'report_entries', []), logging)
   return builder
+
+
+def label_names(builder) -> list[str]:
+  """The class names of built records, in label order."""
+  if 'label' in builder.info.features and hasattr(
+      builder.info.features['label'], 'names'):
+    return list(builder.info.features['label'].names)
+  return list((builder.info.metadata or {}).get('class_names', []))
+
+
+def num_classes(data_config, builder=None) -> int:
+  """The class count of the data: its own label list, or `num_classes`.
+
+  A `num_classes` > 0 that differs from the label list's length raises a
+  one-line ValueError naming data.num_classes.
+  """
+  config = config_lib.resolve_config(data_config)
+  builder = builder or get_builder(config)
+  names = label_names(builder)
+  if config.num_classes and names and config.num_classes != len(names):
+    raise ValueError(
+        f'data.num_classes={config.num_classes} but the {config.name} records '
+        f'in {builder.data_dir} have {len(names)} classes; set '
+        f'--config.data.num_classes=0 (= take it from the data) or '
+        f'{len(names)}')
+  return config.num_classes or len(names)
+
+
+def check_split(builder, config, split: str, split_str: str) -> int:
+  """Examples of `split_str`; a clear ValueError if it does not fit.
+
+  TFDS's own message ('Requested slice [10000:1497] incompatible with 1497
+  examples') names neither the config field nor a fix.
+  """
+  try:
+    return builder.info.splits[split_str].num_examples
+  except (ValueError, AssertionError, KeyError) as e:
+    sizes = {name: info.num_examples
+             for name, info in builder.info.splits.items()}
+    raise ValueError(
+        f'data.{split}_split={split_str!r} does not fit the records in '
+        f'{builder.data_dir} (split sizes: {sizes}); override it, e.g. '
+        f"--config.data.{split}_split='train[10%:]' (percentages fit any "
+        f'size) [{type(e).__name__}: {" ".join(str(e).split())[:200]}]'
+    ) from None
 
 
 def _is_prepared(builder) -> bool:
@@ -106,8 +154,8 @@ def get_dataset(
   module = _module(config.name)
   split_str = tfds_split(config, split)
   builder = get_builder(config, needed_splits=tuple(_base_splits(split_str)))
-  if config.get('num_classes') is None:
-    config.num_classes = len(builder.info.metadata['class_names'])
+  config.num_classes = num_classes(config, builder)
+  check_split(builder, config, split, split_str)
   is_training = split == 'train'
   host_split = tfds.even_splits(split_str, n=process_count,
                                 drop_remainder=False)[process_index]

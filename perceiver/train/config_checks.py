@@ -69,7 +69,7 @@ def check_config(config: ml_collections.ConfigDict, mode: str) -> None:
            'an .npz written by this project, or Hugging Face weights)')
   data_classes = config.data.get('num_classes')
   model_classes = config.model.decoder.num_classes
-  _require(data_classes is None or data_classes == model_classes,
+  _require(not data_classes or data_classes == model_classes,
            f'data.num_classes={data_classes} but '
            f'model.decoder.num_classes={model_classes}')
 

@@ -118,7 +118,26 @@ def num_examples(data_config: ml_collections.ConfigDict, split: str) -> int:
   split_str = pipeline.tfds_split(config, split)
   needed = tuple(s.split('[')[0].strip() for s in split_str.split('+'))
   builder = data.get_builder(config, needed_splits=needed)
-  return builder.info.splits[split_str].num_examples
+  return pipeline.check_split(builder, config, split, split_str)
+
+
+def check_num_classes(data_config: ml_collections.ConfigDict,
+                      model_classes: int) -> None:
+  """Raises ValueError unless the data has ``model_classes`` classes.
+
+  The class count of a TFDS pipeline comes from the data's own label list
+  (or ``data.num_classes``), so a user's own 10-class set with a 1,000-way
+  head fails here, before compiling, with the override that fixes it.
+  """
+  if data_config.name in ('mnist', 'synthetic'):
+    return
+  from perceiver.data import pipeline
+  data_classes = pipeline.num_classes(data_config)
+  if data_classes != model_classes:
+    raise ValueError(
+        f'the {data_config.name} data has {data_classes} classes but '
+        f'model.decoder.num_classes={model_classes}; set '
+        f'--config.model.decoder.num_classes={data_classes}')
 
 
 def train_batches(data_config: ml_collections.ConfigDict, *, seed: int,

@@ -221,7 +221,14 @@ class _Run:
     self.net = models.build_model(config.model)
     self.global_batch = config.train.batch_size
     self.host_batch = self.global_batch // self.num_processes
-    self.num_train = input_pipeline.num_examples(config.data, 'train')
+    try:  # Split sizes and class counts: one-line errors naming the field.
+      self.num_train = input_pipeline.num_examples(config.data, 'train')
+      input_pipeline.check_num_classes(config.data,
+                                       config.model.decoder.num_classes)
+    except ValueError as e:
+      if type(e) is not ValueError:  # pylint: disable=unidiomatic-typecheck
+        raise  # CorruptDataError & co. keep their own type.
+      raise config_checks.ConfigError(str(e)) from None
     # Every host must have at least host_batch * steps_per_epoch examples.
     self.steps_per_epoch = (self.num_train // self.num_processes
                             // self.host_batch)
