@@ -191,6 +191,37 @@ def smoke_runner(config: ConfigDict, *, batch_size: int = 8,
   config.checkpoint.max_to_keep = 2
 
 
+def small_data_recipe(config: ConfigDict, *, num_steps: int, batch_size: int,
+                      base_lr: float, warmup_epochs: float) -> None:
+  """The runner sections of the ``small_data`` presets (our choice).
+
+  For a few thousand examples on a CPU: small batches (more updates per
+  second), AdamW with a linear warm-up and cosine decay to 0, weight decay
+  1e-2, clipping 10, no label smoothing; evaluated once, at the end.
+  """
+  config.train.batch_size = batch_size
+  config.train.num_steps = num_steps
+  config.train.label_smoothing = 0.0
+  config.train.log_every = 100
+  config.optimizer = optimizer(
+      name='adamw', weight_decay=1e-2, max_norm=10.0,
+      schedule=dict(name='cosine', base_lr=base_lr,
+                    warmup_epochs=warmup_epochs))
+  config.eval.batch_size = batch_size
+  config.eval.every_steps = 0
+  config.checkpoint.every_steps = 1000
+
+
+def small_encoder() -> ConfigDict:
+  """``model.encoder`` of the ``small_data`` presets: the paper's structure
+  (cross-attends interleaved with shared latent Transformers) at CPU size,
+  2 x (cross-attend + 2 self-attends) on 32 x 64 latents, as
+  configs/mnist.py:quickstart."""
+  return model_encoder(num_latents=32, latent_channels=64, num_blocks=2,
+                       num_self_attends_per_block=2, num_cross_attends=2,
+                       num_self_attend_heads=4)
+
+
 def finalize(config: ConfigDict) -> ConfigDict:
   """Locks the config: unknown keys (typos) now raise."""
   config.lock()

@@ -4,6 +4,8 @@
 
 Presets:
   paper  Perceiver, 85.7 top-1 (PAPERS.md, "ModelNet40").
+  small_data  A CPU-sized Perceiver and recipe for a few thousand point
+              clouds (docs/data.md); not a paper experiment.
   smoke  A tiny model on synthetic point clouds, 3 steps.
 """
 
@@ -46,6 +48,30 @@ def paper():
   return config
 
 
+def small_data():
+  """A few thousand point clouds on a CPU (docs/data.md); not a paper recipe.
+
+  One input per point (2,048) with 16-band 3-D Fourier features at a 64^3
+  grid, the small encoder, the small_data_recipe (AdamW 1e-3, 600 steps of
+  16) on PointNet-style HDF5 files; the class count of the sample set (10,
+  from its shape_names.txt).
+  """
+  config = common.base_config()
+  config.model = common.model(
+      'perceiver', 10,
+      input=common.model_input(modality='points', num_bands=16,
+                               max_resolution=(64, 64, 64)),
+      encoder=common.small_encoder())
+  from perceiver.data import config as data_config  # pylint: disable=g-import-not-at-top
+  config.data = data_config.default_config('modelnet40')
+  config.data.source = 'hdf5'
+  # 800 sample clouds: 50 steps per epoch, warm-up 30 steps.
+  common.small_data_recipe(config, num_steps=600, batch_size=16,
+                           base_lr=1e-3, warmup_epochs=0.6)
+  config.eval.split = 'test'
+  return config
+
+
 def smoke():
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
   config = paper()
@@ -57,7 +83,7 @@ def smoke():
   return config
 
 
-PRESETS = dict(paper=paper, smoke=smoke)
+PRESETS = dict(paper=paper, small_data=small_data, smoke=smoke)
 
 
 def get_config(arg=None):

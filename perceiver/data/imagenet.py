@@ -241,23 +241,35 @@ def expected_manual_files(config) -> dict[str, list[str]]:
 HOW_TO_GET = _HOW_TO_GET
 
 
+def _user_file(config, path: str) -> str:
+  """A relative class_list / validation_labels path is under manual_dir."""
+  return path if os.path.isabs(path) else os.path.join(config.manual_dir,
+                                                          path)
+
+
 def make_builder(config) -> tfds.core.DatasetBuilder:
-  class_names = (read_class_list(config.class_list) if config.class_list
-                 else None)
-  validation = (_read_lines(config.validation_labels, 'validation_labels')
+  class_names = (read_class_list(_user_file(config, config.class_list))
+                 if config.class_list else None)
+  validation = (_read_lines(_user_file(config, config.validation_labels),
+                            'validation_labels')
                 if config.validation_labels else None)
   builder = Imagenet2012(data_dir=config.data_dir or None,
                          on_corrupt=config.on_corrupt,
                          class_names=class_names,
                          validation_synsets=validation)
-  if class_names is not None and (
-      list(builder.info.features['label'].names) != class_names):
-    raise errors.CorruptDataError(
-        str(builder.data_dir),
-        f'these records were built with another class list '
-        f'({builder.info.features["label"].num_classes} classes) than '
-        f'data.class_list={config.class_list!r}; point data.data_dir at a '
-        'fresh directory (or delete this one) to rebuild')
+  built = os.path.join(builder.data_dir, 'label.labels.txt')
+  if tf.io.gfile.exists(built):
+    with tf.io.gfile.GFile(built) as f:
+      built_names = f.read().split('\n')
+    built_names = [n for n in built_names if n]
+    wanted = list(builder.info.features['label'].names)
+    if built_names != wanted:
+      raise errors.CorruptDataError(
+          os.fspath(builder.data_dir),
+          f'these records were built with another class list '
+          f'({len(built_names)} classes) than data.class_list='
+          f'{config.class_list!r} ({len(wanted)}); point data.data_dir at a '
+          'fresh directory (or delete this one) to rebuild')
   return builder
 
 
