@@ -137,8 +137,11 @@ def resolve_config(
       config[key] = value
   # Internally None keeps meaning "the default" (pipeline.py tests for it).
   for key in ('repeat', 'drop_remainder'):
-    if config[key] == -1 and not isinstance(config[key], bool):
+    if config[key] is None or (config[key] == -1
+                               and not isinstance(config[key], bool)):
       config[key] = None
+    else:
+      config[key] = bool(config[key])  # 0 / 1 from the command line.
   for key in ('data_dir', 'manual_dir'):
     config[key] = str(config[key] or '')
   if config.on_corrupt not in ('raise', 'skip'):

@@ -73,3 +73,15 @@ def imagenet_large_config(tmp_path_factory) -> dict:
   return dict(name='imagenet2012', manual_dir=f'{out}/imagenet',
               data_dir=str(tmp_path_factory.mktemp('tfds_large')),
               train_split='train[500:]', valid_split='train[:500]')
+
+
+# A few examples per class: for tests that read every example (inspect_data,
+# the docs' commands) and must stay fast.
+TINY_ARGS = ['--imagenet_per_class', '15', '--audioset_per_language', '4',
+             '--modelnet_off', '2,1', '--modelnet_h5', '6,2', '--no_video']
+
+
+@pytest.fixture(scope='session')
+def tiny_sample_dir(tmp_path_factory) -> str:
+  return _make_sample_data(str(tmp_path_factory.mktemp('tiny_sample')),
+                           TINY_ARGS)
