@@ -142,9 +142,9 @@ def small_data():
     model_input.mel_patch_shape = (1, 50)  # One input per frame.
   config.model = common.model('perceiver', 8, input=model_input,
                               encoder=common.small_encoder())
-  # ~50 sample segments: 3 steps per epoch, warm-up 30 steps.
+  # The sample's 150 training segments: 9 steps per epoch, warm-up ~30.
   common.small_data_recipe(config, num_steps=600, batch_size=16,
-                           base_lr=2e-3, warmup_epochs=10.0)
+                           base_lr=2e-3, warmup_epochs=3.0)
   config.eval.batch_size = 8
   return config
 

@@ -65,7 +65,7 @@ def small_data():
   from perceiver.data import config as data_config  # pylint: disable=g-import-not-at-top
   config.data = data_config.default_config('modelnet40')
   config.data.source = 'hdf5'
-  # 800 sample clouds: 50 steps per epoch, warm-up 30 steps.
+  # The sample's 400 training clouds: 25 steps per epoch, warm-up 15 steps.
   common.small_data_recipe(config, num_steps=600, batch_size=16,
                            base_lr=1e-3, warmup_epochs=0.6)
   config.eval.split = 'test'

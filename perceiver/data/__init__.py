@@ -4,8 +4,10 @@
                                     batch_size=64, shuffle_seed=0)
 
 Each pipeline reads the dataset's public format from `manual_dir`
-(../shared/reference/DATASETS.md), builds TFDS records once into `data_dir`
-and applies the papers' preprocessing. TensorFlow never sees accelerators.
+(docs/data.md: layouts, your own data), builds TFDS records once into
+`data_dir` (files skipped, converted or missing are listed in the records'
+build_report.tsv) and applies the papers' preprocessing. TensorFlow never
+sees accelerators.
 
 Batches (dicts of tensors, batch first):
   imagenet2012: image f32 [B, S, S, 3] (normalised), pos f32 [B, S*S, 2]
@@ -24,11 +26,13 @@ Batches (dicts of tensors, batch first):
 data_config fields (ml_collections.ConfigDict; unknown fields are rejected;
 see config.py for every default):
   all:      name ('imagenet2012' | 'audioset' | 'modelnet40'), data_dir,
-            manual_dir, on_corrupt ('raise' | 'skip'), prepare,
+            manual_dir ('' = none), on_corrupt ('raise' | 'skip'), prepare,
             train_split / valid_split / test_split (TFDS split strings behind
             split='train' / 'valid' / 'test'), shuffle_buffer, repeat,
             drop_remainder, cache, num_parallel_calls.
-  imagenet2012: num_classes, image_size, crop_area_range, crop_aspect_range,
+  imagenet2012: num_classes, class_list, validation_labels (the user's own
+            class list / validation labels; docs/data.md), image_size,
+            crop_area_range, crop_aspect_range,
             random_flip, randaugment_num_layers, randaugment_magnitude,
             mixup_alpha, cutmix_alpha, mix_switch_prob, eval_crop_padding,
             pos ('crop' | 'image' | 'none').

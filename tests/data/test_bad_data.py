@@ -201,3 +201,30 @@ def test_sample_script_names_a_missing_source(tmp_path):
   assert proc.returncode == 2
   assert 'asterisk-core-sounds-en-gsm' in proc.stderr
   assert 'install_sample_sources.sh' in proc.stderr
+
+
+def test_audio_named_with_other_times_is_reported_at_warning(
+    tmp_path, sample_dir, caplog):
+  """A file whose <ytid>_<start_ms>_<end_ms> name rounds differently from
+  its CSV row is not matched: a WARNING and a report line naming it."""
+  manual = tmp_path / 'audioset'
+  shutil.copytree(f'{sample_dir}/audioset', manual,
+                  ignore=shutil.ignore_patterns('video', '*train*'))
+  ytid, start, end, _ = audioset.read_segments(
+      str(manual / 'eval_segments.csv'))[0]
+  files = audioset._index_files(str(manual / 'audio'), ('.wav', '.flac'))  # pylint: disable=protected-access
+  found = pathlib.Path(audioset._find(files, ytid, start, end))  # pylint: disable=protected-access
+  renamed = found.with_name(f'{ytid}_{round(start * 1000)}_'
+                            f'{round(end * 1000) - 1}{found.suffix}')
+  found.rename(renamed)
+  with caplog.at_level('WARNING'):
+    builder = pdata.get_builder(dict(name='audioset', manual_dir=str(manual),
+                                     data_dir=str(tmp_path / 'tfds')))
+  assert builder.info.metadata['missing_audio'] == [ytid]
+  warnings = [r.getMessage() for r in caplog.records
+              if r.levelname == 'WARNING']
+  assert any('without audio' in m for m in warnings)
+  assert any('build_report.tsv' in m and '1 missing' in m for m in warnings)
+  report = (pathlib.Path(builder.data_dir) / errors.REPORT_NAME).read_text()
+  (line,) = [l for l in report.splitlines() if l.startswith('missing')]
+  assert str(renamed) in line and f'{ytid}_{round(start * 1000)}_' in line
