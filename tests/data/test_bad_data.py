@@ -116,15 +116,20 @@ def test_truncated_tar_is_reported(tmp_path, sample_dir):
     pdata.get_builder(config)
 
 
-@pytest.fixture
-def audioset_with_bad_file(tmp_path, sample_dir):
+def _eval_only_copy(tmp_path, sample_dir):
+  """The sample AudioSet's eval split, copied; (dir, first row, its audio)."""
   manual = tmp_path / 'audioset'
   shutil.copytree(f'{sample_dir}/audioset', manual,
                   ignore=shutil.ignore_patterns('video', '*train*'))
-  ytid, start, end, _ = audioset.read_segments(
-      str(manual / 'eval_segments.csv'))[0]
+  row = audioset.read_segments(str(manual / 'eval_segments.csv'))[0]
   files = audioset._index_files(str(manual / 'audio'), ('.wav', '.flac'))  # pylint: disable=protected-access
-  bad = pathlib.Path(audioset._find(files, ytid, start, end))  # pylint: disable=protected-access
+  path = pathlib.Path(audioset._find(files, *row[:3]))  # pylint: disable=protected-access
+  return manual, row, path
+
+
+@pytest.fixture
+def audioset_with_bad_file(tmp_path, sample_dir):
+  manual, _, bad = _eval_only_copy(tmp_path, sample_dir)
   bad.write_bytes(b'RIFF garbage that no decoder accepts')
   return str(manual), str(bad)
 
@@ -207,13 +212,7 @@ def test_audio_named_with_other_times_is_reported_at_warning(
     tmp_path, sample_dir, caplog):
   """A file whose <ytid>_<start_ms>_<end_ms> name rounds differently from
   its CSV row is not matched: a WARNING and a report line naming it."""
-  manual = tmp_path / 'audioset'
-  shutil.copytree(f'{sample_dir}/audioset', manual,
-                  ignore=shutil.ignore_patterns('video', '*train*'))
-  ytid, start, end, _ = audioset.read_segments(
-      str(manual / 'eval_segments.csv'))[0]
-  files = audioset._index_files(str(manual / 'audio'), ('.wav', '.flac'))  # pylint: disable=protected-access
-  found = pathlib.Path(audioset._find(files, ytid, start, end))  # pylint: disable=protected-access
+  manual, (ytid, start, end, _), found = _eval_only_copy(tmp_path, sample_dir)
   renamed = found.with_name(f'{ytid}_{round(start * 1000)}_'
                             f'{round(end * 1000) - 1}{found.suffix}')
   found.rename(renamed)
