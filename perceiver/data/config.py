@@ -11,6 +11,7 @@ list) and -1 for `repeat` / `drop_remainder` (training only). None is still
 accepted from Python callers and means the same.
 """
 
+import os
 from typing import Any
 
 import ml_collections
@@ -142,8 +143,11 @@ def resolve_config(
       config[key] = None
     else:
       config[key] = bool(config[key])  # 0 / 1 from the command line.
-  for key in ('data_dir', 'manual_dir'):
-    config[key] = str(config[key] or '')
+  for key in ('data_dir', 'manual_dir', 'class_list', 'validation_labels'):
+    if key in config:
+      # `--config.data.data_dir=~/x` reaches us unexpanded: bash expands a
+      # tilde after '=' only in variable assignments.
+      config[key] = os.path.expanduser(str(config[key] or ''))
   if config.on_corrupt not in ('raise', 'skip'):
     raise ValueError(
         f"data_config.on_corrupt must be 'raise' or 'skip', got "

@@ -115,3 +115,13 @@ def test_none_from_python_still_means_default():
   assert resolved.num_classes == 0 and resolved.repeat is None
   assert data_config.resolve_config(dict(name='modelnet40',
                                          repeat=False)).repeat is False
+  assert data_config.resolve_config(dict(name='modelnet40',
+                                         repeat=0)).repeat is False
+
+
+def test_a_tilde_in_a_path_override_is_the_home_directory():
+  # bash leaves `--config.data.data_dir=~/tfds` unexpanded.
+  resolved = data_config.resolve_config(dict(
+      name='imagenet2012', data_dir='~/tfds', class_list='~/c.txt'))
+  assert resolved.data_dir == os.path.join(os.path.expanduser('~'), 'tfds')
+  assert not resolved.class_list.startswith('~')
