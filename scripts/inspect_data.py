@@ -101,7 +101,7 @@ def write_grid(data_config, path: str, count: int, names: list[str]) -> str:
   count = len(batch['label'])
   cols = math.ceil(math.sqrt(count))
   rows = math.ceil(count / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows),
+  fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.6 * rows),
                            squeeze=False)
   for i, ax in enumerate(axes.flat):
     if i >= count:
@@ -111,7 +111,8 @@ def write_grid(data_config, path: str, count: int, names: list[str]) -> str:
     _panel(ax, data_config.name, example, data_config)
     labels = [names[c] if c < len(names) else str(c)
               for c in _label_list(np.asarray(example['label']))]
-    ax.set_title(', '.join(labels)[:28], fontsize=7)
+    shown = [l[:24] for l in labels[:4]] + (['...'] if len(labels) > 4 else [])
+    ax.set_title('\n'.join(shown), fontsize=6)  # Multi-label: one per line.
   fig.suptitle(f'{data_config.name}: first {count} training examples '
                '(augmented, as the model sees them)', fontsize=9)
   fig.tight_layout()
