@@ -32,7 +32,7 @@ from typing import Any
 
 import ml_collections
 
-from configs import common
+from perceiver_configs import common
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -68,9 +68,9 @@ def model(name: str, num_classes: int, *, input: ConfigDict,  # pylint: disable=
 
 
 def table_tag(table: str = '', row: str = '', column: str = '') -> ConfigDict:
-  """``config.table``: the cell of perceiver/paper_results.py this run fills."""
+  """``config.table``: the cell of perceiver_tools/paper_results.py this run fills."""
   if table:
-    from perceiver import paper_results  # pylint: disable=g-import-not-at-top
+    from perceiver_tools import paper_results  # pylint: disable=g-import-not-at-top
     paper_results.check_tag(paper_results.Tag(table, row, column))
   return ConfigDict(dict(table=table, row=row, column=column))
 

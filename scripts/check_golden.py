@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from perceiver import golden  # pylint: disable=wrong-import-position
+from perceiver_tools import golden  # pylint: disable=wrong-import-position
 
 
 def main(argv=None) -> int:

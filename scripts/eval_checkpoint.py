@@ -39,7 +39,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np  # pylint: disable=wrong-import-position
 
 from perceiver import checkpoints  # pylint: disable=wrong-import-position
-from perceiver import paper_results  # pylint: disable=wrong-import-position
+from perceiver_tools import paper_results  # pylint: disable=wrong-import-position
 from perceiver.checkpoints import published  # pylint: disable=wrong-import-position
 
 # Released ImageNet checkpoint -> its row of the Perceiver IO ImageNet table.
@@ -149,7 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         f'{time.time() - start:.0f} s): top-1 {100 * result["top1"]:.2f}%  top-5 {100 * result["top5"]:.2f}%'
         + (f'  (published top-1: {expected})' if expected is not None else ''))
   if args.workdir:
-    from perceiver import tables  # pylint: disable=g-import-not-at-top
+    from perceiver_tools import tables  # pylint: disable=g-import-not-at-top
     tag = (paper_results.Tag('perceiver_io_imagenet', TABLE_ROWS[preset], _COLUMN)
            if preset and not args.config else None)
     path = tables.write_result(args.workdir, tag, result, checkpoint=os.path.abspath(args.checkpoint),

@@ -25,8 +25,8 @@ from typing import List, Optional
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from configs import mnist_permutation  # pylint: disable=wrong-import-position
-from perceiver import tables  # pylint: disable=wrong-import-position
+from perceiver_configs import mnist_permutation  # pylint: disable=wrong-import-position
+from perceiver_tools import tables  # pylint: disable=wrong-import-position
 
 DEFAULT_ROWS = tuple(mnist_permutation.ROWS)
 

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from perceiver import tables  # pylint: disable=wrong-import-position
+from perceiver_tools import tables  # pylint: disable=wrong-import-position
 
 
 def label_of(workdir: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from perceiver.checkpoints import hf, load_checkpoint, load_deepmind_checkpoint
 
-golden = pytest.importorskip('perceiver.golden')
+golden = pytest.importorskip('perceiver_tools.golden')
 
 @pytest.mark.parametrize('name', [
     'vision_perceiver_learned',

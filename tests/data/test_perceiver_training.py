@@ -25,7 +25,7 @@ jax = pytest.importorskip('jax')
 jnp = pytest.importorskip('jax.numpy')
 optax = pytest.importorskip('optax')
 models = pytest.importorskip('perceiver.models')
-common = pytest.importorskip('configs.common')
+common = pytest.importorskip('perceiver_configs.common')
 
 
 def _model_config(num_classes: int, **input_fields):

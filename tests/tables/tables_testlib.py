@@ -34,7 +34,7 @@ def script(name: str, *args: str, check: bool = True) -> subprocess.CompletedPro
 def load_preset(spec: str) -> ml_collections.ConfigDict:
   """'configs/x.py:preset' -> the config experiments.main would get."""
   path, preset = spec.split(':')
-  module = importlib.import_module(path[:-3].replace('/', '.'))
+  module = importlib.import_module('perceiver_configs.' + os.path.basename(path)[:-3])
   return module.get_config(preset)
 
 

@@ -41,7 +41,8 @@ def _reference_eval(manual_dir: str, golden_npz: str):
   model from the golden .npz (not the checkpoint under test)."""
   import jax  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from perceiver import golden, models  # pylint: disable=import-outside-toplevel
+  from perceiver import models  # pylint: disable=import-outside-toplevel
+  from perceiver_tools import golden  # pylint: disable=import-outside-toplevel
   case = golden.load_golden(golden_npz)
   size = case.config['image_shape'][0]
   with open(_tfds_file('labels.txt')) as f:

@@ -7,12 +7,12 @@ import shutil
 import pytest
 
 from tables_testlib import mnist_steps, permuted, script  # pylint: disable=wrong-import-order
-from perceiver import paper_results as pr
-from perceiver import tables
+from perceiver_tools import paper_results as pr
+from perceiver_tools import tables
 
 
 def _final_eval(workdir: str) -> dict:
-  """The last eval line of the run, read here independently of perceiver.tables."""
+  """The last eval line of the run, read here independently of perceiver_tools.tables."""
   with open(os.path.join(workdir, 'config.json')) as f:
     split = json.load(f)['eval']['split']
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:

@@ -111,7 +111,7 @@ def test_curve_png_of_trained_runs(trained, tmp_path):
   script('plot_curves.py', '--workdirs', *trained, '--out', str(out))
   pixels = _png(out)
   assert pixels.shape[1] > 2 * pixels.shape[0] > 400 and pixels.std() > 10
-  from perceiver import tables  # pylint: disable=import-outside-toplevel
+  from perceiver_tools import tables  # pylint: disable=import-outside-toplevel
   records = tables.read_metrics(trained[0])
   assert [r['step'] for r in records['train']] == sorted(r['step'] for r in records['train'])
   assert records['test'][-1]['step'] == 8

@@ -20,13 +20,13 @@ CONFIG_FILES = ('imagenet', 'audioset', 'modelnet40', 'mnist')
 
 def _presets():
   for name in CONFIG_FILES:
-    module = importlib.import_module(f'configs.{name}')
+    module = importlib.import_module(f'perceiver_configs.{name}')
     for preset in module.PRESETS:
       yield name, preset
 
 
 def _get(name, preset):
-  return importlib.import_module(f'configs.{name}').get_config(preset)
+  return importlib.import_module(f'perceiver_configs.{name}').get_config(preset)
 
 
 @pytest.mark.parametrize('name,preset', list(_presets()))

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs import common
+from perceiver_configs import common
 from perceiver.train import losses
 from perceiver.train import optim
 

@@ -1,6 +1,6 @@
 """Throughput of each training pipeline, one JSON line per pipeline.
 
-  python -m perceiver.data.benchmark --data_dir DIR [--tfds_dir T]
+  python -m perceiver_tools.data_benchmark --data_dir DIR [--tfds_dir T]
       [--batch_size 32] [--batches 20] [--only imagenet2012,audioset/mel]
       [--baselines]
 
