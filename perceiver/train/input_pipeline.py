@@ -116,9 +116,19 @@ def num_examples(data_config: ml_collections.ConfigDict, split: str) -> int:
   from perceiver.data import pipeline
   config = data.resolve_config(data_config)
   split_str = pipeline.tfds_split(config, split)
-  needed = tuple(s.split('[')[0].strip() for s in split_str.split('+'))
+  needed = tuple(pipeline.base_splits(split_str))
   builder = data.get_builder(config, needed_splits=needed)
-  return builder.info.splits[split_str].num_examples
+  try:
+    return builder.info.splits[split_str].num_examples
+  except ValueError as e:  # TFDS: 'Requested slice [10000:180] incompatible with 180 examples.'
+    from perceiver.train import config_checks
+    sizes = {s: builder.info.splits[s].num_examples for s in needed
+             if s in builder.info.splits}
+    raise config_checks.ConfigError(
+        f'data.{split}_split={split_str!r} does not fit this copy of '
+        f'{config.name} (examples per split: {sizes}): set '
+        f'--config.data.{split}_split to a slice within them, e.g. '
+        f"'{needed[0]}[:10%]'") from e
 
 
 def train_batches(data_config: ml_collections.ConfigDict, *, seed: int,

@@ -1,6 +1,5 @@
 """Whole models: structure, invariances, jit/grad, bf16 and input errors."""
 
-import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -248,7 +247,8 @@ class TestBadInput:
 
   def test_wrong_channels_after_init(self):
     net, params, state = _init(tiny_config(), _images())
-    with pytest.raises(ValueError, match=r"input 'image' has per-example shape \(6, 6, 4\).*initialised for \(6, 6, 3\)"):
+    with pytest.raises(ValueError,
+                       match=r"input 'image' has per-example shape \(6, 6, 4\).*initialised for \(6, 6, 3\)"):
       net.apply(params, state, RNG, _images(c=4), is_training=False)
 
   def test_wrong_dtype(self):
