@@ -126,9 +126,12 @@ def _parse_flags(argv: list[str],
 
 
 def _quiet_checkpoint_info(record) -> bool:
-  """Drops orbax's INFO lines (a dozen per save) from the console."""
+  """Drops orbax's INFO lines (a dozen per save) and JAX's backend probing
+  ("Unable to initialize backend 'tpu'") from the console; _log_devices says
+  which backend was found."""
   return (record.levelno >= std_logging.WARNING
-          or '/orbax/' not in record.pathname)
+          or ('/orbax/' not in record.pathname
+              and not record.pathname.endswith('xla_bridge.py')))
 
 
 def _quiet_startup(argv: list[str]) -> None:
@@ -139,6 +142,28 @@ def _quiet_startup(argv: list[str]) -> None:
   if not any(a in ('--verbose_startup', '--verbose_startup=true', '--verbose_startup=True')
              for a in argv):
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+def _import_tensorflow_quietly() -> None:
+  """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+
+  TensorFlow 2.21 prints its oneDNN notice from C++ before any log level
+  applies (TF_CPP_MIN_LOG_LEVEL does not silence it); redirecting the
+  descriptor for the import is the only switch. A failed import still
+  raises its Python exception once the descriptor is restored.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec('tensorflow') is None:
+    return
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    import tensorflow  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
 
 
 def _log_devices() -> None:
@@ -153,6 +178,8 @@ def _log_devices() -> None:
 def main(argv):
   del argv  # _parse_flags rejected any positional argument.
   logging.get_absl_handler().addFilter(_quiet_checkpoint_info)
+  if not _VERBOSE_STARTUP.value and _CONFIG.value.data.name not in ('mnist', 'synthetic'):
+    _import_tensorflow_quietly()  # The data pipeline will import it.
   # Imported here so that flag errors are reported without loading JAX.
   from perceiver import train  # pylint: disable=g-import-not-at-top
   from perceiver.data import errors as data_errors  # pylint: disable=g-import-not-at-top
@@ -165,11 +192,11 @@ def main(argv):
     raise app.UsageError(f'invalid config: {e}') from e
   except data_errors.MissingDataError as e:
     searched = sorted({os.path.dirname(p) for p in e.expected})
-    detail = str(e).replace('\n', ' ')
+    detail = ' '.join(line.strip() for line in str(e).splitlines())
     sys.exit(f'FATAL {e.dataset} data not found (searched {searched}): set '
              f'--config.data.manual_dir=DIR to the directory holding it. {detail}')
   except data_errors.CorruptDataError as e:
-    sys.exit(f'FATAL {str(e)}'.replace('\n', ' '))
+    sys.exit('FATAL ' + ' '.join(line.strip() for line in str(e).splitlines()))
   logging.info('Done: %s', result)
 
 
