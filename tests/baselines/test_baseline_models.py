@@ -1,17 +1,10 @@
 """Baseline models: structure, the shared permutation, invariances, presets."""
 
-import os
-import sys
-
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
 
 from perceiver_configs import baselines as baseline_configs  # pylint: disable=wrong-import-position
 from perceiver import baselines  # pylint: disable=wrong-import-position

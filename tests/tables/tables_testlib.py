@@ -16,8 +16,6 @@ import ml_collections
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
 GOLDEN = os.path.join(os.path.dirname(REPO), 'shared', 'golden', 'official')
 
 
