@@ -14,9 +14,11 @@ key (``--config.train.batchsize=32``) or a value of the wrong type
 anything is built or compiled. Value checks (unknown optimizer, batch not
 divisible by the devices, ...) follow, still before compiling. Neither
 JAX nor TensorFlow is imported before the flags have been checked (the
-quickstart's config imports neither), and their start-up logging is
-silenced (``TF_CPP_MIN_LOG_LEVEL=2`` unless set; ``--verbose_startup``
-keeps it): one line names the JAX backend and devices instead.
+quickstart's config imports neither; a typo fails in about a second, not
+after TensorFlow's ~10 s import), and their start-up logging is silenced
+(``TF_CPP_MIN_LOG_LEVEL=2`` unless set, TensorFlow's oneDNN notice, JAX's
+backend probing; ``--verbose_startup`` keeps them): one line names the JAX
+backend and devices instead.
 """
 
 import logging as std_logging

@@ -77,3 +77,17 @@ def test_a_typo_is_rejected_before_tensorflow_or_jax_is_imported():
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "unknown config key 'batchsiz'" in proc.stdout
   assert 'imported: []' in proc.stdout
+
+
+def test_missing_data_is_one_line_naming_the_directory_and_the_flag(tmp_path):
+  nowhere = tmp_path / 'nowhere'
+  proc = helpers.run_main('configs/imagenet.py:paper', str(tmp_path / 'workdir'),
+                          f'--config.data.manual_dir={nowhere}',
+                          f'--config.data.data_dir={tmp_path / "tfds"}', timeout=300)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  fatal = [line for line in proc.stderr.splitlines() if line.startswith('FATAL')]
+  assert len(fatal) == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  assert f"searched ['{nowhere}']" in fatal[0] and '--config.data.manual_dir=DIR' in fatal[0]
+  # Start-up noise is gone; one line names the backend.
+  assert 'oneDNN' not in proc.stderr and 'Unable to initialize backend' not in proc.stderr
+  assert 'JAX backend cpu' in proc.stderr
