@@ -180,8 +180,8 @@ def _log_devices() -> None:
 def main(argv):
   del argv  # _parse_flags rejected any positional argument.
   logging.get_absl_handler().addFilter(_quiet_checkpoint_info)
-  if not _VERBOSE_STARTUP.value and _CONFIG.value.data.name not in ('mnist', 'synthetic'):
-    _import_tensorflow_quietly()  # The data pipeline will import it.
+  if not _VERBOSE_STARTUP.value:
+    _import_tensorflow_quietly()  # The data pipelines and TensorBoard logging import it.
   # Imported here so that flag errors are reported without loading JAX.
   from perceiver import train  # pylint: disable=g-import-not-at-top
   from perceiver.data import errors as data_errors  # pylint: disable=g-import-not-at-top

@@ -9,11 +9,11 @@ from absl import logging
 
 
 class Progress:
-  """Reports ``WHAT i/n UNIT (r UNIT/s, ETA m:ss)`` at most every ``every_s`` seconds.
+  """Reports ``WHAT i/n UNIT (r UNIT/s, ETA XmYYs)`` at most every ``every_s`` seconds.
 
-  The rate is measured from the first ``update`` on, so a first step that
-  compiles does not inflate the ETA. Short loops (done within ``every_s``)
-  report nothing.
+  The rate is measured from the second ``update`` on (after the first step,
+  which compiles), so compilation does not inflate the ETA. Short loops
+  (done within ``every_s``) report nothing.
   """
 
   def __init__(self, total: Optional[int], what: str, *, unit: str = 'batches', every_s: float = 10.0,
@@ -26,10 +26,12 @@ class Progress:
     self._start: Optional[float] = None
     self._start_done = 0
     self._last = 0.0
+    self._calls = 0
 
   def update(self, done: int) -> None:
     now = time.monotonic()
-    if self._start is None:
+    self._calls += 1
+    if self._calls <= 2:  # Before and after the first (compiling) step.
       self._start, self._start_done, self._last = now, done, now
       return
     if now - self._last < self.every_s:
@@ -46,5 +48,5 @@ class Progress:
     text = f'{self.what} {done:,}/{self.total:,} {self.unit}'
     if rate > 0:
       eta = max(self.total - done, 0) / rate
-      text += f' ({rate:.1f} {self.unit}/s, ETA {int(eta // 60)}:{int(eta % 60):02d})'
+      text += f' ({rate:.1f} {self.unit}/s, ETA {int(eta // 60)}m{int(eta % 60):02d}s)'
     return text
