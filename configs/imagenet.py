@@ -21,7 +21,7 @@ Numbers are from ../shared/reference/PAPERS.md; where a paper is silent the
 comment says so and the value is the Perceiver IO reference code's.
 """
 
-from configs import common
+from perceiver_configs import common
 
 
 def _data():

@@ -11,7 +11,7 @@ Presets:
 Not a paper experiment: every value below is our choice for a fast CPU run.
 """
 
-from configs import common
+from perceiver_configs import common
 
 
 def quickstart():

@@ -16,8 +16,8 @@ All rows share configs/baselines.py:mnist_base (AdamW 3e-3, cosine, batch
 recipes. Not a paper experiment: our choices throughout.
 """
 
-from configs import baselines
-from configs import common
+from perceiver_configs import baselines
+from perceiver_configs import common
 
 
 def perceiver_ff():

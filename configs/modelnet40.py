@@ -9,7 +9,7 @@ Presets:
   smoke  A tiny model on synthetic point clouds, 3 steps.
 """
 
-from configs import common
+from perceiver_configs import common
 
 
 def paper():

@@ -3,15 +3,26 @@ r"""Launcher: flags -> config -> ``perceiver.train.train_and_evaluate``.
   python -m experiments.main --config=configs/mnist.py:quickstart \
       --workdir=/tmp/perceiver_mnist [--mode=train|eval|train_and_eval] \
       [--config.train.batch_size=32 ...]
+  perceiver-train --config=configs/mnist.py:quickstart ...   # installed
+
+Installed, this module is ``perceiver_experiments.main``; from the
+repository root ``python -m experiments.main`` runs the same file.
 
 The config file's ``get_config`` returns a locked ConfigDict, so an unknown
 key (``--config.train.batchsize=32``) or a value of the wrong type
 (``--config.train.batch_size=big``) fails while flags are parsed, before
 anything is built or compiled. Value checks (unknown optimizer, batch not
-divisible by the devices, ...) follow, still before compiling.
+divisible by the devices, ...) follow, still before compiling. Neither
+JAX nor TensorFlow is imported before the flags have been checked (the
+quickstart's config imports neither; a typo fails in about a second, not
+after TensorFlow's ~10 s import), and their start-up logging is silenced
+(``TF_CPP_MIN_LOG_LEVEL=2`` unless set, TensorFlow's oneDNN notice, JAX's
+backend probing; ``--verbose_startup`` keeps them): one line names the JAX
+backend and devices instead.
 """
 
 import logging as std_logging
+import os
 import sys
 
 from absl import app
@@ -27,7 +38,56 @@ _WORKDIR = flags.DEFINE_string(
     'here; a run restarted with the same workdir resumes.')
 _MODE = flags.DEFINE_enum('mode', 'train_and_eval',
                           ['train', 'eval', 'train_and_eval'], 'What to run.')
+_VERBOSE_STARTUP = flags.DEFINE_bool(
+    'verbose_startup', False, "Keep TensorFlow's and XLA's start-up logging.")
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _config_arg(argv: list[str]) -> str | None:
+  """The value of --config in argv (either `--config=X` or `--config X`)."""
+  for i, arg in enumerate(argv):
+    if arg in ('--config', '-config') and i + 1 < len(argv):
+      return argv[i + 1]
+    if arg.startswith(('--config=', '-config=')):
+      return arg.split('=', 1)[1]
+  return None
+
+
+def _check_config_file(argv: list[str]) -> None:
+  """A missing config file: one line (ml_collections defers it to first use)."""
+  value = _config_arg(argv)
+  if value is None:
+    return  # absl reports the missing required flag.
+  path = value.split(':', 1)[0]
+  if not os.path.isfile(path):
+    sys.exit(f'FATAL --config: no config file {path!r} (relative to {os.getcwd()}); '
+             'give the path of a configs/*.py file, e.g. '
+             '--config=configs/mnist.py:quickstart from the repository root')
+
+
+def _check_repeated_overrides(overrides: list[str]) -> None:
+  """One value per config key.
+
+  ml_collections parses a tuple field (``--config.data.crop_area_range``)
+  with an absl MultiFlag, which *extends* the value on each further
+  occurrence: given twice, ``=0.35,1.0`` yields (0.35, 1.0, 0.35, 1.0). So a
+  repeated key is an error rather than a silently longer tuple.
+  """
+  keys = [o.lstrip('-') for o in overrides]
+  keys = [k[2:] if k.startswith('noconfig.') else k for k in keys]
+  repeated = sorted({k for k in keys if keys.count(k) > 1})
+  if repeated:
+    sys.exit(f'FATAL config override(s) given more than once: '
+             f'{["--" + k for k in repeated]}; give each once (a tuple takes '
+             'all its values in one override: --config.a.b=0.35,1.0)')
+
+
+def _config_file_error(message: str) -> str | None:
+  """The last line of a traceback ml_collections folds into a flag error."""
+  if 'Error whilst parsing config file' not in message:
+    return None
+  lines = [l.strip() for l in message.splitlines() if l.strip()]
+  return lines[-1] if lines else None
 
 
 def _parse_flags(argv: list[str],
@@ -40,6 +100,8 @@ def _parse_flags(argv: list[str],
   """
   overrides = [a.split('=')[0] for a in argv[1:]
                if a.lstrip('-').startswith(('config.', 'noconfig.'))]
+  _check_config_file(argv[1:])
+  _check_repeated_overrides(overrides)
   try:
     rest = flag_values(argv)
   except (AttributeError, KeyError) as e:
@@ -49,6 +111,9 @@ def _parse_flags(argv: list[str],
     sys.exit(f'FATAL unknown config key {message} (a typo?) among the '
              f'overrides {overrides}')
   except flags.Error as e:
+    cause = _config_file_error(str(e))
+    if cause is not None:  # get_config raised, e.g. an unknown preset.
+      sys.exit(f'FATAL --config={_config_arg(argv[1:])}: {cause}')
     sys.exit(f'FATAL Flags parsing error: {e}\n'
              f'(config overrides: {overrides}) Pass --helpshort or '
              '--helpfull to see help on flags.')
@@ -63,24 +128,85 @@ def _parse_flags(argv: list[str],
 
 
 def _quiet_checkpoint_info(record) -> bool:
-  """Drops orbax's INFO lines (a dozen per save) from the console."""
+  """Drops orbax's INFO lines (a dozen per save) and JAX's backend probing
+  ("Unable to initialize backend 'tpu'") from the console; _log_devices says
+  which backend was found."""
   return (record.levelno >= std_logging.WARNING
-          or '/orbax/' not in record.pathname)
+          or ('/orbax/' not in record.pathname
+              and not record.pathname.endswith('xla_bridge.py')))
+
+
+def _quiet_startup(argv: list[str]) -> None:
+  """Silences TensorFlow's C++ start-up lines (oneDNN, CUDA probing, ...).
+
+  Set before the flags are parsed: a config file may import TensorFlow.
+  """
+  if not any(a in ('--verbose_startup', '--verbose_startup=true', '--verbose_startup=True')
+             for a in argv):
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+def _import_tensorflow_quietly() -> None:
+  """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+
+  TensorFlow 2.21 prints its oneDNN notice from C++ before any log level
+  applies (TF_CPP_MIN_LOG_LEVEL does not silence it); redirecting the
+  descriptor for the import is the only switch. A failed import still
+  raises its Python exception once the descriptor is restored.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec('tensorflow') is None:
+    return
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    import tensorflow  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+def _log_devices() -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  devices = jax.devices()
+  kinds = sorted({d.device_kind for d in devices})
+  logging.info('JAX backend %s: %d device(s) (%s), %d process(es)',
+               jax.default_backend(), len(devices), ', '.join(kinds),
+               jax.process_count())
 
 
 def main(argv):
   del argv  # _parse_flags rejected any positional argument.
   logging.get_absl_handler().addFilter(_quiet_checkpoint_info)
+  if not _VERBOSE_STARTUP.value:
+    _import_tensorflow_quietly()  # The data pipelines and TensorBoard logging import it.
   # Imported here so that flag errors are reported without loading JAX.
   from perceiver import train  # pylint: disable=g-import-not-at-top
+  from perceiver.data import errors as data_errors  # pylint: disable=g-import-not-at-top
   from perceiver.train import config_checks  # pylint: disable=g-import-not-at-top
+  _log_devices()
   try:
     result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                       _MODE.value)
   except config_checks.ConfigError as e:  # Raised before any compile.
     raise app.UsageError(f'invalid config: {e}') from e
+  except data_errors.MissingDataError as e:
+    searched = sorted({os.path.dirname(p) for p in e.expected})
+    detail = ' '.join(line.strip() for line in str(e).splitlines())
+    sys.exit(f'FATAL {e.dataset} data not found (searched {searched}): set '
+             f'--config.data.manual_dir=DIR to the directory holding it. {detail}')
+  except data_errors.CorruptDataError as e:
+    sys.exit('FATAL ' + ' '.join(line.strip() for line in str(e).splitlines()))
   logging.info('Done: %s', result)
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """Console script `perceiver-train`."""
+  _quiet_startup(sys.argv)
   app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == '__main__':
+  run()

@@ -18,7 +18,7 @@ rather than unrolled (the ImageNet model would otherwise be 48 layer copies).
 from __future__ import annotations
 
 import itertools
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import haiku as hk
 import jax

@@ -18,7 +18,6 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import jmp
-import numpy as np
 
 from perceiver import attention as attn_lib
 from perceiver import decoders as dec_lib

@@ -30,8 +30,6 @@ from absl import flags
 from ml_collections import config_flags
 import numpy as np
 
-# The repository's `configs` and `perceiver`, not an installed copy.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 

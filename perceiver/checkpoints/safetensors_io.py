@@ -6,9 +6,11 @@ Format (https://huggingface.co/docs/safetensors): 8 bytes little-endian u64
 buffer, offsets relative to its start, data little-endian and C-ordered.
 
 Why our own reader rather than ``safetensors.numpy``: the format is this small;
-it keeps the package optional (nothing to install to import HF weights); numpy
-has no bfloat16, in which the hub stores many checkpoints, and here BF16 is
-widened to float32 exactly; and malformed files raise our CheckpointFormatError
+it keeps the package optional (nothing to install to import HF weights); BF16,
+in which the hub stores many checkpoints, is widened to float32 exactly here
+(``safetensors.numpy`` 0.8 has no BF16 entry in its dtype table and fails
+on such files; numpy itself gets bfloat16 only through ml_dtypes); and
+malformed files raise our CheckpointFormatError
 with the path instead of a Rust panic message. The tests check both directions
 against the ``safetensors`` package when it is installed.
 """

@@ -52,8 +52,16 @@ from perceiver.data.config import default_config
 from perceiver.data.config import resolve_config
 from perceiver.data.errors import CorruptDataError
 from perceiver.data.errors import MissingDataError
-from perceiver.data.pipeline import get_builder
-from perceiver.data.pipeline import get_dataset
+
+
+def __getattr__(name: str):
+  # The pipelines import TensorFlow (seconds); configs import this package for
+  # default_config, so the launcher can check its flags without loading TF.
+  if name in ('get_builder', 'get_dataset'):
+    from perceiver.data import pipeline  # pylint: disable=g-import-not-at-top
+    return getattr(pipeline, name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
 
 __all__ = [
     'CorruptDataError', 'MissingDataError', 'default_config', 'get_builder',

@@ -112,7 +112,16 @@ def default_config(name: str) -> ml_collections.ConfigDict:
     raise ValueError(f'unknown dataset name {name!r}; expected one of {NAMES}')
   fields = dict(name=name, **_COMMON)
   fields.update(_DEFAULTS[name])
+  # A None default is typed (ml_collections placeholder), so that the
+  # launcher can override it: `--config.data.manual_dir=DIR` on a plain None
+  # field fails ("NoneType ... is not supported for overriding").
+  fields = {k: ml_collections.config_dict.placeholder(_NONE_TYPES[k])
+            if v is None and k in _NONE_TYPES else v for k, v in fields.items()}
   return ml_collections.ConfigDict(fields)
+
+
+_NONE_TYPES = dict(data_dir=str, manual_dir=str, train_split=str, valid_split=str,
+                   test_split=str, repeat=bool, drop_remainder=bool, num_classes=int)
 
 
 def resolve_config(

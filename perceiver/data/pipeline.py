@@ -1,5 +1,6 @@
 """`get_dataset`: builder -> host shard -> shuffle -> preprocess -> batch."""
 
+import importlib
 import os
 from typing import Any
 
@@ -15,15 +16,19 @@ from perceiver.data._tf import tf
 SPLITS = ('train', 'valid', 'test')
 
 
+# Dataset name -> its module (imported lazily: each pulls in its own readers,
+# h5py, PyAV, ...). The registry of names is config.NAMES.
+_MODULES = {
+    'imagenet2012': 'perceiver.data.imagenet',
+    'audioset': 'perceiver.data.audioset',
+    'modelnet40': 'perceiver.data.modelnet',
+}
+
+
 def _module(name: str):
-  # Imported lazily: each module pulls in its own readers (h5py, PyAV, ...).
-  if name == 'imagenet2012':
-    from perceiver.data import imagenet as module  # pylint: disable=g-import-not-at-top
-  elif name == 'audioset':
-    from perceiver.data import audioset as module  # pylint: disable=g-import-not-at-top
-  else:
-    from perceiver.data import modelnet as module  # pylint: disable=g-import-not-at-top
-  return module
+  if name not in _MODULES:
+    raise ValueError(f'unknown dataset name {name!r}; expected one of {sorted(_MODULES)}')
+  return importlib.import_module(_MODULES[name])
 
 
 def tfds_split(config: ml_collections.ConfigDict, split: str) -> str:
@@ -32,7 +37,7 @@ def tfds_split(config: ml_collections.ConfigDict, split: str) -> str:
   return config[f'{split}_split']
 
 
-def _base_splits(split: str) -> list[str]:
+def base_splits(split: str) -> list[str]:
   """'train[10000:]+validation' -> ['train', 'validation']."""
   return [s.split('[')[0].strip() for s in split.split('+')]
 
@@ -153,7 +158,7 @@ def get_dataset(
   config = config_lib.resolve_config(data_config)
   module = _module(config.name)
   split_str = tfds_split(config, split)
-  builder = get_builder(config, needed_splits=tuple(_base_splits(split_str)))
+  builder = get_builder(config, needed_splits=tuple(base_splits(split_str)))
   config.num_classes = num_classes(config, builder)
   check_split(builder, config, split, split_str)
   is_training = split == 'train'

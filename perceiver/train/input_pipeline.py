@@ -122,7 +122,7 @@ def num_examples(data_config: ml_collections.ConfigDict, split: str) -> int:
   from perceiver.data import pipeline
   config = data.resolve_config(data_config)
   split_str = pipeline.tfds_split(config, split)
-  needed = tuple(s.split('[')[0].strip() for s in split_str.split('+'))
+  needed = tuple(pipeline.base_splits(split_str))
   builder = data.get_builder(config, needed_splits=needed)
   return pipeline.check_split(builder, config, split, split_str)
 

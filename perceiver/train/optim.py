@@ -6,6 +6,7 @@ biases ``b`` nor on normalisation layers), and schedules whose boundaries are
 given in epochs and converted to optimizer steps here.
 """
 
+import collections
 from typing import Any, Callable
 
 import jax
@@ -25,17 +26,12 @@ def step_decay_schedule(base_lr: float, boundaries: list[int],
                         decay_rate: float) -> Schedule:
   """lr = base_lr * decay_rate ** (number of boundaries <= step).
 
-  Hand-written rather than ``optax.piecewise_constant_schedule`` because that
-  one scales only when ``step > boundary``: the first step of epoch 84 would
-  still use the old rate.
+  ``optax.piecewise_constant_schedule`` scales from ``step >= boundary`` on,
+  so the first step of epoch 84 already uses the new rate.
   """
-  bounds = jnp.asarray(sorted(boundaries), jnp.int32)
-
-  def schedule(step: jax.Array) -> jax.Array:
-    num_decays = jnp.sum(jnp.asarray(step) >= bounds)
-    return base_lr * jnp.asarray(decay_rate, jnp.float32) ** num_decays
-
-  return schedule
+  counts = collections.Counter(int(b) for b in boundaries)  # A repeated boundary decays twice.
+  return optax.piecewise_constant_schedule(
+      base_lr, {b: float(decay_rate) ** n for b, n in sorted(counts.items())})
 
 
 def with_linear_warmup(schedule: Schedule, warmup_steps: int) -> Schedule:

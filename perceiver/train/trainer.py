@@ -8,12 +8,10 @@ that never stopped (on the same devices).
 """
 
 import contextlib
-import json
 import math
 import os
 import signal
 import threading
-import time
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 from absl import logging
@@ -32,6 +30,7 @@ from perceiver.train import input_pipeline
 from perceiver.train import metrics_log
 from perceiver.train import optim
 from perceiver.train import parallel
+from perceiver.train.progress import Progress
 
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -351,7 +350,9 @@ class _Run:
     sums: dict[str, float] = {}
     collected: dict[str, list[np.ndarray]] = {}
     template = None
-    for _ in range(num_steps):
+    progress = Progress(num_steps, f'eval {split} at step {step}:')
+    for i in range(num_steps):
+      progress.update(i)
       batch = next(it, None)
       if batch is None:  # This host ran out: feed an all-masked batch.
         if template is None:

@@ -1,22 +1,15 @@
 """Baseline models: structure, the shared permutation, invariances, presets."""
 
-import os
-import sys
-
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
-
-from configs import baselines as baseline_configs  # pylint: disable=wrong-import-position
+from perceiver_configs import baselines as baseline_configs  # pylint: disable=wrong-import-position
 from perceiver import baselines  # pylint: disable=wrong-import-position
 from perceiver import io_processors as io  # pylint: disable=wrong-import-position
-from perceiver import paper_results  # pylint: disable=wrong-import-position
+from perceiver_tools import paper_results  # pylint: disable=wrong-import-position
 
 RNG = jax.random.PRNGKey(0)
 

@@ -1,6 +1,5 @@
 """scripts/convert_checkpoint.py end to end."""
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -11,10 +10,9 @@ import pytest
 
 from perceiver.checkpoints import published_config, read_checkpoint
 
+from perceiver_tools.cli import convert_checkpoint as convert
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / 'scripts' / 'convert_checkpoint.py'
-_spec = importlib.util.spec_from_file_location('convert_checkpoint', SCRIPT)
-convert = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert)
 
 
 def _golden_config(golden_dir, tmp_path, name):

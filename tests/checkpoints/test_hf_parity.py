@@ -1,8 +1,8 @@
 """Released-format files through our loaders and our model: parity with the goldens.
 
 DeepMind pickles: the safe loader's params/state run the golden inputs and
-must reproduce the reference outputs. HF goldens: the weights go through ``load_checkpoint`` (HF names -> reference names), the
-config through ``hf_config_to_reference``, the inputs through
+must reproduce the reference outputs. HF goldens: the weights go through
+``load_checkpoint`` (HF names -> reference names), the config through ``hf_config_to_reference``, the inputs through
 ``convert_inputs`` (NCHW -> NHWC, ids/mask renamed), then
 ``perceiver.models.build_from_reference_config`` runs them. The bar is the
 goldens' (max abs err <= 1e-4, max rel err <= 1e-3).
@@ -13,7 +13,7 @@ import pytest
 
 from perceiver.checkpoints import hf, load_checkpoint, load_deepmind_checkpoint
 
-golden = pytest.importorskip('perceiver.golden')
+golden = pytest.importorskip('perceiver_tools.golden')
 
 @pytest.mark.parametrize('name', [
     'vision_perceiver_learned',

@@ -3,8 +3,9 @@
 scripts/make_sample_data.py writes MNIST digits, Asterisk voice prompts and
 CGAL meshes into the public ImageNet / AudioSet / ModelNet40 layouts; the
 tests then run the production builders and pipelines on them. The sources
-are installed by scripts/install_sample_sources.sh (called by .ci/run); if
-one is missing the fixture fails with the script's message naming it.
+are installed by scripts/install_sample_sources.sh (called by
+scripts/test.sh, the README's test command); if one is missing the fixture
+fails with the script's message naming it.
 """
 
 import os

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from perceiver.data import baselines
-from perceiver.data import benchmark
+from perceiver_tools import data_benchmark as benchmark
 
 
 @pytest.mark.parametrize('key,splits,min_accuracy', [

@@ -23,7 +23,7 @@ CASES = {
 @pytest.mark.parametrize('case', list(CASES))
 def test_counts_every_split_and_renders_a_grid(case, tiny_sample_dir,
                                                tmp_path):
-  from configs import audioset, imagenet, modelnet40  # pylint: disable=g-import-not-at-top
+  from perceiver_configs import audioset, imagenet, modelnet40  # pylint: disable=g-import-not-at-top
   preset, sub, num_classes = CASES[case]
   module = {'imagenet': imagenet, 'audioset': audioset,
             'modelnet': modelnet40}[case]

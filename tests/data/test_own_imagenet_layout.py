@@ -173,7 +173,7 @@ def test_training_sees_only_decodable_images(own_set):
 def test_trains_with_a_head_of_its_own_size(own_set, tmp_path):
   """The real runner: the head has the set's 3 classes; a 1,000-way head is
   refused before compiling, with the override that fixes it."""
-  from configs import imagenet as imagenet_configs  # pylint: disable=g-import-not-at-top
+  from perceiver_configs import imagenet as imagenet_configs  # pylint: disable=g-import-not-at-top
   from perceiver import train  # pylint: disable=g-import-not-at-top
   from perceiver.train import config_checks  # pylint: disable=g-import-not-at-top
   data, _ = own_set

@@ -1,6 +1,5 @@
 """Whole models: structure, invariances, jit/grad, bf16 and input errors."""
 
-import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,7 +47,7 @@ PAPER_IMAGENET = dict(
 def _paper_imagenet_model_config():
   """The `paper` preset of configs/imagenet.py when present, else the paper's numbers."""
   try:
-    from configs import imagenet  # pylint: disable=import-outside-toplevel
+    from perceiver_configs import imagenet  # pylint: disable=import-outside-toplevel
     return imagenet.get_config('paper').model
   except ImportError:
     return PAPER_IMAGENET
@@ -121,7 +120,7 @@ def test_permuting_inputs_with_their_positions_leaves_logits_unchanged(pos):
 
 
 def test_masked_inputs_do_not_affect_outputs(golden_dir):
-  from perceiver import golden  # pylint: disable=import-outside-toplevel
+  from perceiver_tools import golden  # pylint: disable=import-outside-toplevel
   case = golden.load_golden(str(golden_dir / 'official' / 'language_masked_lm.npz'))
   model = models.build_from_reference_config(case.config)
   tokens = jnp.asarray(case.inputs['inputs'])
@@ -211,7 +210,7 @@ def test_jit_and_grad_through_every_model(name, head):
 
 @pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_jit_and_grad_through_reference_models(golden_dir):
-  from perceiver import golden  # pylint: disable=import-outside-toplevel
+  from perceiver_tools import golden  # pylint: disable=import-outside-toplevel
   for path in sorted((golden_dir / 'official').glob('*.npz')):
     case = golden.load_golden(str(path))
     model = models.build_from_reference_config(case.config)
@@ -248,7 +247,8 @@ class TestBadInput:
 
   def test_wrong_channels_after_init(self):
     net, params, state = _init(tiny_config(), _images())
-    with pytest.raises(ValueError, match=r"input 'image' has per-example shape \(6, 6, 4\).*initialised for \(6, 6, 3\)"):
+    with pytest.raises(ValueError,
+                       match=r"input 'image' has per-example shape \(6, 6, 4\).*initialised for \(6, 6, 3\)"):
       net.apply(params, state, RNG, _images(c=4), is_training=False)
 
   def test_wrong_dtype(self):
@@ -276,7 +276,7 @@ class TestBadInput:
       models.build_model(tiny_config(input=dict(modality='smell')))
 
   def test_checkpoint_for_another_config(self, golden_dir):
-    from perceiver import golden  # pylint: disable=import-outside-toplevel
+    from perceiver_tools import golden  # pylint: disable=import-outside-toplevel
     from perceiver.checkpoints.errors import CheckpointMismatchError  # pylint: disable=import-outside-toplevel
     case = golden.load_golden(str(golden_dir / 'official' / 'imagenet_fourier_position_encoding.npz'))
     case.config['encoder'] = dict(case.config['encoder'], num_self_attends_per_block=3, z_index_dim=16)

@@ -16,8 +16,6 @@ import ml_collections
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
 GOLDEN = os.path.join(os.path.dirname(REPO), 'shared', 'golden', 'official')
 
 
@@ -34,7 +32,7 @@ def script(name: str, *args: str, check: bool = True) -> subprocess.CompletedPro
 def load_preset(spec: str) -> ml_collections.ConfigDict:
   """'configs/x.py:preset' -> the config experiments.main would get."""
   path, preset = spec.split(':')
-  module = importlib.import_module(path[:-3].replace('/', '.'))
+  module = importlib.import_module('perceiver_configs.' + os.path.basename(path)[:-3])
   return module.get_config(preset)
 
 

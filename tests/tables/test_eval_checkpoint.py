@@ -6,6 +6,7 @@ so the same code path runs: safe loading, model rebuild, the reference's
 eval preprocessing through the production pipeline, top-1/top-5.
 """
 
+import importlib
 import importlib.util
 import json
 import math
@@ -16,17 +17,14 @@ import tarfile
 import numpy as np
 import pytest
 
-from tables_testlib import REPO, script
+from tables_testlib import script
 
 MEAN_RGB = np.array([0.485, 0.456, 0.406]) * 255
 STDDEV_RGB = np.array([0.229, 0.224, 0.225]) * 255
 
 
 def _module():
-  spec = importlib.util.spec_from_file_location('eval_checkpoint', os.path.join(REPO, 'scripts', 'eval_checkpoint.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return importlib.import_module('perceiver_tools.cli.eval_checkpoint')
 
 
 def _tfds_file(name: str) -> str:
@@ -41,7 +39,8 @@ def _reference_eval(manual_dir: str, golden_npz: str):
   model from the golden .npz (not the checkpoint under test)."""
   import jax  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from perceiver import golden, models  # pylint: disable=import-outside-toplevel
+  from perceiver import models  # pylint: disable=import-outside-toplevel
+  from perceiver_tools import golden  # pylint: disable=import-outside-toplevel
   case = golden.load_golden(golden_npz)
   size = case.config['image_shape'][0]
   with open(_tfds_file('labels.txt')) as f:

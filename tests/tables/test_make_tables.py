@@ -7,12 +7,12 @@ import shutil
 import pytest
 
 from tables_testlib import mnist_steps, permuted, script  # pylint: disable=wrong-import-order
-from perceiver import paper_results as pr
-from perceiver import tables
+from perceiver_tools import paper_results as pr
+from perceiver_tools import tables
 
 
 def _final_eval(workdir: str) -> dict:
-  """The last eval line of the run, read here independently of perceiver.tables."""
+  """The last eval line of the run, read here independently of perceiver_tools.tables."""
   with open(os.path.join(workdir, 'config.json')) as f:
     split = json.load(f)['eval']['split']
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
@@ -74,6 +74,11 @@ def mnist_runs(runs):
           for column in ('raw', 'permuted')}
 
 
+def _tag_args(workdir, tag):
+  table, row, column = tag
+  return [f'--tag={workdir}', f'--table={table}', f'--row={row}', f'--column={column}']
+
+
 def test_tables_from_small_runs(runs, mnist_runs, tmp_path):
   """Every figure comes from a run; cells that are one experiment agree; the rest are missing."""
   vit = runs.get('vit_smoke', 'configs/baselines.py:smoke', ('perceiver_t2', 'ViT-B-16 (FF)', 'raw'))
@@ -112,9 +117,10 @@ def test_unusable_workdirs_are_errors_not_blanks(runs, mnist_runs, tmp_path):
   proc = script('make_tables.py', '--workdirs', untagged, check=False)
   assert proc.returncode == 1 and 'no table tag' in proc.stderr
   # Tagging it by hand (for presets without a `table` section) makes it count.
-  script('make_tables.py', '--tag', untagged, 'perceiver_t2', 'ViT-B-16 (FF)', 'permuted')
+  script('make_tables.py', f'--tag={untagged}', '--table=perceiver_t2', '--row=ViT-B-16 (FF)', '--column=permuted')
   assert tables.read_workdir(untagged).tag == pr.Tag('perceiver_t2', 'ViT-B-16 (FF)', 'permuted')
-  proc = script('make_tables.py', '--tag', untagged, 'perceiver_t2', 'ViT-B-99', 'raw', check=False)
+  proc = script('make_tables.py', f'--tag={untagged}', '--table=perceiver_t2', '--row=ViT-B-99',
+                '--column=raw', check=False)
   assert proc.returncode == 1 and 'no row' in proc.stderr
   # A run that was never evaluated has no figure to show.
   not_evaluated = str(tmp_path / 'not_evaluated')
@@ -172,7 +178,7 @@ def test_every_table_from_small_runs(runs, mnist_runs, golden_dir, imagenet_samp
           runs.get('imagenet_io_smoke', 'configs/imagenet.py:smoke', modify=perceiver_io),
   }
   for tag, workdir in cells.items():  # Presets without a `table` section: tag by hand.
-    script('make_tables.py', '--tag', workdir, *tag)
+    script('make_tables.py', *_tag_args(workdir, tag))
   released = str(tmp_path / 'released_fourier')
   script('eval_checkpoint.py', '--checkpoint',
          os.path.join(golden_dir, 'pickles', 'imagenet_fourier_position_encoding.pystate'),
@@ -180,7 +186,7 @@ def test_every_table_from_small_runs(runs, mnist_runs, golden_dir, imagenet_samp
          '--manual_dir', imagenet_sample['manual_dir'], '--data_dir', imagenet_sample['data_dir'],
          '--workdir', released)
   released_tag = pr.Tag('perceiver_io_imagenet', '2-D Fourier features', 'released checkpoint')
-  script('make_tables.py', '--tag', released, *released_tag)
+  script('make_tables.py', *_tag_args(released, released_tag))
   out = tmp_path / 'tables.md'
   script('make_tables.py', '--workdirs', *cells.values(), released, *mnist_runs.values(), '--out', str(out))
   grid = _parse(out.read_text())

@@ -1,11 +1,11 @@
-"""perceiver/paper_results.py against ../shared/reference/PAPERS.md."""
+"""perceiver_tools/paper_results.py against ../shared/reference/PAPERS.md."""
 
 import os
 import re
 
 import pytest
 
-from perceiver import paper_results as pr
+from perceiver_tools import paper_results as pr
 from tables_testlib import REPO
 
 PAPERS = os.path.join(os.path.dirname(REPO), 'shared', 'reference', 'PAPERS.md')

@@ -1,6 +1,6 @@
-"""scripts/attention_maps.py and scripts/plot_curves.py."""
+"""scripts/attention_maps.py and scripts/plot_curves.py (perceiver_tools/cli/)."""
 
-import importlib.util
+import importlib
 import json
 import os
 
@@ -9,14 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tables_testlib import REPO, mnist_steps, script
+from tables_testlib import mnist_steps, script
 
 
 def _module(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, 'scripts', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return importlib.import_module(f'perceiver_tools.cli.{name}')
 
 
 def _perceiver(permute_seed: int, num_cross_attends: int = 3, heads: int = 1):
@@ -61,8 +58,9 @@ def test_maps_are_the_models_attention_and_follow_the_permutation():
     return (v - mean) / jnp.sqrt(var + 1e-5) * params[prefix + name]['scale'] + params[prefix + name]['offset']
 
   latents = params['perceiver_encoder/~/trainable_position_encoding']['pos_embs'][None]
-  q = layer_norm(latents, 'layer_norm') @ params[prefix + 'attention/linear']['w'] + params[prefix + 'attention/linear']['b']
-  k = layer_norm(x, 'layer_norm_1') @ params[prefix + 'attention/linear_1']['w'] + params[prefix + 'attention/linear_1']['b']
+  q_params, k_params = params[prefix + 'attention/linear'], params[prefix + 'attention/linear_1']
+  q = layer_norm(latents, 'layer_norm') @ q_params['w'] + q_params['b']
+  k = layer_norm(x, 'layer_norm_1') @ k_params['w'] + k_params['b']
   expected = jax.nn.softmax(q[0] @ k[0].T / np.sqrt(q.shape[-1]), axis=-1)
   np.testing.assert_allclose(raw_maps[0], expected, rtol=1e-4, atol=1e-6)
 
@@ -111,7 +109,7 @@ def test_curve_png_of_trained_runs(trained, tmp_path):
   script('plot_curves.py', '--workdirs', *trained, '--out', str(out))
   pixels = _png(out)
   assert pixels.shape[1] > 2 * pixels.shape[0] > 400 and pixels.std() > 10
-  from perceiver import tables  # pylint: disable=import-outside-toplevel
+  from perceiver_tools import tables  # pylint: disable=import-outside-toplevel
   records = tables.read_metrics(trained[0])
   assert [r['step'] for r in records['train']] == sorted(r['step'] for r in records['train'])
   assert records['test'][-1]['step'] == 8

@@ -13,7 +13,7 @@ from hypothesis import event, given, settings, strategies as st
 from ml_collections import config_flags
 import pytest
 
-from experiments import main
+from perceiver_experiments import main
 from perceiver.train import config_checks
 from . import helpers
 

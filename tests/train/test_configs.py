@@ -6,7 +6,6 @@ import os
 from absl import flags
 import jax
 import jax.numpy as jnp
-import ml_collections
 from ml_collections import config_flags
 import numpy as np
 import pytest
@@ -20,13 +19,13 @@ CONFIG_FILES = ('imagenet', 'audioset', 'modelnet40', 'mnist')
 
 def _presets():
   for name in CONFIG_FILES:
-    module = importlib.import_module(f'configs.{name}')
+    module = importlib.import_module(f'perceiver_configs.{name}')
     for preset in module.PRESETS:
       yield name, preset
 
 
 def _get(name, preset):
-  return importlib.import_module(f'configs.{name}').get_config(preset)
+  return importlib.import_module(f'perceiver_configs.{name}').get_config(preset)
 
 
 @pytest.mark.parametrize('name,preset', list(_presets()))
@@ -201,7 +200,7 @@ def test_io_presets_fit_the_released_checkpoints(preset, released):
   """`--config.init_from=<released .pystate>` needs the preset's params and
   state to have the released model's names and shapes (no file needed: the
   released model is rebuilt from its reference constructor arguments)."""
-  from configs import imagenet  # pylint: disable=g-import-not-at-top
+  from perceiver_configs import imagenet  # pylint: disable=g-import-not-at-top
   from perceiver import checkpoints  # pylint: disable=g-import-not-at-top
   image = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
   net = models.build_model(imagenet.get_config(preset).model)

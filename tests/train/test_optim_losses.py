@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs import common
+from perceiver_configs import common
 from perceiver.train import losses
 from perceiver.train import optim
 
@@ -29,6 +29,16 @@ def test_step_decay_divides_at_the_first_step_of_each_boundary_epoch():
   assert lr(102 * spe) == pytest.approx(4e-5)
   assert lr(114 * spe) == pytest.approx(4e-6)
   assert lr(120 * spe) == pytest.approx(4e-6)
+
+
+def test_step_decay_matches_the_hand_written_rule_it_replaced():
+  """optax.piecewise_constant_schedule == base * rate ** #(boundaries <= step)."""
+  base, rate, bounds = 4e-3, 0.1, [7, 3, 12, 12]  # Unsorted, one repeated.
+  sched = jax.jit(optim.step_decay_schedule(base, bounds, rate))
+  steps = np.arange(0, 20)
+  got = np.asarray([sched(jnp.asarray(s)) for s in steps])
+  want = base * rate ** np.sum(steps[:, None] >= np.asarray(bounds)[None, :], axis=1)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_constant_then_cosine():

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -27,14 +26,14 @@ def _smoke_presets():
     name = os.path.basename(path)[:-3]
     if name in ('__init__', 'common'):
       continue
-    module = importlib.import_module(f'configs.{name}')
+    module = importlib.import_module(f'perceiver_configs.{name}')
     if 'smoke' in getattr(module, 'PRESETS', {}):
       names.append(name)
   return names
 
 
 def _config(name='mnist', preset='smoke', **overrides):
-  config = importlib.import_module(f'configs.{name}').get_config(preset)
+  config = importlib.import_module(f'perceiver_configs.{name}').get_config(preset)
   for key, value in overrides.items():
     target = config
     *path, leaf = key.split('.')

@@ -21,7 +21,7 @@ import os, json, sys
 os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh
-from configs import mnist as mnist_configs
+from perceiver_configs import mnist as mnist_configs
 from perceiver import models
 from perceiver.data import mnist
 from perceiver.train import optim, parallel, trainer

@@ -24,7 +24,7 @@ import math
 import os
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from perceiver import paper_results as pr
+from perceiver_tools import paper_results as pr
 
 MISSING = '—'
 CONFIG_NAME = 'config.json'

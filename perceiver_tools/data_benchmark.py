@@ -1,8 +1,9 @@
 """Throughput of each training pipeline, one JSON line per pipeline.
 
-  python -m perceiver.data.benchmark --data_dir DIR [--tfds_dir T]
-      [--batch_size 32] [--batches 20] [--only imagenet2012,audioset/mel]
+  python -m perceiver_tools.data_benchmark --data_dir=DIR [--tfds_dir=T]
+      [--batch_size=32] [--batches=20] [--only=imagenet2012,audioset/mel]
       [--baselines]
+  perceiver-data-benchmark --data_dir=DIR ...   # installed
 
 DIR is laid out as scripts/make_sample_data.py writes it (DIR/imagenet,
 DIR/audioset, DIR/modelnet). Records are built into --tfds_dir (default
@@ -10,13 +11,16 @@ DIR/tfds) on first use; that build and the first (warm-up) batches are not
 timed. With --baselines, also prints the linear baseline of each dataset.
 """
 
-import argparse
 import json
 import os
+import sys
 import time
+
+from absl import flags
 
 from perceiver.data import baselines
 from perceiver.data import pipeline
+from perceiver_tools.cli import _flags
 
 # name -> (data_config overrides, dataset subdirectory).
 PIPELINES = {
@@ -56,34 +60,46 @@ def throughput(config: dict, batch_size: int, batches: int,
   return batches * batch_size / (time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--data_dir', required=True)
-  parser.add_argument('--tfds_dir', default=None)
-  parser.add_argument('--batch_size', type=int, default=32)
-  parser.add_argument('--batches', type=int, default=20)
-  parser.add_argument('--only', default='',
-                      help=f'comma-separated subset of {list(PIPELINES)}')
-  parser.add_argument('--baselines', action='store_true')
-  args = parser.parse_args(argv)
-  tfds_dir = args.tfds_dir or os.path.join(args.data_dir, 'tfds')
-  only = [n for n in args.only.split(',') if n]
+FLAGS = flags.FlagValues()
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'sample data (scripts/make_sample_data.py)',
+                                flag_values=FLAGS)
+_TFDS_DIR = flags.DEFINE_string('tfds_dir', None, 'TFDS records (default: DATA_DIR/tfds)',
+                                flag_values=FLAGS)
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'examples per batch', lower_bound=1,
+                                   flag_values=FLAGS)
+_BATCHES = flags.DEFINE_integer('batches', 20, 'timed batches', lower_bound=1, flag_values=FLAGS)
+_ONLY = flags.DEFINE_list('only', [], f'subset of {list(PIPELINES)}', flag_values=FLAGS)
+_BASELINES = flags.DEFINE_bool('baselines', False, 'also print the linear baselines',
+                               flag_values=FLAGS)
+flags.mark_flag_as_required('data_dir', flag_values=FLAGS)
+
+
+def main(argv: list[str] | None = None) -> int:
+  _flags.parse(FLAGS, argv, __doc__)
+  tfds_dir = _TFDS_DIR.value or os.path.join(_DATA_DIR.value, 'tfds')
+  only = [n for n in _ONLY.value if n]
   unknown = set(only) - set(PIPELINES)
   if unknown:
-    parser.error(f'unknown pipelines {sorted(unknown)}')
-  for name, config in configs(args.data_dir, tfds_dir).items():
+    print(f'error: --only: unknown pipelines {sorted(unknown)}', file=sys.stderr)
+    return 2
+  for name, config in configs(_DATA_DIR.value, tfds_dir).items():
     if only and name not in only:
       continue
     pipeline.get_builder(config)  # Build records outside the timing.
-    rate = throughput(config, args.batch_size, args.batches)
+    rate = throughput(config, _BATCH_SIZE.value, _BATCHES.value)
     print(json.dumps({'pipeline': name, 'examples_per_s': round(rate, 1),
-                      'batch_size': args.batch_size,
-                      'batches': args.batches, 'cpus': os.cpu_count()}),
+                      'batch_size': _BATCH_SIZE.value,
+                      'batches': _BATCHES.value, 'cpus': os.cpu_count()}),
           flush=True)
-    if args.baselines and name in _BASELINE_SPLITS:
+    if _BASELINES.value and name in _BASELINE_SPLITS:
       result = baselines.linear_baseline(config, *_BASELINE_SPLITS[name])
       print(json.dumps({'baseline': name, **result}), flush=True)
+  return 0
+
+
+def run() -> None:
+  sys.exit(main())
 
 
 if __name__ == '__main__':
-  main()
+  run()
