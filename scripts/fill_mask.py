@@ -47,7 +47,8 @@ _PLACEHOLDER = re.compile(r'\[MASK(?::(\d+))?\]')
 MAX_TEXT_BYTES = 1 << 16
 
 
-def parse_text(text: str, mask_len: int, spans: Sequence[str] = ()) -> Tuple[bytes, List[Tuple[int, int]]]:
+def parse_text(text: str, mask_len: int, spans: Sequence[str] = (), *,
+               require_mask: bool = True) -> Tuple[bytes, List[Tuple[int, int]]]:
   """Text -> (bytes with masked positions as NUL placeholders, [(start, end)] byte spans)."""
   out, masked = bytearray(), []
   pos = 0
@@ -68,7 +69,7 @@ def parse_text(text: str, mask_len: int, spans: Sequence[str] = ()) -> Tuple[byt
     if not 0 <= start < end <= len(out):
       raise ValueError(f'--span {start}:{end} is outside the text ({len(out)} bytes)')
     masked.append((start, end))
-  if not masked:
+  if not masked and require_mask:
     raise ValueError('nothing to fill: put [MASK] in --text or pass --span START:END')
   return bytes(out), sorted(masked)
 

@@ -227,7 +227,7 @@ def get_dataset(data_config, *, split: str, batch_size: int, shuffle_seed: Optio
   seed = shuffle_seed if train else data_config.masking.eval_seed
   inputs, weights = masking.mask_windows(ids[order], order, seed, masking_config(data_config))
   data = dict(tokens=inputs, input_mask=input_mask[order], targets=ids[order],
-              target_weights=weights * input_mask[order])
+              target_weights=(weights * input_mask[order]).astype(np.float32))
   ds = tf.data.Dataset.from_tensor_slices(data)
   return ds.batch(batch_size, drop_remainder=train)
 
