@@ -130,8 +130,8 @@ def paper_mlm():
   config.optimizer = common.optimizer(
       name='lamb', weight_decay=0.01, max_norm=1.0,  # unsure: clipping value
       schedule=dict(name='cosine', base_lr=1.25e-3, warmup_epochs=0.0))
-  config.optimizer.schedule.warmup_epochs = 0.0
-  config.language = common.ConfigDict(dict(warmup_steps=1000))
+  # The paper's 1,000 warmup steps: set schedule.warmup_epochs to
+  # 1000 / (steps per epoch of your corpus); 0 here (unknown corpus size).
   config.eval.split = 'valid'
   config.eval.batch_size = 64
   config.checkpoint.every_steps = 5000
@@ -157,7 +157,6 @@ def _glue(task: str):
   config.optimizer = common.optimizer(
       name='adamw', weight_decay=0.01, max_norm=1.0,
       schedule=dict(name='cosine', base_lr=2e-5, warmup_epochs=0.3))
-  config.language = common.ConfigDict(dict(warmup_steps=0))
   config.eval.split = 'valid'
   config.eval.batch_size = 64
   config.checkpoint.every_steps = 1000
@@ -178,7 +177,6 @@ def sample():
   config.optimizer = common.optimizer(
       name='adamw', weight_decay=0.01, max_norm=1.0,
       schedule=dict(name='cosine', base_lr=2e-3, warmup_epochs=0.05))
-  config.language = common.ConfigDict(dict(warmup_steps=0))
   config.eval.split = 'valid'
   config.eval.batch_size = 128
   config.checkpoint.every_steps = 500

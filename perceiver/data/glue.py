@@ -37,6 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from perceiver import tokenizer
+from perceiver.data import registry
 from perceiver.data.errors import MissingDataError
 
 MAX_LINE_BYTES = 1 << 20
@@ -276,3 +277,6 @@ def get_dataset(data_config, *, split: str, batch_size: int, shuffle_seed: Optio
 
 def num_examples(data_config, split: str) -> int:
   return len(load_split(data_config, split)[0])
+
+
+SOURCE = registry.DataSource('glue', get_dataset, num_examples)

@@ -32,6 +32,7 @@ import numpy as np
 
 from perceiver import tokenizer
 from perceiver.data import masking
+from perceiver.data import registry
 from perceiver.data.errors import CorruptDataError, MissingDataError
 
 FORMATS = ('lines', 'files', 'jsonl')
@@ -234,3 +235,6 @@ def get_dataset(data_config, *, split: str, batch_size: int, shuffle_seed: Optio
 
 def num_examples(data_config, split: str) -> int:
   return len(_cached_windows(data_config, split)[0])
+
+
+SOURCE = registry.DataSource('text', get_dataset, num_examples)
