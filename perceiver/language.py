@@ -164,21 +164,21 @@ def masked_lm_outputs(logits: jax.Array, targets: jax.Array, weights: jax.Array)
 
 
 def glue_metrics(metric_names: Sequence[str], predictions: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
-  """The GLUE task metrics (scikit-learn / scipy), in percent like the GLUE tables."""
+  """The GLUE task metrics (scikit-learn / scipy) as fractions (the tables print x100)."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
   from sklearn import metrics as skm  # pylint: disable=g-import-not-at-top
   out = {}
   for name in metric_names:
     if name == 'accuracy':
-      out[name] = 100.0 * skm.accuracy_score(labels, predictions)
+      out[name] = skm.accuracy_score(labels, predictions)
     elif name == 'f1':
-      out[name] = 100.0 * skm.f1_score(labels, predictions, zero_division=0)
+      out[name] = skm.f1_score(labels, predictions, zero_division=0)
     elif name == 'mcc':
-      out[name] = 100.0 * skm.matthews_corrcoef(labels, predictions)
+      out[name] = skm.matthews_corrcoef(labels, predictions)
     elif name == 'pearson':
-      out[name] = 100.0 * float(stats.pearsonr(predictions, labels)[0]) if np.std(predictions) > 0 else 0.0
+      out[name] = float(stats.pearsonr(predictions, labels)[0]) if np.std(predictions) > 0 else 0.0
     elif name == 'spearman':
-      out[name] = 100.0 * float(stats.spearmanr(predictions, labels)[0]) if np.std(predictions) > 0 else 0.0
+      out[name] = float(stats.spearmanr(predictions, labels)[0]) if np.std(predictions) > 0 else 0.0
     else:
       raise ValueError(f'unknown GLUE metric {name!r}')
   return out

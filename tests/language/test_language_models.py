@@ -134,8 +134,8 @@ def test_metrics_match_definitions():
   np.testing.assert_allclose(out['correct'], [1.0])
   np.testing.assert_allclose(out['count'], [2.0])
   m = language.glue_metrics(('mcc', 'f1', 'accuracy'), np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]))
-  assert m['accuracy'] == 75.0 and abs(m['f1'] - 200 / 3) < 1e-9 and abs(m['mcc'] - 57.735) < 1e-3
+  assert m['accuracy'] == 0.75 and abs(m['f1'] - 2 / 3) < 1e-9 and abs(m['mcc'] - 0.57735) < 1e-5
   r = language.glue_metrics(('pearson', 'spearman'), np.array([1.0, 2, 3, 4]), np.array([1.0, 2, 3, 5]))
-  assert r['spearman'] == pytest.approx(100.0) and 95 < r['pearson'] < 100
-  assert language.glue_score({'f1': 80.0, 'accuracy': 70.0}) == 75.0
+  assert r['spearman'] == pytest.approx(1.0) and 0.95 < r['pearson'] < 1.0
+  assert language.glue_score({'f1': 0.8, 'accuracy': 0.7}) == pytest.approx(0.75)
   assert language.glue_average({'mnli_m': 80, 'mnli_mm': 82, 'sst2': 90, 'wnli': 10}) == 85.5
