@@ -1,16 +1,26 @@
 """Count-based references for the slow language tests (not part of the library).
 
-* unigram: every masked byte is predicted as the most frequent training byte;
-* bigram: left to right, each masked byte is predicted as the most frequent
+Both count baselines predict only word bytes (whole-word masking never
+targets whitespace or special ids) and, like the model, see the corrupted
+input: where it is not [MASK] (the 10% kept / 10% random bytes) they copy it.
+* unigram: a [MASK] is predicted as the most frequent training word byte;
+* bigram: left to right, a [MASK] is predicted as the most frequent word-byte
   successor (in the training text) of the byte before it, which is the
-  corrupted input's byte when unmasked and the bigram's own previous guess
-  when it is masked too (whole-word masking masks runs of bytes);
+  input's byte when unmasked and the bigram's own previous guess when it is
+  masked too (whole-word masking masks runs of bytes);
 * bag of bytes: scikit-learn logistic regression on byte-count vectors.
 """
 
 import numpy as np
 
 from perceiver import tokenizer
+from perceiver.data import masking
+
+
+def _word_byte_ids() -> np.ndarray:
+  """bool [V]: ids that whole-word masking can target (word bytes)."""
+  ids = np.arange(tokenizer.VOCAB_SIZE)
+  return masking.word_ids(ids) >= 0  # every id is its own one-byte "document" here
 
 
 def byte_counts(ids: np.ndarray, input_mask: np.ndarray):
@@ -24,22 +34,27 @@ def byte_counts(ids: np.ndarray, input_mask: np.ndarray):
   return unigram, bigram
 
 
-def unigram_accuracy(unigram, targets, weights) -> float:
-  best = int(np.argmax(unigram[tokenizer.NUM_SPECIAL:])) + tokenizer.NUM_SPECIAL
+def unigram_accuracy(unigram, inputs, targets, weights) -> float:
+  best = int(np.argmax(np.where(_word_byte_ids(), unigram, -1)))
   sel = weights > 0
-  return float(np.mean(targets[sel] == best))
+  guess = np.where(inputs == tokenizer.MASK, best, inputs)
+  return float(np.mean(guess[sel] == targets[sel]))
 
 
 def bigram_accuracy(unigram, bigram, inputs, targets, weights) -> float:
-  successor = np.argmax(bigram, axis=1)
-  fallback = int(np.argmax(unigram[tokenizer.NUM_SPECIAL:])) + tokenizer.NUM_SPECIAL
-  successor[bigram.sum(1) == 0] = fallback
+  word = _word_byte_ids()
+  successor = np.argmax(np.where(word[None, :], bigram, -1), axis=1)
+  fallback = int(np.argmax(np.where(word, unigram, -1)))
+  successor[bigram[:, word].sum(1) == 0] = fallback
   correct = total = 0
   for row in range(len(inputs)):
     prev = None
     for t in range(inputs.shape[1]):
       if weights[row, t] > 0:
-        guess = fallback if prev is None else int(successor[prev])
+        if inputs[row, t] != tokenizer.MASK:
+          guess = int(inputs[row, t])
+        else:
+          guess = fallback if prev is None else int(successor[prev])
         correct += guess == targets[row, t]
         total += 1
         prev = guess if inputs[row, t] == tokenizer.MASK else int(inputs[row, t])

@@ -139,3 +139,16 @@ def test_metrics_match_definitions():
   assert r['spearman'] == pytest.approx(1.0) and 0.95 < r['pearson'] < 1.0
   assert language.glue_score({'f1': 0.8, 'accuracy': 0.7}) == pytest.approx(0.75)
   assert language.glue_average({'mnli_m': 80, 'mnli_mm': 82, 'sst2': 90, 'wnli': 10}) == 85.5
+
+
+def test_embed_init_scale_changes_only_the_embedding_init():
+  from configs import language as language_configs
+  cfg = language_configs.tiny_model(16, d_model=8, latents=4, channels=8, self_attends=1, heads=2)
+  inputs = dict(tokens=np.full((1, 16), 40, np.int32), input_mask=np.ones((1, 16), np.int32))
+  scaled, _ = language.build_masked_lm(cfg).init(jax.random.PRNGKey(0), inputs, is_training=False)
+  cfg.pop('embed_init_scale')
+  default, _ = language.build_masked_lm(cfg).init(jax.random.PRNGKey(0), inputs, is_training=False)
+  np.testing.assert_allclose(scaled['embed']['embeddings'], 0.02 * default['embed']['embeddings'], rtol=1e-6)
+  np.testing.assert_array_equal(scaled['embedding_decoder']['bias'], default['embedding_decoder']['bias'])
+  with pytest.raises(ValueError, match='embed_init_scale'):
+    language.reference_config(dict(cfg, embed_init_scale=-1.0))

@@ -75,7 +75,7 @@ def test_mlm_beats_unigram_and_bigram(pretrained):
   batches = list(text.get_dataset(config.data, split='valid', batch_size=256, shuffle_seed=None,
                                   process_index=0, process_count=1).as_numpy_iterator())
   cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-  uni = baselines.unigram_accuracy(unigram, cat['targets'], cat['target_weights'])
+  uni = baselines.unigram_accuracy(unigram, cat['tokens'], cat['targets'], cat['target_weights'])
   bi = baselines.bigram_accuracy(unigram, bigram, cat['tokens'], cat['targets'], cat['target_weights'])
   ev = pretrained['result']['eval']
   _record('mlm', masked_accuracy=ev['masked_accuracy'], masked_loss=ev['masked_loss'],
