@@ -176,14 +176,14 @@ def sample():
   config.model = common.ConfigDict(tiny_model(seq_len))
   # Our choice for a CPU run: AdamW, cosine decay. ~17.6k windows of 128 bytes.
   config.train.batch_size = 32
-  config.train.num_steps = 1000
-  config.train.log_every = 100
+  config.train.num_steps = 500
+  config.train.log_every = 50
   config.optimizer = common.optimizer(
       name='adamw', weight_decay=0.01, max_norm=1.0,
       schedule=dict(name='cosine', base_lr=2e-3, warmup_epochs=0.05))
   config.eval.split = 'valid'
   config.eval.batch_size = 128
-  config.checkpoint.every_steps = 500
+  config.checkpoint.every_steps = 250
   config.checkpoint.export_npz = True
   return config
 

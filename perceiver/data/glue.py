@@ -38,6 +38,7 @@ import numpy as np
 
 from perceiver import tokenizer
 from perceiver.data import registry
+from perceiver.data import text
 from perceiver.data.errors import MissingDataError
 
 MAX_LINE_BYTES = 1 << 20
@@ -132,54 +133,48 @@ def read_tsv(path: str, task: GlueTask, *, labelled: bool = True,
   labels: List = []
   skipped: List[int] = []
   width = None
-  with open(path, 'rb') as f:
-    lineno = 0
-    while True:
-      raw = f.readline(MAX_LINE_BYTES + 1)
-      if not raw:
-        break
-      lineno += 1
-      fields = _split_line(raw, path, lineno)
-      if lineno == 1 and has_header:
-        missing = [c for c in text_cols + ((task.label_column,) if labelled else ()) if c not in fields]
-        if missing:
-          raise GlueFormatError(f'{path}:1: header lacks the {task.name} column(s) {missing}')
-        width = len(fields)
-        index = {name: i for i, name in enumerate(fields)}
-        cols = [index[c] for c in text_cols]
-        label_col = index[task.label_column] if labelled else None
-        continue
-      if lineno == 1:  # header-less CoLA: four columns.
-        width, cols, label_col = 4, list(text_cols), task.label_column
-      if not raw.strip():
-        continue
-      try:
-        if len(fields) != width:
-          raise GlueFormatError(f'{path}:{lineno}: expected {width} tab-separated columns, got {len(fields)}')
-        example = tuple(fields[c] for c in cols)
-        if labelled:
-          value = fields[label_col].strip()
-          if task.is_regression:
-            try:
-              label = float(value)
-            except ValueError:
-              label = float('nan')
-            if not np.isfinite(label):
-              raise GlueFormatError(f'{path}:{lineno}: column {label_col + 1} is not a number')
-          elif value in task.labels:
-            label = task.labels.index(value)
-          else:
-            raise GlueFormatError(f'{path}:{lineno}: column {label_col + 1} is not one of the '
-                                  f'{task.name} labels {list(task.labels)}')
+  for lineno, raw in text.numbered_lines(path, MAX_LINE_BYTES):
+    fields = _split_line(raw, path, lineno)
+    if lineno == 1 and has_header:
+      missing = [c for c in text_cols + ((task.label_column,) if labelled else ()) if c not in fields]
+      if missing:
+        raise GlueFormatError(f'{path}:1: header lacks the {task.name} column(s) {missing}')
+      width = len(fields)
+      index = {name: i for i, name in enumerate(fields)}
+      cols = [index[c] for c in text_cols]
+      label_col = index[task.label_column] if labelled else None
+      continue
+    if lineno == 1:  # header-less CoLA: four columns.
+      width, cols, label_col = 4, list(text_cols), task.label_column
+    if not raw.strip():
+      continue
+    try:
+      if len(fields) != width:
+        raise GlueFormatError(f'{path}:{lineno}: expected {width} tab-separated columns, got {len(fields)}')
+      example = tuple(fields[c] for c in cols)
+      if labelled:
+        value = fields[label_col].strip()
+        if task.is_regression:
+          try:
+            label = float(value)
+          except ValueError:
+            label = float('nan')
+          if not np.isfinite(label):
+            raise GlueFormatError(f'{path}:{lineno}: column {label_col + 1} is not a number')
+        elif value in task.labels:
+          label = task.labels.index(value)
         else:
-          label = -1
-      except GlueFormatError:
-        if on_malformed == 'raise':
-          raise
-        skipped.append(lineno)
-        continue
-      texts.append(example)
-      labels.append(label)
+          raise GlueFormatError(f'{path}:{lineno}: column {label_col + 1} is not one of the '
+                                f'{task.name} labels {list(task.labels)}')
+      else:
+        label = -1
+    except GlueFormatError:
+      if on_malformed == 'raise':
+        raise
+      skipped.append(lineno)
+      continue
+    texts.append(example)
+    labels.append(label)
   if width is None:
     raise GlueFormatError(f'{path}: empty file')
   dtype = np.float32 if task.is_regression else np.int32
@@ -265,7 +260,6 @@ def get_dataset(data_config, *, split: str, batch_size: int, shuffle_seed: Optio
                 process_index: int, process_count: int):
   """tf.data batches {tokens, input_mask, label}; train: one epoch in shuffle_seed's order."""
   from perceiver.data._tf import tf  # pylint: disable=g-import-not-at-top
-  from perceiver.data import text  # pylint: disable=g-import-not-at-top
   ids, mask, labels = load_split(data_config, split)
   train = split == 'train'
   order = text.example_order(len(ids), train=train, shuffle_seed=shuffle_seed, batch_size=batch_size,

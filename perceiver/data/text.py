@@ -55,17 +55,26 @@ def expand_files(pattern: str, field: str) -> List[str]:
   return files
 
 
-def _lines(path: str) -> Iterator[tuple[int, bytes]]:
+def numbered_lines(path: str, max_bytes: int) -> Iterator[tuple[int, bytes]]:
+  """(1-based line number, raw line) of a file; a line longer than max_bytes
+  comes back cut to max_bytes + 1 bytes (bounded memory) for the caller to refuse."""
   with open(path, 'rb') as f:
     lineno = 0
     while True:
-      line = f.readline(MAX_LINE_BYTES + 1)
+      line = f.readline(max_bytes + 1)
       if not line:
         return
       lineno += 1
-      if len(line) > MAX_LINE_BYTES:
-        raise CorruptDataError(path, f'line {lineno} is longer than {MAX_LINE_BYTES} bytes')
       yield lineno, line
+      if len(line) > max_bytes:
+        return
+
+
+def _lines(path: str) -> Iterator[tuple[int, bytes]]:
+  for lineno, line in numbered_lines(path, MAX_LINE_BYTES):
+    if len(line) > MAX_LINE_BYTES:
+      raise CorruptDataError(path, f'line {lineno} is longer than {MAX_LINE_BYTES} bytes')
+    yield lineno, line
 
 
 def _decode(raw: bytes, path: str, lineno: int) -> str:
