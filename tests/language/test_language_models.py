@@ -152,3 +152,16 @@ def test_embed_init_scale_changes_only_the_embedding_init():
   np.testing.assert_array_equal(scaled['embedding_decoder']['bias'], default['embedding_decoder']['bias'])
   with pytest.raises(ValueError, match='embed_init_scale'):
     language.reference_config(dict(cfg, embed_init_scale=-1.0))
+
+
+@needs_golden
+def test_hf_weights_fill_the_classifier_encoder():
+  """init_from HF `deepmind/language-perceiver` layout: same modules as the pickle."""
+  loaded, _, hf_cfg = load_checkpoint(HF)
+  assert hf_cfg['model'] == 'masked_lm'
+  inputs = dict(tokens=np.full((1, 8), 40, np.int32), input_mask=np.ones((1, 8), np.int32))
+  clf = language.build_classifier(hf_cfg, 2)
+  fresh, _ = clf.init(jax.random.PRNGKey(0), inputs, is_training=True)
+  params, report = language.transfer_encoder(fresh, loaded)
+  np.testing.assert_array_equal(params['embed']['embeddings'], loaded['embed']['embeddings'])
+  assert all(m.startswith(language.HEAD_MODULE) for m in report['fresh'])

@@ -116,3 +116,18 @@ def test_presets_pass_the_checks(preset, corpus, monkeypatch):
     assert config.model.encoder.z_index_dim == 256 and config.model.encoder.num_z_channels == 1280
     assert config.model.vocab_size == 262 and config.model.max_seq_len == 2048 == config.data.seq_len
     assert config.model.decoder.to_dict() == want['decoder']
+
+
+def test_paper_mlm_is_the_released_model_with_its_parameter_count():
+  import jax
+  import jax.numpy as jnp
+  from perceiver import language
+  config = language_configs.get_config('paper_mlm')
+  with pytest.raises(AttributeError, match='locked'):
+    config.train.batchsize = 3  # a typo of batch_size
+  net = language.build_masked_lm(config.model)
+  spec = jax.ShapeDtypeStruct((1, 2048), jnp.int32)
+  params, _ = jax.eval_shape(lambda t: net.init(jax.random.PRNGKey(0), dict(tokens=t, input_mask=t),
+                                                is_training=False), spec)
+  count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+  assert count == pytest.approx(201e6, rel=0.01)  # PAPERS.md: "~201M parameters"

@@ -129,3 +129,10 @@ def test_whole_word_masking():
   assert abs(frac[0] - 0.8) < 0.02 and abs(frac[2] - 0.1 - 0.1 / 250) < 0.02, frac
   with pytest.raises(ValueError, match='mask_rate'):
     masking.MaskingConfig(mask_rate=0.0)
+
+
+def test_tfds_text_needs_a_prepared_dataset(tmp_path):
+  pytest.importorskip('tensorflow_datasets')
+  docs = text._tfds_documents('c4/en', 'train', str(tmp_path), 'text')  # pylint: disable=protected-access
+  with pytest.raises(MissingDataError):
+    next(docs)
