@@ -92,6 +92,7 @@ setup(
         'perceiver-attention-maps=perceiver_tools.cli.attention_maps:run',
         'perceiver-permutation-table=perceiver_tools.cli.permutation_table:run',
         'perceiver-sample-data=perceiver_tools.cli.make_sample_data:run',
+        'perceiver-fill-mask=perceiver_tools.cli.fill_mask:run',
         'perceiver-data-benchmark=perceiver_tools.data_benchmark:run',
     ]},
 )

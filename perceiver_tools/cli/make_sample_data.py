@@ -1,6 +1,6 @@
 """Writes small REAL data in the public formats that perceiver.data reads.
 
-  python scripts/make_sample_data.py --out=DIR [--what=imagenet,audioset,modelnet]
+  python scripts/make_sample_data.py --out=DIR [--what=imagenet,audioset,modelnet,text]
   perceiver-sample-data --out=DIR ...   # installed
 
 so that tests and benchmarks run the production loaders unchanged:
@@ -21,6 +21,8 @@ so that tests and benchmarks run the production loaders unchanged:
   `Y<ytid>.wav` at 16 kHz and `<ytid>.flac` at 44.1 kHz so that resampling to
   48 kHz is exercised. The optional videos are 64x64 renderings of the
   segment's scrolling spectrogram (the only "video" these sources have).
+* text -> DIR/text/{train,valid}.txt and DIR/glue/{SST-2,RTE}/{train,dev}.tsv:
+  Debian fortunes (see perceiver_tools/sample_text.py and docs/language.md).
 * modelnet -> DIR/modelnet/ModelNet40/<class>/{train,test}/<class>_NNNN.off
   and DIR/modelnet/modelnet40_ply_hdf5_2048/ply_data_{train,test}N.h5 +
   shape_names.txt. CGAL's demo meshes (Debian libcgal-demo), one class per
@@ -423,6 +425,9 @@ _MODELNET_H5 = flags.DEFINE_list('modelnet_h5', ['40', '10'], 'HDF5 clouds per c
 _CGAL_MESHES = flags.DEFINE_string('cgal_meshes', None,
                                    'directory of CGAL data/meshes (default: search)',
                                    flag_values=FLAGS)
+_FORTUNES_DIR = flags.DEFINE_string('fortunes_dir', '/usr/share/games/fortunes',
+                                    'text: Debian fortunes files (perceiver_tools/sample_text.py)',
+                                    flag_values=FLAGS)
 flags.mark_flag_as_required('out', flag_values=FLAGS)
 
 
@@ -438,7 +443,7 @@ def _train_test(flag) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
   _flags.parse(FLAGS, argv, __doc__)
   what = [w.strip() for w in _WHAT.value if w.strip()]
-  unknown = set(what) - {'imagenet', 'audioset', 'modelnet'}
+  unknown = set(what) - {'imagenet', 'audioset', 'modelnet', 'text'}
   if unknown:
     print(f'make_sample_data.py: error: unknown --what entries: {sorted(unknown)}',
           file=sys.stderr)
@@ -456,6 +461,12 @@ def main(argv: list[str] | None = None) -> int:
       h5_train, h5_test = _train_test(_MODELNET_H5)
       make_modelnet(os.path.join(_OUT.value, 'modelnet'), off_train, off_test,
                     h5_train, h5_test, _SEED.value, _CGAL_MESHES.value)
+    if 'text' in what:  # Real English from Debian fortunes.
+      from perceiver_tools import sample_text  # pylint: disable=g-import-not-at-top
+      try:
+        sample_text.write_text_sample(_OUT.value, seed=_SEED.value, directory=_FORTUNES_DIR.value, log=_log)
+      except sample_text.FortunesMissing as e:
+        raise SourceMissing(str(e)) from None
   except SourceMissing as e:
     print(f'make_sample_data.py: error: {e}', file=sys.stderr)
     return 2

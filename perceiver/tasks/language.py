@@ -1,0 +1,167 @@
+"""Language tasks: byte-level masked-LM pre-training (`mlm`) and GLUE (`glue`).
+
+`mlm`: cross-entropy on the masked bytes only (data: the `text` source);
+eval reports the byte-weighted masked-byte accuracy and loss.
+`glue`: one GLUE task (data: the `glue` source): softmax cross-entropy, or
+mean squared error for regression (STS-B); eval reports the task's official
+metrics (perceiver.language.glue_metrics) and its GLUE score.
+
+Two optional hooks the runner calls when a task has them:
+`load_params(fresh, loaded, config)` (GLUE: the encoder comes from
+`--config.init_from`, the head stays fresh) and `wrap_optimizer(tx, config)`
+(GLUE with `model.classifier.freeze_encoder`: encoder updates are zero).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from perceiver import language
+
+
+def _config_error(message: str):
+  from perceiver.train.config_checks import ConfigError  # pylint: disable=g-import-not-at-top
+  return ConfigError(message)
+
+
+def _check_lengths(config) -> None:
+  try:
+    language.reference_config(config.model)
+  except ValueError as e:
+    raise _config_error(str(e)) from None
+  seq_len, max_len = config.data.seq_len, config.model.max_seq_len
+  if seq_len > max_len:
+    raise _config_error(f'data.seq_len={seq_len} exceeds model.max_seq_len={max_len}')
+
+
+def _inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+  return dict(tokens=batch['tokens'], input_mask=batch['input_mask'])
+
+
+class MaskedLMTask:
+  """Masked-byte prediction with the released model's architecture."""
+
+  name = 'mlm'
+  batch_keys = ('tokens', 'input_mask', 'targets', 'target_weights')
+
+  def check_config(self, config: ml_collections.ConfigDict) -> None:
+    if config.data.name != 'text':
+      raise _config_error(f"task 'mlm' reads data.name='text', got {config.data.name!r}")
+    _check_lengths(config)
+
+  def build_model(self, config: ml_collections.ConfigDict) -> hk.TransformedWithState:
+    return language.build_masked_lm(config.model)
+
+  def model_inputs(self, batch):
+    return _inputs(batch)
+
+  def train_loss(self, net, params, model_state, rng, batch, config):
+    logits, model_state = net.apply(params, model_state, rng, self.model_inputs(batch),
+                                    is_training=True)
+    seq = batch['targets'].shape[1]
+    out = language.masked_lm_outputs(logits[:, :seq], batch['targets'], batch['target_weights'])
+    count = jnp.maximum(jnp.sum(out['count']), 1.0)
+    loss = jnp.sum(out['loss_sum']) / count
+    return loss, (model_state, dict(masked_accuracy=jnp.sum(out['correct']) / count))
+
+  def eval_outputs(self, net, params, model_state, batch, config):
+    logits, _ = net.apply(params, model_state, None, self.model_inputs(batch), is_training=False)
+    seq = batch['targets'].shape[1]
+    out = language.masked_lm_outputs(logits[:, :seq], batch['targets'], batch['target_weights'])
+    per_example = out['loss_sum'] / jnp.maximum(out['count'], 1.0)
+    return dict(loss=per_example, collect=out)
+
+  def finalize_eval(self, collected: Mapping[str, np.ndarray], config) -> dict[str, float]:
+    count = float(np.sum(collected['count'], dtype=np.float64))
+    return dict(masked_accuracy=float(np.sum(collected['correct'], dtype=np.float64)) / max(count, 1.0),
+                masked_loss=float(np.sum(collected['loss_sum'], dtype=np.float64)) / max(count, 1.0),
+                masked_bytes=count)
+
+
+class GlueTask:
+  """A GLUE task on the masked LM's encoder with a one-query head."""
+
+  name = 'glue'
+  batch_keys = ('tokens', 'input_mask', 'label')
+
+  def _spec(self, config):
+    from perceiver.data import glue  # pylint: disable=g-import-not-at-top
+    return glue.get_task(config.data.task)
+
+  def check_config(self, config: ml_collections.ConfigDict) -> None:
+    if config.data.name != 'glue':
+      raise _config_error(f"task 'glue' reads data.name='glue', got {config.data.name!r}")
+    if 'classifier' not in config.model:
+      raise _config_error('task glue needs a model.classifier section (configs/language.py)')
+    try:
+      spec = self._spec(config)
+    except ValueError as e:
+      raise _config_error(str(e)) from None
+    got = config.model.classifier.num_outputs
+    if got != spec.num_outputs:
+      raise _config_error(f'model.classifier.num_outputs={got} but GLUE {spec.name} has '
+                          f'{spec.num_outputs} output(s)')
+    _check_lengths(config)
+
+  def build_model(self, config: ml_collections.ConfigDict) -> hk.TransformedWithState:
+    c = config.model.classifier
+    return language.build_classifier(config.model, c.num_outputs, num_heads=c.num_heads,
+                                     query_channels=c.query_channels,
+                                     use_query_residual=c.use_query_residual)
+
+  def model_inputs(self, batch):
+    return _inputs(batch)
+
+  def _per_example(self, logits, labels, regression: bool):
+    if regression:
+      return jnp.square(logits[:, 0] - labels.astype(jnp.float32))
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32))
+
+  def train_loss(self, net, params, model_state, rng, batch, config):
+    regression = self._spec(config).is_regression
+    logits, model_state = net.apply(params, model_state, rng, self.model_inputs(batch),
+                                    is_training=True)
+    loss = self._per_example(logits, batch['label'], regression).mean()
+    metrics = {} if regression else dict(
+        accuracy=jnp.mean(jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32))
+    return loss, (model_state, metrics)
+
+  def eval_outputs(self, net, params, model_state, batch, config):
+    regression = self._spec(config).is_regression
+    logits, _ = net.apply(params, model_state, None, self.model_inputs(batch), is_training=False)
+    prediction = logits[:, 0] if regression else jnp.argmax(logits, -1).astype(jnp.float32)
+    return dict(loss=self._per_example(logits, batch['label'], regression),
+                collect=dict(prediction=prediction, label=batch['label'].astype(jnp.float32)))
+
+  def finalize_eval(self, collected: Mapping[str, np.ndarray], config) -> dict[str, float]:
+    spec = self._spec(config)
+    pred, label = collected['prediction'], collected['label']
+    if not spec.is_regression:
+      pred, label = pred.astype(np.int64), label.astype(np.int64)
+    metrics = language.glue_metrics(spec.metrics, pred, label)
+    metrics['glue_score'] = language.glue_score(metrics)
+    return metrics
+
+  # --- hooks ---------------------------------------------------------------
+
+  def load_params(self, fresh: hk.Params, loaded: hk.Params, config) -> hk.Params:
+    """Encoder from the file (masked LM or classifier), head fresh unless present."""
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    params, report = language.transfer_encoder(jax.device_get(fresh), loaded)
+    logging.info('init_from: %d encoder modules loaded; fresh: %s; not used: %s',
+                 len(report['loaded']), report['fresh'] or 'none', report['dropped'] or 'none')
+    return params
+
+  def wrap_optimizer(self, tx: optax.GradientTransformation, config) -> optax.GradientTransformation:
+    if not config.model.classifier.freeze_encoder:
+      return tx
+    return optax.multi_transform(
+        {'train': tx, 'freeze': optax.set_to_zero()},
+        lambda params: language.trainable_labels(params, freeze_encoder=True))

@@ -1,0 +1,1 @@
+"""Language tests import the installed package only (configs via perceiver_configs)."""

@@ -1,0 +1,166 @@
+"""Masked LM / GLUE classifier builders, encoder transfer, metrics, fill_mask.py parity."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from perceiver import language
+from perceiver import tokenizer
+from perceiver.checkpoints import CheckpointMismatchError, load_checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GOLDEN = os.path.join(os.path.dirname(REPO), 'shared', 'golden')
+ORACLE = os.path.join(GOLDEN, 'official', 'language_masked_lm.npz')
+PICKLE = os.path.join(GOLDEN, 'official', 'pickles', 'language_masked_lm.pickle')
+HF = os.path.join(GOLDEN, 'hf', 'language_perceiver.npz')
+from perceiver_tools.cli import fill_mask
+
+needs_golden = pytest.mark.skipif(not os.path.exists(PICKLE), reason='golden files not present')
+
+
+def _golden():
+  z = np.load(ORACLE)
+  return json.loads(str(z['__config__'])), z
+
+
+def _row_text(ids):
+  """A golden input row as fill_mask --text: runs of [MASK] ids -> [MASK:n]."""
+  out, i = '', 0
+  ids = [int(t) for t in ids if t != tokenizer.PAD]
+  while i < len(ids):
+    if ids[i] == tokenizer.MASK:
+      j = i
+      while j < len(ids) and ids[j] == tokenizer.MASK:
+        j += 1
+      out += f'[MASK:{j - i}]'
+      i = j
+    else:
+      out += bytes([ids[i] - tokenizer.NUM_SPECIAL]).decode('latin-1')
+      i += 1
+  return out
+
+
+@needs_golden
+def test_fill_mask_reproduces_the_reference_logits():
+  """fill_mask's input path + model on the released-format pickle == reference output."""
+  cfg, z = _golden()
+  params, got_cfg, fmt = fill_mask.load_masked_lm(PICKLE, ORACLE)
+  assert fmt == 'pickle' and got_cfg['encoder'] == cfg['encoder']
+  for row in range(2):
+    text = _row_text(z['input::inputs'][row])
+    data, masked = fill_mask.parse_text(text, 9, require_mask=False)  # row 1 has no mask
+    tokens, mask, offset = fill_mask.model_inputs(data, masked, cfg['max_seq_len'], 'none')
+    np.testing.assert_array_equal(tokens[0], z['input::inputs'][row])
+    np.testing.assert_array_equal(mask[0], z['input::input_mask'][row])
+    logits = fill_mask.fill(params, got_cfg, tokens, mask)[0]
+    ref = z['output'][row]
+    err = np.abs(logits - ref).max()
+    assert err <= 1e-4 and err / np.abs(ref).max() <= 1e-3, err
+    lines = fill_mask.describe(data, masked, logits, offset)
+    assert len(lines) == 1 + len(masked)
+
+
+@needs_golden
+def test_fill_mask_cli_pickle_and_hf(tmp_path):
+  cfg, z = _golden()
+  text = _row_text(z['input::inputs'][0])
+  out = tmp_path / 'logits.npy'
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  run = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'fill_mask.py'), '--checkpoint', PICKLE,
+                        '--model_config', ORACLE, '--text', text, '--dump_logits', str(out)],
+                       capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert run.returncode == 0, run.stderr[-2000:]
+  np.testing.assert_allclose(np.load(out), z['output'][0], atol=1e-4)
+  assert 'bytes 5:9 ->' in run.stdout
+  # HF weights: config from the file, [CLS]/[SEP] added (HF's tokenizer).
+  run = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'fill_mask.py'), '--checkpoint', HF,
+                        '--text', 'Perceiver[MASK:3]', '--span', '0:2'],
+                       capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert 'bytes 0:2 ->' in run.stdout and 'bytes 9:12 ->' in run.stdout
+
+
+def test_parse_text():
+  data, masked = fill_mask.parse_text('a[MASK]b[MASK:2]', 3)
+  assert data == b'a\0\0\0b\0\0' and masked == [(1, 4), (5, 7)]
+  with pytest.raises(ValueError, match='nothing to fill'):
+    fill_mask.parse_text('no mask here', 3)
+  with pytest.raises(ValueError, match='--span'):
+    fill_mask.parse_text('abc', 3, ['2:9'])
+  tokens, mask, offset = fill_mask.model_inputs(b'ab\0', [(2, 3)], 6, 'cls_sep')
+  np.testing.assert_array_equal(tokens[0], [tokenizer.CLS, 103, 104, tokenizer.MASK, tokenizer.SEP, 0])
+  assert offset == 1 and mask.sum() == 5
+  with pytest.raises(ValueError, match='at most 4'):
+    fill_mask.model_inputs(b'abcdef', [(0, 1)], 4, 'none')
+
+
+@needs_golden
+def test_classifier_takes_the_encoder_and_keeps_a_fresh_head():
+  cfg, z = _golden()
+  loaded, _, _ = load_checkpoint(PICKLE)
+  inputs = dict(tokens=z['input::inputs'], input_mask=z['input::input_mask'])
+  clf = language.build_classifier(cfg, 3)
+  fresh, state = clf.init(jax.random.PRNGKey(0), inputs, is_training=True)
+  params, report = language.transfer_encoder(fresh, loaded)
+  assert report['fresh'] and all(m.startswith(language.HEAD_MODULE) for m in report['fresh'])
+  assert 'embed' in report['loaded'] and 'basic_decoder/~/trainable_position_encoding' in report['dropped']
+  for m in report['loaded']:
+    for n in params[m]:
+      np.testing.assert_array_equal(params[m][n], loaded[m][n])
+  for m in report['fresh']:
+    for n in params[m]:
+      np.testing.assert_array_equal(params[m][n], fresh[m][n])
+  logits, _ = clf.apply(params, state, None, inputs, is_training=False)
+  assert logits.shape == (2, 3) and np.all(np.isfinite(logits))
+  labels = language.trainable_labels(params, freeze_encoder=True)
+  assert labels['embed']['embeddings'] == 'freeze'
+  assert {v for m in report['fresh'] for v in labels[m].values()} == {'train'}
+  # A checkpoint of another width does not fit: every mismatch is listed.
+  bad = dict(loaded, embed={'embeddings': np.zeros((262, 3), np.float32)})
+  with pytest.raises(CheckpointMismatchError, match=r'embed/embeddings: file \(262, 3\)'):
+    language.transfer_encoder(fresh, bad)
+
+
+def test_metrics_match_definitions():
+  out = language.masked_lm_outputs(np.log(np.array([[[0.7, 0.3], [0.2, 0.8]]], np.float32)),
+                                   np.array([[0, 0]]), np.array([[1.0, 1.0]]))
+  np.testing.assert_allclose(out['loss_sum'], [-np.log(0.7) - np.log(0.2)], rtol=1e-5)
+  np.testing.assert_allclose(out['correct'], [1.0])
+  np.testing.assert_allclose(out['count'], [2.0])
+  m = language.glue_metrics(('mcc', 'f1', 'accuracy'), np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]))
+  assert m['accuracy'] == 0.75 and abs(m['f1'] - 2 / 3) < 1e-9 and abs(m['mcc'] - 0.57735) < 1e-5
+  r = language.glue_metrics(('pearson', 'spearman'), np.array([1.0, 2, 3, 4]), np.array([1.0, 2, 3, 5]))
+  assert r['spearman'] == pytest.approx(1.0) and 0.95 < r['pearson'] < 1.0
+  assert language.glue_score({'f1': 0.8, 'accuracy': 0.7}) == pytest.approx(0.75)
+  assert language.glue_average({'mnli_m': 80, 'mnli_mm': 82, 'sst2': 90, 'wnli': 10}) == 85.5
+
+
+def test_embed_init_scale_changes_only_the_embedding_init():
+  from perceiver_configs import language as language_configs
+  cfg = language_configs.tiny_model(16, d_model=8, latents=4, channels=8, self_attends=1, heads=2)
+  inputs = dict(tokens=np.full((1, 16), 40, np.int32), input_mask=np.ones((1, 16), np.int32))
+  scaled, _ = language.build_masked_lm(cfg).init(jax.random.PRNGKey(0), inputs, is_training=False)
+  cfg.pop('embed_init_scale')
+  default, _ = language.build_masked_lm(cfg).init(jax.random.PRNGKey(0), inputs, is_training=False)
+  np.testing.assert_allclose(scaled['embed']['embeddings'], 0.02 * default['embed']['embeddings'], rtol=1e-6)
+  np.testing.assert_array_equal(scaled['embedding_decoder']['bias'], default['embedding_decoder']['bias'])
+  with pytest.raises(ValueError, match='embed_init_scale'):
+    language.reference_config(dict(cfg, embed_init_scale=-1.0))
+
+
+@needs_golden
+def test_hf_weights_fill_the_classifier_encoder():
+  """init_from HF `deepmind/language-perceiver` layout: same modules as the pickle."""
+  loaded, _, hf_cfg = load_checkpoint(HF)
+  assert hf_cfg['model'] == 'masked_lm'
+  inputs = dict(tokens=np.full((1, 8), 40, np.int32), input_mask=np.ones((1, 8), np.int32))
+  clf = language.build_classifier(hf_cfg, 2)
+  fresh, _ = clf.init(jax.random.PRNGKey(0), inputs, is_training=True)
+  params, report = language.transfer_encoder(fresh, loaded)
+  np.testing.assert_array_equal(params['embed']['embeddings'], loaded['embed']['embeddings'])
+  assert all(m.startswith(language.HEAD_MODULE) for m in report['fresh'])

@@ -1,0 +1,155 @@
+"""Done-when measurements on the real sample text (Debian fortunes), CPU.
+
+  python -m pytest -q -s -m slow tests/language/test_slow_language.py
+
+One MLM pre-training run of the `sample` preset, then fine-tuning on the
+topic task (from that encoder and from scratch, same steps) and on the
+continuation pair task, and fill-in-the-blank on held-out text. Figures are
+printed and written to $PERCEIVER_LANG_RESULTS (default: the test's tmp dir)
+as JSON; docs/language.md quotes a run.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from perceiver_configs import language as language_configs
+from perceiver import tokenizer
+from perceiver.data import glue
+from perceiver.data import text
+from perceiver.train import trainer
+
+from tests.language import baselines
+
+pytestmark = pytest.mark.slow
+FORTUNES = '/usr/share/games/fortunes'
+RESULTS = {}
+
+
+def _record(name, **values):
+  RESULTS[name] = values
+  print(f'\n[language] {name}: {json.dumps(values)}', flush=True)
+  path = os.environ.get('PERCEIVER_LANG_RESULTS')
+  if path:
+    with open(path, 'w') as f:
+      json.dump(RESULTS, f, indent=2)
+
+
+@pytest.fixture(scope='module')
+def sample_dir(tmp_path_factory):
+  if not os.path.isdir(FORTUNES):
+    pytest.skip('Debian fortunes not installed (bash scripts/install_sample_sources.sh)')
+  from perceiver_tools import sample_text
+  out = str(tmp_path_factory.mktemp('fortunes'))
+  sample_text.write_text_sample(out, log=lambda *_: None)
+  return out
+
+
+def _with_paths(config, sample_dir):
+  config.unlock()
+  if config.data.name == 'text':
+    config.data.train_files = f'{sample_dir}/text/train.txt'
+    config.data.eval_files = f'{sample_dir}/text/valid.txt'
+  else:
+    config.data.glue_dir = f'{sample_dir}/glue'
+  config.checkpoint.async_save = False
+  return config
+
+
+@pytest.fixture(scope='module')
+def pretrained(sample_dir, tmp_path_factory):
+  config = _with_paths(language_configs.get_config('sample'), sample_dir)
+  workdir = str(tmp_path_factory.mktemp('mlm'))
+  start = time.time()
+  result = trainer.train_and_evaluate(config, workdir)
+  return dict(config=config, workdir=workdir, result=result, wall_s=time.time() - start)
+
+
+# Measured 2026-11-30 (docs/language.md): the `sample` MLM stayed on the
+# unigram plateau (11.0% masked-byte accuracy after 500 steps, 15.5 min on the
+# shared CPU) below the count baselines (18.9% / 20.1%); these targets are
+# kept as the claim to reach, not hidden.
+_PLATEAU = 'not reached at CPU scale: the sample MLM stays at the unigram plateau (docs/language.md)'
+
+
+@pytest.mark.xfail(strict=False, reason=_PLATEAU)
+def test_mlm_beats_unigram_and_bigram(pretrained):
+  config = pretrained['config']
+  ids, mask = text.split_windows(config.data, 'train')
+  unigram, bigram = baselines.byte_counts(ids, mask)
+  batches = list(text.get_dataset(config.data, split='valid', batch_size=256, shuffle_seed=None,
+                                  process_index=0, process_count=1).as_numpy_iterator())
+  cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+  uni = baselines.unigram_accuracy(unigram, cat['tokens'], cat['targets'], cat['target_weights'])
+  bi = baselines.bigram_accuracy(unigram, bigram, cat['tokens'], cat['targets'], cat['target_weights'])
+  ev = pretrained['result']['eval']
+  _record('mlm', masked_accuracy=ev['masked_accuracy'], masked_loss=ev['masked_loss'],
+          unigram_accuracy=uni, bigram_accuracy=bi, masked_bytes=ev['masked_bytes'],
+          steps=config.train.num_steps, batch=config.train.batch_size, wall_s=pretrained['wall_s'])
+  assert ev['masked_accuracy'] > bi + 0.05 and bi > uni
+
+
+def _finetune(sample_dir, preset, tmp_path, init_from, **overrides):
+  config = _with_paths(language_configs.get_config(preset), sample_dir)
+  config.init_from = init_from
+  for key, value in overrides.items():
+    section, name = key.split('.')
+    config[section][name] = value
+  start = time.time()
+  result = trainer.train_and_evaluate(config, str(tmp_path))
+  return config, result['eval'], time.time() - start
+
+
+@pytest.mark.xfail(strict=False, reason='not reached: from the plateaued sample MLM 70.4% vs scratch '
+                   '72.2% vs bag of bytes 71.9% (docs/language.md)')
+def test_topic_finetuning_beats_scratch_and_bag_of_bytes(pretrained, sample_dir, tmp_path):
+  params = os.path.join(pretrained['workdir'], 'params.npz')
+  config, tuned, t_tuned = _finetune(sample_dir, 'sample_topic', tmp_path / 'ft', params)
+  _, scratch, t_scratch = _finetune(sample_dir, 'sample_topic', tmp_path / 'scratch', '')
+  task = glue.get_task('sst2')
+  train = glue.read_tsv(f'{sample_dir}/glue/SST-2/train.tsv', task)
+  dev = glue.read_tsv(f'{sample_dir}/glue/SST-2/dev.tsv', task)
+  bow = baselines.bag_of_bytes_accuracy([t[0] for t in train.texts], train.labels,
+                                              [t[0] for t in dev.texts], dev.labels)
+  _record('topic', pretrained_accuracy=tuned['accuracy'], scratch_accuracy=scratch['accuracy'],
+          bag_of_bytes_accuracy=bow, steps=config.train.num_steps, batch=config.train.batch_size,
+          wall_s_pretrained=t_tuned, wall_s_scratch=t_scratch, dev_examples=len(dev.texts))
+  assert tuned['accuracy'] > scratch['accuracy']
+  assert tuned['accuracy'] > bow
+
+
+def test_pair_task_end_to_end(pretrained, sample_dir, tmp_path):
+  params = os.path.join(pretrained['workdir'], 'params.npz')
+  config, ev, wall = _finetune(sample_dir, 'sample_pair', tmp_path, params)
+  _record('pair', accuracy=ev['accuracy'], glue_score=ev['glue_score'], steps=config.train.num_steps,
+          wall_s=wall, dev_examples=ev['num_examples'])
+  assert 0 <= ev['accuracy'] <= 1 and ev['num_examples'] > 100
+
+
+@pytest.mark.xfail(strict=False, reason=_PLATEAU)
+def test_fill_mask_predicts_a_masked_common_word(pretrained, sample_dir):
+  import fill_mask  # scripts/, via conftest
+  params, cfg, _ = fill_mask.load_masked_lm(os.path.join(pretrained['workdir'], 'params.npz'))
+  sentences = []
+  with open(f'{sample_dir}/text/valid.txt', encoding='utf-8') as f:
+    for line in f:
+      line = line.strip()[:120]
+      at = line.find(' the ', 10)
+      if at > 0 and len(line.encode('utf-8')) == len(line):  # ASCII: byte = char offsets
+        sentences.append((line, at + 1))
+      if len(sentences) == 40:
+        break
+  hits, shown = 0, []
+  for line, at in sentences:
+    data, masked = fill_mask.parse_text(line, 3, [f'{at}:{at + 3}'])
+    tokens, mask, offset = fill_mask.model_inputs(data, masked, int(cfg['max_seq_len']), 'none')
+    logits = fill_mask.fill(params, cfg, tokens, mask)[0]
+    guess = tokenizer.decode(np.argmax(logits[offset + at:offset + at + 3], -1))
+    hits += guess == 'the'
+    shown.append(guess)
+  rate = hits / len(sentences)
+  _record('fill_mask', word='the', sentences=len(sentences), top1_exact=rate, examples=shown[:10])
+  assert rate >= 0.5

@@ -1,0 +1,133 @@
+"""The mlm and glue tasks through the production runner (tiny CPU runs)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from perceiver_configs import language as language_configs
+from perceiver import tasks
+from perceiver.checkpoints import read_checkpoint
+from perceiver.train import config_checks
+from perceiver.train import trainer
+
+WORDS = ('the cat sat on the mat and the dog ran to the park while a bird sang in the tree '
+         'computers run programs and the law has rules about food').split()
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+  root = tmp_path_factory.mktemp('lang')
+  rng = np.random.default_rng(0)
+  (root / 'text').mkdir()
+  for split, n in (('train', 300), ('valid', 40)):
+    docs = [' '.join(rng.choice(WORDS, size=12)) for _ in range(n)]
+    (root / 'text' / f'{split}.txt').write_text('\n'.join(docs) + '\n')
+  glue = root / 'glue' / 'RTE'
+  glue.mkdir(parents=True)
+  for split, n in (('train', 64), ('dev', 16)):
+    rows = ['index\tsentence1\tsentence2\tlabel']
+    for i in range(n):
+      a, b = ' '.join(rng.choice(WORDS, size=6)), ' '.join(rng.choice(WORDS, size=6))
+      rows.append(f'{i}\t{a}\t{b}\t{"entailment" if i % 2 else "not_entailment"}')
+    (glue / f'{split}.tsv').write_text('\n'.join(rows) + '\n')
+  return str(root)
+
+
+def _smoke(corpus, task='mlm'):
+  config = language_configs.smoke()
+  config.unlock()
+  config.data.train_files = f'{corpus}/text/train.txt'
+  config.data.eval_files = f'{corpus}/text/valid.txt'
+  config.checkpoint.export_npz = True
+  config.checkpoint.async_save = False
+  if task == 'glue':
+    model = config.model.to_dict()
+    model['classifier'] = language_configs.classifier(2)
+    config.task = 'glue'
+    config.data = language_configs.glue_data('rte', glue_dir=f'{corpus}/glue', seq_len=32)
+    config.model = model
+    config.optimizer.weight_decay = 0.1  # a frozen encoder must not decay either
+  config.lock()
+  return config
+
+
+def test_registered():
+  assert {'mlm', 'glue'} <= set(tasks.names())
+
+
+def test_mlm_then_glue_from_its_encoder(corpus, tmp_path):
+  mlm_dir = str(tmp_path / 'mlm')
+  result = trainer.train_and_evaluate(_smoke(corpus), mlm_dir)
+  ev = result['eval']
+  assert 0 <= ev['masked_accuracy'] <= 1 and ev['masked_bytes'] > 0 and np.isfinite(ev['masked_loss'])
+  pretrained, _, _ = read_checkpoint(os.path.join(mlm_dir, 'params.npz'))
+
+  # Frozen encoder: encoder weights stay exactly the pre-trained ones, head trains.
+  config = _smoke(corpus, 'glue')
+  config.unlock()
+  config.init_from = os.path.join(mlm_dir, 'params.npz')
+  config.model.classifier.freeze_encoder = True
+  config.lock()
+  result = trainer.train_and_evaluate(config, str(tmp_path / 'frozen'))
+  assert {'accuracy', 'glue_score'} <= set(result['eval'])
+  tuned, _, _ = read_checkpoint(str(tmp_path / 'frozen' / 'params.npz'))
+  encoder = [m for m in tuned if not m.startswith('classification_decoder')]
+  assert encoder and 'embed' in encoder
+  for m in encoder:
+    for n in tuned[m]:
+      np.testing.assert_array_equal(tuned[m][n], pretrained[m][n])
+  head = [m for m in tuned if m.startswith('classification_decoder')]
+  assert head and not any(m in pretrained for m in head)
+
+  # Not frozen: the encoder moves away from the pre-trained weights.
+  config = _smoke(corpus, 'glue')
+  config.unlock()
+  config.init_from = os.path.join(mlm_dir, 'params.npz')
+  config.lock()
+  trainer.train_and_evaluate(config, str(tmp_path / 'tuned'))
+  tuned, _, _ = read_checkpoint(str(tmp_path / 'tuned' / 'params.npz'))
+  assert not np.array_equal(tuned['embed']['embeddings'], pretrained['embed']['embeddings'])
+
+
+def test_config_errors_name_the_field(corpus):
+  config = _smoke(corpus, 'glue')
+  config.unlock()
+  config.model.classifier.num_outputs = 3
+  with pytest.raises(config_checks.ConfigError, match='model.classifier.num_outputs=3'):
+    config_checks.check_config(config, 'train')
+  config = _smoke(corpus)
+  config.unlock()
+  config.data.seq_len = 64
+  with pytest.raises(config_checks.ConfigError, match='data.seq_len=64 exceeds model.max_seq_len=32'):
+    config_checks.check_config(config, 'train')
+
+
+@pytest.mark.parametrize('preset', sorted(language_configs.PRESETS))
+def test_presets_pass_the_checks(preset, corpus, monkeypatch):
+  config = language_configs.get_config(preset)
+  assert config.task in ('mlm', 'glue')
+  task = tasks.get_task(config)
+  task.check_config(config)
+  if preset == 'paper_mlm':
+    from perceiver.checkpoints import published_config
+    want = published_config('language_masked_lm')
+    assert config.model.encoder.num_self_attends_per_block == 26
+    assert config.model.encoder.z_index_dim == 256 and config.model.encoder.num_z_channels == 1280
+    assert config.model.vocab_size == 262 and config.model.max_seq_len == 2048 == config.data.seq_len
+    assert config.model.decoder.to_dict() == want['decoder']
+
+
+def test_paper_mlm_is_the_released_model_with_its_parameter_count():
+  import jax
+  import jax.numpy as jnp
+  from perceiver import language
+  config = language_configs.get_config('paper_mlm')
+  with pytest.raises(AttributeError, match='locked'):
+    config.train.batchsize = 3  # a typo of batch_size
+  net = language.build_masked_lm(config.model)
+  spec = jax.ShapeDtypeStruct((1, 2048), jnp.int32)
+  params, _ = jax.eval_shape(lambda t: net.init(jax.random.PRNGKey(0), dict(tokens=t, input_mask=t),
+                                                is_training=False), spec)
+  count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+  assert count == pytest.approx(201e6, rel=0.01)  # PAPERS.md: "~201M parameters"
