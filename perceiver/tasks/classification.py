@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import haiku as hk
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np

@@ -23,8 +23,6 @@ as HF's PerceiverTokenizer adds them (--special_tokens to choose).
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import sys
 from typing import List, Optional, Sequence, Tuple
@@ -144,7 +142,8 @@ def describe(data: bytes, masked: Sequence[Tuple[int, int]], logits: np.ndarray,
   for start, end in masked:
     ids = best[offset + start:offset + end]
     piece = tokenizer.decode(ids).encode('utf-8')
-    filled[start:end] = (piece + b'?' * (end - start))[:end - start] if len(piece) < end - start else piece[:end - start]
+    # Pad a short decoding with '?' so the text keeps its length.
+    filled[start:end] = (piece + b'?' * (end - start))[:end - start]
     first = logits[offset + start]
     alternatives = [tokenizer.decode([int(i)]) for i in np.argsort(-first)[:top_k]]
     lines.append(f'  bytes {start}:{end} -> {tokenizer.decode(ids)!r} (first byte top-{top_k}: {alternatives})')

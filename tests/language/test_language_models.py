@@ -12,13 +12,13 @@ import pytest
 from perceiver import language
 from perceiver import tokenizer
 from perceiver.checkpoints import CheckpointMismatchError, load_checkpoint
+from perceiver_tools.cli import fill_mask
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN = os.path.join(os.path.dirname(REPO), 'shared', 'golden')
 ORACLE = os.path.join(GOLDEN, 'official', 'language_masked_lm.npz')
 PICKLE = os.path.join(GOLDEN, 'official', 'pickles', 'language_masked_lm.pickle')
 HF = os.path.join(GOLDEN, 'hf', 'language_perceiver.npz')
-from perceiver_tools.cli import fill_mask
 
 needs_golden = pytest.mark.skipif(not os.path.exists(PICKLE), reason='golden files not present')
 

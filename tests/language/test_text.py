@@ -1,6 +1,5 @@
 """Pre-training text: readers, byte windows, masked batches (perceiver/data/text.py, masking.py)."""
 
-import json
 
 import ml_collections
 import numpy as np
