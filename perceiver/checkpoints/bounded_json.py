@@ -25,21 +25,47 @@ _OUTSIDE_THEN_STRING = re.compile(r'([^"]*)"(?:[^"\\]|\\.)*+"', re.DOTALL)
 
 
 def nesting_depth(text: str) -> int:
-  """The deepest ``[``/``{`` nesting of ``text`` (strings ignored), in O(len)."""
-  outside, pos = [], 0
+  """The deepest ``[``/``{`` nesting of ``text`` (strings ignored), in O(len).
+
+  Scratch memory is bounded by the chunk size, not by ``len(text)``.
+  """
+  counter = _DepthCounter()
+  outside, pending, pos = [], 0, 0
   while True:
     match = _OUTSIDE_THEN_STRING.match(text, pos)
     if match is None:
-      rest = text[pos:]
-      outside.append(rest.split('"', 1)[0])  # an unterminated string ends the JSON
+      outside.append(text[pos:].split('"', 1)[0])  # an unterminated string ends the JSON
       break
     outside.append(match.group(1))
+    pending += len(outside[-1])
     pos = match.end()
-  bare = ''.join(outside)
-  codes = np.frombuffer(bare.encode('utf-8', 'surrogatepass'), np.uint8)
-  steps = (np.isin(codes, (ord('['), ord('{'))).astype(np.int64)
-           - np.isin(codes, (ord(']'), ord('}'))))
-  return int(np.cumsum(steps).max(initial=0))
+    if pending >= _CHUNK or len(outside) >= 1024:  # bounded scratch: a few small strs
+      counter.add(''.join(outside))
+      outside, pending = [], 0
+  counter.add(''.join(outside))
+  return counter.deepest
+
+
+class _DepthCounter:
+  """Running bracket depth over consecutive pieces of string-free JSON text."""
+
+  def __init__(self) -> None:
+    self.deepest = 0
+    self.level = 0
+
+  def add(self, piece: str) -> None:
+    bare = piece.encode('utf-8', 'surrogatepass')
+    for start in range(0, len(bare), _CHUNK):
+      codes = np.frombuffer(bare, np.uint8, count=min(_CHUNK, len(bare) - start), offset=start)
+      running = np.cumsum(_STEP[codes], dtype=np.int32)  # +1 for [ {, -1 for ] }
+      self.deepest = max(self.deepest, self.level + int(running.max()))
+      self.level += int(running[-1])
+
+
+_CHUNK = 1 << 18
+_STEP = np.zeros(256, np.int8)
+_STEP[[ord('['), ord('{')]] = 1
+_STEP[[ord(']'), ord('}')]] = -1
 
 
 def loads(text: 'str | bytes', *, source: str, what: str, max_depth: int = MAX_DEPTH) -> Any:

@@ -79,10 +79,13 @@ def _from_hf(state_dict: Mapping[str, np.ndarray], hf_config: Optional[Mapping[s
     raise type(e)(f'{path}: {e}') from None
   if hf_config is None:
     return params, state, None
-  hf_config = dict(hf_config)
-  if hf_lib.hf_class_of(hf_config) is None:
-    hf_config['hf_class'] = hf_lib.infer_hf_class(state_dict)
-  return params, state, hf_lib.hf_config_to_reference(hf_config)
+  try:
+    hf_config = dict(hf_config)
+    if hf_lib.hf_class_of(hf_config) is None:
+      hf_config['hf_class'] = hf_lib.infer_hf_class(state_dict)
+    return params, state, hf_lib.hf_config_to_reference(hf_config)
+  except CheckpointError as e:
+    raise type(e)(f'{path}: Hugging Face config: {e}') from None
 
 
 def _check_forced_format(path: str, format: str) -> None:  # pylint: disable=redefined-builtin

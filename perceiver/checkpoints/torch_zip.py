@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import zipfile
 from typing import Any, Dict, Tuple
 
@@ -40,6 +41,7 @@ from perceiver.checkpoints.safe_pickle import (DEFAULT_BUDGET, LoadBudget,
 # PROTO 2, LONG1 10 bytes 0x1950a86a20f9469cfc6c.
 _LEGACY_TORCH_MAGIC = b'\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19'
 BFLOAT16 = 'bfloat16'
+_KEY = re.compile(r'^[\x20-\x7e]{1,1000}$')  # state_dict keys: printable, bounded
 
 
 class _StorageType:
@@ -238,7 +240,7 @@ def _read_archive(zf: zipfile.ZipFile, path: str, budget: LoadBudget,
     raise CheckpointFormatError(f'{path}: expected a state_dict, got {type(obj).__name__}')
   out: Dict[str, np.ndarray] = {}
   for key, value in obj.items():
-    if not isinstance(key, str) or not isinstance(value, np.ndarray):
+    if not isinstance(key, str) or not _KEY.match(key) or not isinstance(value, np.ndarray):
       raise CheckpointFormatError(f'{path}: expected a state_dict of tensors, found '
                                   f'{describe_key(key)}: {type(value).__name__}')
     out[key] = value
