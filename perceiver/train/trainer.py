@@ -29,6 +29,7 @@ from perceiver import tasks as tasks_lib
 from perceiver.train import checkpoint as checkpoint_lib
 from perceiver.train import config_checks
 from perceiver.train import input_pipeline
+from perceiver.train import losses
 from perceiver.train import metrics_log
 from perceiver.train import optim
 from perceiver.train import parallel
@@ -49,6 +50,14 @@ def _device_batch_keys(batch: Mapping[str, Any],
   """What goes to the devices: the task's inputs and targets, eval mask."""
   keep = tuple(task.batch_keys) + ('mask',)
   return {k: v for k, v in batch.items() if k in keep}
+
+
+def _check_batch(task: tasks_lib.Task, batch: Mapping[str, Any],
+                 config: ml_collections.ConfigDict, where: str) -> None:
+  """The task's host-side check of a batch (labels in range), if it has one."""
+  check = getattr(task, 'check_batch', None)
+  if check is not None:
+    check(batch, config, where)
 
 
 def make_train_step(net: hk.TransformedWithState,
@@ -343,7 +352,7 @@ class _Run:
     sums: dict[str, float] = {}
     collected: dict[str, list[np.ndarray]] = {}
     template = None
-    for _ in range(num_steps):
+    for i in range(num_steps):
       batch = next(it, None)
       if batch is None:  # This host ran out: feed an all-masked batch.
         if template is None:
@@ -351,6 +360,7 @@ class _Run:
                            'examples')
         batch = {k: np.zeros_like(v) for k, v in template.items()}
       template = batch
+      _check_batch(self.task, batch, cfg, f'{split} batch {i}')
       batch = _device_batch_keys(batch, self.task)
       gbatch = parallel.make_global_batch(self.mesh, batch,
                                           cfg.eval.batch_size)
@@ -366,6 +376,10 @@ class _Run:
     result.update(self.task.finalize_eval(
         {k: np.concatenate(v) for k, v in collected.items()}, cfg))
     result['num_examples'] = count
+    warning = losses.check_eval_finite(result, step=step, split=split,
+                                       stop=cfg.eval.get('stop_on_nonfinite', False))
+    if warning:
+      logging.warning('%s', warning)
     self.log.write(step, split, result)
     logging.info('eval %s at step %d: %s', split, step,
                  ', '.join(f'{k}={v:.4f}' for k, v in result.items()))
@@ -424,7 +438,9 @@ class _Run:
                  self.num_processes)
     with _sigterm_flag() as sigterm:
       for step in range(start + 1, self.total_steps + 1):
-        batch = _device_batch_keys(next(batches), self.task)
+        batch = next(batches)
+        _check_batch(self.task, batch, cfg, f'train batch of step {step}')
+        batch = _device_batch_keys(batch, self.task)
         gbatch = parallel.make_global_batch(self.mesh, batch,
                                             self.global_batch)
         state, metrics = train_step(state, gbatch, self.train_key)
