@@ -74,11 +74,14 @@ def main(argv):
   # Imported here so that flag errors are reported without loading JAX.
   from perceiver import train  # pylint: disable=g-import-not-at-top
   from perceiver.train import config_checks  # pylint: disable=g-import-not-at-top
+  from perceiver.train import workdir_lock  # pylint: disable=g-import-not-at-top
   try:
     result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                       _MODE.value)
   except config_checks.ConfigError as e:  # Raised before any compile.
     raise app.UsageError(f'invalid config: {e}') from e
+  except workdir_lock.WorkdirError as e:  # Busy, full or read-only: one line.
+    sys.exit(f'error: {e}')
   logging.info('Done: %s', result)
 
 
