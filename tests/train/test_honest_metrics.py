@@ -1,7 +1,6 @@
 """Metrics that cannot flatter: NaN, tied and out-of-range cases score as wrong
 (or raise), in `losses` and in the runner's evaluation."""
 
-import importlib
 import os
 
 import numpy as np
@@ -12,6 +11,7 @@ from perceiver import tasks
 from perceiver import train
 from perceiver.train import losses
 from perceiver.train import trainer
+from . import helpers
 
 NAN = float('nan')
 
@@ -91,14 +91,7 @@ def test_eval_nonfinite_stop_option():
 
 
 def _config(**overrides):
-  config = importlib.import_module('configs.mnist').get_config('smoke')
-  for key, value in overrides.items():
-    target = config
-    *path, leaf = key.split('.')
-    for part in path:
-      target = target[part]
-    target[leaf] = value
-  return config
+  return helpers.config_with(**overrides)
 
 
 def test_runner_eval_of_nan_and_constant_models_scores_zero(tmp_path):
