@@ -344,3 +344,15 @@ def test_fuzz_deep_json_everywhere(tmp_path_factory, openers, depth, close):
   _budgeted('generated deep safetensors header', len(data),
             lambda: loads_safetensors(data, source='deep.safetensors'), expect_error=False)
   assert npz_format.MAX_EXPANSION > 1
+
+
+def test_budget_defaults_fit_the_released_checkpoints_and_are_configurable(golden_dir):
+  from perceiver.checkpoints import LoadBudget  # pylint: disable=import-outside-toplevel
+  path = golden_dir / 'official' / 'pickles' / 'imagenet_conv_preprocessing.pystate'
+  params, _, _ = load_checkpoint(path)  # the defaults
+  assert params
+  for budget, match in ((LoadBudget(max_depth=1), 'nested deeper than 1'),
+                        (LoadBudget(max_objects=50), 'more than 50 objects'),
+                        (LoadBudget(max_bytes_per_input_byte=0.5), 'bytes of array data')):
+    with pytest.raises(CheckpointFormatError, match=match):
+      load_checkpoint(path, budget=budget)
