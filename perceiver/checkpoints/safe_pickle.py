@@ -236,7 +236,9 @@ def _fill_container(name: str, base: Callable) -> Callable:
     base(self)
     depth = 1 + max((self._depth(c) for c in new), default=0)
     entry = self._depths.get(id(container))
-    if entry is not None and depth > entry[1]:
+    if entry is None:  # a dict made by a stand-in (OrderedDict()): tracked from now on
+      self._track(container, depth)
+    elif depth > entry[1]:
       if entry[2]:  # already inside another container: its recorded depth would lie
         raise CheckpointFormatError(f'refused {name} that deepens an already nested container')
       self._track(container, depth)
