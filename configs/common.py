@@ -157,6 +157,9 @@ def base_config(*, seed: int = 0) -> ConfigDict:
           every_steps=0,  # 0: evaluate only at the end.
           # True: eval inputs are [B, clips, ...]; scores averaged over clips.
           clip_axis=False,
+          # NaN/Inf scores always count as wrong and are logged as the
+          # `nonfinite` fraction; True also stops the run (FloatingPointError).
+          stop_on_nonfinite=False,
       ),
       optimizer=optimizer(),
       parallel=dict(

@@ -187,6 +187,7 @@ def main(argv):
   from perceiver.data import errors as data_errors  # pylint: disable=g-import-not-at-top
   from perceiver.train import config_checks  # pylint: disable=g-import-not-at-top
   _log_devices()
+  from perceiver.train import workdir_lock  # pylint: disable=g-import-not-at-top
   try:
     result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                       _MODE.value)
@@ -199,6 +200,8 @@ def main(argv):
              f'--config.data.manual_dir=DIR to the directory holding it. {detail}')
   except data_errors.CorruptDataError as e:
     sys.exit('FATAL ' + ' '.join(line.strip() for line in str(e).splitlines()))
+  except workdir_lock.WorkdirError as e:  # Busy, full or read-only: one line.
+    sys.exit(f'error: {e}')
   logging.info('Done: %s', result)
 
 

@@ -17,13 +17,14 @@ from perceiver.checkpoints.hf import (convert_hf_state_dict,
 from perceiver.checkpoints.loader import FORMATS, detect_format, load_checkpoint
 from perceiver.checkpoints.npz_format import read_checkpoint, save_checkpoint
 from perceiver.checkpoints.published import PRESETS, published_config
-from perceiver.checkpoints.safe_pickle import Params, load_deepmind_checkpoint
+from perceiver.checkpoints.safe_pickle import LoadBudget, Params, load_deepmind_checkpoint
 from perceiver.checkpoints.safetensors_io import load_safetensors, save_safetensors
 from perceiver.checkpoints.torch_zip import load_torch_state_dict
 
 __all__ = [
     'CheckpointError', 'CheckpointFormatError', 'CheckpointMismatchError',
-    'CheckpointNotFoundError', 'UnsafeCheckpointError', 'FORMATS', 'PRESETS', 'Params',
+    'CheckpointNotFoundError', 'UnsafeCheckpointError', 'FORMATS', 'LoadBudget', 'PRESETS',
+    'Params',
     'check_compatible', 'convert_hf_state_dict', 'detect_format', 'hf_config_to_reference',
     'infer_hf_class', 'load_checkpoint', 'load_deepmind_checkpoint', 'load_safetensors',
     'load_torch_state_dict', 'published_config', 'read_checkpoint', 'save_checkpoint',

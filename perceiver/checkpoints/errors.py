@@ -37,15 +37,17 @@ def format_errors(source: str, what: str) -> Iterator[None]:
   """Turns any non-CheckpointError raised inside into a CheckpointFormatError.
 
   Parsers of untrusted bytes raise all kinds of things (BadZipFile, zlib.error,
-  struct.error, UnicodeDecodeError, ...); callers get one type, naming the file.
+  struct.error, UnicodeDecodeError, RecursionError, MemoryError, ...); callers
+  get one type, naming the file. Only the exception's type is shown: its text
+  may quote values from the file.
   """
   try:
     yield
   except CheckpointError:
     raise
-  except Exception as e:  # pylint: disable=broad-except
+  except (Exception, MemoryError, RecursionError) as e:  # pylint: disable=broad-except
     raise CheckpointFormatError(
-        f'{source}: corrupt or truncated {what} ({type(e).__name__}: {e})') from None
+        f'{source}: corrupt or truncated {what} ({type(e).__name__})') from None
 
 
 def existing_file(path: 'os.PathLike | str') -> str:

@@ -55,13 +55,13 @@ produced config so a model can reproduce the HF outputs):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
 
+from perceiver.checkpoints import bounded_json
 from perceiver.checkpoints.errors import CheckpointFormatError, existing_file
 from perceiver.checkpoints.safe_pickle import Params, PathLike
 
@@ -95,6 +95,70 @@ HF_CONFIG_DEFAULTS: Dict[str, Any] = {
 }
 _GELU_APPROXIMATE = {'gelu': False, 'gelu_new': True, 'gelu_pytorch_tanh': True,
                      'gelu_fast': True}
+
+# Type and range of every config.json field we use (checked before any use:
+# a config.json is as untrusted as the weights beside it). Ranges are far
+# beyond any released Perceiver but keep derived sizes sane.
+_INT_FIELDS = {
+    'num_latents': (1, 1 << 16), 'd_latents': (1, 1 << 16), 'd_model': (1, 1 << 16),
+    'num_blocks': (1, 1024), 'num_self_attends_per_block': (1, 1024),
+    'num_self_attention_heads': (1, 1024), 'num_cross_attention_heads': (1, 1024),
+    'self_attention_widening_factor': (1, 64), 'cross_attention_widening_factor': (1, 64),
+    'vocab_size': (1, 1 << 24), 'max_position_embeddings': (1, 1 << 20),
+    'num_labels': (1, 1 << 20), 'qk_channels': (1, 1 << 16), 'v_channels': (1, 1 << 16),
+}
+_OPTIONAL_INT_FIELDS = frozenset({'qk_channels', 'v_channels', 'num_labels'})
+_FLOAT_FIELDS = {'attention_probs_dropout_prob': (0.0, 1.0), 'initializer_range': (0.0, 10.0),
+                 'layer_norm_eps': (0.0, 1.0)}
+_CHOICE_FIELDS = {'cross_attention_shape_for_attention': ('kv', 'q'),
+                  'hidden_act': tuple(_GELU_APPROXIMATE)}
+_MAX_IMAGE_SIDE = 1 << 13
+_MAX_LABELS = 1 << 20
+
+
+def validate_hf_config(hf_config: Any) -> None:
+  """Type- and range-checks the config.json fields we read; names the field, never its value."""
+  if not isinstance(hf_config, Mapping):
+    raise CheckpointFormatError('Hugging Face config must be a JSON object')
+
+  def bad(field: str, want: str) -> CheckpointFormatError:
+    got = type(hf_config[field]).__name__
+    return CheckpointFormatError(f'config field {field!r} must be {want} (got a {got})')
+
+  for field, (low, high) in _INT_FIELDS.items():
+    if field not in hf_config or (hf_config[field] is None and field in _OPTIONAL_INT_FIELDS):
+      continue
+    value = hf_config[field]
+    if type(value) is not int or not low <= value <= high:  # pylint: disable=unidiomatic-typecheck
+      raise bad(field, f'an integer in [{low}, {high}]')
+  for field, (low, high) in _FLOAT_FIELDS.items():
+    value = hf_config.get(field)
+    if field in hf_config and (type(value) not in (int, float) or not low <= value <= high):  # pylint: disable=unidiomatic-typecheck
+      raise bad(field, f'a number in [{low}, {high}]')
+  for field, choices in _CHOICE_FIELDS.items():
+    if field in hf_config and (not isinstance(hf_config[field], str)
+                               or hf_config[field] not in choices):
+      raise bad(field, f'one of {", ".join(choices)}')
+  if 'use_query_residual' in hf_config and not isinstance(hf_config['use_query_residual'], bool):
+    raise bad('use_query_residual', 'true or false')
+  if 'image_size' in hf_config:
+    size = hf_config['image_size']
+    sides = [size] if type(size) is int else size  # pylint: disable=unidiomatic-typecheck
+    if (not isinstance(sides, list) or len(sides) not in (1, 2) or sides is size and len(sides) != 2
+        or not all(type(d) is int and 1 <= d <= _MAX_IMAGE_SIDE for d in sides)):  # pylint: disable=unidiomatic-typecheck
+      raise bad('image_size', f'an integer or a list of 2 integers in [1, {_MAX_IMAGE_SIDE}]')
+  if 'architectures' in hf_config and hf_config['architectures'] is not None:
+    names = hf_config['architectures']
+    if not isinstance(names, list) or not all(isinstance(n, str) and len(n) <= 200
+                                              for n in names):
+      raise bad('architectures', 'a list of class names')
+  for field in ('hf_class', 'transformers_version'):
+    value = hf_config.get(field)
+    if value is not None and (not isinstance(value, str) or len(value) > 200):
+      raise bad(field, 'a string of at most 200 characters')
+  if hf_config.get('id2label') is not None and (
+      not isinstance(hf_config['id2label'], dict) or len(hf_config['id2label']) > _MAX_LABELS):
+    raise bad('id2label', f'a mapping of at most {_MAX_LABELS} labels')
 
 # ---------------------------------------------------------------------------
 # state_dict -> reference names.
@@ -328,6 +392,7 @@ def infer_hf_class(keys: Iterable[str]) -> str:
 
 def hf_class_of(hf_config: Mapping[str, Any]) -> Optional[str]:
   """The class named by ``hf_class`` (goldens) or ``architectures`` (hub)."""
+  validate_hf_config(hf_config)
   name = hf_config.get('hf_class')
   if name is None and hf_config.get('architectures'):
     name = hf_config['architectures'][0]
@@ -339,7 +404,7 @@ def _image_shape(image_size: Any) -> list:
     return [image_size, image_size, 3]
   if isinstance(image_size, (list, tuple)) and len(image_size) == 2:
     return [int(image_size[0]), int(image_size[1]), 3]
-  raise CheckpointFormatError(f'unsupported image_size {image_size!r}')
+  raise CheckpointFormatError('unsupported image_size (an integer or 2 integers)')
 
 
 def _num_labels(c: Mapping[str, Any]) -> int:
@@ -404,15 +469,12 @@ def hf_config_to_reference(hf_config: Mapping[str, Any]) -> Dict[str, Any]:
   ``layer_norm_eps`` and ``hf_compat`` (conventions where HF differs from the
   reference, see the module docstring) and ``source``.
   """
-  hf_class = hf_class_of(hf_config)
+  hf_class = hf_class_of(hf_config)  # (validates every field we use)
   if hf_class not in SUPPORTED_HF_CLASSES:
-    raise CheckpointFormatError(f'unsupported Hugging Face class {hf_class!r} '
-                                f'(supported: {", ".join(SUPPORTED_HF_CLASSES)})')
+    raise CheckpointFormatError(f'unsupported Hugging Face class (architectures/hf_class); '
+                                f'supported: {", ".join(SUPPORTED_HF_CLASSES)}')
   c = dict(HF_CONFIG_DEFAULTS)
   c.update({k: v for k, v in hf_config.items() if k in HF_CONFIG_DEFAULTS})
-  if c['hidden_act'] not in _GELU_APPROXIMATE:
-    raise CheckpointFormatError(f'unsupported hidden_act {c["hidden_act"]!r}: the reference '
-                                'MLP is a GELU')
   hf_compat: Dict[str, Any] = {
       'gelu_approximate': _GELU_APPROXIMATE[c['hidden_act']],
       'attention_probs_dropout_prob': c['attention_probs_dropout_prob'],  # training only
@@ -464,11 +526,8 @@ def hf_config_to_reference(hf_config: Mapping[str, Any]) -> Dict[str, Any]:
 
 def read_json_object(path: PathLike) -> Dict[str, Any]:
   """Reads a JSON object file (HF ``config.json``, a reference config)."""
-  with open(existing_file(path), encoding='utf-8') as f:
-    try:
-      config = json.load(f)
-    except ValueError as e:
-      raise CheckpointFormatError(f'{os.fspath(path)}: invalid JSON ({e})') from None
+  with open(existing_file(path), 'rb') as f:
+    config = bounded_json.loads(f.read(), source=os.fspath(path), what='JSON file')
   if not isinstance(config, dict):
     raise CheckpointFormatError(f'{os.fspath(path)}: expected a JSON object')
   return config

@@ -25,7 +25,8 @@ from perceiver.checkpoints import npz_format
 from perceiver.checkpoints.errors import (CheckpointError,
                                           CheckpointFormatError, existing_file,
                                           format_errors)
-from perceiver.checkpoints.safe_pickle import Params, PathLike, load_deepmind_checkpoint
+from perceiver.checkpoints.safe_pickle import (DEFAULT_BUDGET, LoadBudget, Params, PathLike,
+                                               load_deepmind_checkpoint)
 from perceiver.checkpoints.safetensors_io import is_safetensors, load_safetensors
 from perceiver.checkpoints.torch_zip import is_legacy_torch_file, load_torch_state_dict
 
@@ -79,10 +80,13 @@ def _from_hf(state_dict: Mapping[str, np.ndarray], hf_config: Optional[Mapping[s
     raise type(e)(f'{path}: {e}') from None
   if hf_config is None:
     return params, state, None
-  hf_config = dict(hf_config)
-  if hf_lib.hf_class_of(hf_config) is None:
-    hf_config['hf_class'] = hf_lib.infer_hf_class(state_dict)
-  return params, state, hf_lib.hf_config_to_reference(hf_config)
+  try:
+    hf_config = dict(hf_config)
+    if hf_lib.hf_class_of(hf_config) is None:
+      hf_config['hf_class'] = hf_lib.infer_hf_class(state_dict)
+    return params, state, hf_lib.hf_config_to_reference(hf_config)
+  except CheckpointError as e:
+    raise type(e)(f'{path}: Hugging Face config: {e}') from None
 
 
 def _check_forced_format(path: str, format: str) -> None:  # pylint: disable=redefined-builtin
@@ -98,7 +102,8 @@ def _check_forced_format(path: str, format: str) -> None:  # pylint: disable=red
 
 def load_checkpoint(path: PathLike, format: str = 'auto', *,  # pylint: disable=redefined-builtin
                     config: Optional[Mapping[str, Any]] = None,
-                    hf_config: Optional[Mapping[str, Any]] = None
+                    hf_config: Optional[Mapping[str, Any]] = None,
+                    budget: LoadBudget = DEFAULT_BUDGET
                     ) -> Tuple[Params, Params, Config]:
   """Reads any supported checkpoint: ``(params, state, config)``.
 
@@ -109,6 +114,8 @@ def load_checkpoint(path: PathLike, format: str = 'auto', *,  # pylint: disable=
       (DeepMind pickles carry none; ``None`` is returned then).
     hf_config: the HF ``PerceiverConfig`` dict for HF weights, when there is no
       ``config.json`` beside the file.
+    budget: caps on depth, objects and bytes built for pickle-based formats
+      (see ``LoadBudget``; the defaults fit every released checkpoint).
 
   Returns:
     params and state as ``{module: {name: np.ndarray}}`` in the reference's
@@ -126,7 +133,7 @@ def load_checkpoint(path: PathLike, format: str = 'auto', *,  # pylint: disable=
     params, state, own = npz_format.read_checkpoint(path)
     return params, state, override if override is not None else own
   if format in ('pystate', 'pickle'):
-    tree = load_deepmind_checkpoint(path)
+    tree = load_deepmind_checkpoint(path, budget=budget)
     return tree['params'], tree['state'], override
   if format == 'hf-npz':
     arrays = npz_format.read_npz(path)
@@ -138,6 +145,6 @@ def load_checkpoint(path: PathLike, format: str = 'auto', *,  # pylint: disable=
     state_dict, _ = load_safetensors(path)
     params, state, converted = _from_hf(state_dict, _hf_config_for(path, hf_config), path)
   else:  # hf-torch
-    state_dict = load_torch_state_dict(path)
+    state_dict = load_torch_state_dict(path, budget=budget)
     params, state, converted = _from_hf(state_dict, _hf_config_for(path, hf_config), path)
   return params, state, override if override is not None else converted

@@ -22,9 +22,10 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from perceiver.checkpoints import bounded_json
 from perceiver.checkpoints.errors import (CheckpointFormatError,
                                           existing_file, format_errors)
-from perceiver.checkpoints.safe_pickle import Params, PathLike, checked_shape
+from perceiver.checkpoints.safe_pickle import Params, PathLike, checked_shape, describe_key
 
 CONFIG_KEY = '__config__'
 SEP = '::'
@@ -32,8 +33,15 @@ _MAX_NPY_HEADER = 1 << 16
 _ALLOWED_KINDS = frozenset('biufcU')
 
 
+# np.savez_compressed of real parameters shrinks them little (the goldens: 1.0x);
+# deflate itself can reach ~1000x, which is what a zip bomb uses.
+MAX_EXPANSION = 64
+_SLACK_BYTES = 1 << 20
+
+
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
   """One ``.npy`` member, with its header checked against the member size."""
+  name = describe_key(info.filename)
   with zf.open(info) as f:
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
@@ -43,35 +51,46 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
       shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(
           f, max_header_size=_MAX_NPY_HEADER)
     else:
-      raise CheckpointFormatError(f'{info.filename}: unsupported .npy version {version}')
+      raise CheckpointFormatError(f'{name}: unsupported .npy version')
     shape = checked_shape(shape)
     if dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-      raise CheckpointFormatError(f'{info.filename}: dtype {dtype} not allowed '
+      raise CheckpointFormatError(f'{name}: dtype of kind {dtype.kind} not allowed '
                                   '(numeric arrays and strings only; nothing is unpickled)')
     nbytes = math.prod(shape) * dtype.itemsize
     header_len = f.tell()
     if info.file_size - header_len != nbytes:
       raise CheckpointFormatError(
-          f'{info.filename}: {info.file_size - header_len} data bytes, '
-          f'shape {shape} of {dtype} needs {nbytes}')
+          f'{name}: {info.file_size - header_len} data bytes, '
+          f'shape {shape} of {dtype.kind}{dtype.itemsize} needs {nbytes}')
     raw = f.read(nbytes)  # zipfile checks the CRC once the member is read
     if len(raw) != nbytes:
-      raise CheckpointFormatError(f'{info.filename}: truncated')
+      raise CheckpointFormatError(f'{name}: truncated')
   array = np.frombuffer(raw, dtype=dtype).reshape(shape, order='F' if fortran_order else 'C')
   return np.array(array, dtype=dtype.newbyteorder('='), order='C')
 
 
-def read_npz(path: PathLike) -> Dict[str, np.ndarray]:
-  """All arrays of an ``.npz`` file, safely; errors name the path."""
+def read_npz(path: PathLike, *, max_expansion: float = MAX_EXPANSION) -> Dict[str, np.ndarray]:
+  """All arrays of an ``.npz`` file, safely; errors name the path.
+
+  The members' declared sizes may add up to at most ``max_expansion`` times
+  the file's size (plus 1 MB): checked before anything is decompressed.
+  """
   path = existing_file(path)
   try:
     with format_errors(path, '.npz'), zipfile.ZipFile(path) as zf:
+      infos = zf.infolist()
+      declared = sum(info.file_size for info in infos)
+      limit = max_expansion * os.path.getsize(path) + _SLACK_BYTES
+      if declared > limit:
+        raise CheckpointFormatError(
+            f'members declare {declared} bytes, more than {max_expansion:g}x the file '
+            f'(compressed-member bomb?); raise max_expansion if this file is genuine')
       out = {}
-      for info in zf.infolist():
+      for info in infos:
         if info.is_dir():
           continue
         if not info.filename.endswith('.npy'):
-          raise CheckpointFormatError(f'{info.filename}: not an .npy member')
+          raise CheckpointFormatError(f'{describe_key(info.filename)}: not an .npy member')
         out[info.filename[:-len('.npy')]] = _read_member(zf, info)
       return out
   except CheckpointFormatError as e:
@@ -89,7 +108,7 @@ def split_tree(arrays: Mapping[str, np.ndarray], prefix: str, *,
       continue
     module, sep, name = key[len(prefix) + len(SEP):].rpartition(SEP)
     if not sep or not module or not name:
-      raise CheckpointFormatError(f'{source}: malformed key {key!r} '
+      raise CheckpointFormatError(f'{source}: malformed key {describe_key(key)} '
                                   f'(expected {prefix}::<module>::<name>)')
     tree.setdefault(module, {})[name] = array
   return tree
@@ -102,10 +121,7 @@ def decode_config(arrays: Mapping[str, np.ndarray], *, source: str) -> Optional[
   raw = arrays[CONFIG_KEY]
   if raw.dtype.kind != 'U' or raw.shape != ():
     raise CheckpointFormatError(f'{source}: __config__ must be a 0-d string')
-  try:
-    config = json.loads(str(raw))
-  except ValueError as e:
-    raise CheckpointFormatError(f'{source}: __config__ is not valid JSON ({e})') from None
+  config = bounded_json.loads(str(raw), source=source, what='__config__')
   if not isinstance(config, dict):
     raise CheckpointFormatError(f'{source}: __config__ must be a JSON object')
   return config

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import struct
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from perceiver.checkpoints import bounded_json
 from perceiver.checkpoints.errors import CheckpointFormatError, format_errors
-from perceiver.checkpoints.safe_pickle import PathLike, checked_shape, read_file_bytes
+from perceiver.checkpoints.safe_pickle import (PathLike, checked_shape, describe_key,
+                                               read_file_bytes)
 
 _DTYPES = {
     'F64': '<f8', 'F32': '<f4', 'F16': '<f2', 'BF16': '<u2',
@@ -35,6 +38,8 @@ _DTYPES = {
 }
 _NAMES = {np.dtype(v).newbyteorder('<'): k for k, v in _DTYPES.items() if k != 'BF16'}
 _MAX_HEADER = 100 * 1024 * 1024  # the reference implementation's limit
+MAX_TENSORS = 100_000  # the largest Perceiver checkpoints have ~1,000
+_TENSOR_NAME = re.compile(r'^[\x20-\x7e]{1,1000}$')
 
 
 def is_safetensors(head: bytes) -> bool:
@@ -45,14 +50,23 @@ def is_safetensors(head: bytes) -> bool:
   return 2 <= n <= _MAX_HEADER and head[8:9] == b'{'
 
 
-def loads_safetensors(data: bytes, *, source: str = '<bytes>'
+def loads_safetensors(data: bytes, *, source: str = '<bytes>',
+                      max_tensors: int = MAX_TENSORS
                       ) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
-  """Parses safetensors bytes into ``({name: array}, metadata)``."""
+  """Parses safetensors bytes into ``({name: array}, metadata)``.
+
+  The whole header is validated before any array is built: names are
+  printable strings, dtypes and shapes known, and the data ranges, sorted by
+  offset, tile the body exactly (no gaps, no overlaps, nothing after), as the
+  format requires. So the arrays built are exactly the body's bytes once: a
+  small file cannot point thousands of entries at one range.
+  """
   with format_errors(source, 'safetensors file'):
-    return _parse(data, source)
+    return _parse(data, source, max_tensors)
 
 
-def _parse(data: bytes, source: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+def _parse(data: bytes, source: str, max_tensors: int
+           ) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
   def bad(msg: str) -> CheckpointFormatError:
     return CheckpointFormatError(f'{source}: {msg}')
 
@@ -62,40 +76,59 @@ def _parse(data: bytes, source: str) -> Tuple[Dict[str, np.ndarray], Dict[str, s
   if n > _MAX_HEADER or 8 + n > len(data):
     raise bad(f'truncated or corrupt safetensors file (header of {n} bytes, '
               f'file of {len(data)})')
-  header = json.loads(data[8:8 + n].decode('utf-8'))
+  header = bounded_json.loads(bytes(data[8:8 + n]), source=source, what='safetensors header')
   if not isinstance(header, dict):
     raise bad('safetensors header is not a JSON object')
   metadata = header.pop('__metadata__', None) or {}
   if not isinstance(metadata, dict) or not all(
       isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
     raise bad('safetensors __metadata__ must map strings to strings')
+  if len(header) > max_tensors:
+    raise bad(f'{len(header)} tensors in the header; at most {max_tensors} are read')
   body = memoryview(data)[8 + n:]
-  tensors: Dict[str, np.ndarray] = {}
-  for name, info in header.items():
+  entries = []  # (begin, end, name, dtype name, shape)
+  for index, (name, info) in enumerate(header.items()):
+    what = f'tensor #{index} ({describe_key(name)})'
+    if not _TENSOR_NAME.match(name):
+      raise bad(f'tensor #{index}: invalid name (printable ASCII, at most 1000 characters)')
     if not isinstance(info, dict) or info.get('dtype') not in _DTYPES:
-      raise bad(f'tensor {name!r}: missing or unknown dtype')
+      raise bad(f'{what}: missing or unknown dtype')
     shape = checked_shape(info.get('shape'))
     offsets = info.get('data_offsets')
     if (not isinstance(offsets, list) or len(offsets) != 2
         or not all(type(o) is int for o in offsets)):  # pylint: disable=unidiomatic-typecheck
-      raise bad(f'tensor {name!r}: invalid data_offsets')
+      raise bad(f'{what}: invalid data_offsets')
     begin, end = offsets
-    dtype = np.dtype(_DTYPES[info['dtype']])
     if not 0 <= begin <= end <= len(body):
-      raise bad(f'tensor {name!r}: data_offsets {offsets} outside the '
+      raise bad(f'{what}: data_offsets [{begin}, {end}] outside the '
                 f'{len(body)}-byte buffer (truncated file?)')
-    if end - begin != math.prod(shape) * dtype.itemsize:
-      raise bad(f'tensor {name!r}: {end - begin} bytes for shape {shape} of {info["dtype"]}')
-    flat = np.frombuffer(body[begin:end], dtype=dtype)
-    if info['dtype'] == 'BF16':
+    itemsize = np.dtype(_DTYPES[info['dtype']]).itemsize
+    if end - begin != math.prod(shape) * itemsize:
+      raise bad(f'{what}: {end - begin} bytes for shape {shape} of {info["dtype"]}')
+    entries.append((begin, end, name, info['dtype'], shape))
+  covered = 0
+  for begin, end, name, _, _ in sorted(entries, key=lambda e: (e[0], e[1])):
+    if begin != covered:
+      what = 'overlaps the previous tensor' if begin < covered else 'leaves a gap before it'
+      raise bad(f'tensor {describe_key(name)}: its data range {what} (ranges must tile the '
+                'buffer)')
+    covered = end
+  if covered != len(body):
+    raise bad(f'{len(body) - covered} bytes after the last tensor\'s data')
+  tensors: Dict[str, np.ndarray] = {}
+  for begin, end, name, dtype_name, shape in entries:
+    flat = np.frombuffer(body[begin:end], dtype=np.dtype(_DTYPES[dtype_name]))
+    if dtype_name == 'BF16':
       flat = (flat.astype(np.uint32) << 16).view(np.float32)
     tensors[name] = flat.astype(flat.dtype.newbyteorder('='), copy=True).reshape(shape)
   return tensors, metadata
 
 
-def load_safetensors(path: PathLike) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+def load_safetensors(path: PathLike, *, max_tensors: int = MAX_TENSORS
+                     ) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
   """Reads a ``.safetensors`` file: ``({name: array}, metadata)``."""
-  return loads_safetensors(read_file_bytes(path), source=os.fspath(path))
+  return loads_safetensors(read_file_bytes(path), source=os.fspath(path),
+                           max_tensors=max_tensors)
 
 
 def save_safetensors(path: PathLike, tensors: Mapping[str, np.ndarray],

@@ -22,6 +22,8 @@ tests/checkpoints/test_torch_zip.py).
 from __future__ import annotations
 
 import math
+import os
+import re
 import zipfile
 from typing import Any, Dict, Tuple
 
@@ -30,13 +32,16 @@ import numpy as np
 from perceiver.checkpoints.errors import (CheckpointFormatError,
                                           UnsafeCheckpointError, existing_file,
                                           format_errors)
-from perceiver.checkpoints.safe_pickle import (PathLike, checked_shape,
+from perceiver.checkpoints.safe_pickle import (DEFAULT_BUDGET, LoadBudget,
+                                               PathLike, _Meter, charge_bytes,
+                                               checked_shape, describe_key,
                                                unpickle_restricted)
 
 # Legacy (torch < 1.6) files start with a pickled magic number:
 # PROTO 2, LONG1 10 bytes 0x1950a86a20f9469cfc6c.
 _LEGACY_TORCH_MAGIC = b'\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19'
 BFLOAT16 = 'bfloat16'
+_KEY = re.compile(r'^[\x20-\x7e]{1,1000}$')  # state_dict keys: printable, bounded
 
 
 class _StorageType:
@@ -64,10 +69,27 @@ _STORAGE_TYPES = {
 class _Storage:
   """A storage read from ``data/<key>``: a flat numpy array of ``numel`` items."""
 
-  __slots__ = ('flat',)
+  __slots__ = ('flat', 'itemsize')
 
-  def __init__(self, flat: np.ndarray):
+  def __init__(self, flat: np.ndarray, itemsize: int):
     self.flat = flat
+    self.itemsize = itemsize  # bytes per element in the file (bf16: 2)
+
+
+def check_view(size: Tuple[int, ...], stride: Tuple[int, ...]) -> None:
+  """Refuses views that read a storage element twice (stride 0, overlaps).
+
+  torch.save writes each tensor as a view of a storage; a real view never
+  repeats elements, so its size is at most its storage's. A stride-0 or
+  overlapping view would let a few bytes of storage expand into any size.
+  """
+  dims = sorted((s, n) for n, s in zip(size, stride) if n > 1)
+  reach = 0  # elements spanned by the dims with smaller strides, minus one
+  for s, n in dims:
+    if s <= reach:
+      raise CheckpointFormatError('refused tensor view that repeats storage elements '
+                                  '(stride 0 or overlapping strides)')
+    reach += s * (n - 1)
 
 
 class _StateDict(dict):
@@ -90,11 +112,13 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
   size = checked_shape(size)
   stride = checked_shape(stride)
   if type(storage_offset) is not int or storage_offset < 0 or len(size) != len(stride):  # pylint: disable=unidiomatic-typecheck
-    raise CheckpointFormatError(f'invalid tensor view offset={storage_offset!r} '
-                                f'size={size} stride={stride}')
+    raise CheckpointFormatError(f'invalid tensor view ({type(storage_offset).__name__} offset, '
+                                f'{len(size)} sizes, {len(stride)} strides)')
   flat = storage.flat
   if math.prod(size) == 0:
     return np.zeros(size, dtype=flat.dtype)
+  check_view(size, stride)
+  charge_bytes(math.prod(size) * storage.itemsize)
   last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
   if last >= flat.size:
     raise CheckpointFormatError(
@@ -143,10 +167,14 @@ def _find_data_pkl(names: list, path: str) -> str:
   return pkls[0]
 
 
-def load_torch_state_dict(path: PathLike) -> Dict[str, np.ndarray]:
+def load_torch_state_dict(path: PathLike, *,
+                          budget: LoadBudget = DEFAULT_BUDGET) -> Dict[str, np.ndarray]:
   """Reads a torch zip checkpoint into ``{key: np.ndarray}`` (torch not needed).
 
   bfloat16 tensors are widened to float32 (exact); other dtypes are kept.
+  Storages and tensors built count against ``budget`` (in bytes as stored,
+  against the whole file's size): a compressed-member bomb, or views sharing
+  one storage many times, are refused before they are built.
   """
   path = existing_file(path)
   with open(path, 'rb') as f:
@@ -155,20 +183,28 @@ def load_torch_state_dict(path: PathLike) -> Dict[str, np.ndarray]:
     raise CheckpointFormatError(
         f'{path}: legacy (torch < 1.6, non-zip) serialization is not supported; '
         're-save it with a recent torch or convert it to safetensors')
+  meter = _Meter(budget, os.path.getsize(path))
   with format_errors(path, 'torch zip'), zipfile.ZipFile(path) as zf:
-    return _read_archive(zf, path)
+    return _read_archive(zf, path, budget, meter)
 
 
-def _read_archive(zf: zipfile.ZipFile, path: str) -> Dict[str, np.ndarray]:
+def _read_member(zf: zipfile.ZipFile, name: str, meter: _Meter) -> bytes:
+  """A member's bytes, charged (at their declared size) before they are read."""
+  meter.charge_bytes(zf.getinfo(name).file_size)
+  return zf.read(name)
+
+
+def _read_archive(zf: zipfile.ZipFile, path: str, budget: LoadBudget,
+                  meter: _Meter) -> Dict[str, np.ndarray]:
   """Unpickles ``data.pkl`` with storages served from ``data/<key>``."""
   names = zf.namelist()
   pkl_name = _find_data_pkl(names, path)
   root = pkl_name[:-len('data.pkl')]
   byteorder = '<'
   if root + 'byteorder' in names:
-    order = zf.read(root + 'byteorder').decode('ascii', 'replace').strip()
+    order = _read_member(zf, root + 'byteorder', meter).decode('ascii', 'replace').strip()
     if order not in ('little', 'big'):
-      raise CheckpointFormatError(f'{path}: unknown byteorder {order!r}')
+      raise CheckpointFormatError(f'{path}: unknown byteorder (expected little or big)')
     byteorder = '<' if order == 'little' else '>'
   storages: Dict[str, _Storage] = {}
 
@@ -176,34 +212,36 @@ def _read_archive(zf: zipfile.ZipFile, path: str) -> Dict[str, np.ndarray]:
     if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != 'storage'
         or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
         or type(pid[4]) is not int or pid[4] < 0):  # pylint: disable=unidiomatic-typecheck
-      raise UnsafeCheckpointError(f'refused persistent id {pid!r}: only tensor storages')
+      raise UnsafeCheckpointError(f'refused persistent id ({type(pid).__name__}): '
+                                  'only tensor storages')
     storage_type, key, numel = pid[1], pid[2], pid[4]
     if key not in storages:
       member = f'{root}data/{key}'
       if member not in names:
-        raise CheckpointFormatError(f'storage {key!r} missing from the archive')
+        raise CheckpointFormatError(f'storage {describe_key(key)} missing from the archive')
       nbytes = numel * storage_type.itemsize
       if zf.getinfo(member).file_size != nbytes:
         raise CheckpointFormatError(
-            f'storage {key!r} has {zf.getinfo(member).file_size} bytes, '
+            f'storage {describe_key(key)} has {zf.getinfo(member).file_size} bytes, '
             f'{numel} x {storage_type.name} needs {nbytes}')
-      raw = zf.read(member)
+      raw = _read_member(zf, member, meter)
       if storage_type.dtype == BFLOAT16:
         flat = _widen_bfloat16(np.frombuffer(raw, np.dtype('u2').newbyteorder(byteorder)))
       else:
         dtype = np.dtype(storage_type.dtype).newbyteorder(byteorder)
         flat = np.frombuffer(raw, dtype).astype(dtype.newbyteorder('='))
-      storages[key] = _Storage(flat)
+      storages[key] = _Storage(flat, storage_type.itemsize)
     return storages[key]
 
-  obj = unpickle_restricted(zf.read(pkl_name), TORCH_ALLOWED, source=f'{path}:{pkl_name}',
-                            persistent_load=persistent_load, buildable_types=(_StateDict,))
+  obj = unpickle_restricted(_read_member(zf, pkl_name, meter), TORCH_ALLOWED,
+                            source=f'{path}:{pkl_name}', persistent_load=persistent_load,
+                            buildable_types=(_StateDict,), budget=budget, meter=meter)
   if not isinstance(obj, dict):
     raise CheckpointFormatError(f'{path}: expected a state_dict, got {type(obj).__name__}')
   out: Dict[str, np.ndarray] = {}
   for key, value in obj.items():
-    if not isinstance(key, str) or not isinstance(value, np.ndarray):
-      raise CheckpointFormatError(
-          f'{path}: expected a state_dict of tensors, found {key!r}: {type(value).__name__}')
+    if not isinstance(key, str) or not _KEY.match(key) or not isinstance(value, np.ndarray):
+      raise CheckpointFormatError(f'{path}: expected a state_dict of tensors, found '
+                                  f'{describe_key(key)}: {type(value).__name__}')
     out[key] = value
   return out

@@ -486,6 +486,25 @@ def filter_fn(config, is_training: bool):
   return None
 
 
+def usable_fn(config):
+  """Whether an example has what the modality needs (probed at pipeline start).
+
+  audio_video keeps examples without video (zeros, like the reference), but
+  a copy with no decodable video at all is a configuration error.
+  """
+  if config.modality in ('video', 'audio_video'):
+    return lambda ex: tf.size(ex['video']) > 0
+  return None
+
+
+def filter_reason(config) -> str:
+  """Why `filter_fn` rejects an example: for the pipeline's error message."""
+  del config
+  return ('no decodable video: install PyAV (pip install av) and rebuild the records '
+          '(delete the audioset folder in data_dir), or use an audio-only preset '
+          '(modality=audio)')
+
+
 def clip_starts(num_samples: tf.Tensor, config) -> tf.Tensor:
   """Evaluation clip starts (samples), evenly spaced over the segment [C]."""
   last = tf.maximum(num_samples - config.clip_samples, 0)

@@ -174,7 +174,8 @@ class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
           yield from self._example(f'{path}:{name}', name, data,
                                    labels.get(name))
         return
-      for inner_name, inner_data in _iter_tar(outer, path, self._corrupt):
+      for inner_name, inner_data in _iter_tar(outer, path, self._corrupt,
+                                              MAX_INNER_TAR_BYTES):
         synset = os.path.basename(inner_name)[:-4]  # 'n01440764.tar'
         inner_path = f'{path}:{inner_name}'
         try:
@@ -211,13 +212,49 @@ class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
                  'label': label}
 
 
-def _iter_tar(tar: tarfile.TarFile, path: str, corrupt: errors.CorruptCounter):
-  """Yields (member name, bytes) of the regular files of a streamed tar."""
+# Largest member read into memory: an image, or one class's inner tar of the
+# training archive (the biggest is ~0.3 GB). Larger declared sizes are refused
+# unread, like sparse members, whose holes tarfile would fill with zeros (a
+# 10 KB archive can declare a 100 GB sparse file).
+MAX_IMAGE_BYTES = 64 << 20
+MAX_INNER_TAR_BYTES = 4 << 30
+
+
+def _skip_member_data(tar: tarfile.TarFile) -> None:
+  """Reads past a refused member's stored data, stopping at the archive's end.
+
+  (tarfile would seek there itself, but a stream's seek loops over the
+  *declared* size: minutes for a 1 TB header on a 10 KB archive.)
+  """
+  remaining = tar.offset - tar.fileobj.tell()
+  while remaining > 0:
+    chunk = tar.fileobj.read(min(remaining, 1 << 20))
+    if not chunk:
+      raise EOFError('the archive ends inside a refused member')
+    remaining -= len(chunk)
+
+
+def _iter_tar(tar: tarfile.TarFile, path: str, corrupt: errors.CorruptCounter,
+              max_bytes: int = MAX_IMAGE_BYTES):
+  """Yields (member name, bytes) of the regular files of a streamed tar.
+
+  Sparse members and members over ``max_bytes`` are reported to ``corrupt``
+  (skipped and counted, or raised) without reading their data.
+  """
   try:
     for member in tar:
-      if member.isfile():
-        yield os.path.basename(member.name), tar.extractfile(member).read()
-  except (tarfile.TarError, OSError, EOFError) as e:
+      if not member.isfile():
+        continue
+      name = os.path.basename(member.name)
+      if member.issparse() or member.size > max_bytes:
+        why = ('sparse tar member refused' if member.issparse() else
+               f'tar member of {member.size} bytes refused (limit {max_bytes})')
+        corrupt.report(f'{path}:{name[:200]}', errors.CorruptDataError(
+            f'{path}:{name[:200]}', why))
+        _skip_member_data(tar)
+        continue
+      yield name, tar.extractfile(member).read()
+  except (tarfile.TarError, OSError, EOFError, MemoryError) as e:
     # A truncated or garbled archive: nothing after this point is readable.
     corrupt.report(path, e)
 

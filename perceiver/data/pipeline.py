@@ -14,6 +14,47 @@ from perceiver.data import rng as rng_lib
 from perceiver.data._tf import tf
 
 SPLITS = ('train', 'valid', 'test')
+# Examples probed at start for at least one that passes a module's filter,
+# and the most a filter may reject in a row later on.
+FILTER_PROBE = 256
+MAX_REJECTED_IN_A_ROW = 10_000
+
+
+class NoUsableExamplesError(ValueError):
+  """A dataset's filter or decoder leaves no example to train or evaluate on."""
+
+
+def _no_usable(name: str, split: str, what: str, reason: str) -> str:
+  return f'{name} {split}: {what}: {reason}'
+
+
+def _check_some_pass(ds: tf.data.Dataset, filter_fn, name: str, split: str,
+                     reason: str) -> None:
+  """Raises NoUsableExamplesError if none of the first FILTER_PROBE examples pass."""
+  probed = ds.take(FILTER_PROBE)
+  for _ in probed.filter(filter_fn).take(1):
+    return
+  count = int(probed.reduce(0, lambda n, _: n + 1))
+  what = (f'none of the first {count} examples is usable' if count
+          else 'the split has no examples')
+  raise NoUsableExamplesError(_no_usable(name, split, what, reason))
+
+
+def _bounded_filter(ds: tf.data.Dataset, filter_fn, max_run: int, name: str,
+                    split: str, reason: str) -> tf.data.Dataset:
+  """``ds.filter(filter_fn)`` that fails after ``max_run`` rejections in a row."""
+  message = _no_usable(name, split, f'{max_run} examples in a row are unusable', reason)
+
+  def step(run, example):
+    keep = filter_fn(example)
+    run = tf.where(keep, tf.constant(0, tf.int64), run + 1)
+    check = tf.debugging.assert_less(run, tf.constant(max_run, tf.int64), message=message)
+    with tf.control_dependencies([check]):
+      keep = tf.identity(keep)
+    return run, (keep, example)
+
+  ds = ds.scan(tf.constant(0, tf.int64), step)
+  return ds.filter(lambda keep, example: keep).map(lambda keep, example: example)
 
 
 # Dataset name -> its module (imported lazily: each pulls in its own readers,
@@ -180,8 +221,16 @@ def get_dataset(
     ds = ds.repeat()
   filter_fn = getattr(module, 'filter_fn', lambda c, t: None)(
       config, is_training)
+  # The training set repeats forever: a filter that rejects everything
+  # would spin without a word. Refuse at start when none of the first
+  # examples is usable, and stop any later run of rejections in a row.
+  usable_fn = getattr(module, 'usable_fn', lambda c: None)(config) or filter_fn
+  reason = getattr(module, 'filter_reason', lambda c: 'rejected by the filter')(config)
+  if usable_fn is not None:
+    _check_some_pass(builder.as_dataset(split=host_split, decoders=module.decoders(config)),
+                     usable_fn, config.name, split, reason)
   if filter_fn is not None:
-    ds = ds.filter(filter_fn)
+    ds = _bounded_filter(ds, filter_fn, MAX_REJECTED_IN_A_ROW, config.name, split, reason)
   parallel = (tf.data.AUTOTUNE if config.num_parallel_calls < 0
               else config.num_parallel_calls)
   if is_training:

@@ -77,7 +77,7 @@ class ClassificationTask:
     else:
       probs = losses.probabilities(logits, loss_type)
       loss = losses.per_example_loss(logits, targets, loss_type)
-    out: dict[str, Any] = dict(loss=loss)
+    out: dict[str, Any] = dict(loss=loss, nonfinite=losses.nonfinite(probs))
     if loss_type == 'sigmoid':
       out['collect'] = dict(scores=probs, labels=targets)
     else:
@@ -90,7 +90,10 @@ class ClassificationTask:
     if 'scores' not in collected:
       return {}
     # AP per class, then the mean over classes with positives (AudioSet's
-    # metric, shared with the data package's own evaluation helpers).
-    from perceiver.data import audioset  # pylint: disable=g-import-not-at-top
-    return dict(mAP=audioset.mean_average_precision(collected['scores'],
-                                                    collected['labels']))
+    # metric), with the number of classes that had none.
+    return losses.map_metrics(collected['scores'], collected['labels'])
+
+  def check_batch(self, batch: Mapping[str, Any], config: ml_collections.ConfigDict,
+                  where: str) -> None:
+    """Host-side label check at the runner boundary (see losses.check_labels)."""
+    losses.check_labels(batch, config.model.decoder.num_classes, where=where)

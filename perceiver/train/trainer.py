@@ -27,10 +27,12 @@ from perceiver import tasks as tasks_lib
 from perceiver.train import checkpoint as checkpoint_lib
 from perceiver.train import config_checks
 from perceiver.train import input_pipeline
+from perceiver.train import losses
 from perceiver.train import metrics_log
 from perceiver.train import optim
 from perceiver.train import parallel
 from perceiver.train.progress import Progress
+from perceiver.train import workdir_lock
 
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -48,6 +50,14 @@ def _device_batch_keys(batch: Mapping[str, Any],
   """What goes to the devices: the task's inputs and targets, eval mask."""
   keep = tuple(task.batch_keys) + ('mask',)
   return {k: v for k, v in batch.items() if k in keep}
+
+
+def _check_batch(task: tasks_lib.Task, batch: Mapping[str, Any],
+                 config: ml_collections.ConfigDict, where: str) -> None:
+  """The task's host-side check of a batch (labels in range), if it has one."""
+  check = getattr(task, 'check_batch', None)
+  if check is not None:
+    check(batch, config, where)
 
 
 def make_train_step(net: hk.TransformedWithState,
@@ -185,7 +195,8 @@ def _first_non_finite(history: list[tuple[int, dict[str, float]]]
 class _Run:
   """Objects shared by training and evaluation of one run."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, *,
+               write_logs: bool = True):
     self.config = config
     self.workdir = workdir
     self.mesh = parallel.make_mesh()
@@ -227,7 +238,7 @@ class _Run:
     self.checkpointer = checkpoint_lib.Checkpointer(
         os.path.join(workdir, 'checkpoints'), config.checkpoint.max_to_keep,
         async_save=config.checkpoint.async_save)
-    self.log = metrics_log.MetricsLog(workdir, enabled=self.is_chief)
+    self.log = metrics_log.MetricsLog(workdir, enabled=self.is_chief and write_logs)
     self._state_shardings = None
 
   # --- state ---------------------------------------------------------------
@@ -364,6 +375,7 @@ class _Run:
                            'examples')
         batch = {k: np.zeros_like(v) for k, v in template.items()}
       template = batch
+      _check_batch(self.task, batch, cfg, f'{split} batch {i}')
       batch = _device_batch_keys(batch, self.task)
       gbatch = parallel.make_global_batch(self.mesh, batch,
                                           cfg.eval.batch_size)
@@ -379,6 +391,10 @@ class _Run:
     result.update(self.task.finalize_eval(
         {k: np.concatenate(v) for k, v in collected.items()}, cfg))
     result['num_examples'] = count
+    warning = losses.check_eval_finite(result, step=step, split=split,
+                                       stop=cfg.eval.get('stop_on_nonfinite', False))
+    if warning:
+      logging.warning('%s', warning)
     self.log.write(step, split, result)
     logging.info('eval %s at step %d: %s', split, step,
                  ', '.join(f'{k}={v:.4f}' for k, v in result.items()))
@@ -437,7 +453,9 @@ class _Run:
                  self.num_processes)
     with _sigterm_flag() as sigterm:
       for step in range(start + 1, self.total_steps + 1):
-        batch = _device_batch_keys(next(batches), self.task)
+        batch = next(batches)
+        _check_batch(self.task, batch, cfg, f'train batch of step {step}')
+        batch = _device_batch_keys(batch, self.task)
         gbatch = parallel.make_global_batch(self.mesh, batch,
                                             self.global_batch)
         state, metrics = train_step(state, gbatch, self.train_key)
@@ -501,13 +519,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   Returns a summary: the last train/eval metrics, the final step, and
   ``preempted`` (True when SIGTERM stopped the run after a checkpoint).
-  Raises FloatingPointError if the loss or gradient becomes NaN/Inf.
+  Raises FloatingPointError if the loss or gradient becomes NaN/Inf, and
+  workdir_lock.WorkdirError (one line) if another run holds the workdir or
+  it is full or read-only (``mode='eval'`` still runs on a read-only
+  workdir: results go to the log and stdout only).
   """
   config_checks.check_config(config, mode)
   parallel.maybe_initialize_distributed(config.parallel)
-  run = _Run(config, workdir)
+  read_only = mode == 'eval' and not workdir_lock.is_writable(workdir)
+  lock = None
+  if jax.process_index() == 0 and '://' not in workdir and not read_only:
+    lock = workdir_lock.WorkdirLock(workdir).acquire()  # before anything is written
   try:
-    if run.is_chief:
+    return _train_and_evaluate(config, workdir, mode, read_only)
+  except Exception as e:  # pylint: disable=broad-except
+    error = workdir_lock.workdir_error_in(e, workdir)
+    if error is None:
+      raise
+    raise error from e
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        mode: str, read_only: bool) -> dict[str, Any]:
+  run = _Run(config, workdir, write_logs=not read_only)
+  try:
+    if run.is_chief and not read_only:
       os.makedirs(workdir, exist_ok=True)
       with open(os.path.join(workdir, 'config.json'), 'w') as f:
         f.write(config.to_json_best_effort(indent=2))
@@ -523,7 +562,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             f'mode=eval but no checkpoint in {workdir} and no '
             '--config.init_from=FILE to evaluate')
       step = int(jax.device_get(state.step))
-      return dict(eval=run.evaluate(state, step), step=step, preempted=False)
+      result = run.evaluate(state, step)
+      if read_only and run.is_chief:  # nowhere to write: the results go to stdout
+        print(json.dumps({'step': step, config.eval.split: result}), flush=True)
+      return dict(eval=result, step=step, preempted=False)
     if state is None:
       state = run.init_state()
       num_params = sum(x.size for x in jax.tree.leaves(state.params))

@@ -57,7 +57,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             else '--hf_config_json (or put config.json beside the weights)')
     print(f'error: {source} ({fmt}) carries no model config; pass {hint}', file=sys.stderr)
     return 1
-  checkpoints.save_checkpoint(output, params, state, config)
+  try:
+    checkpoints.save_checkpoint(output, params, state, config)
+  except (OSError, ValueError) as e:  # disk full, read-only directory, bad names
+    print(f'error: cannot write {output}: {type(e).__name__}: '
+          f'{getattr(e, "strerror", None) or e}', file=sys.stderr)
+    return 1
   n_params = sum(a.size for leaves in params.values() for a in leaves.values())
   n_state = sum(len(leaves) for leaves in state.values())
   print(f'{source} ({fmt}) -> {output}: {n_params:,} parameters in '

@@ -129,7 +129,7 @@ def _payloads(marker):
           asm.global_('numpy.core.multiarray', '_reconstruct'), asm.global_('os', 'system'),
           asm.tuple_(asm.binint(0)), asm.unicode('b')) + asm.STOP, 'os.system'),
       ('object dtype', asm.PROTO2 + asm.call(asm.global_('numpy', 'dtype'), asm.unicode('O8'),
-                                             asm.NEWFALSE, asm.NEWTRUE) + asm.STOP, "'O8'"),
+                                             asm.NEWFALSE, asm.NEWTRUE) + asm.STOP, 'dtype'),
       ('persistent id', asm.PROTO2 + asm.unicode('x') + asm.BINPERSID + asm.STOP, 'BINPERSID'),
   ]
 

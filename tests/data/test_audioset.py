@@ -1,6 +1,10 @@
 """AudioSet builder and pipeline on real Asterisk voice prompts."""
 
+import importlib.util
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -9,6 +13,12 @@ from sklearn.metrics import average_precision_score
 import perceiver.data as pdata
 from perceiver.data import audioset
 from perceiver.data._tf import tf
+
+
+# Without PyAV the sample copy has no video, which video presets now refuse
+# (test_video_presets_without_any_decodable_video_fail_at_start).
+_NEEDS_PYAV = pytest.mark.skipif(importlib.util.find_spec('av') is None,
+                                 reason='needs av (PyAV: pip install av) to write sample videos')
 
 
 def _first(config, split, batch_size=2):
@@ -74,6 +84,7 @@ def test_mel_batch_has_4800_inputs_and_specaugment(audioset_config):
   assert (np.ptp(off_mel, axis=1) == 0).sum() == 0
 
 
+@_NEEDS_PYAV
 def test_audio_video_batch_has_12544_patches(audioset_config):
   config = dict(audioset_config, modality='audio_video', video_patched=True)
   batch = _first(config, 'train')
@@ -84,6 +95,7 @@ def test_audio_video_batch_has_12544_patches(audioset_config):
   assert np.abs(video).sum() > 0
 
 
+@_NEEDS_PYAV
 def test_eval_has_16_clips_covering_the_segment(audioset_config):
   batch = _first(dict(audioset_config, modality='audio_video', video_size=16),
                  'test')
@@ -95,6 +107,7 @@ def test_eval_has_16_clips_covering_the_segment(audioset_config):
   assert np.all(np.diff(starts) < 61_440)  # Overlapping.
 
 
+@_NEEDS_PYAV
 def test_video_dropout_zeroes_whole_streams(audioset_config):
   config = dict(audioset_config, modality='audio_video', video_dropout=1.0,
                 video_size=16)
@@ -145,3 +158,28 @@ def test_mel_training_batches_are_a_function_of_the_seed(audioset_config):
   config = dict(audioset_config, audio_repr='mel')
   a, b = (_first(config, 'train') for _ in range(2))
   np.testing.assert_array_equal(a['audio'], b['audio'])
+
+
+def test_video_presets_without_any_decodable_video_fail_at_start(tmp_path):
+  """A copy whose videos cannot be decoded (here: none written, as without
+  PyAV) fails at once naming the fix, instead of spinning at the first batch
+  (the training set is repeated, then filtered)."""
+  from perceiver.data.pipeline import NoUsableExamplesError  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / 'sample')
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run(
+      [sys.executable, os.path.join(repo, 'scripts', 'make_sample_data.py'), '--out', out,
+       '--what', 'audioset', '--audioset_per_language', '6', '--no_video'],
+      capture_output=True, text=True, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  config = dict(name='audioset', manual_dir=f'{out}/audioset', data_dir=str(tmp_path / 'tfds'))
+  _first(config, 'train')  # audio only: fine
+  for modality, split in (('audio_video', 'train'), ('video', 'train'), ('audio_video', 'test')):
+    start = time.monotonic()
+    with pytest.raises(NoUsableExamplesError) as error:
+      pdata.get_dataset(dict(config, modality=modality), split=split, batch_size=2,
+                        shuffle_seed=0)
+    print(f'\n{modality} {split}: refused after {time.monotonic() - start:.1f} s')
+    message = str(error.value)
+    assert message.startswith(f'audioset {split}: none of the first ') and (
+        'no decodable video: install PyAV (pip install av)' in message), message

@@ -4,8 +4,8 @@ import os
 import subprocess
 import sys
 
-from perceiver import paper_results as pr
-from perceiver import tables
+from perceiver_tools import paper_results as pr
+from perceiver_tools import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TASKS = ('CoLA', 'SST-2', 'MRPC', 'QQP', 'STS-B', 'MNLI-m', 'MNLI-mm', 'QNLI', 'RTE')

@@ -5,6 +5,7 @@ kills) go through `run_main`, which starts `python -m experiments.main` in
 the repository root.
 """
 
+import importlib
 import json
 import os
 import subprocess
@@ -61,3 +62,15 @@ def saved_meta(workdir: str, step: int) -> dict:
   with open(os.path.join(workdir, 'checkpoints', str(step), 'meta',
                          'metadata')) as f:
     return json.load(f)
+
+
+def config_with(name: str = 'mnist', preset: str = 'smoke', **overrides):
+  """``configs/<name>.py:<preset>`` with dotted overrides ('train.num_steps')."""
+  config = importlib.import_module(f'perceiver_configs.{name}').get_config(preset)
+  for key, value in overrides.items():
+    target = config
+    *path, leaf = key.split('.')
+    for part in path:
+      target = target[part]
+    target[leaf] = value
+  return config

@@ -152,4 +152,6 @@ def test_losses_and_topk():
       targets * jnp.log(p) + (1 - targets) * jnp.log(1 - p), -1), rtol=1e-5)
   label = jnp.array([0, 1])
   np.testing.assert_array_equal(losses.topk_correct(logits, label, 1), [1, 0])
-  np.testing.assert_array_equal(losses.topk_correct(logits, label, 2), [1, 1])
+  # Example 1 ties class 0 for second place: ties count against the prediction.
+  np.testing.assert_array_equal(losses.topk_correct(logits, label, 2), [1, 0])
+  np.testing.assert_array_equal(losses.topk_correct(logits, label, 3), [1, 1])

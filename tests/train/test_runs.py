@@ -32,15 +32,7 @@ def _smoke_presets():
   return names
 
 
-def _config(name='mnist', preset='smoke', **overrides):
-  config = importlib.import_module(f'perceiver_configs.{name}').get_config(preset)
-  for key, value in overrides.items():
-    target = config
-    *path, leaf = key.split('.')
-    for part in path:
-      target = target[part]
-    target[leaf] = value
-  return config
+_config = helpers.config_with
 
 
 @pytest.mark.parametrize('name', _smoke_presets())
