@@ -37,7 +37,7 @@ import ml_collections  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 from perceiver import attention as attn_lib  # pylint: disable=wrong-import-position
-from perceiver import baselines  # pylint: disable=wrong-import-position
+from perceiver import io_processors  # pylint: disable=wrong-import-position
 from perceiver.encoders import PerceiverEncoder  # pylint: disable=wrong-import-position
 
 
@@ -115,7 +115,7 @@ def to_grid(weights: np.ndarray, image_hw: Tuple[int, int], permute_seed: int) -
   n, m = weights.shape
   if permute_seed >= 0:  # Input j sits at pixel perm[j].
     unpermuted = np.empty_like(weights)
-    unpermuted[:, baselines.fixed_permutation(m, permute_seed)] = weights
+    unpermuted[:, io_processors.fixed_permutation(m, permute_seed)] = weights
     weights = unpermuted
   h, w = image_hw
   scale = math.sqrt(h * w / m)  # Conv / patch preprocessing shrinks the grid.
