@@ -75,8 +75,8 @@ class InputConfig:
                          choices=('image', 'video', 'audio', 'points', 'audio_video'))
   input_channels: int = _field(-1, 'channels C of a channels-last image/video; checked, so a '
                                '[B, C, H, W] array fails clearly (-1: not checked)', min=-1)
-  prep_type: str = _field('pixels', "image: pixels|conv1x1|conv|patches; video: pixels|patches|conv; "
-                          'audio: patches|mel')
+  prep_type: str = _field('pixels', "image: pixels, conv1x1, conv, patches; video: pixels, "
+                          'patches, conv; audio: patches, mel')
   spatial_downsample: int = _field(1, 'patch / conv1x1 stride', min=1)
   temporal_downsample: int = _field(1, 'video patch length in frames', min=1)
   num_channels: int = _field(-1, 'output channels of conv1x1 / conv stem / patch linear (-1: keep)',

@@ -18,7 +18,9 @@ ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
 
 A `.pystate` carries no config: `--preset` gives the full-size one of a
 released file (picked from the file name when omitted), `--config` a
-reference-style config (JSON, or the `__config__` of an `.npz`).
+reference-style config (JSON, or the `__config__` of an `.npz`). A training
+run's `params.npz` (`--config.checkpoint.export_npz=True`) carries the run's
+config: its evaluation (data, split, metrics) is rerun as the runner does it.
 Expected (Perceiver IO paper, released config A checkpoints, 50,000
 validation images): learned positions 72.7, 2-D Fourier 79.0, conv 82.1.
 `--workdir` writes DIR/result.json for scripts/make_tables.py.
@@ -119,6 +121,21 @@ def evaluate(checkpoint: str, data_config: Dict[str, Any], *, split: str = 'vali
   return result
 
 
+def evaluate_export(checkpoint: str, saved: Dict[str, Any]) -> Dict[str, Any]:
+  """Re-runs the evaluation of the training run that exported `checkpoint`
+  (its params.npz carries the run's config): same data, split and metrics."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from perceiver import train  # pylint: disable=g-import-not-at-top
+  if not isinstance(saved.get('config'), dict):
+    raise ValueError(f'{checkpoint}: a training export without the run config (written before '
+                     'it was stored); evaluate it with --config.init_from and the preset')
+  config = ml_collections.ConfigDict(saved['config'])
+  config.init_from = os.path.abspath(checkpoint)
+  with tempfile.TemporaryDirectory() as workdir:
+    return train.train_and_evaluate(config, workdir, 'eval')['eval']
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--checkpoint', required=True)
@@ -133,6 +150,18 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--workdir', help='write WORKDIR/result.json for scripts/make_tables.py')
   args = parser.parse_args(argv)
 
+  from perceiver import api  # pylint: disable=g-import-not-at-top
+  own = read_config(args.checkpoint) if args.checkpoint.endswith('.npz') and not (
+      args.config or args.preset) and os.path.isfile(args.checkpoint) else None
+  if api.is_runner_export(own):  # A training run's params.npz: rerun its evaluation.
+    result = evaluate_export(args.checkpoint, own)
+    print(f'{os.path.basename(args.checkpoint)} (training export, its run\'s eval split): '
+          + ', '.join(f'{k} {v:.4f}' for k, v in sorted(result.items())))
+    if args.workdir:
+      from perceiver import tables  # pylint: disable=g-import-not-at-top
+      print('wrote', tables.write_result(args.workdir, None, result,
+                                         checkpoint=os.path.abspath(args.checkpoint), split='run'))
+    return 0
   preset = args.preset or (None if args.config else preset_for(args.checkpoint))
   config = read_config(args.config) if args.config else (
       published.published_config(preset) if preset else None)
