@@ -102,6 +102,11 @@ class InputConfig:
   audio: Optional[InputConfig] = _field(None, 'audio_video: the audio section (an input section)')
   video: Optional[InputConfig] = _field(None, 'audio_video: the video section (an input section)')
 
+  @staticmethod
+  def default_section(name: str) -> 'InputConfig':
+    """The base an audio_video `audio` / `video` section is parsed over."""
+    return InputConfig(modality=name, prep_type='patches')
+
   def grid_dims(self) -> Optional[int]:
     if self.modality == 'audio':
       return 1 if self.prep_type == 'patches' else 2
@@ -437,7 +442,10 @@ def _parse(cls: type, given: Any, path: str, base: Any) -> Any:
   for f in dataclasses.fields(cls):
     sub = f'{path}.{f.name}'
     if f.name in given:
-      values[f.name] = _coerce(hints[f.name], given[f.name], sub, getattr(base, f.name))
+      sub_base = getattr(base, f.name)
+      if sub_base is None and hasattr(cls, 'default_section'):
+        sub_base = cls.default_section(f.name)
+      values[f.name] = _coerce(hints[f.name], given[f.name], sub, sub_base)
   out = dataclasses.replace(base, **values)
   for f in dataclasses.fields(cls):
     _check_field(f, getattr(out, f.name), f'{path}.{f.name}')
