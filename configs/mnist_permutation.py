@@ -40,7 +40,8 @@ def perceiver_learned():
   model's 35."""
   config = perceiver_ff()
   config.model.input = common.model_input(
-      input_channels=1, position_encoding='trainable', trainable_pos_channels=32, trainable_pos_init_scale=1.0,
+      input_channels=1, position_encoding='trainable', trainable_pos_channels=32,
+      trainable_pos_init_scale=1.0,
       max_resolution=(28, 28))
   config.model.encoder.num_cross_attends = 1
   config.model.encoder.cross_attend_placement = 'start'

@@ -10,7 +10,7 @@
   `masked_lm`, `optical_flow` (named constructors), `build_model(config.model)`
   (any registered `model.name`), `load_pretrained(path)` -> (model, params,
   state) from any supported checkpoint; `Model` (see perceiver/api.py).
-- Schema: `ModelConfig` kinds `PerceiverConfig`, `PerceiverIOConfig`,
+- Schema: the `config.model` kinds `PerceiverConfig`, `PerceiverIOConfig`,
   `BaselineConfig`, sections `InputConfig`, `EncoderConfig`,
   `DecoderConfig`; `parse_model_config`, `register_model`.
 - Modules (for your own `hk.Module`): `PerceiverEncoder`, `Perceiver`,

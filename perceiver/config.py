@@ -328,9 +328,6 @@ class BaselineConfig:
       raise ModelConfigError(f'{path}.compute_dtype=bfloat16 is supported for vit/transformer only')
 
 
-ModelConfig = Union[PerceiverConfig, BaselineConfig, Any]
-
-
 # ---------------------------------------------------------------------------
 # Registry: model.name -> (config dataclass, builder).
 # ---------------------------------------------------------------------------
@@ -348,7 +345,8 @@ def register_model(name: str, config_cls: type, builder: Union[str, Callable[[An
   """Adds a `model.name`: its schema dataclass (with a `name` field and a
   nested `decoder`, optional `validate(path)`) and a builder taking the
   parsed config and returning `hk.TransformedWithState`."""
-  if not dataclasses.is_dataclass(config_cls) or 'name' not in {f.name for f in dataclasses.fields(config_cls)}:
+  names = {f.name for f in dataclasses.fields(config_cls)} if dataclasses.is_dataclass(config_cls) else ()
+  if 'name' not in names:
     raise TypeError(f'{config_cls!r} must be a dataclass with a `name` field')
   _REGISTRY[name] = ModelKind(config_cls, builder)
 

@@ -131,7 +131,8 @@ def test_cross_and_self_attend_widths_are_separate():
       decoder=dict(num_classes=3)))
   params, _ = jax.eval_shape(lambda x: net.init(RNG, x, is_training=True),
                              {'image': jax.ShapeDtypeStruct((1, 4, 4, 3), jnp.float32)})
-  cross, self_ = 'perceiver_encoder/~/cross_attention/attention/', 'perceiver_encoder/~/self_attention/attention/'
+  cross = 'perceiver_encoder/~/cross_attention/attention/'
+  self_ = 'perceiver_encoder/~/self_attention/attention/'
   assert params[cross + 'linear']['w'].shape == (32, 64)  # q: latents -> 64
   assert params[cross + 'linear_2']['w'].shape[-1] == 64  # v
   assert params[self_ + 'linear']['w'].shape == (32, 128)
