@@ -59,7 +59,8 @@ def _perceiver_recipe(config):
 def paper():
   config = common.base_config()
   config.model = common.model(
-      'perceiver', 1000, input=common.model_input(input_channels=3),
+      # 2-D Fourier features, 64 bands, mu = 224 (PAPERS.md).
+      'perceiver', 1000, input=common.model_input(input_channels=3, max_resolution=(224, 224)),
       encoder=common.model_encoder())
   # Silent in the Perceiver paper: the augmentation beyond "Inception-style
   # crops, RandAugment". The pipeline defaults are the reference's (RandAugment
@@ -122,7 +123,7 @@ def _io(model_input):
 
 def io_fourier():
   """Raw pixels + 2-D Fourier features (64 bands, mu=224): 79.0."""
-  return _io(common.model_input(input_channels=3))
+  return _io(common.model_input(input_channels=3, max_resolution=(224, 224)))
 
 
 def io_learned():

@@ -52,10 +52,11 @@ def as_dict(cfg: Any) -> Dict[str, Any]:
 
 def _field(default: Any = dataclasses.MISSING, doc: str = '', *, choices: Tuple = (),
            min: Optional[float] = None, below: Optional[float] = None,  # pylint: disable=redefined-builtin
-           factory: Optional[Callable[[], Any]] = None) -> Any:
+           factory: Optional[Callable[[], Any]] = None, unset: bool = False) -> Any:
   """A schema field: its default, meaning and allowed values (read by the
-  validator and by the generated docs table)."""
-  meta = dict(doc=doc, choices=tuple(choices), min=min, below=below)
+  validator and by the generated docs table). `unset`: -1 means "not set"
+  and any other value must be >= 1."""
+  meta = dict(doc=doc, choices=tuple(choices), min=-1 if unset else min, below=below, unset=unset)
   if factory is not None:
     return dataclasses.field(default_factory=factory, metadata=meta)
   return dataclasses.field(default=default, metadata=meta)
@@ -74,13 +75,13 @@ class InputConfig:
   modality: str = _field('image', 'input key the model reads',
                          choices=('image', 'video', 'audio', 'points', 'audio_video'))
   input_channels: int = _field(-1, 'channels C of a channels-last image/video; checked, so a '
-                               '[B, C, H, W] array fails clearly (-1: not checked)', min=-1)
+                               '[B, C, H, W] array fails clearly (-1: not checked)', unset=True)
   prep_type: str = _field('pixels', "image: pixels, conv1x1, conv, patches; video: pixels, "
                           'patches, conv; audio: patches, mel')
   spatial_downsample: int = _field(1, 'patch / conv1x1 stride', min=1)
   temporal_downsample: int = _field(1, 'video patch length in frames', min=1)
   num_channels: int = _field(-1, 'output channels of conv1x1 / conv stem / patch linear (-1: keep)',
-                             min=-1)
+                             unset=True)
   position_encoding: str = _field('fourier', 'position features', choices=_POSITIONS)
   num_bands: int = _field(64, 'Fourier frequency bands K', min=1)
   max_resolution: Tuple[int, ...] = _field((), 'Fourier max resolution mu per index dim (() = '
@@ -90,7 +91,7 @@ class InputConfig:
   trainable_pos_channels: int = _field(258, 'trainable position width (258 = the Fourier width)',
                                        min=1)
   trainable_pos_init_scale: float = _field(0.02, 'trainable position init std', min=0)
-  project_pos_dim: int = _field(-1, 'project positions to this width (-1: no projection)', min=-1)
+  project_pos_dim: int = _field(-1, 'project positions to this width (-1: no projection)', unset=True)
   concat_or_add_pos: str = _field('concat', 'how positions join the inputs', choices=('concat', 'add'))
   permute_seed: int = _field(-1, '>= 0: one fixed permutation of the M inputs after position '
                              'features are attached (Perceiver Table 2)', min=-1)
@@ -159,13 +160,13 @@ class EncoderConfig:
   cross_attend_widening_factor: int = _field(1, 'cross-attend MLP widening', min=1)
   self_attend_widening_factor: int = _field(1, 'self-attend MLP widening', min=1)
   qk_channels: int = _field(-1, 'Q/K width of every attention (-1: reference default: the '
-                            'inputs\' width for cross-attends, D for self-attends)', min=-1)
-  v_channels: int = _field(-1, 'V width of every attention (-1: = its Q/K width)', min=-1)
+                            'inputs\' width for cross-attends, D for self-attends)', unset=True)
+  v_channels: int = _field(-1, 'V width of every attention (-1: = its Q/K width)', unset=True)
   cross_attend_qk_channels: int = _field(-1, 'cross-attend Q/K width = heads x dim per head '
-                                         '(-1: qk_channels)', min=-1)
-  cross_attend_v_channels: int = _field(-1, 'cross-attend V width (-1: v_channels)', min=-1)
-  self_attend_qk_channels: int = _field(-1, 'self-attend Q/K width (-1: qk_channels)', min=-1)
-  self_attend_v_channels: int = _field(-1, 'self-attend V width (-1: v_channels)', min=-1)
+                                         '(-1: qk_channels)', unset=True)
+  cross_attend_v_channels: int = _field(-1, 'cross-attend V width (-1: v_channels)', unset=True)
+  self_attend_qk_channels: int = _field(-1, 'self-attend Q/K width (-1: qk_channels)', unset=True)
+  self_attend_v_channels: int = _field(-1, 'self-attend V width (-1: v_channels)', unset=True)
   cross_attention_shape_for_attn: str = _field('kv', 'reference default width of the cross-attend '
                                                'Q/K: the inputs\' (kv) or the latents\' (q)',
                                                choices=('kv', 'q'))
@@ -215,7 +216,7 @@ class DecoderConfig:
                      'cross-attends into them', choices=('average_project', 'classification'))
   num_heads: int = _field(1, 'classification: query cross-attend heads', min=1)
   use_query_residual: bool = _field(True, 'classification: residual around the query cross-attend')
-  query_channels: int = _field(-1, 'classification: query width (-1: latent_channels)', min=-1)
+  query_channels: int = _field(-1, 'classification: query width (-1: latent_channels)', unset=True)
 
 
 def _default(cls, **kw):
@@ -248,7 +249,7 @@ class PerceiverIOConfig(PerceiverConfig):
 class BaselineInputConfig:
   """`model.input` of a baseline: the Perceiver's position features on a grid."""
   modality: str = _field('image', 'input key', choices=('image', 'points'))
-  input_channels: int = _field(-1, 'channels C of a channels-last image (-1: not checked)', min=-1)
+  input_channels: int = _field(-1, 'channels C of a channels-last image (-1: not checked)', unset=True)
   position_encoding: str = _field('fourier', 'position features', choices=_POSITIONS)
   num_bands: int = _field(64, 'Fourier frequency bands K', min=1)
   max_resolution: Tuple[int, ...] = _field((), 'Fourier mu per index dim (() = the grid)')
@@ -420,6 +421,8 @@ def _check_field(f: dataclasses.Field, value: Any, path: str) -> None:
   if meta.get('choices') and value not in meta['choices']:
     raise ModelConfigError(f'{path} must be one of {list(meta["choices"])}, got {_show(value)}')
   if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if meta.get('unset') and value == 0:
+      raise ModelConfigError(f'{path} must be -1 (unset) or >= 1, got 0')
     if meta.get('min') is not None and value < meta['min']:
       raise ModelConfigError(f'{path} must be >= {meta["min"]:g}, got {_show(value)}')
     if meta.get('below') is not None and not value < meta['below']:
@@ -521,7 +524,9 @@ def _allowed(f: dataclasses.Field) -> str:
   if meta.get('choices'):
     return ' \\| '.join(f'`{c}`' for c in meta['choices'])
   parts = []
-  if meta.get('min') is not None:
+  if meta.get('unset'):
+    parts.append('-1 or >= 1')
+  elif meta.get('min') is not None:
     parts.append(f'>= {meta["min"]:g}')
   if meta.get('below') is not None:
     parts.append(f'< {meta["below"]:g}')

@@ -74,7 +74,8 @@ def test_a_partial_perceiver_dict_is_the_papers_imagenet_model():
   partial = schema.parse_model_config({'name': 'perceiver', 'decoder': {'num_classes': 1000}})
   paper = schema.parse_model_config(imagenet.get_config('paper').model)
   assert partial.encoder == paper.encoder and partial.encoder.num_cross_attends == 8
-  assert dataclasses.replace(partial.input, input_channels=3) == paper.input
+  # () = the input grid: mu = 224 on the paper's 224 x 224 images.
+  assert dataclasses.replace(partial.input, input_channels=3, max_resolution=(224, 224)) == paper.input
   net = models.build_model({'name': 'perceiver', 'decoder': {'num_classes': 1000}})
   params, _ = jax.eval_shape(lambda x: net.init(RNG, x, is_training=True),
                              {'image': jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)})
@@ -93,6 +94,8 @@ def test_a_partial_perceiver_dict_is_the_papers_imagenet_model():
     ({'encoder': {'cross_attend_qk_channels': 10, 'num_cross_attend_heads': 4}},
      r'^model.encoder.cross_attend_qk_channels=10 is not divisible by num_cross_attend_heads=4$'),
     ({'encoder': {'num_latent': 3}}, r"^model.encoder: unknown key\(s\) \['num_latent'\]; allowed"),
+    ({'input': {'input_channels': 0}}, r'^model.input.input_channels must be -1 \(unset\) or >= 1, got 0$'),
+    ({'encoder': {'qk_channels': 0}}, r'^model.encoder.qk_channels must be -1 \(unset\) or >= 1, got 0$'),
     ({'encoder': {'num_latents': '512'}}, r'^model.encoder.num_latents must be an int, got str$'),
     ({'encoder': {'remat': 1}}, r'^model.encoder.remat must be a bool, got int$'),
     ({'encoder': {'dropout_prob': 1.0}}, r'^model.encoder.dropout_prob must be < 1, got 1.0$'),
