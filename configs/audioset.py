@@ -44,7 +44,7 @@ def _audio_input(mel: bool):
 def _video_input():
   """32x224x224 frames -> 2x8x8 patches: 16x28x28 = 12,544 inputs of 384
   channels, with 3-D Fourier features (t, y, x) concatenated."""
-  return common.model_input(modality='video', prep_type='patches',
+  return common.model_input(modality='video', prep_type='patches', input_channels=3,
                             spatial_downsample=8, temporal_downsample=2,
                             num_bands=64, max_resolution=())
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import ml_collections
 
+from perceiver import config as schema
 from perceiver_configs import common
 
 ConfigDict = ml_collections.ConfigDict
@@ -41,21 +42,18 @@ PERMUTE_SEED = 0
 
 
 def model_input(**overrides: Any) -> ConfigDict:
-  """``model.input`` of a baseline (all fields of perceiver.baselines)."""
-  from perceiver import baselines  # pylint: disable=g-import-not-at-top
-  return _fields(baselines.INPUT_DEFAULTS, overrides)
+  """``model.input`` of a baseline (all fields of perceiver.config.BaselineInputConfig)."""
+  return _fields(schema.defaults(schema.BaselineInputConfig), overrides)
 
 
 def resnet(**overrides: Any) -> ConfigDict:
   """``model.resnet``: ResNet-50 v1 unless overridden."""
-  from perceiver import baselines  # pylint: disable=g-import-not-at-top
-  return _fields(baselines.RESNET_DEFAULTS, overrides)
+  return _fields(schema.defaults(schema.ResNetConfig), overrides)
 
 
 def vit(**overrides: Any) -> ConfigDict:
   """``model.vit``: ViT-B/16 unless overridden."""
-  from perceiver import baselines  # pylint: disable=g-import-not-at-top
-  return _fields(baselines.VIT_DEFAULTS, overrides)
+  return _fields(schema.defaults(schema.ViTConfig), overrides)
 
 
 def model(name: str, num_classes: int, *, input: ConfigDict,  # pylint: disable=redefined-builtin
@@ -112,11 +110,11 @@ def _imagenet(model_cfg: ConfigDict, tag: ConfigDict) -> ConfigDict:
 
 def _imagenet_ff_input(**overrides: Any) -> ConfigDict:
   """Pixels + 2-D Fourier features as the Perceiver's (K=64, mu=224)."""
-  return model_input(**{'num_bands': 64, 'max_resolution': (224, 224), **overrides})
+  return model_input(**{'num_bands': 64, 'max_resolution': (224, 224), 'input_channels': 3, **overrides})
 
 
 def resnet50():
-  return _imagenet(model('resnet', 1000, input=model_input(position_encoding='none')),
+  return _imagenet(model('resnet', 1000, input=model_input(position_encoding='none', input_channels=3)),
                    table_tag('perceiver_t1', 'ResNet-50', 'top-1'))
 
 
@@ -154,7 +152,7 @@ def transformer_64_ff():
   """
   return _imagenet(
       model('transformer', 1000,
-            input=model_input(num_bands=64, max_resolution=(64, 64), resize=(64, 64)),
+            input=model_input(num_bands=64, max_resolution=(64, 64), resize=(64, 64), input_channels=3),
             vit_cfg=vit(patch_size=1, pool='mean')),
       table_tag('perceiver_t2', 'Transformer (64x64, FF)', 'raw'))
 
@@ -238,7 +236,7 @@ def mnist_base(model_cfg: ConfigDict, row: str, *, num_epochs: float = MNIST_EPO
 
 def _mnist_ff_input(**overrides: Any) -> ConfigDict:
   """Pixels + 2-D Fourier features at the 28x28 grid (8 bands, as the quickstart Perceiver)."""
-  return model_input(**{'num_bands': 8, 'max_resolution': (28, 28), **overrides})
+  return model_input(**{'num_bands': 8, 'max_resolution': (28, 28), 'input_channels': 1, **overrides})
 
 
 def resnet_ff_mnist():

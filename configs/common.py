@@ -5,14 +5,17 @@ the command line (``--config.optimizer.schedule.base_lr=1e-3``) and a typo is
 rejected: ``finalize`` locks the config. Numbers that must stay floats are
 written as floats (a locked ConfigDict refuses to put 0.5 into an int field).
 
-Model sections follow the schema in docs/architecture.md; the defaults here
-are the Perceiver ImageNet model of the paper (PAPERS.md, "Perceiver
-architecture"), which the per-experiment files modify.
+Model sections are built from the typed schema (perceiver/config.py, whose
+defaults are the Perceiver ImageNet model of the paper: PAPERS.md,
+"Perceiver architecture"), which the per-experiment files modify; the
+presets and the schema cannot disagree.
 """
 
 from typing import Any
 
 import ml_collections
+
+from perceiver import config as schema
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -22,72 +25,28 @@ IMAGENET_TRAIN_EXAMPLES = 1_281_167 - 10_000
 
 
 def model_input(**overrides: Any) -> ConfigDict:
-  """``model.input``: raw pixels + 2-D Fourier features (K=64, mu=224)."""
-  fields = dict(
-      modality='image',
-      prep_type='pixels',
-      spatial_downsample=1,
-      temporal_downsample=1,
-      num_channels=-1,
-      position_encoding='fourier',
-      num_bands=64,
-      max_resolution=(224, 224),
-      concat_pos=True,
-      sine_only=False,
-      # Trainable-encoding fields (unused with Fourier). Width 258 matches
-      # the Fourier channel count, as in the reference.
-      trainable_pos_channels=258,
-      trainable_pos_init_scale=0.02,
-      project_pos_dim=-1,
-      concat_or_add_pos='concat',
-      permute_seed=-1,
-  )
-  return _update(fields, overrides)
+  """``model.input``: every field of perceiver.config.InputConfig at its
+  default (raw pixels + 2-D Fourier features, K=64, mu=224), overridden."""
+  return _update(schema.defaults(schema.InputConfig), overrides)
 
 
 def model_encoder(**overrides: Any) -> ConfigDict:
-  """``model.encoder``: the paper's ImageNet Perceiver.
-
-  8 cross-attends interleaved with 8 latent Transformers of 6 self-attends,
-  cross-attends 2..8 share weights, the latent Transformers share weights,
-  512 x 1024 latents, 1 cross-attend head, 8 self-attend heads, widening 1,
-  no dropout, latents initialised with std 0.02.
-  """
-  fields = dict(
-      num_latents=512,
-      latent_channels=1024,
-      num_blocks=8,
-      num_self_attends_per_block=6,
-      num_cross_attends=8,
-      cross_attend_placement='interleaved',
-      share_cross_attends=True,
-      share_latent_transformers=True,
-      num_cross_attend_heads=1,
-      num_self_attend_heads=8,
-      cross_attend_widening_factor=1,
-      self_attend_widening_factor=1,
-      # -1: reference defaults (Q/K/V width = input channels for the
-      # cross-attend, as the paper says; latent width for self-attends).
-      qk_channels=-1,
-      v_channels=-1,
-      cross_attention_shape_for_attn='kv',
-      use_query_residual=True,
-      dropout_prob=0.0,
-      latent_init_scale=0.02,
-      attention_chunk_size=0,
-      remat=False,
-  )
-  return _update(fields, overrides)
+  """``model.encoder``: every field of perceiver.config.EncoderConfig at its
+  default (the paper's ImageNet Perceiver: 8 cross-attends interleaved with
+  8 shared latent Transformers of 6 self-attends, 512 x 1024 latents),
+  overridden."""
+  return _update(schema.defaults(schema.EncoderConfig), overrides)
 
 
 def model(name: str, num_classes: int, *, input: ConfigDict,  # pylint: disable=redefined-builtin
           encoder: ConfigDict, compute_dtype: str = 'float32') -> ConfigDict:
   """``config.model``. ``perceiver``: average the latents then project;
-  ``perceiver_io``: a decoder query cross-attends into the latents."""
-  decoder = 'average_project' if name == 'perceiver' else 'classification'
+  ``perceiver_io``: a decoder query cross-attends into the latents. The
+  decoder section is the schema's for that model name, all fields present."""
+  decoder = schema.parse_model_config(dict(name=name, decoder=dict(num_classes=num_classes))).decoder
   return ConfigDict(dict(
       name=name, compute_dtype=compute_dtype, input=input, encoder=encoder,
-      decoder=dict(name=decoder, num_classes=num_classes)))
+      decoder=schema.defaults(type(decoder), **schema.to_dict(decoder))))
 
 
 def tiny_encoder(**overrides: Any) -> ConfigDict:

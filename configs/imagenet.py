@@ -61,7 +61,8 @@ def _perceiver_recipe(config):
 def paper():
   config = common.base_config()
   config.model = common.model(
-      'perceiver', 1000, input=common.model_input(),
+      # 2-D Fourier features, 64 bands, mu = 224 (PAPERS.md).
+      'perceiver', 1000, input=common.model_input(input_channels=3, max_resolution=(224, 224)),
       encoder=common.model_encoder())
   # Silent in the Perceiver paper: the augmentation beyond "Inception-style
   # crops, RandAugment". The pipeline defaults are the reference's (RandAugment
@@ -80,7 +81,7 @@ def learned_pos():
   """
   config = paper()
   config.model.input = common.model_input(
-      position_encoding='trainable', trainable_pos_channels=128,
+      input_channels=3, position_encoding='trainable', trainable_pos_channels=128,
       trainable_pos_init_scale=1.0)
   config.model.encoder = common.model_encoder(
       num_cross_attends=1, cross_attend_placement='start')
@@ -124,7 +125,7 @@ def _io(model_input):
 
 def io_fourier():
   """Raw pixels + 2-D Fourier features (64 bands, mu=224): 79.0."""
-  return _io(common.model_input())
+  return _io(common.model_input(input_channels=3, max_resolution=(224, 224)))
 
 
 def io_learned():
@@ -135,7 +136,7 @@ def io_learned():
   to 256 and concatenated: 512 input channels.
   """
   return _io(common.model_input(
-      prep_type='conv1x1', num_channels=256, position_encoding='trainable',
+      input_channels=3, prep_type='conv1x1', num_channels=256, position_encoding='trainable',
       trainable_pos_channels=256, trainable_pos_init_scale=0.02,
       project_pos_dim=256))
 
@@ -147,7 +148,7 @@ def io_conv():
   to 64 channels + BatchNorm + 3x3/2 max-pool (224 -> 56), then 2-D Fourier
   features with 64 bands at the 56x56 resolution.
   """
-  return _io(common.model_input(prep_type='conv', spatial_downsample=4,
+  return _io(common.model_input(input_channels=3, prep_type='conv', spatial_downsample=4,
                                 num_channels=64, max_resolution=(56, 56)))
 
 
@@ -155,7 +156,7 @@ def smoke():
   """Seconds on a CPU: the `paper` structure, tiny, on synthetic images."""
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
   config = paper()
-  config.model.input = common.model_input(num_bands=4, max_resolution=(16, 16))
+  config.model.input = common.model_input(input_channels=3, num_bands=4, max_resolution=(16, 16))
   config.model.encoder = common.tiny_encoder()
   config.model.decoder.num_classes = 10
   config.data = input_pipeline.synthetic_config({'image': (16, 16, 3)}, 10)

@@ -27,7 +27,7 @@ def quickstart():
       # input per pixel (784 x 35) reached 88.1% after 15 epochs, 2x2 groups
       # 92.8%, 4x4 groups 94.4% after 20 and 95.7% after 32 epochs; only
       # the last fits 95% into 10 minutes.
-      input=common.model_input(prep_type='patches', spatial_downsample=4,
+      input=common.model_input(input_channels=1, prep_type='patches', spatial_downsample=4,
                                num_bands=8, max_resolution=(7, 7)),
       # The paper's structure (cross-attends interleaved with latent
       # Transformers, latents shared), scaled down: 2 x (cross-attend + 2

@@ -26,7 +26,7 @@ def perceiver_ff():
   self-attends (cross-attend 2 and the Transformers shared, as the paper's
   ImageNet model), 32 x 64 latents, 4 heads."""
   return baselines.mnist_base(common.model(
-      'perceiver', 10, input=common.model_input(num_bands=8, max_resolution=(28, 28)),
+      'perceiver', 10, input=common.model_input(input_channels=1, num_bands=8, max_resolution=(28, 28)),
       encoder=common.model_encoder(
           num_latents=32, latent_channels=64, num_blocks=2, num_self_attends_per_block=2,
           num_cross_attends=2, num_self_attend_heads=4)), 'Perceiver (FF)')
@@ -40,7 +40,8 @@ def perceiver_learned():
   model's 35."""
   config = perceiver_ff()
   config.model.input = common.model_input(
-      position_encoding='trainable', trainable_pos_channels=32, trainable_pos_init_scale=1.0,
+      input_channels=1, position_encoding='trainable', trainable_pos_channels=32,
+      trainable_pos_init_scale=1.0,
       max_resolution=(28, 28))
   config.model.encoder.num_cross_attends = 1
   config.model.encoder.cross_attend_placement = 'start'

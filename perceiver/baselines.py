@@ -10,7 +10,7 @@ same inputs as the Perceiver:
   like the Perceiver's (`perceiver.position_encoding`);
 - permutation (`input.permute_seed` >= 0): the pixels, with their position
   features already attached, are reordered by the same fixed permutation
-  the Perceiver uses (`np.random.RandomState(seed).permutation(H*W)`), then
+  the Perceiver uses (`io_processors.fixed_permutation`), then
   put back on the H x W grid the 2-D model expects;
 - point clouds (ModelNet40): each point's xyz with its 3-D Fourier features
   is laid out on a G x G grid in the order the pipeline gives them (the
@@ -28,81 +28,27 @@ Models: `resnet` (Haiku's `hk.nets.ResNet`, so ResNet-50 is the library's),
 `SelfAttention` block) and `transformer` (the same Transformer on single
 pixels of an image resized to `input.resize`, e.g. 64x64 = 4,096 tokens).
 
-Model contract: as `perceiver.models.build_model` (docs/architecture.md):
-`build_baseline(config.model)` returns `hk.TransformedWithState` taking a
+Model contract: as `perceiver.models.build_model` (docs/architecture.md);
+the schema (fields, defaults, allowed values) is perceiver/config.py's
+`BaselineConfig`. `build_baseline(config.model)` returns `hk.TransformedWithState` taking a
 dict of batch-first inputs (`image` [B, H, W, C] or `points` [B, N, 3],
 optional `pos` [B, H*W, 2]) and returning float32 logits [B, num_classes].
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Mapping
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import jmp
-import numpy as np
 
 from perceiver import attention as attn_lib
+from perceiver import config as config_lib
 from perceiver import io_processors as io
 from perceiver import position_encoding as pe
 
 BASELINES = frozenset({'resnet', 'vit', 'transformer'})
-
-INPUT_DEFAULTS: Dict[str, Any] = dict(
-    modality='image',  # 'image' | 'points'
-    position_encoding='fourier',  # 'fourier' | 'trainable' | 'none'
-    num_bands=64,
-    max_resolution=(),  # () = the grid the features are computed on.
-    concat_pos=True,
-    sine_only=False,
-    trainable_pos_channels=128,
-    trainable_pos_init_scale=0.02,
-    permute_seed=-1,
-    resize=(),  # (H, W): resize images first (the Transformer's 64x64).
-    grid_size=0,  # points: G, the side of the G x G grid (0: floor(sqrt(N))).
-)
-RESNET_DEFAULTS: Dict[str, Any] = dict(  # ResNet-50 (He et al. 2016), v1.
-    blocks_per_group=(3, 4, 6, 3),
-    channels_per_group=(256, 512, 1024, 2048),
-    bottleneck=True,
-    resnet_v2=False,
-    strides=(1, 2, 2, 2),
-    initial_conv_channels=64,
-    initial_conv_kernel=7,  # The first layer's 7x7: Table 2's input RF of 49 px.
-    initial_conv_stride=2,
-)
-VIT_DEFAULTS: Dict[str, Any] = dict(  # ViT-B (Dosovitskiy et al. 2021).
-    patch_size=16,
-    hidden_size=768,
-    num_layers=12,
-    num_heads=12,
-    widening_factor=4,
-    dropout_prob=0.0,
-    pool='cls',  # 'cls' token or 'mean' over tokens.
-)
-_SECTIONS = {'input': INPUT_DEFAULTS, 'resnet': RESNET_DEFAULTS, 'vit': VIT_DEFAULTS}
-_MODEL_KEYS = frozenset({'name', 'compute_dtype', 'decoder', *_SECTIONS})
-
-
-def _as_dict(cfg) -> Dict[str, Any]:
-  if cfg is None:
-    return {}
-  return cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
-
-
-def _section(cfg: Mapping[str, Any], name: str) -> Dict[str, Any]:
-  given = _as_dict(cfg.get(name))
-  unknown = sorted(set(given) - set(_SECTIONS[name]))
-  if unknown:
-    raise ValueError(f'model.{name}: unknown key(s) {unknown}; allowed: {sorted(_SECTIONS[name])}')
-  return {**_SECTIONS[name], **given}
-
-
-def fixed_permutation(num_inputs: int, seed: int) -> np.ndarray:
-  """The Perceiver's input permutation (perceiver/io_processors.py), int [M]."""
-  return np.random.RandomState(seed).permutation(num_inputs)
 
 
 class GridInputs(hk.Module):
@@ -114,63 +60,57 @@ class GridInputs(hk.Module):
   laid out on a G x G grid (first G*G points; zero rows pad a short cloud).
   """
 
-  def __init__(self, cfg: Mapping[str, Any], name: str = 'grid_inputs'):
+  def __init__(self, cfg: config_lib.BaselineInputConfig, name: str = 'grid_inputs'):
     super().__init__(name=name)
-    self._cfg = dict(cfg)
+    self._cfg = cfg
 
   def _fourier(self, pos: jax.Array, grid: tuple[int, ...]) -> jax.Array:
     c = self._cfg
-    max_res = tuple(c['max_resolution']) or grid
-    return pe.generate_fourier_features(pos, num_bands=int(c['num_bands']), max_resolution=max_res,
-                                        concat_pos=bool(c['concat_pos']),
-                                        sine_only=bool(c['sine_only']))
+    return pe.generate_fourier_features(pos, num_bands=c.num_bands,
+                                        max_resolution=c.max_resolution or grid,
+                                        concat_pos=c.concat_pos, sine_only=c.sine_only)
 
   def _points(self, points: jax.Array) -> jax.Array:
     if points.ndim != 3 or points.shape[-1] != 3:
       raise ValueError(f'points must be [B, N, 3], got {points.shape}')
-    if self._cfg['position_encoding'] != 'fourier':
-      raise ValueError("points need model.input.position_encoding='fourier' (the xyz are the positions)")
     b, n, _ = points.shape
-    g = int(self._cfg['grid_size']) or int(np.sqrt(n))
+    g = self._cfg.grid_size or int(n ** 0.5)
     # max_resolution default: the Perceiver's point-cloud default (models.py).
     feats = self._fourier(points, (1120,) * 3)  # [B, N, 3 + 6K], includes xyz.
     if n < g * g:
       feats = jnp.pad(feats, ((0, 0), (0, g * g - n), (0, 0)))
     feats = feats[:, :g * g]  # [B, G*G, C]
-    if int(self._cfg['permute_seed']) >= 0:
-      feats = feats[:, fixed_permutation(g * g, int(self._cfg['permute_seed']))]
+    if self._cfg.permute_seed >= 0:
+      feats = feats[:, io.fixed_permutation(g * g, self._cfg.permute_seed)]
     return feats.reshape(b, g, g, feats.shape[-1])  # [B, G, G, C]
 
   def _image(self, image: jax.Array, pos) -> jax.Array:
     if image.ndim != 4:
       raise ValueError(f'image must be [B, H, W, C], got {image.shape}')
     c = self._cfg
-    if tuple(c['resize']):
-      height, width = (int(v) for v in c['resize'])
+    io.check_channels_last(image, c.input_channels, what="input 'image'")
+    if c.resize:
+      height, width = c.resize
       image = jax.image.resize(image, (image.shape[0], height, width, image.shape[-1]), 'linear')
       pos = None  # Positions given for the original grid no longer apply.
     b, h, w, ch = image.shape
     x = image.reshape(b, h * w, ch)  # [B, M, C], row-major like the Perceiver.
-    kind = c['position_encoding']
+    kind = c.position_encoding
     if kind == 'fourier':
       if pos is None:
         pos = jnp.broadcast_to(pe.build_linear_positions((h, w)).reshape(1, h * w, 2), (b, h * w, 2))
       x = jnp.concatenate([x, self._fourier(pos, (h, w)).astype(x.dtype)], axis=-1)
     elif kind == 'trainable':
-      enc = pe.TrainablePositionEncoding(index_dim=h * w, num_channels=int(c['trainable_pos_channels']),
-                                         init_scale=float(c['trainable_pos_init_scale']))(batch_size=b)
+      enc = pe.TrainablePositionEncoding(index_dim=h * w, num_channels=c.trainable_pos_channels,
+                                         init_scale=c.trainable_pos_init_scale)(batch_size=b)
       x = jnp.concatenate([x, enc.astype(x.dtype)], axis=-1)
-    elif kind != 'none':
-      raise ValueError(f"model.input.position_encoding must be 'fourier', 'trainable' or 'none', got {kind!r}")
-    if int(c['permute_seed']) >= 0:
+    if c.permute_seed >= 0:
       # After the position features: each pixel keeps its true position.
-      x = x[:, fixed_permutation(h * w, int(c['permute_seed']))]
+      x = x[:, io.fixed_permutation(h * w, c.permute_seed)]
     return x.reshape(b, h, w, x.shape[-1])  # [B, H, W, C + P]
 
   def __call__(self, inputs: Mapping[str, jax.Array]) -> jax.Array:
-    modality = self._cfg['modality']
-    if modality not in ('image', 'points'):
-      raise ValueError(f"baselines take model.input.modality 'image' or 'points', got {modality!r}")
+    modality = self._cfg.modality
     if modality not in inputs:
       raise KeyError(f'model.input.modality={modality!r} but the inputs hold {sorted(inputs)}')
     if modality == 'points':
@@ -220,63 +160,38 @@ class ViT(hk.Module):
     return hk.Linear(self._num_classes, w_init=jnp.zeros, name='head')(rep)
 
 
-def _resnet(num_classes: int, r: Mapping[str, Any]) -> hk.nets.ResNet:
+def _resnet(num_classes: int, r: config_lib.ResNetConfig) -> hk.nets.ResNet:
   return hk.nets.ResNet(
-      blocks_per_group=tuple(r['blocks_per_group']), num_classes=num_classes,
-      resnet_v2=bool(r['resnet_v2']), bottleneck=bool(r['bottleneck']),
-      channels_per_group=tuple(r['channels_per_group']), strides=tuple(r['strides']),
-      initial_conv_config=dict(output_channels=int(r['initial_conv_channels']),
-                               kernel_shape=int(r['initial_conv_kernel']),
-                               stride=int(r['initial_conv_stride'])),
+      blocks_per_group=r.blocks_per_group, num_classes=num_classes, resnet_v2=r.resnet_v2,
+      bottleneck=r.bottleneck, channels_per_group=r.channels_per_group, strides=r.strides,
+      initial_conv_config=dict(output_channels=r.initial_conv_channels,
+                               kernel_shape=r.initial_conv_kernel, stride=r.initial_conv_stride),
       name='resnet')
 
 
-def is_baseline(model_config) -> bool:
-  return _as_dict(model_config).get('name') in BASELINES
-
-
-def build_baseline(model_config) -> hk.TransformedWithState:
-  """Builds the baseline `config.model` describes (`model.name` in BASELINES)."""
-  cfg = _as_dict(model_config)
-  unknown = sorted(set(cfg) - _MODEL_KEYS)
-  if unknown:
-    raise ValueError(f'model config: unknown key(s) {unknown} for a baseline; allowed: {sorted(_MODEL_KEYS)}')
-  name = cfg.get('name')
-  if name not in BASELINES:
-    raise ValueError(f'model.name={name!r} is not a baseline; baselines: {sorted(BASELINES)}')
-  num_classes = int(_as_dict(cfg.get('decoder')).get('num_classes', 0))
-  if num_classes < 1:
-    raise ValueError('model.decoder.num_classes is required')
-  inp = _section(cfg, 'input')
-  resnet_cfg, vit_cfg = _section(cfg, 'resnet'), _section(cfg, 'vit')
-  if name == 'transformer' and int(vit_cfg['patch_size']) != 1:
-    raise ValueError('model.name=transformer attends over single pixels: model.vit.patch_size must be 1')
-  compute_dtype = cfg.get('compute_dtype', 'float32')
-  if compute_dtype not in ('float32', 'bfloat16'):
-    raise ValueError(f"model.compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
+def baseline_net(cfg: config_lib.BaselineConfig) -> hk.TransformedWithState:
+  """The registered builder of `resnet` / `vit` / `transformer` (float32)."""
+  num_classes = cfg.decoder.num_classes
 
   def forward(inputs: Mapping[str, jax.Array], *, is_training: bool) -> jax.Array:
     if not isinstance(inputs, Mapping):
       raise TypeError(f'model inputs must be a dict keyed by modality, got {type(inputs).__name__}')
-    grid = GridInputs(inp)(inputs)  # [B, H, W, C]
-    if name == 'resnet':
-      logits = _resnet(num_classes, resnet_cfg)(grid, is_training=is_training)
+    grid = GridInputs(cfg.input)(inputs)  # [B, H, W, C]
+    if cfg.name == 'resnet':
+      logits = _resnet(num_classes, cfg.resnet)(grid, is_training=is_training)
     else:
-      logits = ViT(num_classes, **vit_cfg)(grid, is_training=is_training)
+      logits = ViT(num_classes, **config_lib.to_dict(cfg.vit))(grid, is_training=is_training)
     return logits.astype(jnp.float32)  # [B, K]
 
-  net = hk.transform_with_state(forward)
-  if compute_dtype == 'float32':
-    return net
-  if name == 'resnet':
-    # BatchNorm statistics would be kept (and returned as state) in bf16.
-    raise ValueError('model.compute_dtype=bfloat16 is supported for vit/transformer only')
-  # Mixed precision as in perceiver.models: float32 master weights, bf16 compute.
-  policy = jmp.get_policy(f'params=float32,compute={compute_dtype},output=float32')
+  return hk.transform_with_state(forward)
 
-  def apply(params, state, rng, inputs, *, is_training):
-    cast = {k: policy.cast_to_compute(v) for k, v in inputs.items()}
-    out, state = net.apply(policy.cast_to_compute(params), state, rng, cast, is_training=is_training)
-    return policy.cast_to_output(out), state
 
-  return hk.TransformedWithState(init=net.init, apply=apply)
+def build_baseline(model_config) -> hk.TransformedWithState:
+  """Builds the baseline `config.model` describes (`model.name` in BASELINES);
+  `perceiver.models.build_model` builds these too."""
+  cfg = config_lib.parse_model_config(model_config)
+  if cfg.name not in BASELINES:
+    raise config_lib.ModelConfigError(f'model.name={cfg.name!r} is not a baseline; baselines: '
+                                      f'{sorted(BASELINES)}')
+  from perceiver import models  # pylint: disable=g-import-not-at-top  # models builds every kind.
+  return models.build_model(cfg)

@@ -68,8 +68,8 @@ class BasicDecoder(hk.Module):
                output_w_init=None, concat_preprocessed_input: bool = False,
                num_heads: int = 1, final_project: bool = True,
                layer_norm_eps: float = attn_lib.DEFAULT_LAYER_NORM_EPS, chunk_size: int = 0,
-               gelu_approximate: bool = True, name: str = 'basic_decoder',
-               **position_encoding_kwargs):
+               gelu_approximate: bool = True, dropout_attn_prob: float = 0.0,
+               name: str = 'basic_decoder', **position_encoding_kwargs):
     super().__init__(name=name)
     del num_z_channels  # The latents' width is read from z.
     self._position_encoding_type = position_encoding_type
@@ -88,6 +88,7 @@ class BasicDecoder(hk.Module):
     self._eps = layer_norm_eps
     self._chunk_size = chunk_size
     self._gelu_approximate = gelu_approximate
+    self._dropout_attn_prob = dropout_attn_prob
     # Decoders whose queries come from elsewhere (flow) may leave out the
     # output grid; queries are then refused in `decoder_query`.
     self.output_pos_enc = None
@@ -132,7 +133,8 @@ class BasicDecoder(hk.Module):
         dropout_prob=0.0, num_heads=self._num_heads, widening_factor=1, shape_for_attn='kv',
         qk_channels=self._qk_channels, v_channels=self._v_channels,
         use_query_residual=self._use_query_residual, layer_norm_eps=self._eps,
-        chunk_size=self._chunk_size, gelu_approximate=self._gelu_approximate)
+        chunk_size=self._chunk_size, gelu_approximate=self._gelu_approximate,
+        dropout_attn_prob=self._dropout_attn_prob)
     final = hk.Linear(self._output_num_channels, w_init=self._output_w_init, name='output')
     out = cross(query, z, is_training=is_training, attention_mask=attention_mask)
     if self._final_project:

@@ -57,13 +57,24 @@ class PerceiverEncoder(hk.Module):
                layer_norm_eps: float = attn_lib.DEFAULT_LAYER_NORM_EPS,
                cross_attend_chunk_size: int = 0, self_attend_chunk_size: int = 0,
                remat: bool = False, use_loops: bool = True, gelu_approximate: bool = True,
+               cross_attend_qk_channels: Optional[int] = None,
+               cross_attend_v_channels: Optional[int] = None,
+               self_attend_qk_channels: Optional[int] = None,
+               self_attend_v_channels: Optional[int] = None, dropout_attn_prob: float = 0.0,
                name: str = 'perceiver_encoder'):
+    # `qk_channels` / `v_channels` serve both attentions (the reference's
+    # knobs); the `cross_attend_*` / `self_attend_*` ones override them for
+    # one kind (e.g. 64-channel cross-attend heads under 512-wide latents).
+    cross_qk = cross_attend_qk_channels if cross_attend_qk_channels is not None else qk_channels
+    cross_v = cross_attend_v_channels if cross_attend_v_channels is not None else v_channels
+    self_qk = self_attend_qk_channels if self_attend_qk_channels is not None else qk_channels
+    self_v = self_attend_v_channels if self_attend_v_channels is not None else v_channels
     super().__init__(name=name)
     for what, heads in (('num_cross_attend_heads', num_cross_attend_heads),
                         ('num_self_attend_heads', num_self_attend_heads)):
       if heads < 1:
         raise ValueError(f'{what} must be >= 1, got {heads}')
-    if num_z_channels % num_self_attend_heads and qk_channels is None:
+    if num_z_channels % num_self_attend_heads and self_qk is None:
       raise ValueError(f'num_z_channels={num_z_channels} is not divisible by '
                        f'num_self_attend_heads={num_self_attend_heads}')
     self._input_is_1d = True
@@ -79,8 +90,9 @@ class PerceiverEncoder(hk.Module):
       return attn_lib.CrossAttention(
           dropout_prob=dropout_prob, num_heads=num_cross_attend_heads,
           widening_factor=cross_attend_widening_factor,
-          shape_for_attn=cross_attention_shape_for_attn, qk_channels=qk_channels,
-          v_channels=v_channels, use_query_residual=use_query_residual,
+          shape_for_attn=cross_attention_shape_for_attn, qk_channels=cross_qk,
+          v_channels=cross_v, use_query_residual=use_query_residual,
+          dropout_attn_prob=dropout_attn_prob,
           layer_norm_eps=layer_norm_eps, chunk_size=cross_attend_chunk_size,
           gelu_approximate=gelu_approximate, name=name)
 
@@ -96,8 +108,9 @@ class PerceiverEncoder(hk.Module):
 
     def make_self(index):
       return attn_lib.SelfAttention(
-          num_heads=num_self_attend_heads, dropout_prob=dropout_prob, qk_channels=qk_channels,
-          v_channels=v_channels, widening_factor=self_attend_widening_factor,
+          num_heads=num_self_attend_heads, dropout_prob=dropout_prob, qk_channels=self_qk,
+          v_channels=self_v, dropout_attn_prob=dropout_attn_prob,
+          widening_factor=self_attend_widening_factor,
           layer_norm_eps=layer_norm_eps, chunk_size=self_attend_chunk_size,
           gelu_approximate=gelu_approximate,
           name='self_attention' if index == 0 else f'self_attention_{index}')

@@ -9,7 +9,7 @@ Module names follow the reference so released checkpoints load unchanged.
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import einops
 import haiku as hk
@@ -113,6 +113,28 @@ class Conv2DDownsample(hk.Module):
     return out
 
 
+def fixed_permutation(num_inputs: int, seed: int) -> np.ndarray:
+  """The one fixed input permutation of the permuted-input variants
+  (Perceiver Table 2), int [M]: models, baselines and tools all use this."""
+  return np.random.RandomState(seed).permutation(num_inputs)
+
+
+def check_channels_last(x: Any, channels: int, *, what: str = 'images') -> None:
+  """Refuses an image/video array whose last axis is not the `channels`
+  the model was configured for, naming a channels-first layout when the
+  array looks like one ([B, C, H, W] with C == channels)."""
+  shape = tuple(getattr(x, 'shape', ()))
+  if len(shape) < 4 or channels <= 0 or shape[-1] == channels:
+    return
+  hint = ''
+  if shape[1] == channels:
+    order = (0, *range(2, len(shape)), 1)
+    hint = (f'; it looks channels-first: transpose to channels-last with '
+            f'x.transpose{order}')
+  raise ValueError(f'{what} must be channels-last [B, ..., H, W, C] with C={channels} '
+                   f'(model.input.input_channels), got shape {shape}{hint}')
+
+
 class _PositionalInputs(hk.Module):
   """Shared logic: flatten the index dims and attach position features."""
 
@@ -166,7 +188,7 @@ class _PositionalInputs(hk.Module):
       # Permuted-input variant (Perceiver Table 2): one fixed permutation of
       # the M inputs, applied after position features are attached, so every
       # element keeps its true position feature.
-      perm = np.random.RandomState(self._permute_seed).permutation(with_pos.shape[1])
+      perm = fixed_permutation(with_pos.shape[1], self._permute_seed)
       with_pos, inputs = with_pos[:, perm], inputs[:, perm]
     return with_pos, inputs
 

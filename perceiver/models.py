@@ -6,7 +6,7 @@
   code's constructor arguments (the `__config__` of a golden / checkpoint
   file): `image_classifier`, `masked_lm`, `optical_flow`, `video_autoencoder`.
 - `build_model(model_config)`: the experiment runner's entry point, from this
-  project's `config.model` schema (docs/architecture.md).
+  project's `config.model` schema (perceiver/config.py, docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import jmp
 
 from perceiver import attention as attn_lib
+from perceiver import config as config_lib
 from perceiver import decoders as dec_lib
 from perceiver import io_processors as io
 from perceiver.encoders import PerceiverEncoder
@@ -94,8 +95,12 @@ def _with_eps(kwargs: Mapping[str, Any], eps: Optional[float], cfg: Mapping[str,
   kwargs = dict(kwargs)
   if eps is not None:
     kwargs['layer_norm_eps'] = eps
-  if cfg is not None and 'gelu_approximate' in _hf_compat(cfg):
-    kwargs['gelu_approximate'] = bool(_hf_compat(cfg)['gelu_approximate'])
+  compat = _hf_compat(cfg) if cfg is not None else {}
+  if 'gelu_approximate' in compat:
+    kwargs['gelu_approximate'] = bool(compat['gelu_approximate'])
+  if compat.get('attention_probs_dropout_prob'):
+    # HF's dropout on attention weights (training only; the reference has none).
+    kwargs['dropout_attn_prob'] = float(compat['attention_probs_dropout_prob'])
   return kwargs
 
 
@@ -267,86 +272,39 @@ def build_from_reference_config(config: Mapping[str, Any]) -> ReferenceModel:
 
 
 # ---------------------------------------------------------------------------
-# This project's model configs (config.model, see docs/architecture.md).
+# This project's model configs (config.model: perceiver/config.py's schema).
 # ---------------------------------------------------------------------------
 
-INPUT_KEYS = frozenset({
-    'modality', 'prep_type', 'spatial_downsample', 'temporal_downsample', 'num_channels',
-    'position_encoding', 'num_bands', 'max_resolution', 'concat_pos', 'sine_only',
-    'trainable_pos_channels', 'trainable_pos_init_scale', 'project_pos_dim', 'concat_or_add_pos',
-    'permute_seed', 'samples_per_patch', 'mel_patch_shape', 'video', 'audio', 'min_padding_size',
-    'video_dropout_prob', 'audio_dropout_prob',
-})
-ENCODER_KEYS = frozenset({
-    'num_latents', 'latent_channels', 'num_blocks', 'num_self_attends_per_block',
-    'num_cross_attends', 'cross_attend_placement', 'share_cross_attends',
-    'share_latent_transformers', 'num_cross_attend_heads', 'num_self_attend_heads',
-    'cross_attend_widening_factor', 'self_attend_widening_factor', 'qk_channels', 'v_channels',
-    'cross_attention_shape_for_attn', 'use_query_residual', 'dropout_prob', 'latent_init_scale',
-    'attention_chunk_size', 'remat', 'layer_norm_eps',
-})
-DECODER_KEYS = frozenset({'name', 'num_classes', 'num_heads', 'use_query_residual',
-                          'query_channels'})
-MODEL_KEYS = frozenset({'name', 'compute_dtype', 'input', 'encoder', 'decoder'})
-
-
-def _as_dict(cfg) -> Dict[str, Any]:
-  if cfg is None:
-    return {}
-  return cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
-
-
-def _check_keys(section: str, cfg: Mapping[str, Any], allowed: frozenset) -> None:
-  unknown = sorted(set(cfg) - allowed)
-  if unknown:
-    raise ValueError(f'model config: unknown key(s) in {section}: {unknown}; '
-                     f'allowed: {sorted(allowed)}')
-
-
-def _opt_channels(x) -> Optional[int]:
-  return None if x is None or int(x) <= 0 else int(x)
-
-
-def _positional_kwargs(inp: Mapping[str, Any], num_dims_hint: int) -> Dict[str, Any]:
-  """Position-encoding kwargs of a pre-processor from an input config section."""
-  kind = inp.get('position_encoding', 'fourier')
-  kwargs: Dict[str, Any] = dict(position_encoding_type=kind,
-                                project_pos_dim=int(inp.get('project_pos_dim', -1)),
-                                concat_or_add_pos=inp.get('concat_or_add_pos', 'concat'))
-  if kind == 'fourier':
-    max_res = tuple(inp.get('max_resolution', ()) or ()) or None
-    if max_res is not None and len(max_res) != num_dims_hint:
-      raise ValueError(f'model.input.max_resolution has {len(max_res)} dims, the input has '
-                       f'{num_dims_hint} index dims')
+def _positional_kwargs(inp: config_lib.InputConfig, num_dims: Optional[int]) -> Dict[str, Any]:
+  """Position-encoding kwargs of a pre-processor from a parsed input section."""
+  kwargs: Dict[str, Any] = dict(position_encoding_type=inp.position_encoding,
+                                project_pos_dim=inp.project_pos_dim,
+                                concat_or_add_pos=inp.concat_or_add_pos)
+  if inp.position_encoding == 'fourier':
     kwargs['fourier_position_encoding_kwargs'] = dict(
-        num_bands=int(inp.get('num_bands', 64)), max_resolution=max_res,
-        concat_pos=bool(inp.get('concat_pos', True)), sine_only=bool(inp.get('sine_only', False)))
-  elif kind == 'trainable':
+        num_bands=inp.num_bands, max_resolution=inp.max_resolution or None,
+        concat_pos=inp.concat_pos, sine_only=inp.sine_only)
+  elif inp.position_encoding == 'trainable':
     kwargs['trainable_position_encoding_kwargs'] = dict(
-        num_channels=int(inp.get('trainable_pos_channels', 128)),
-        init_scale=float(inp.get('trainable_pos_init_scale', 0.02)))
-  elif kind != 'none':
-    raise ValueError(f"model.input.position_encoding must be 'fourier', 'trainable' or 'none', got {kind!r}")
+        num_channels=inp.trainable_pos_channels, init_scale=inp.trainable_pos_init_scale)
+  del num_dims  # Checked by the schema (InputConfig.validate).
   return kwargs
 
 
-def _image_preprocessor(inp: Mapping[str, Any], *, video: bool, name: str = 'image_preprocessor'):
+def _image_preprocessor(inp: config_lib.InputConfig, name: str = 'image_preprocessor'):
   return io.ImagePreprocessor(
-      prep_type=inp.get('prep_type', 'pixels'),
-      spatial_downsample=int(inp.get('spatial_downsample', 1)),
-      temporal_downsample=int(inp.get('temporal_downsample', 1)),
-      num_channels=int(inp.get('num_channels', 64)),
-      conv_after_patching=int(inp.get('num_channels', -1)) > 0 and inp.get('prep_type') == 'patches',
-      permute_seed=int(inp.get('permute_seed', -1)), name=name,
-      **_positional_kwargs(inp, 3 if video else 2))
+      prep_type=inp.prep_type, spatial_downsample=inp.spatial_downsample,
+      temporal_downsample=inp.temporal_downsample,
+      # -1 keeps the pixels' channels; conv stems need a width (the reference's 64).
+      num_channels=inp.num_channels if inp.num_channels > 0 else 64,
+      conv_after_patching=inp.num_channels > 0 and inp.prep_type == 'patches',
+      permute_seed=inp.permute_seed, name=name, **_positional_kwargs(inp, inp.grid_dims()))
 
 
-def _audio_preprocessor(inp: Mapping[str, Any]):
-  prep_type = inp.get('prep_type', 'patches')
+def _audio_preprocessor(inp: config_lib.InputConfig):
   return io.AudioPreprocessor(
-      prep_type=prep_type, samples_per_patch=int(inp.get('samples_per_patch', 128)),
-      mel_patch_shape=tuple(inp.get('mel_patch_shape', (1, 1))),
-      **_positional_kwargs(inp, 1 if prep_type == 'patches' else 2))
+      prep_type=inp.prep_type, samples_per_patch=inp.samples_per_patch,
+      mel_patch_shape=inp.mel_patch_shape, **_positional_kwargs(inp, inp.grid_dims()))
 
 
 class _StreamDropout(hk.Module):
@@ -361,32 +319,6 @@ class _StreamDropout(hk.Module):
       return x
     keep = jax.random.bernoulli(hk.next_rng_key(), 1.0 - self._rate, (x.shape[0],))
     return x * keep.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
-
-
-_MODALITIES = {'image': 2, 'video': 3, 'audio': None, 'points': 3, 'audio_video': None}
-_PREP_TYPES = {'image': ('pixels', 'conv1x1', 'conv', 'patches'), 'video': ('pixels', 'patches', 'conv'),
-               'audio': ('patches', 'mel'), 'points': (None,), 'audio_video': (None,)}
-
-
-def _validate_input(inp: Mapping[str, Any]) -> None:
-  """Fails fast (before any tracing) on a bad model.input section."""
-  modality = inp.get('modality', 'image')
-  if modality not in _MODALITIES:
-    raise ValueError(f'model.input.modality must be one of {sorted(_MODALITIES)}, got {modality!r}')
-  prep = inp.get('prep_type')
-  if prep is not None and _PREP_TYPES[modality] != (None,) and prep not in _PREP_TYPES[modality]:
-    raise ValueError(f'model.input.prep_type for {modality} must be one of {_PREP_TYPES[modality]}, got {prep!r}')
-  if modality in ('image', 'video'):
-    _positional_kwargs(inp, _MODALITIES[modality])
-  elif modality == 'audio':
-    _positional_kwargs(inp, 1 if inp.get('prep_type', 'patches') == 'patches' else 2)
-  elif modality == 'audio_video':
-    for sub in ('audio', 'video'):
-      section = _as_dict(inp.get(sub))
-      if not section:
-        raise ValueError(f'model.input.modality=audio_video needs a model.input.{sub} section')
-      _check_keys(f'model.input.{sub}', section, INPUT_KEYS)
-      _validate_input(dict(section, modality=sub))
 
 
 def _check_input_spec(key: str, x: jax.Array) -> None:
@@ -409,136 +341,124 @@ def _check_input_spec(key: str, x: jax.Array) -> None:
     raise TypeError(f'input {key!r} must be floating point, got {x.dtype}')
 
 
-def _input_preprocessor(inp: Mapping[str, Any]):
-  """(pre-processor, name of the input key it reads) for the configured modality."""
-  modality = inp.get('modality', 'image')
-  if modality == 'image':
-    return _image_preprocessor(inp, video=False), 'image'
-  if modality == 'video':
-    return _image_preprocessor(inp, video=True), 'video'
-  if modality == 'audio':
-    return _audio_preprocessor(inp), 'audio'
-  if modality == 'points':
+def _input_preprocessor(inp: config_lib.InputConfig):
+  """(pre-processor, the input keys it reads) for the configured modality."""
+  if inp.modality in ('image', 'video'):
+    return _image_preprocessor(inp), (inp.modality,)
+  if inp.modality == 'audio':
+    return _audio_preprocessor(inp), ('audio',)
+  if inp.modality == 'points':
     return io.PointCloudPreprocessor(
-        num_bands=int(inp.get('num_bands', 64)),
-        max_resolution=tuple(inp.get('max_resolution', ()) or (1120, 1120, 1120)),
-        concat_pos=bool(inp.get('concat_pos', True)), sine_only=bool(inp.get('sine_only', False))), 'points'
-  if modality == 'audio_video':
-    audio_cfg, video_cfg = _as_dict(inp.get('audio')), _as_dict(inp.get('video'))
-    if not audio_cfg or not video_cfg:
-      raise ValueError('model.input.modality=audio_video needs model.input.audio and model.input.video sections')
-    return io.MultimodalPreprocessor(
-        modalities={'audio': _audio_preprocessor(audio_cfg),
-                    'video': _image_preprocessor(video_cfg, video=True)},
-        min_padding_size=int(inp.get('min_padding_size', 4))), ('audio', 'video')
-  raise ValueError(f"model.input.modality must be one of image, video, audio, points, audio_video; got {modality!r}")
+        num_bands=inp.num_bands, max_resolution=inp.max_resolution or (1120, 1120, 1120),
+        concat_pos=inp.concat_pos, sine_only=inp.sine_only), ('points',)
+  # audio_video (the schema admits nothing else).
+  return io.MultimodalPreprocessor(
+      modalities={'audio': _audio_preprocessor(inp.audio), 'video': _image_preprocessor(inp.video)},
+      min_padding_size=inp.min_padding_size), ('audio', 'video')
 
 
-def build_model(model_config) -> hk.TransformedWithState:
-  """Builds the classifier `config.model` describes.
+def _input_channels(inp: config_lib.InputConfig) -> Dict[str, int]:
+  """Declared channels-last widths per input key (checked by io.check_channels_last)."""
+  sections = {'audio': inp.audio, 'video': inp.video} if inp.modality == 'audio_video' else {
+      inp.modality: inp}
+  return {k: s.input_channels for k, s in sections.items()
+          if k in ('image', 'video') and s.input_channels > 0}
 
-  Returns `hk.TransformedWithState` whose `init(rng, inputs, is_training=...)`
-  and `apply(params, state, rng, inputs, is_training=...)` take a dict of
-  batch-first arrays keyed by modality (`image`, `video`, `audio`, `points`,
-  optional `pos`) and return logits [B, num_classes] in float32.
-  Parameters are float32; `compute_dtype='bfloat16'` casts parameters and
-  inputs to bf16 inside apply (mixed precision: float32 master weights).
-  """
-  cfg = _as_dict(model_config)
-  from perceiver import baselines  # pylint: disable=g-import-not-at-top  # baselines imports us.
-  if baselines.is_baseline(cfg):
-    return baselines.build_baseline(cfg)
-  _check_keys('model', cfg, MODEL_KEYS)
-  inp, enc, dec = _as_dict(cfg.get('input')), _as_dict(cfg.get('encoder')), _as_dict(cfg.get('decoder'))
-  _check_keys('model.input', inp, INPUT_KEYS)
-  _check_keys('model.encoder', enc, ENCODER_KEYS)
-  _check_keys('model.decoder', dec, DECODER_KEYS)
-  name = cfg.get('name', 'perceiver')
-  if name not in ('perceiver', 'perceiver_io'):
-    raise ValueError(f"model.name must be 'perceiver', 'perceiver_io' or a baseline "
-                     f"({sorted(baselines.BASELINES)}), got {name!r}")
-  if 'num_classes' not in dec:
-    raise ValueError('model.decoder.num_classes is required')
-  num_classes = int(dec['num_classes'])
-  latent_channels = int(enc.get('latent_channels', 1024))
-  eps = float(enc.get('layer_norm_eps', attn_lib.DEFAULT_LAYER_NORM_EPS))
-  decoder_name = dec.get('name', 'average_project' if name == 'perceiver' else 'classification')
-  if decoder_name not in ('average_project', 'classification'):
-    raise ValueError(f"model.decoder.name must be 'average_project' or 'classification', got {decoder_name!r}")
-  heads = int(enc.get('num_self_attend_heads', 8))
-  if latent_channels % heads and _opt_channels(enc.get('qk_channels')) is None:
-    raise ValueError(f'model.encoder.latent_channels={latent_channels} is not divisible by '
-                     f'num_self_attend_heads={heads}')
-  compute_dtype = cfg.get('compute_dtype', 'float32')
-  if compute_dtype not in ('float32', 'bfloat16'):
-    raise ValueError(f"model.compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
-  _validate_input(inp)
-  modality = inp.get('modality', 'image')
-  stream_dropout = {'video': float(inp.get('video_dropout_prob', 0.0)),
-                    'audio': float(inp.get('audio_dropout_prob', 0.0))}
+
+def make_encoder(enc: config_lib.EncoderConfig, **kwargs: Any) -> PerceiverEncoder:
+  """The `PerceiverEncoder` a parsed `model.encoder` section describes."""
+  cross_qk, cross_v = enc.channels('cross')
+  self_qk, self_v = enc.channels('self')
+  return PerceiverEncoder(
+      num_self_attends_per_block=enc.num_self_attends_per_block, num_blocks=enc.num_blocks,
+      z_index_dim=enc.num_latents, num_z_channels=enc.latent_channels,
+      cross_attend_qk_channels=cross_qk, cross_attend_v_channels=cross_v,
+      self_attend_qk_channels=self_qk, self_attend_v_channels=self_v,
+      num_cross_attend_heads=enc.num_cross_attend_heads,
+      num_self_attend_heads=enc.num_self_attend_heads,
+      cross_attend_widening_factor=enc.cross_attend_widening_factor,
+      self_attend_widening_factor=enc.self_attend_widening_factor,
+      dropout_prob=enc.dropout_prob, dropout_attn_prob=enc.attention_dropout_prob,
+      z_pos_enc_init_scale=enc.latent_init_scale,
+      cross_attention_shape_for_attn=enc.cross_attention_shape_for_attn,
+      use_query_residual=enc.use_query_residual, num_cross_attends=enc.num_cross_attends,
+      cross_attend_placement=enc.cross_attend_placement,
+      share_cross_attends=enc.share_cross_attends,
+      share_latent_transformers=enc.share_latent_transformers,
+      layer_norm_eps=enc.layer_norm_eps, cross_attend_chunk_size=enc.attention_chunk_size,
+      remat=enc.remat, **kwargs)
+
+
+def build_perceiver(cfg: config_lib.PerceiverConfig) -> hk.TransformedWithState:
+  """The registered builder of `perceiver` / `perceiver_io` (float32)."""
+  inp, enc, dec = cfg.input, cfg.encoder, cfg.decoder
+  stream_dropout = {'video': inp.video_dropout_prob, 'audio': inp.audio_dropout_prob}
+  channels = _input_channels(inp)
 
   def forward(inputs: Mapping[str, jax.Array], *, is_training: bool) -> jax.Array:
     if not isinstance(inputs, Mapping):
       raise TypeError(f'model inputs must be a dict keyed by modality, got {type(inputs).__name__}')
-    preprocessor, key = _input_preprocessor(inp)
-    keys = key if isinstance(key, tuple) else (key,)
+    preprocessor, keys = _input_preprocessor(inp)
     missing = [k for k in keys if k not in inputs]
     if missing:
-      raise KeyError(f'model.input.modality={modality!r} needs inputs {list(keys)}; missing {missing} '
-                     f'(got {sorted(inputs)})')
+      raise KeyError(f'model.input.modality={inp.modality!r} needs inputs {list(keys)}; missing '
+                     f'{missing} (got {sorted(inputs)})')
     for k in keys:
+      if k in channels:
+        io.check_channels_last(inputs[k], channels[k], what=f'input {k!r}')
       _check_input_spec(k, inputs[k])
     x = {k: _StreamDropout(stream_dropout[k], name=f'{k}_dropout')(inputs[k], is_training=is_training)
          if stream_dropout.get(k, 0) > 0 else inputs[k] for k in keys}
-    x = x if isinstance(key, tuple) else x[key]
-    encoder = PerceiverEncoder(
-        num_self_attends_per_block=int(enc.get('num_self_attends_per_block', 6)),
-        num_blocks=int(enc.get('num_blocks', 8)),
-        z_index_dim=int(enc.get('num_latents', 512)), num_z_channels=latent_channels,
-        qk_channels=_opt_channels(enc.get('qk_channels')), v_channels=_opt_channels(enc.get('v_channels')),
-        num_cross_attend_heads=int(enc.get('num_cross_attend_heads', 1)),
-        num_self_attend_heads=int(enc.get('num_self_attend_heads', 8)),
-        cross_attend_widening_factor=int(enc.get('cross_attend_widening_factor', 1)),
-        self_attend_widening_factor=int(enc.get('self_attend_widening_factor', 1)),
-        dropout_prob=float(enc.get('dropout_prob', 0.0)),
-        z_pos_enc_init_scale=float(enc.get('latent_init_scale', 0.02)),
-        cross_attention_shape_for_attn=enc.get('cross_attention_shape_for_attn', 'kv'),
-        use_query_residual=bool(enc.get('use_query_residual', True)),
-        num_cross_attends=int(enc.get('num_cross_attends', 1)),
-        cross_attend_placement=enc.get('cross_attend_placement', 'interleaved'),
-        share_cross_attends=bool(enc.get('share_cross_attends', True)),
-        share_latent_transformers=bool(enc.get('share_latent_transformers', True)),
-        layer_norm_eps=eps, cross_attend_chunk_size=int(enc.get('attention_chunk_size', 0)),
-        remat=bool(enc.get('remat', False)))
-    if decoder_name == 'average_project':
-      decoder = dec_lib.ProjectionDecoder(num_classes, final_avg_before_project=True)
+    x = x if len(keys) > 1 else x[keys[0]]
+    if dec.name == 'average_project':
+      decoder = dec_lib.ProjectionDecoder(dec.num_classes, final_avg_before_project=True)
     else:
-      query_channels = int(dec.get('query_channels', latent_channels))
+      query_channels = dec.query_channels if dec.query_channels > 0 else enc.latent_channels
       decoder = dec_lib.ClassificationDecoder(
-          num_classes, num_z_channels=latent_channels,
-          use_query_residual=bool(dec.get('use_query_residual', True)),
-          num_heads=int(dec.get('num_heads', 1)), position_encoding_type='trainable',
+          dec.num_classes, num_z_channels=enc.latent_channels,
+          use_query_residual=dec.use_query_residual, num_heads=dec.num_heads,
+          position_encoding_type='trainable',
           trainable_position_encoding_kwargs=dict(num_channels=query_channels, init_scale=0.02),
-          layer_norm_eps=eps)
-    model = Perceiver(encoder=encoder, decoder=decoder, input_preprocessor=preprocessor)
+          layer_norm_eps=enc.layer_norm_eps)
+    model = Perceiver(encoder=make_encoder(enc), decoder=decoder, input_preprocessor=preprocessor)
     logits = model(x, is_training=is_training, pos=inputs.get('pos'))
     return logits.astype(jnp.float32)
 
-  net = hk.transform_with_state(forward)
+  return hk.transform_with_state(forward)
+
+
+def with_compute_dtype(net: hk.TransformedWithState, compute_dtype: str) -> hk.TransformedWithState:
+  """Mixed precision, the one policy of every built model: float32 master
+  parameters (init is unchanged), parameters and floating-point inputs cast
+  to `compute_dtype` inside apply, outputs back to float32."""
   if compute_dtype == 'float32':
     return net
   policy = jmp.get_policy(f'params=float32,compute={compute_dtype},output=float32')
 
   def cast_inputs(inputs):
-    return {k: policy.cast_to_compute(v) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating) else v
-            for k, v in inputs.items()}
-
-  def init(rng, inputs, *, is_training):
-    return net.init(rng, inputs, is_training=is_training)  # float32 master parameters
+    return jax.tree.map(lambda v: policy.cast_to_compute(v)
+                        if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating) else v, inputs)
 
   def apply(params, state, rng, inputs, *, is_training):
     out, new_state = net.apply(policy.cast_to_compute(params), state, rng, cast_inputs(inputs),
                                is_training=is_training)
     return policy.cast_to_output(out), new_state
 
-  return hk.TransformedWithState(init=init, apply=apply)
+  return hk.TransformedWithState(init=net.init, apply=apply)
+
+
+def build_model(model_config) -> hk.TransformedWithState:
+  """Builds the model `config.model` describes (any registered `model.name`).
+
+  `model_config` (ConfigDict, dict or a perceiver.config dataclass) is parsed
+  by the typed schema first: unknown keys, wrong types and impossible values
+  raise `perceiver.config.ModelConfigError` naming the field; missing fields
+  take the schema's defaults. Returns `hk.TransformedWithState` whose
+  `init(rng, inputs, is_training=...)` and `apply(params, state, rng, inputs,
+  is_training=...)` take a dict of batch-first, channels-last arrays keyed by
+  modality (`image`, `video`, `audio`, `points`, optional `pos`) and return
+  logits [B, num_classes] in float32 (`is_training` is a Python bool: static
+  under jit; `perceiver.api.Model` wraps this for plain `jax.jit`).
+  """
+  cfg = config_lib.parse_model_config(model_config)
+  return with_compute_dtype(config_lib.builder_for(cfg.name)(cfg), cfg.compute_dtype)

@@ -40,7 +40,6 @@ import re
 import tarfile
 
 from absl import logging
-import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.datasets.imagenet2012 import imagenet2012_dataset_builder as tfds_imagenet
 from tensorflow_datasets.datasets.imagenet2012 import imagenet_common
@@ -475,12 +474,3 @@ def batch_fn(config, is_training: bool):
   if is_training and (config.mixup_alpha > 0 or config.cutmix_alpha > 0):
     return lambda batch, rng: mix_batch(batch, config, rng)
   return None
-
-
-def fixed_permutation(num_positions: int, seed: int) -> np.ndarray:
-  """One fixed permutation of input positions (permuted-ImageNet variant).
-
-  The model applies it after building position features, so each pixel
-  keeps its true position encoding; int64 [num_positions].
-  """
-  return np.random.default_rng(seed).permutation(num_positions)

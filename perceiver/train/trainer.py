@@ -8,6 +8,7 @@ that never stopped (on the same devices).
 """
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -335,8 +336,9 @@ class _Run:
 
   def export_params(self, state: TrainState) -> str:
     """Writes WORKDIR/params.npz (this project's format, `config.model`
-    inside): the trained weights for `--config.init_from`, eval scripts and
-    sharing, without orbax. Every process takes part (params may be
+    and the run's config inside): the trained weights for
+    `--config.init_from`, `perceiver.load_pretrained`,
+    scripts/eval_checkpoint.py and sharing, without orbax. Every process takes part (params may be
     sharded); the chief writes."""
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     from perceiver.checkpoints import npz_format  # pylint: disable=g-import-not-at-top
@@ -344,8 +346,11 @@ class _Run:
         (state.params, state.model_state), tiled=True)
     path = os.path.join(self.workdir, 'params.npz')
     if self.is_chief:
-      npz_format.save_checkpoint(path, params, model_state,
-                                 {'config.model': self.config.model.to_dict()})
+      # `config.model` rebuilds the model (perceiver.load_pretrained); the
+      # whole run config lets scripts/eval_checkpoint.py rerun its evaluation.
+      npz_format.save_checkpoint(path, params, model_state, {
+          'config.model': self.config.model.to_dict(),
+          'config': json.loads(self.config.to_json_best_effort())})
       logging.info('Exported parameters to %s', path)
     return path
 

@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from perceiver import attention as attn_lib
-from perceiver import baselines
+from perceiver import io_processors
 from perceiver.encoders import PerceiverEncoder
 from perceiver_tools.cli import _flags
 
@@ -123,7 +123,7 @@ def to_grid(weights: np.ndarray, image_hw: Tuple[int, int], permute_seed: int) -
   n, m = weights.shape
   if permute_seed >= 0:  # Input j sits at pixel perm[j].
     unpermuted = np.empty_like(weights)
-    unpermuted[:, baselines.fixed_permutation(m, permute_seed)] = weights
+    unpermuted[:, io_processors.fixed_permutation(m, permute_seed)] = weights
     weights = unpermuted
   h, w = image_hw
   scale = math.sqrt(h * w / m)  # Conv / patch preprocessing shrinks the grid.

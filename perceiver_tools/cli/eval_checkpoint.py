@@ -18,7 +18,9 @@ ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
 
 A `.pystate` carries no config: `--preset` gives the full-size one of a
 released file (picked from the file name when omitted), `--config` a
-reference-style config (JSON, or the `__config__` of an `.npz`).
+reference-style config (JSON, or the `__config__` of an `.npz`). A training
+run's `params.npz` (`--config.checkpoint.export_npz=True`) carries the run's
+config: its evaluation (data, split, metrics) is rerun as the runner does it.
 Expected (Perceiver IO paper, released config A checkpoints, 50,000
 validation images): learned positions 72.7, 2-D Fourier 79.0, conv 82.1.
 `--workdir` writes DIR/result.json for scripts/make_tables.py.
@@ -39,6 +41,7 @@ from perceiver import checkpoints
 from perceiver.checkpoints import published
 from perceiver.train.progress import Progress
 from perceiver_tools import paper_results
+from perceiver_tools import tables
 from perceiver_tools.cli import _flags
 
 # Released ImageNet checkpoint -> its row of the Perceiver IO ImageNet table.
@@ -130,6 +133,21 @@ def evaluate(checkpoint: str, data_config: Dict[str, Any], *, split: str = 'vali
   return result
 
 
+def evaluate_export(checkpoint: str, saved: Dict[str, Any]) -> Dict[str, Any]:
+  """Re-runs the evaluation of the training run that exported `checkpoint`
+  (its params.npz carries the run's config): same data, split and metrics."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from perceiver import train  # pylint: disable=g-import-not-at-top
+  if not isinstance(saved.get('config'), dict):
+    raise ValueError(f'{checkpoint}: a training export without the run config (written before '
+                     'it was stored); evaluate it with --config.init_from and the preset')
+  config = ml_collections.ConfigDict(saved['config'])
+  config.init_from = os.path.abspath(checkpoint)
+  with tempfile.TemporaryDirectory() as workdir:
+    return train.train_and_evaluate(config, workdir, 'eval')['eval']
+
+
 FLAGS = flags.FlagValues()
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'checkpoint file', flag_values=FLAGS)
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir (prepared imagenet2012 records)',
@@ -155,6 +173,18 @@ flags.mark_flags_as_mutual_exclusive(['config', 'preset'], flag_values=FLAGS)
 
 def main(argv: Optional[List[str]] = None) -> int:
   _flags.parse(FLAGS, argv, __doc__)
+  from perceiver import api  # pylint: disable=g-import-not-at-top
+  checkpoint = _CHECKPOINT.value
+  own = read_config(checkpoint) if checkpoint.endswith('.npz') and not (
+      _CONFIG.value or _PRESET.value) and os.path.isfile(checkpoint) else None
+  if api.is_runner_export(own):  # A training run's params.npz: rerun its evaluation.
+    result = evaluate_export(checkpoint, own)
+    print(f'{os.path.basename(checkpoint)} (training export, its run\'s eval split): '
+          + ', '.join(f'{k} {v:.4f}' for k, v in sorted(result.items())))
+    if _WORKDIR.value:
+      print('wrote', tables.write_result(_WORKDIR.value, None, result,
+                                         checkpoint=os.path.abspath(checkpoint), split='run'))
+    return 0
   preset = _PRESET.value or (None if _CONFIG.value else preset_for(_CHECKPOINT.value))
   config = read_config(_CONFIG.value) if _CONFIG.value else (
       published.published_config(preset) if preset else None)
@@ -172,7 +202,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         f'{time.time() - start:.0f} s): top-1 {100 * result["top1"]:.2f}%  top-5 {100 * result["top5"]:.2f}%'
         + (f'  (published top-1: {expected})' if expected is not None else ''))
   if _WORKDIR.value:
-    from perceiver_tools import tables  # pylint: disable=g-import-not-at-top
     tag = (paper_results.Tag('perceiver_io_imagenet', TABLE_ROWS[preset], _COLUMN)
            if preset and not _CONFIG.value else None)
     path = tables.write_result(_WORKDIR.value, tag, result, checkpoint=os.path.abspath(_CHECKPOINT.value),

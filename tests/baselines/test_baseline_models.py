@@ -8,6 +8,7 @@ import pytest
 
 from perceiver_configs import baselines as baseline_configs  # pylint: disable=wrong-import-position
 from perceiver import baselines  # pylint: disable=wrong-import-position
+from perceiver import config as schema  # pylint: disable=wrong-import-position
 from perceiver import io_processors as io  # pylint: disable=wrong-import-position
 from perceiver_tools import paper_results  # pylint: disable=wrong-import-position
 
@@ -75,7 +76,7 @@ def test_baseline_inputs_equal_the_perceivers_byte_array():
   fourier = dict(num_bands=4, max_resolution=(6, 8), concat_pos=True, sine_only=False)
   for seed in (-1, 0, 3):
     ours = hk.transform(lambda x, s=seed: baselines.GridInputs(
-        {**baselines.INPUT_DEFAULTS, 'num_bands': 4, 'permute_seed': s})({'image': x}))
+        schema.BaselineInputConfig(num_bands=4, permute_seed=s))({'image': x}))
     perceiver = hk.transform(lambda x, s=seed: io.ImagePreprocessor(
         prep_type='pixels', spatial_downsample=1, position_encoding_type='fourier',
         fourier_position_encoding_kwargs=fourier, permute_seed=s)(x, is_training=False)[0])
@@ -112,12 +113,14 @@ def test_pixel_transformer_is_permutation_invariant_and_the_2d_models_are_not():
 
 def test_points_are_laid_out_on_a_grid_with_3d_fourier_features():
   points = jax.random.uniform(RNG, (2, 30, 3), minval=-1, maxval=1)
-  cfg = {**baselines.INPUT_DEFAULTS, 'modality': 'points', 'num_bands': 2,
+  cfg = {'modality': 'points', 'num_bands': 2,
          'max_resolution': (8, 8, 8), 'grid_size': 5}
-  grid = hk.transform(lambda p: baselines.GridInputs(cfg)({'points': p})).apply({}, None, points)
+  grid = hk.transform(lambda p: baselines.GridInputs(schema.BaselineInputConfig(**cfg))(
+      {'points': p})).apply({}, None, points)
   assert grid.shape == (2, 5, 5, 3 * (2 * 2 + 1))
   np.testing.assert_allclose(np.asarray(grid[..., :3]).reshape(2, 25, 3), points[:, :25], atol=1e-6)
-  padded = hk.transform(lambda p: baselines.GridInputs({**cfg, 'grid_size': 6})({'points': p}))
+  padded = hk.transform(lambda p: baselines.GridInputs(
+      schema.BaselineInputConfig(**{**cfg, 'grid_size': 6}))({'points': p}))
   out = np.asarray(padded.apply({}, None, points)).reshape(2, 36, -1)
   assert np.all(out[:, 30:] == 0) and np.all(np.any(out[:, :30] != 0, axis=-1))
 

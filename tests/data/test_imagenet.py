@@ -119,13 +119,6 @@ def test_randaugment_ops_stay_in_range(op):
   assert float(tf.reduce_min(out)) >= 0 and float(tf.reduce_max(out)) <= 255
 
 
-def test_fixed_permutation():
-  p = imagenet.fixed_permutation(224 * 224, seed=3)
-  np.testing.assert_array_equal(np.sort(p), np.arange(224 * 224))
-  np.testing.assert_array_equal(p, imagenet.fixed_permutation(224 * 224, 3))
-  assert not np.array_equal(p, imagenet.fixed_permutation(224 * 224, 4))
-
-
 def test_training_batches_are_a_function_of_the_seed(imagenet_config):
   config = dict(imagenet_config, image_size=64)
   first = [_first(pdata.get_dataset(config, split='train', batch_size=4,

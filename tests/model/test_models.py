@@ -270,7 +270,7 @@ class TestBadInput:
       net.init(RNG, _images(c=3), is_training=True)  # 21 channels cannot be split over 2 heads.
 
   def test_unknown_config_keys(self):
-    with pytest.raises(ValueError, match=r"unknown key\(s\) in model.encoder: \['num_latent'\]"):
+    with pytest.raises(ValueError, match=r"model.encoder: unknown key\(s\) \['num_latent'\]"):
       models.build_model(tiny_config(encoder=dict(num_latent=3)))
     with pytest.raises(ValueError, match='modality must be one of'):
       models.build_model(tiny_config(input=dict(modality='smell')))
