@@ -17,7 +17,7 @@ import pytest
 
 from perceiver.data import config as data_config
 
-main = pytest.importorskip('experiments.main')
+main = pytest.importorskip('perceiver_experiments.main')
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
