@@ -26,6 +26,10 @@ so that tests and benchmarks run the production loaders unchanged:
   mesh, each copy randomly rotated about the up axis, scaled and jittered.
   Every fourth OFF file has the one-line header defect (`OFF28048 35408 0`).
 
+* flow -> DIR/flow/{flying_chairs,sintel,kitti}: the same image pairs with
+  exact ground-truth flow in the three public layouts, made from real photos
+  (scripts/flow_samples.py says how).
+
 Sources are installed by scripts/install_sample_sources.sh.
 """
 
@@ -413,9 +417,13 @@ def main(argv: list[str] | None = None) -> int:
                  help='HDF5 clouds per class: train,test')
   p.add_argument('--cgal_meshes', default=None,
                  help='directory of CGAL data/meshes (default: search)')
+  p.add_argument('--flow_pairs', type=int, default=60)
+  p.add_argument('--flow_size', default='120,160', help='frame H,W')
+  p.add_argument('--flow_photos', default=None,
+                 help='extra directory of JPEG photos for --what flow')
   args = p.parse_args(argv)
   what = [w.strip() for w in args.what.split(',') if w.strip()]
-  unknown = set(what) - {'imagenet', 'audioset', 'modelnet'}
+  unknown = set(what) - {'imagenet', 'audioset', 'modelnet', 'flow'}
   if unknown:
     p.error(f'unknown --what entries: {sorted(unknown)}')
   try:
@@ -431,6 +439,16 @@ def main(argv: list[str] | None = None) -> int:
       h5_train, h5_test = map(int, args.modelnet_h5.split(','))
       make_modelnet(os.path.join(args.out, 'modelnet'), off_train, off_test,
                     h5_train, h5_test, args.seed, args.cgal_meshes)
+    if 'flow' in what:
+      import flow_samples  # pylint: disable=g-import-not-at-top  # scripts/
+      try:
+        flow_samples.make_flow(
+            os.path.join(args.out, 'flow'), args.flow_pairs, args.seed,
+            tuple(int(v) for v in args.flow_size.split(',')),
+            photo_dirs=(args.flow_photos,) if args.flow_photos else (),
+            log=_log)
+      except RuntimeError as e:
+        raise SourceMissing(str(e)) from e
   except SourceMissing as e:
     print(f'make_sample_data.py: error: {e}', file=sys.stderr)
     return 2
