@@ -192,7 +192,7 @@ def read_image(path: str) -> np.ndarray:
         raise errors.CorruptDataError(
             path, f'image width/height outside 1..{MAX_DIM}')
       return np.asarray(img.convert('RGB'), np.uint8)
-  except errors.CorruptDataError:
+  except (errors.CorruptDataError, FileNotFoundError):
     raise
   except (OSError, ValueError, SyntaxError) as e:
     raise errors.CorruptDataError(
@@ -406,7 +406,8 @@ class _FlowBuilder(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
   def _info(self) -> tfds.core.DatasetInfo:
     return _flow_info(self, self.HOMEPAGE)
 
-  def _generate(self, pairs, load) -> Iterator[tuple[str, dict[str, Any]]]:
+  def _generate_examples(self, pairs, load
+                         ) -> Iterator[tuple[str, dict[str, Any]]]:
     for p in pairs:
       try:
         example = load(p)
@@ -440,7 +441,7 @@ class SintelFlow(_FlowBuilder):
                                     self.builder_config.name)['train'],
           self.HOW_TO_GET)
     self.info.metadata['skipped_files'] = self._corrupt.skipped
-    return {'train': self._generate(pairs, load_sintel_pair)}
+    return {'train': self._generate_examples(pairs, load_sintel_pair)}
 
 
 class KittiFlow(_FlowBuilder):
@@ -459,7 +460,7 @@ class KittiFlow(_FlowBuilder):
       raise errors.MissingDataError(
           self.name, expected_files('kitti', root)['train'], self.HOW_TO_GET)
     self.info.metadata['skipped_files'] = self._corrupt.skipped
-    return {'train': self._generate(pairs, load_kitti_pair)}
+    return {'train': self._generate_examples(pairs, load_kitti_pair)}
 
 
 class FlyingChairsFlow(_FlowBuilder):
@@ -481,9 +482,9 @@ class FlyingChairsFlow(_FlowBuilder):
           self.HOW_TO_GET)
     self.info.metadata['skipped_files'] = self._corrupt.skipped
     return {
-        'train': self._generate(
+        'train': self._generate_examples(
             [p for p, f in zip(pairs, flags) if f == 1], load_chairs_pair),
-        'validation': self._generate(
+        'validation': self._generate_examples(
             [p for p, f in zip(pairs, flags) if f == 2], load_chairs_pair),
     }
 
@@ -526,7 +527,12 @@ def get_builder(config, *, split: str | None = None
     return builder
   how = {'sintel': SINTEL_HOW_TO_GET, 'kitti': KITTI_HOW_TO_GET,
          'flying_chairs': CHAIRS_HOW_TO_GET}[config.dataset]
-  if not config.manual_dir or not config.prepare:
+  found = config.manual_dir and os.path.isdir(config.manual_dir) and (
+      {'sintel': lambda r: sintel_pairs(r, config.sintel_pass),
+       'kitti': kitti_pairs,
+       'flying_chairs': lambda r: chairs_pairs(chairs_root(r))[0]}
+      [config.dataset](config.manual_dir))
+  if not found or not config.prepare:
     if not config.prepare:
       how += (f'; data.prepare is False, so the records expected in '
               f'{builder.data_dir} are not built here')

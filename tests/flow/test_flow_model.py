@@ -53,7 +53,7 @@ def test_tiles_without_overlap_equal_the_model_on_each_tile(golden_model):
 
 def test_golden_model_on_frames_of_other_sizes(golden_model):
   _, _, apply = golden_model
-  for h, w in ((13, 37), (12, 16), (7, 9)):
+  for h, w in ((13, 37), (7, 9)):  # Tiled; padded (smaller than a window).
     out = apply(jnp.zeros((1, 2, h, w, 3)))
     assert out.shape == (1, h, w, 2)
     assert np.isfinite(np.asarray(out)).all()
