@@ -73,8 +73,12 @@ def legend(size: int = 101) -> np.ndarray:
 
 def save_flow_png(path: str, flow: np.ndarray, *,
                   frame: np.ndarray | None = None,
-                  max_flow: float | None = None, title: str = '') -> None:
-  """Writes a PNG: [first frame |] colour-coded flow | legend with scale."""
+                  max_flow: float | None = None, title: str = '',
+                  reference: np.ndarray | None = None) -> None:
+  """Writes a PNG: [first frame |] flow [| reference flow] | legend.
+
+  `reference` (e.g. the ground truth) is drawn on the same colour scale.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -84,7 +88,10 @@ def save_flow_png(path: str, flow: np.ndarray, *,
   if max_flow is None:
     max_flow = float(finite.max()) if finite.size else 0.0
   panels = [] if frame is None else [('frame 1', np.asarray(frame))]
-  panels.append(('flow', flow_to_rgb(flow, max_flow)))
+  panels.append(('flow' if reference is None else 'predicted',
+                 flow_to_rgb(flow, max_flow)))
+  if reference is not None:
+    panels.append(('ground truth', flow_to_rgb(reference, max_flow)))
   h, w = flow.shape[:2]
   fig_w = 3.0 * w / max(h, 1) * len(panels) + 2.2
   fig, axes = plt.subplots(

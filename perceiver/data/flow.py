@@ -49,6 +49,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from perceiver.data import errors
+from perceiver.data import registry
 from perceiver.data import rng as rng_lib
 from perceiver.data._tf import tf
 
@@ -511,7 +512,8 @@ def expected_files(dataset: str, root: str, pass_name: str = 'clean'
 
 
 def make_builder(config) -> tfds.core.DatasetBuilder:
-  kwargs = dict(data_dir=config.data_dir, on_corrupt=config.on_corrupt)
+  kwargs = dict(data_dir=config.data_dir or None,
+                on_corrupt=config.on_corrupt)
   if config.dataset == 'sintel':
     return SintelFlow(config=config.sintel_pass, **kwargs)
   if config.dataset == 'kitti':
@@ -552,14 +554,16 @@ DEFAULTS: dict[str, Any] = dict(
     name='flow',
     dataset='flying_chairs',  # 'sintel' | 'kitti' | 'flying_chairs'.
     sintel_pass='clean',  # 'clean' | 'final'.
-    data_dir=None, manual_dir=None, on_corrupt='raise', prepare=True,
+    # '' : TFDS's default data_dir / no manual files (strings, so that both
+    # can be set from the command line).
+    data_dir='', manual_dir='', on_corrupt='raise', prepare=True,
     # TFDS split strings behind split='train' / 'valid' / 'test'.
     train_split='train', valid_split='validation', test_split='validation',
     shuffle_buffer=1_000, cache=False, num_parallel_calls=-1,
     # 368 x 496: the released model's training crop (Perceiver IO, Sec. 4.3
     # and the reference colab's TRAIN_SIZE).
     crop_size=(368, 496),
-    eval_pad_to=None,  # (H, W): pad eval frames (KITTI sizes vary).
+    eval_pad_to=(),  # (H, W): pad eval frames (KITTI sizes vary); () off.
     # Spatial augmentation, RAFT augmentor values (Teed & Deng 2020, the
     # FlyingChairs stage: min_scale -0.1, max_scale 1.0): scale = 2^U(lo, hi)
     # with probability spatial_prob; x/y stretched by 2^U(-s, s) with
@@ -600,8 +604,8 @@ def resolve_config(data_config) -> ml_collections.ConfigDict:
   crop = tuple(config.crop_size)
   if len(crop) != 2 or min(crop) < 1:
     raise ValueError(f'data.crop_size must be (H, W) >= 1, got {crop}')
-  if config.eval_pad_to is not None and len(tuple(config.eval_pad_to)) != 2:
-    raise ValueError(f'data.eval_pad_to must be (H, W) or None, got '
+  if config.eval_pad_to and len(tuple(config.eval_pad_to)) != 2:
+    raise ValueError(f'data.eval_pad_to must be (H, W) or (), got '
                      f'{config.eval_pad_to!r}')
   return config
 
@@ -672,7 +676,7 @@ def preprocess_eval(example: dict, config) -> dict:
   img1 = _to_unit_range(example['image1'])
   img2 = _to_unit_range(example['image2'])
   flow, valid, occ = example['flow'], example['valid'], example['occluded']
-  if config.eval_pad_to is not None:
+  if config.eval_pad_to:
     h, w = (int(v) for v in config.eval_pad_to)
     tf.debugging.assert_less_equal(
         tf.shape(flow)[:2], tf.constant([h, w]),
@@ -796,3 +800,7 @@ def spatial(img1, img2, flow, valid, occ, config, rng):
                                                               [ch, cw, 3]),
           tf.ensure_shape(flow, [ch, cw, 2]), tf.ensure_shape(valid, [ch, cw]),
           tf.ensure_shape(occ, [ch, cw]))
+
+
+# The runner's data source `data.name = 'flow'` (perceiver.data.registry).
+SOURCE = registry.DataSource('flow', get_dataset, num_examples)
