@@ -103,7 +103,8 @@ def tile_origins(image_hw: Sequence[int], tile_hw: Sequence[int],
   """(y, x) of each window, row-major: the reference colab's grid.
 
   Windows start every `tile - min_overlap` pixels; the last one in each
-  direction is moved back to end at the border. `image_hw` >= `tile_hw`.
+  direction is moved back to end at the border (and any other start that
+  would overrun it is dropped). `image_hw` >= `tile_hw`.
   """
   (h, w), (th, tw) = image_hw, tile_hw
   if h < th or w < tw:
@@ -113,9 +114,11 @@ def tile_origins(image_hw: Sequence[int], tile_hw: Sequence[int],
                      f'{min_overlap}')
   axes = []
   for size, tile in ((h, th), (w, tw)):
-    starts = list(range(0, size, tile - min_overlap))
-    starts[-1] = size - tile
-    axes.append(sorted(set(starts)))  # A window as large as the frame: once.
+    # The reference replaces the last start by `size - tile`; starts past
+    # that would overrun the frame (the reference fails there), so they go.
+    starts = [s for s in range(0, size, tile - min_overlap)
+              if s < size - tile]
+    axes.append(starts + [size - tile])
   return [(y, x) for y in axes[0] for x in axes[1]]
 
 
@@ -133,7 +136,7 @@ def tiled_flow(apply_tile: Callable[[jax.Array], jax.Array],
   """Flow [B, H, W, 2] of frames [B, 2, H, W, C] from a window model.
 
   `apply_tile` maps [B, 2, th, tw, C] -> [B, th, tw, 2]; the windows run
-  one after another (`lax.map`), so memory is that of one window batch.
+  one after another (`lax.scan`: compiled once, memory of one window).
   """
   if frames.ndim != 5 or frames.shape[1] != 2:
     raise ValueError(f'frames must be [B, 2, H, W, C], got {frames.shape}')
@@ -145,16 +148,26 @@ def tiled_flow(apply_tile: Callable[[jax.Array], jax.Array],
                      mode='edge')
   hh, ww = frames.shape[2:4]
   origins = tile_origins((hh, ww), (th, tw), min_overlap)
-  windows = jnp.stack([frames[:, :, y:y + th, x:x + tw]
-                       for y, x in origins])  # [T, B, 2, th, tw, C]
-  flows = jax.lax.map(apply_tile, windows)  # [T, B, th, tw, 2]
-  weight = jnp.asarray(tile_weights((th, tw)))[None, :, :, None]
-  total = jnp.zeros((frames.shape[0], hh, ww, 2), flows.dtype)
-  count = jnp.zeros((1, hh, ww, 1), flows.dtype)
-  for i, (y, x) in enumerate(origins):
-    total = total.at[:, y:y + th, x:x + tw].add(flows[i] * weight)
-    count = count.at[:, y:y + th, x:x + tw].add(weight)
-  return (total / count)[:, :h, :w]
+  weight = tile_weights((th, tw))
+  count = np.zeros((hh, ww), np.float32)  # Static: known from the grid.
+  for y, x in origins:
+    count[y:y + th, x:x + tw] += weight
+  batch, channels = frames.shape[0], frames.shape[-1]
+
+  def step(total, origin):  # One window: run, weight, add in place.
+    y, x = origin[0], origin[1]
+    window = jax.lax.dynamic_slice(frames, (0, 0, y, x, 0),
+                                   (batch, 2, th, tw, channels))
+    flow = apply_tile(window) * jnp.asarray(weight)[None, :, :, None]
+    here = jax.lax.dynamic_slice(total, (0, y, x, 0), (batch, th, tw, 2))
+    total = jax.lax.dynamic_update_slice(total, here + flow.astype(
+        total.dtype), (0, y, x, 0))
+    return total, None
+
+  total = jnp.zeros((batch, hh, ww, 2), jnp.float32)
+  total, _ = jax.lax.scan(step, total, jnp.asarray(origins, jnp.int32))
+  total = total / jnp.asarray(count)[None, :, :, None]
+  return total[:, :h, :w]
 
 
 # ------------------------------------------------------------------- model
