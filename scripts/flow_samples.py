@@ -218,7 +218,7 @@ def _final_pass(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_flow(out: str, num_pairs: int, seed: int, size=(120, 160),
-              max_motion: float = 8.0, val_fraction: float = 0.2,
+              max_motion: float | None = None, val_fraction: float = 0.2,
               photo_dirs: tuple[str, ...] = (), log=print) -> None:
   """Writes `num_pairs` pairs in the FlyingChairs, Sintel and KITTI layouts."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -231,6 +231,8 @@ def make_flow(out: str, num_pairs: int, seed: int, size=(120, 160),
         'bash scripts/install_sample_sources.sh) or scikit-learn / '
         'matplotlib, or pass --flow_photos DIR of JPEGs')
   photos = [load_photo(p) for p in paths]
+  if max_motion is None:  # Foreground shifts up to 6% of the frame's side.
+    max_motion = 0.06 * min(size)
   log(f'flow: {len(photos)} photos, {num_pairs} pairs of {size[0]}x{size[1]}')
   rng = np.random.default_rng(seed)
   chairs = os.path.join(out, 'flying_chairs')
