@@ -97,6 +97,11 @@ def kitti():
   return _tagged(_benchmark('kitti', eval_pad_to=(376, 1242)), 'KITTI')
 
 
+def _shrink_encoder(config, **fields):
+  config.model.encoder = common.ConfigDict(dict(
+      config.model.encoder.to_dict(), **fields))
+
+
 def sample():
   """A small Perceiver IO for the 2-core CPU on 40 x 56 crops of the 48 x 64
   real-photo pairs of `make_sample_data.py --what flow --flow_pairs 400
@@ -112,9 +117,8 @@ def sample():
   config.model.num_bands = 8
   config.model.num_channels = 16
   config.model.min_overlap = 8
-  config.model.encoder = common.ConfigDict(dict(
-      config.model.encoder.to_dict(), num_self_attends_per_block=2,
-      z_index_dim=64, num_z_channels=64, num_self_attend_heads=4))
+  _shrink_encoder(config, num_self_attends_per_block=2, z_index_dim=64,
+                  num_z_channels=64, num_self_attend_heads=4)
   config.train.batch_size = 8
   config.train.num_steps = 1200
   config.train.log_every = 25
@@ -135,9 +139,8 @@ def smoke():
   config.model.num_bands = 4
   config.model.num_channels = 8
   config.model.min_overlap = 4
-  config.model.encoder = common.ConfigDict(dict(
-      config.model.encoder.to_dict(), num_self_attends_per_block=1,
-      z_index_dim=8, num_z_channels=16, num_self_attend_heads=2))
+  _shrink_encoder(config, num_self_attends_per_block=1, z_index_dim=8,
+                  num_z_channels=16, num_self_attend_heads=2)
   common.smoke_runner(config, batch_size=2)
   config.flow.num_pictures = 2
   return config

@@ -393,10 +393,27 @@ def _flow_info(builder, homepage: str) -> tfds.core.DatasetInfo:
       homepage=homepage)
 
 
+def split_pairs(dataset: str, root: str, pass_name: str = 'clean'
+                ) -> dict[str, list[dict[str, Any]]]:
+  """TFDS split -> the pairs of a layout found under `root` (may be empty)."""
+  if dataset == 'sintel':
+    return {'train': sintel_pairs(root, pass_name)}
+  if dataset == 'kitti':
+    return {'train': kitti_pairs(root)}
+  pairs, flags = chairs_pairs(chairs_root(root))
+  return {'train': [p for p, f in zip(pairs, flags) if f == 1],
+          'validation': [p for p, f in zip(pairs, flags) if f == 2]}
+
+
+_LOADERS = {'sintel': load_sintel_pair, 'kitti': load_kitti_pair,
+            'flying_chairs': load_chairs_pair}
+
+
 class _FlowBuilder(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
                    skip_registration=True):
-  """Shared: on_corrupt handling and example generation from pair dicts."""
+  """Shared: the layout's splits, on_corrupt handling, example generation."""
 
+  DATASET = ''
   HOW_TO_GET = ''
   HOMEPAGE = ''
 
@@ -406,6 +423,19 @@ class _FlowBuilder(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
 
   def _info(self) -> tfds.core.DatasetInfo:
     return _flow_info(self, self.HOMEPAGE)
+
+  def _split_generators(self, dl_manager):
+    root = os.fspath(dl_manager.manual_dir)
+    pass_name = self.builder_config.name if self.builder_config else 'clean'
+    splits = split_pairs(self.DATASET, root, pass_name)
+    if not any(splits.values()):
+      raise errors.MissingDataError(
+          self.name, expected_files(self.DATASET, root, pass_name)['train'],
+          self.HOW_TO_GET)
+    self.info.metadata['skipped_files'] = self._corrupt.skipped
+    load = _LOADERS[self.DATASET]
+    return {split: self._generate_examples(pairs, load)
+            for split, pairs in splits.items()}
 
   def _generate_examples(self, pairs, load
                          ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -426,6 +456,7 @@ class SintelFlow(_FlowBuilder):
   """MPI-Sintel training pairs of one pass ('clean' or 'final')."""
 
   name = 'sintel_flow'
+  DATASET = 'sintel'
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = SINTEL_HOW_TO_GET
   HOW_TO_GET = SINTEL_HOW_TO_GET
@@ -433,61 +464,28 @@ class SintelFlow(_FlowBuilder):
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(name='clean'),
                      tfds.core.BuilderConfig(name='final')]
 
-  def _split_generators(self, dl_manager):
-    root = os.fspath(dl_manager.manual_dir)
-    pairs = sintel_pairs(root, self.builder_config.name)
-    if not pairs:
-      raise errors.MissingDataError(
-          self.name, expected_files('sintel', root,
-                                    self.builder_config.name)['train'],
-          self.HOW_TO_GET)
-    self.info.metadata['skipped_files'] = self._corrupt.skipped
-    return {'train': self._generate_examples(pairs, load_sintel_pair)}
-
 
 class KittiFlow(_FlowBuilder):
   """KITTI 2015 scene-flow training pairs (frames 10 -> 11)."""
 
   name = 'kitti_flow'
+  DATASET = 'kitti'
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = KITTI_HOW_TO_GET
   HOW_TO_GET = KITTI_HOW_TO_GET
   HOMEPAGE = 'http://www.cvlibs.net/datasets/kitti/eval_scene_flow.php'
-
-  def _split_generators(self, dl_manager):
-    root = os.fspath(dl_manager.manual_dir)
-    pairs = kitti_pairs(root)
-    if not pairs:
-      raise errors.MissingDataError(
-          self.name, expected_files('kitti', root)['train'], self.HOW_TO_GET)
-    self.info.metadata['skipped_files'] = self._corrupt.skipped
-    return {'train': self._generate_examples(pairs, load_kitti_pair)}
 
 
 class FlyingChairsFlow(_FlowBuilder):
   """FlyingChairs with its official train / validation split."""
 
   name = 'flying_chairs_flow'
+  DATASET = 'flying_chairs'
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = CHAIRS_HOW_TO_GET
   HOW_TO_GET = CHAIRS_HOW_TO_GET
   HOMEPAGE = ('https://lmb.informatik.uni-freiburg.de/resources/datasets/'
               'FlyingChairs.en.html')
-
-  def _split_generators(self, dl_manager):
-    root = chairs_root(os.fspath(dl_manager.manual_dir))
-    pairs, flags = chairs_pairs(root)
-    if not pairs:
-      raise errors.MissingDataError(
-          self.name, expected_files('flying_chairs', root)['train'],
-          self.HOW_TO_GET)
-    self.info.metadata['skipped_files'] = self._corrupt.skipped
-    return {
-        'train': self._generate_examples(
-            [p for p, f in zip(pairs, flags) if f == 1], load_chairs_pair),
-        'validation': self._generate_examples(
-            [p for p, f in zip(pairs, flags) if f == 2], load_chairs_pair),
-    }
 
 
 DATASETS = ('sintel', 'kitti', 'flying_chairs')
@@ -505,6 +503,7 @@ def expected_files(dataset: str, root: str, pass_name: str = 'clean'
     t = os.path.join(root, 'training')
     return {'train': [os.path.join(t, 'image_2', 'NNNNNN_10.png'),
                       os.path.join(t, 'flow_occ', 'NNNNNN_10.png')]}
+  root = chairs_root(root)
   files = [os.path.join(root, 'data', 'NNNNN_img1.ppm'),
            os.path.join(root, 'data', 'NNNNN_flow.flo'),
            os.path.join(root, 'FlyingChairs_train_val.txt')]
@@ -529,11 +528,9 @@ def get_builder(config, *, split: str | None = None
     return builder
   how = {'sintel': SINTEL_HOW_TO_GET, 'kitti': KITTI_HOW_TO_GET,
          'flying_chairs': CHAIRS_HOW_TO_GET}[config.dataset]
-  found = config.manual_dir and os.path.isdir(config.manual_dir) and (
-      {'sintel': lambda r: sintel_pairs(r, config.sintel_pass),
-       'kitti': kitti_pairs,
-       'flying_chairs': lambda r: chairs_pairs(chairs_root(r))[0]}
-      [config.dataset](config.manual_dir))
+  found = config.manual_dir and os.path.isdir(config.manual_dir) and any(
+      split_pairs(config.dataset, config.manual_dir,
+                  config.sintel_pass).values())
   if not found or not config.prepare:
     if not config.prepare:
       how += (f'; data.prepare is False, so the records expected in '
