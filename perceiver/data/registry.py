@@ -35,6 +35,7 @@ class DataSource:
 # name -> 'module:attribute' of a DataSource, imported on first use.
 _BUILTIN: dict[str, str] = {
     'mnist': 'perceiver.data.mnist:SOURCE',
+    'flow': 'perceiver.data.flow:SOURCE',
     'synthetic': 'perceiver.train.input_pipeline:SYNTHETIC',
     'text': 'perceiver.data.text:SOURCE', 'glue': 'perceiver.data.glue:SOURCE',
 }

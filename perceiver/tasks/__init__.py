@@ -62,6 +62,7 @@ class Task(Protocol):
 _BUILTIN: dict[str, str] = {
     'classification': 'perceiver.tasks.classification:ClassificationTask',
     'mlm': 'perceiver.tasks.language:MaskedLMTask', 'glue': 'perceiver.tasks.language:GlueTask',
+    'flow': 'perceiver.tasks.flow:FlowTask',
 }
 _REGISTERED: dict[str, Callable[[], Task]] = {}
 

@@ -21,6 +21,9 @@ so that tests and benchmarks run the production loaders unchanged:
   `Y<ytid>.wav` at 16 kHz and `<ytid>.flac` at 44.1 kHz so that resampling to
   48 kHz is exercised. The optional videos are 64x64 renderings of the
   segment's scrolling spectrogram (the only "video" these sources have).
+* flow -> DIR/flow/{flying_chairs,sintel,kitti}: the same image pairs with
+  exact ground-truth flow in the three public layouts, made from real photos
+  (perceiver_tools/flow_samples.py says how).
 * text -> DIR/text/{train,valid}.txt and DIR/glue/{SST-2,RTE}/{train,dev}.tsv:
   Debian fortunes (see perceiver_tools/sample_text.py and docs/language.md).
 * modelnet -> DIR/modelnet/ModelNet40/<class>/{train,test}/<class>_NNNN.off
@@ -428,6 +431,10 @@ _CGAL_MESHES = flags.DEFINE_string('cgal_meshes', None,
 _FORTUNES_DIR = flags.DEFINE_string('fortunes_dir', '/usr/share/games/fortunes',
                                     'text: Debian fortunes files (perceiver_tools/sample_text.py)',
                                     flag_values=FLAGS)
+_FLOW_PAIRS = flags.DEFINE_integer('flow_pairs', 60, 'flow: image pairs', flag_values=FLAGS)
+_FLOW_SIZE = flags.DEFINE_list('flow_size', ['120', '160'], 'flow: frame H,W', flag_values=FLAGS)
+_FLOW_PHOTOS = flags.DEFINE_string('flow_photos', None, 'flow: extra directory of JPEG photos',
+                                   flag_values=FLAGS)
 flags.mark_flag_as_required('out', flag_values=FLAGS)
 
 
@@ -443,7 +450,7 @@ def _train_test(flag) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
   _flags.parse(FLAGS, argv, __doc__)
   what = [w.strip() for w in _WHAT.value if w.strip()]
-  unknown = set(what) - {'imagenet', 'audioset', 'modelnet', 'text'}
+  unknown = set(what) - {'imagenet', 'audioset', 'modelnet', 'text', 'flow'}
   if unknown:
     print(f'make_sample_data.py: error: unknown --what entries: {sorted(unknown)}',
           file=sys.stderr)
@@ -461,6 +468,15 @@ def main(argv: list[str] | None = None) -> int:
       h5_train, h5_test = _train_test(_MODELNET_H5)
       make_modelnet(os.path.join(_OUT.value, 'modelnet'), off_train, off_test,
                     h5_train, h5_test, _SEED.value, _CGAL_MESHES.value)
+    if 'flow' in what:  # Real photos moved by known affine motions.
+      from perceiver_tools import flow_samples  # pylint: disable=g-import-not-at-top
+      try:
+        flow_samples.make_flow(
+            os.path.join(_OUT.value, 'flow'), _FLOW_PAIRS.value, _SEED.value,
+            tuple(int(v) for v in _FLOW_SIZE.value),
+            photo_dirs=(_FLOW_PHOTOS.value,) if _FLOW_PHOTOS.value else (), log=_log)
+      except RuntimeError as e:
+        raise SourceMissing(str(e)) from e
     if 'text' in what:  # Real English from Debian fortunes.
       from perceiver_tools import sample_text  # pylint: disable=g-import-not-at-top
       try:
