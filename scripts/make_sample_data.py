@@ -25,6 +25,9 @@ so that tests and benchmarks run the production loaders unchanged:
   shape_names.txt. CGAL's demo meshes (Debian libcgal-demo), one class per
   mesh, each copy randomly rotated about the up axis, scaled and jittered.
   Every fourth OFF file has the one-line header defect (`OFF28048 35408 0`).
+* kinetics -> DIR/kinetics/{train,validate}.csv + <split>/<label>/*.mp4:
+  pans and zooms over real photos with Asterisk speech as the audio track
+  (scripts/kinetics_samples.py; needs PyAV).
 
 Sources are installed by scripts/install_sample_sources.sh.
 """
@@ -411,11 +414,16 @@ def main(argv: list[str] | None = None) -> int:
                  help='OFF files per class: train,test')
   p.add_argument('--modelnet_h5', default='40,10',
                  help='HDF5 clouds per class: train,test')
+  p.add_argument('--kinetics_clips', default='4,12,4',
+                 help='kinetics: classes,train clips per class,validate clips '
+                 'per class')
+  p.add_argument('--kinetics_size', type=int, default=64,
+                 help='kinetics: frame side in pixels (clips last 2 s)')
   p.add_argument('--cgal_meshes', default=None,
                  help='directory of CGAL data/meshes (default: search)')
   args = p.parse_args(argv)
   what = [w.strip() for w in args.what.split(',') if w.strip()]
-  unknown = set(what) - {'imagenet', 'audioset', 'modelnet'}
+  unknown = set(what) - {'imagenet', 'audioset', 'modelnet', 'kinetics'}
   if unknown:
     p.error(f'unknown --what entries: {sorted(unknown)}')
   try:
@@ -431,6 +439,16 @@ def main(argv: list[str] | None = None) -> int:
       h5_train, h5_test = map(int, args.modelnet_h5.split(','))
       make_modelnet(os.path.join(args.out, 'modelnet'), off_train, off_test,
                     h5_train, h5_test, args.seed, args.cgal_meshes)
+    if 'kinetics' in what:
+      _require('av', 'av')
+      import kinetics_samples  # pylint: disable=g-import-not-at-top  # scripts/
+      classes, train, valid = map(int, args.kinetics_clips.split(','))
+      kinetics_samples.make_kinetics(
+          os.path.join(args.out, 'kinetics'), num_classes=classes,
+          train_per_class=train, valid_per_class=valid, seconds=2,
+          size=args.kinetics_size, seed=args.seed,
+          prompts_for=lambda lang: _asterisk_prompts(lang, args.asterisk_sounds),
+          read_prompt=_read_prompt, log=_log)
   except SourceMissing as e:
     print(f'make_sample_data.py: error: {e}', file=sys.stderr)
     return 2

@@ -182,10 +182,14 @@ def _find(files: dict[str, str], ytid: str, start: float,
 def read_audio(path: str, num_samples: int) -> np.ndarray:
   """Mono int16 [num_samples] at 48 kHz from any libsndfile-readable file."""
   import soundfile as sf  # pylint: disable=g-import-not-at-top
-  from scipy import signal  # pylint: disable=g-import-not-at-top
   with tf.io.gfile.GFile(path, 'rb') as f:
     x, rate = sf.read(io.BytesIO(f.read()), dtype='float32', always_2d=True)
-  x = x.mean(axis=1)  # [T]
+  return to_int16_48k(x.mean(axis=1), int(rate), num_samples)
+
+
+def to_int16_48k(x: np.ndarray, rate: int, num_samples: int) -> np.ndarray:
+  """Mono float [T] at `rate` -> int16 [num_samples] at 48 kHz (padded/cut)."""
+  from scipy import signal  # pylint: disable=g-import-not-at-top
   if len(x) == 0:
     raise ValueError('no samples')
   if rate != SAMPLE_RATE:

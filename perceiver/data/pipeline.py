@@ -20,6 +20,8 @@ def _module(name: str):
     from perceiver.data import imagenet as module  # pylint: disable=g-import-not-at-top
   elif name == 'audioset':
     from perceiver.data import audioset as module  # pylint: disable=g-import-not-at-top
+  elif name == 'kinetics':
+    from perceiver.data import kinetics as module  # pylint: disable=g-import-not-at-top
   else:
     from perceiver.data import modelnet as module  # pylint: disable=g-import-not-at-top
   return module
