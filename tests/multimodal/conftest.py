@@ -1,0 +1,35 @@
+"""Kinetics-layout sample clips (scripts/make_sample_data.py --what kinetics),
+generated once per session: pans and zooms over real photos with real speech.
+Needs PyAV (`av`); tests that use these fixtures skip without it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def make_clips(out: str, *args: str) -> str:
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'scripts', 'make_sample_data.py'), '--out', out,
+       '--what', 'kinetics', *args], capture_output=True, text=True, check=False)
+  if proc.returncode != 0:
+    pytest.fail(f'make_sample_data.py failed:\n{proc.stderr[-3000:]}')
+  return os.path.join(out, 'kinetics')
+
+
+@pytest.fixture(scope='session')
+def kinetics_dir(tmp_path_factory) -> str:
+  """4 classes x (3 train + 1 validate) clips of 2 s at 32 x 32."""
+  pytest.importorskip('av')
+  return make_clips(str(tmp_path_factory.mktemp('kinetics_small')),
+                    '--kinetics_clips', '4,3,1', '--kinetics_size', '32')
+
+
+@pytest.fixture(scope='session')
+def kinetics_config(kinetics_dir, tmp_path_factory) -> dict:
+  return dict(name='kinetics', manual_dir=kinetics_dir,
+              data_dir=str(tmp_path_factory.mktemp('kinetics_tfds')), num_frames=8,
+              video_size=32)
