@@ -35,7 +35,8 @@ REQUIRED_KEYS = ('num_frames', 'img_sz', 'samples_per_patch', 'audio_samples_per
                  'num_classes', 'encoder')
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + (
     'model', 'image_num_bands', 'audio_num_bands', 'min_padding_size', 'mask_probs',
-    'decoder_query_channels', 'decoder_output_num_channels', 'layer_norm_eps', 'transform'))
+    'decoder_query_channels', 'decoder_output_num_channels', 'layer_norm_eps', 'transform',
+    'frame_size'))
 PATCH = (1, 4, 4)  # (t, y, x) video patch of the released model (spatial_downsample=4).
 
 
@@ -58,6 +59,15 @@ def check_model_config(model_config) -> Dict[str, Any]:
                      f"of model.samples_per_patch={cfg['samples_per_patch']}")
   cfg['model'] = 'video_autoencoder'
   return cfg
+
+
+def frame_size(model_config: Mapping[str, Any]) -> int:
+  """Side of the square frames the model is trained on.
+
+  `frame_size` when given; else 4 x `img_sz`, the released model's 224 x 224
+  frames for img_sz 56 (the colab's IMG_SZ; see published.py's caveat).
+  """
+  return int(model_config.get('frame_size') or 4 * int(model_config['img_sz']))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,13 +158,13 @@ def sample_queries(rng: jax.Array, total: int, count: int) -> jax.Array:
 
 def video_targets(video: jax.Array, idx: Optional[jax.Array]) -> jax.Array:
   """[B, T, H, W, 3] -> the decoded pixels [B, Q, 3] (all when idx is None)."""
-  flat = video.reshape(video.shape[0], -1, video.shape[-1])
+  flat = jnp.asarray(video).reshape(video.shape[0], -1, video.shape[-1])
   return flat if idx is None else flat[:, idx]
 
 
 def audio_targets(audio: jax.Array, idx: Optional[jax.Array], samples_per_patch: int) -> jax.Array:
   """[B, N, 1] -> the decoded samples [B, Q * samples_per_patch]."""
-  patches = audio.reshape(audio.shape[0], -1, samples_per_patch)
+  patches = jnp.asarray(audio).reshape(audio.shape[0], -1, samples_per_patch)
   if idx is not None:
     patches = patches[:, idx]
   return patches.reshape(audio.shape[0], -1)
