@@ -134,6 +134,8 @@ def base_config(*, seed: int = 0) -> ConfigDict:
   """Runner sections shared by all experiments (model/data added later)."""
   return ConfigDict(dict(
       seed=seed,
+      # What is learned: a name in `perceiver.tasks` ('classification', ...).
+      task='classification',
       # A checkpoint file (DeepMind .pystate/.pickle, this project's .npz,
       # Hugging Face weights) whose params and model state initialise the
       # run when the workdir has no checkpoint: --mode=eval evaluates it,

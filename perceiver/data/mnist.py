@@ -16,6 +16,8 @@ import functools
 import ml_collections
 import numpy as np
 
+from perceiver.data import registry
+
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28, 1)
 TRAIN_PER_CLASS = 400
@@ -118,3 +120,11 @@ def get_dataset(data_config: ml_collections.ConfigDict, *, split: str,
                        shuffle_seed=shuffle_seed, process_index=process_index,
                        process_count=process_count)
   return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
+
+
+def _num_examples(data_config: ml_collections.ConfigDict, split: str) -> int:
+  del data_config  # The split sizes are fixed.
+  return num_examples(split)
+
+
+SOURCE = registry.DataSource('mnist', get_dataset, _num_examples)

@@ -9,7 +9,8 @@ import os
 
 import ml_collections
 
-from perceiver.train import losses, optim, parallel
+from perceiver import tasks
+from perceiver.train import optim, parallel
 
 MODES = ('train', 'eval', 'train_and_eval')
 
@@ -38,12 +39,6 @@ def check_config(config: ml_collections.ConfigDict, mode: str) -> None:
            f'optimizer.schedule.name={o.schedule.name!r}; expected one of '
            f'{optim.SCHEDULES}')
   _require(o.schedule.base_lr > 0, 'optimizer.schedule.base_lr must be > 0')
-  _require(t.loss in losses.LOSSES,
-           f'train.loss={t.loss!r}; expected one of {losses.LOSSES}')
-  _require(0 <= t.label_smoothing < 1,
-           f'train.label_smoothing={t.label_smoothing} not in [0, 1)')
-  _require(t.loss == 'softmax' or t.label_smoothing == 0,
-           'train.label_smoothing applies to the softmax loss only')
   _require(t.batch_size > 0 and e.batch_size > 0,
            'train.batch_size and eval.batch_size must be > 0')
   _require(t.grad_accum_steps >= 1, 'train.grad_accum_steps must be >= 1')
@@ -67,11 +62,11 @@ def check_config(config: ml_collections.ConfigDict, mode: str) -> None:
   _require(not init_from or os.path.isfile(init_from),
            f'init_from={init_from!r}: no such file (a DeepMind .pystate/.pickle, '
            'an .npz written by this project, or Hugging Face weights)')
-  data_classes = config.data.get('num_classes')
-  model_classes = config.model.decoder.num_classes
-  _require(data_classes is None or data_classes == model_classes,
-           f'data.num_classes={data_classes} but '
-           f'model.decoder.num_classes={model_classes}')
+  try:
+    task = tasks.get_task(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  task.check_config(config)  # The task's own fields (loss, classes, ...).
 
 
 def check_devices(config: ml_collections.ConfigDict, num_devices: int,

@@ -10,15 +10,18 @@ buffer (gigabytes of decoded images), is per host, and is tied to the number
 of hosts; the price of skipping is re-reading at most one epoch's prefix
 after a restart.
 
-Data sources: ``mnist`` (``perceiver.data.mnist``), ``synthetic`` (random
-arrays of configured shapes, for smoke tests and throughput measurements)
-and every pipeline of ``perceiver.data.get_dataset``.
+Data sources: those of ``perceiver.data.registry`` (``mnist``,
+``synthetic``: random arrays of configured shapes, for smoke tests and
+throughput measurements, ...) and every TFDS pipeline of
+``perceiver.data.get_dataset``.
 """
 
 from typing import Any, Iterator
 
 import ml_collections
 import numpy as np
+
+from perceiver.data import registry
 
 MODALITY_KEYS = ('image', 'points', 'audio', 'video', 'pos')
 
@@ -89,29 +92,32 @@ def _synthetic_dataset(cfg: ml_collections.ConfigDict, *, split: str,
   return tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
 
 
+def _synthetic_num_examples(cfg: ml_collections.ConfigDict, split: str) -> int:
+  return cfg.num_train_examples if split == 'train' else cfg.num_eval_examples
+
+
+SYNTHETIC = registry.DataSource('synthetic', _synthetic_dataset,
+                                _synthetic_num_examples)
+
+
 def get_dataset(data_config: ml_collections.ConfigDict, *, split: str,
                 batch_size: int, shuffle_seed: int | None,
                 process_index: int, process_count: int):
   """Per-host ``tf.data.Dataset`` of ``split`` (train: one epoch's order)."""
   kwargs = dict(split=split, batch_size=batch_size, shuffle_seed=shuffle_seed,
                 process_index=process_index, process_count=process_count)
-  if data_config.name == 'mnist':
-    from perceiver.data import mnist
-    return mnist.get_dataset(data_config, **kwargs)
-  if data_config.name == 'synthetic':
-    return _synthetic_dataset(data_config, **kwargs)
+  source = registry.get(data_config.name)
+  if source is not None:
+    return source.get_dataset(data_config, **kwargs)
   from perceiver import data
   return data.get_dataset(data_config, **kwargs)
 
 
 def num_examples(data_config: ml_collections.ConfigDict, split: str) -> int:
   """Examples in ``split`` (all hosts together)."""
-  if data_config.name == 'mnist':
-    from perceiver.data import mnist
-    return mnist.num_examples(split)
-  if data_config.name == 'synthetic':
-    return (data_config.num_train_examples if split == 'train'
-            else data_config.num_eval_examples)
+  source = registry.get(data_config.name)
+  if source is not None:
+    return source.num_examples(data_config, split)
   from perceiver import data
   from perceiver.data import pipeline
   config = data.resolve_config(data_config)

@@ -25,10 +25,10 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from perceiver import tasks as tasks_lib
 from perceiver.train import checkpoint as checkpoint_lib
 from perceiver.train import config_checks
 from perceiver.train import input_pipeline
-from perceiver.train import losses
 from perceiver.train import metrics_log
 from perceiver.train import optim
 from perceiver.train import parallel
@@ -44,9 +44,10 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState
 
 
-def _device_batch_keys(batch: Mapping[str, Any]) -> dict[str, Any]:
-  """Model inputs, labels and eval mask: what goes to the devices."""
-  keep = input_pipeline.MODALITY_KEYS + losses.LABEL_KEYS + ('mask',)
+def _device_batch_keys(batch: Mapping[str, Any],
+                       task: tasks_lib.Task) -> dict[str, Any]:
+  """What goes to the devices: the task's inputs and targets, eval mask."""
+  keep = tuple(task.batch_keys) + ('mask',)
   return {k: v for k, v in batch.items() if k in keep}
 
 
@@ -64,20 +65,14 @@ def make_train_step(net: hk.TransformedWithState,
   ``train.grad_accum_steps`` = A the global batch [B] is split into A
   micro-batches of B/A (every device keeps its own rows: no communication)
   scanned in sequence; the gradient is their mean, i.e. the full-batch one.
+  The loss and the logged metrics come from the run's task
+  (`perceiver.tasks`, `config.task`).
   """
-  num_classes = config.model.decoder.num_classes
   accum = config.train.grad_accum_steps
-  t = config.train
+  task = tasks_lib.get_task(config)
 
   def loss_fn(params, model_state, rng, batch):
-    logits, model_state = net.apply(
-        params, model_state, rng, input_pipeline.split_inputs(batch),
-        is_training=True)
-    logits = logits.astype(jnp.float32)  # [B, K]
-    targets = losses.make_targets(batch, num_classes, t.label_smoothing)
-    loss = losses.per_example_loss(logits, targets, t.loss).mean()
-    top1 = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
-    return loss, (model_state, top1.astype(jnp.float32))
+    return task.train_loss(net, params, model_state, rng, batch, config)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -85,7 +80,7 @@ def make_train_step(net: hk.TransformedWithState,
                  ) -> tuple[TrainState, Metrics]:
     step_rng = jax.random.fold_in(rng, state.step)
     if accum == 1:
-      (loss, (model_state, top1)), grads = grad_fn(
+      (loss, (model_state, task_metrics)), grads = grad_fn(
           state.params, state.model_state, step_rng, batch)
     else:
       def to_micro(x):  # [B, ...] -> [A, B/A, ...]; row b -> (b % A, b // A).
@@ -99,22 +94,29 @@ def make_train_step(net: hk.TransformedWithState,
       micro = jax.tree.map(to_micro, batch)
 
       def body(carry, xs):
-        grads_sum, loss_sum, top1_sum, model_state = carry
+        grads_sum, loss_sum, metrics_sum, model_state = carry
         i, mb = xs
-        (loss, (model_state, top1)), grads = grad_fn(
+        (loss, (model_state, task_metrics)), grads = grad_fn(
             state.params, model_state, jax.random.fold_in(step_rng, i), mb)
         grads_sum = jax.tree.map(jnp.add, grads_sum, grads)
-        return (grads_sum, loss_sum + loss, top1_sum + top1, model_state), None
+        metrics_sum = jax.tree.map(jnp.add, metrics_sum, task_metrics)
+        return (grads_sum, loss_sum + loss, metrics_sum, model_state), None
 
       zeros = jax.tree.map(jnp.zeros_like, state.params)
-      init = (zeros, jnp.float32(0), jnp.float32(0), state.model_state)
-      (grads, loss, top1, model_state), _ = jax.lax.scan(
+      metric_shapes = jax.eval_shape(
+          grad_fn, state.params, state.model_state, step_rng,
+          jax.tree.map(lambda x: x[0], micro))[0][1][1]
+      metrics_zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                  metric_shapes)
+      init = (zeros, jnp.float32(0), metrics_zero, state.model_state)
+      (grads, loss, task_metrics, model_state), _ = jax.lax.scan(
           body, init, (jnp.arange(accum), micro))
       grads = jax.tree.map(lambda g: g / accum, grads)
-      loss, top1 = loss / accum, top1 / accum
+      loss = loss / accum
+      task_metrics = jax.tree.map(lambda m: m / accum, task_metrics)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(loss=loss, top1=top1, grad_norm=optax.tree.norm(grads),
+    metrics = dict(task_metrics, loss=loss, grad_norm=optax.tree.norm(grads),
                    lr=jnp.asarray(schedule(state.step), jnp.float32))
     return TrainState(state.step + 1, params, model_state, opt_state), metrics
 
@@ -124,38 +126,13 @@ def make_train_step(net: hk.TransformedWithState,
 def make_eval_step(net: hk.TransformedWithState,
                    config: ml_collections.ConfigDict
                    ) -> Callable[[hk.Params, hk.State, Batch], Metrics]:
-  """Per-example eval outputs [B] (and [B, K] scores for multi-label).
-
-  With ``eval.clip_axis`` the inputs are [B, C, ...] (C clips per example,
-  AudioSet: 16 overlapping clips per video) and the class probabilities are
-  averaged over the clips before the loss and metrics.
-  """
-  num_classes = config.model.decoder.num_classes
-  loss_type = config.train.loss
-  clip_axis = config.eval.clip_axis
+  """``eval_step(params, model_state, batch)``: the task's per-example
+  outputs [B] (and its ``collect`` arrays), plus the batch's ``mask``."""
+  task = tasks_lib.get_task(config)
 
   def eval_step(params, model_state, batch):
-    inputs = input_pipeline.split_inputs(batch)
-    if clip_axis:
-      b, c = next(iter(inputs.values())).shape[:2]
-      inputs = {k: v.reshape((b * c,) + v.shape[2:]) for k, v in inputs.items()}
-    logits, _ = net.apply(params, model_state, None, inputs, is_training=False)
-    logits = logits.astype(jnp.float32)  # [B, K] or [B * C, K]
-    targets = losses.make_targets(batch, num_classes)
-    if clip_axis:
-      probs = losses.probabilities(logits, loss_type).reshape(b, c, -1)
-      probs = probs.mean(axis=1)
-      loss = losses.per_example_loss_from_probs(probs, targets, loss_type)
-    else:
-      probs = losses.probabilities(logits, loss_type)
-      loss = losses.per_example_loss(logits, targets, loss_type)
-    out = dict(loss=loss, mask=batch['mask'])
-    if loss_type == 'sigmoid':
-      out.update(scores=probs, labels=targets)
-    else:
-      out.update(top1=losses.topk_correct(probs, batch['label'], 1),
-                 top5=losses.topk_correct(probs, batch['label'], 5))
-    return out
+    out = task.eval_outputs(net, params, model_state, batch, config)
+    return dict(out, mask=batch['mask'])
 
   return eval_step
 
@@ -210,7 +187,6 @@ class _Run:
   """Objects shared by training and evaluation of one run."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-    from perceiver import models  # The model library (another module owner).
     self.config = config
     self.workdir = workdir
     self.mesh = parallel.make_mesh()
@@ -218,7 +194,8 @@ class _Run:
     self.process_index = jax.process_index()
     config_checks.check_devices(config, self.mesh.size, self.num_processes)
     self.is_chief = self.process_index == 0
-    self.net = models.build_model(config.model)
+    self.task = tasks_lib.get_task(config)
+    self.net = self.task.build_model(config)
     self.global_batch = config.train.batch_size
     self.host_batch = self.global_batch // self.num_processes
     self.num_train = input_pipeline.num_examples(config.data, 'train')
@@ -254,7 +231,7 @@ class _Run:
         process_index=self.process_index, process_count=self.num_processes)
     return next(it)
 
-  def _init_fn(self, inputs: dict[str, jax.Array]) -> TrainState:
+  def _init_fn(self, inputs: Any) -> TrainState:
     params, model_state = self.net.init(self.init_key, inputs,
                                         is_training=True)
     return TrainState(jnp.zeros([], jnp.int32), params, model_state,
@@ -265,8 +242,9 @@ class _Run:
     # Parameter shapes do not depend on the batch size: init on one example
     # (one clip of it when eval batches carry a clip axis).
     skip = 2 if self.config.eval.clip_axis else 1
-    inputs = {k: jax.ShapeDtypeStruct((1,) + v.shape[skip:], v.dtype)
-              for k, v in input_pipeline.split_inputs(example).items()}
+    inputs = jax.tree.map(
+        lambda v: jax.ShapeDtypeStruct((1,) + v.shape[skip:], v.dtype),
+        self.task.model_inputs(example))
     shapes = jax.eval_shape(self._init_fn, inputs)
     self._state_shardings = parallel.state_shardings(
         shapes, self.mesh, self.config.parallel)
@@ -278,8 +256,8 @@ class _Run:
   def init_state(self) -> TrainState:
     """Fresh state, created directly with its shardings."""
     init = jax.jit(self._init_fn, out_shardings=self._state_shardings)
-    inputs = {k: jnp.zeros(s.shape, s.dtype)
-              for k, s in self._inputs_spec.items()}
+    inputs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                          self._inputs_spec)
     return init(inputs)
 
   def meta(self) -> dict[str, Any]:
@@ -363,7 +341,7 @@ class _Run:
         cfg.data, split=split, host_batch=host_batch,
         process_index=self.process_index, process_count=self.num_processes)
     sums: dict[str, float] = {}
-    scores, labels = [], []
+    collected: dict[str, list[np.ndarray]] = {}
     template = None
     for _ in range(num_steps):
       batch = next(it, None)
@@ -373,25 +351,20 @@ class _Run:
                            'examples')
         batch = {k: np.zeros_like(v) for k, v in template.items()}
       template = batch
-      batch = _device_batch_keys(batch)
+      batch = _device_batch_keys(batch, self.task)
       gbatch = parallel.make_global_batch(self.mesh, batch,
                                           cfg.eval.batch_size)
       out = jax.device_get(eval_step(state.params, state.model_state, gbatch))
       mask = out.pop('mask') > 0
-      if 'scores' in out:
-        scores.append(out.pop('scores')[mask])
-        labels.append(out.pop('labels')[mask])
+      for k, v in out.pop('collect', {}).items():
+        collected.setdefault(k, []).append(np.asarray(v)[mask])
       for k, v in out.items():
         sums[k] = sums.get(k, 0.0) + float(np.sum(v[mask], dtype=np.float64))
       sums['count'] = sums.get('count', 0.0) + float(mask.sum())
     count = sums.pop('count')
     result = {k: v / max(count, 1) for k, v in sums.items()}
-    if scores:
-      # AP per class, then the mean over classes with positives (AudioSet's
-      # metric, shared with the data package's own evaluation helpers).
-      from perceiver.data import audioset  # pylint: disable=g-import-not-at-top
-      result['mAP'] = audioset.mean_average_precision(
-          np.concatenate(scores), np.concatenate(labels))
+    result.update(self.task.finalize_eval(
+        {k: np.concatenate(v) for k, v in collected.items()}, cfg))
     result['num_examples'] = count
     self.log.write(step, split, result)
     logging.info('eval %s at step %d: %s', split, step,
@@ -451,7 +424,7 @@ class _Run:
                  self.num_processes)
     with _sigterm_flag() as sigterm:
       for step in range(start + 1, self.total_steps + 1):
-        batch = _device_batch_keys(next(batches))
+        batch = _device_batch_keys(next(batches), self.task)
         gbatch = parallel.make_global_batch(self.mesh, batch,
                                             self.global_batch)
         state, metrics = train_step(state, gbatch, self.train_key)
