@@ -61,6 +61,7 @@ class Task(Protocol):
 # dependencies only when a run asks for it).
 _BUILTIN: dict[str, str] = {
     'classification': 'perceiver.tasks.classification:ClassificationTask',
+    'autoencoding': 'perceiver.tasks.autoencoding:AutoencodingTask',
 }
 _REGISTERED: dict[str, Callable[[], Task]] = {}
 
