@@ -11,8 +11,9 @@ Presets:
           Kinetics-700-2020. `--config.init_from=video_autoencoding_checkpoint.pystate`
           evaluates or fine-tunes the released weights.
   sample  A small model on the real-photo / real-speech sample clips
-          (scripts/make_sample_data.py --what kinetics): 4 frames of
-          32 x 32, 7,680 audio samples, 4 classes; CPU minutes.
+          (scripts/make_sample_data.py --what kinetics
+          --kinetics_clips 4,48,8): 4 frames of 32 x 32, 7,680 audio
+          samples, 4 classes; CPU minutes.
   smoke   The sample model shrunk further, on synthetic data: CPU seconds.
 
 What PAPERS.md does not give is marked "unsure" below: the paper's training
@@ -21,6 +22,8 @@ step, optimizer, batch size) is not in the reference notes; the values are
 our choices, not the paper's, until checked against the paper's appendix.
 """
 
+from ml_collections import config_dict
+
 from configs import common
 from perceiver.checkpoints import published
 
@@ -28,19 +31,23 @@ SAMPLE_CLASSES = 4
 
 
 def _section(*, label_mask_prob: float, image_queries: int, audio_queries: int,
-             weights: dict, eval_chunks: int) -> common.ConfigDict:
+             weights: dict, eval_chunks: int,
+             dataset_mean_baseline: bool = True) -> common.ConfigDict:
   """`config.autoencoding` (perceiver/tasks/autoencoding.py)."""
   return common.ConfigDict(dict(
       label_mask_prob=label_mask_prob, train_image_queries=image_queries,
       train_audio_queries=audio_queries, loss_weights=dict(weights),
-      eval_chunks=eval_chunks))
+      eval_chunks=eval_chunks, dataset_mean_baseline=dataset_mean_baseline))
 
 
-def _data(manual_dir, *, num_frames: int, video_size: int, num_classes):
+def _data(manual_dir, data_dir, *, num_frames: int, video_size: int, num_classes):
+  """The kinetics data section; directories settable from the command line
+  (`--config.data.manual_dir=...`) even when unset here."""
   from perceiver.data import config as data_config  # pylint: disable=g-import-not-at-top
   data = data_config.default_config('kinetics')
-  data.update(dict(manual_dir=manual_dir, num_frames=num_frames, video_size=video_size,
-                   num_classes=num_classes))
+  data.update(dict(num_frames=num_frames, video_size=video_size, num_classes=num_classes))
+  data.manual_dir = manual_dir or config_dict.placeholder(str)
+  data.data_dir = data_dir or config_dict.placeholder(str)
   return data
 
 
@@ -50,7 +57,7 @@ def paper():
   model = published.published_config('video_autoencoding')
   model['frame_size'] = 224  # PAPERS.md: 16 frames of 224 x 224.
   config.model = common.ConfigDict(model)
-  config.data = _data(None, num_frames=16, video_size=224, num_classes=700)
+  config.data = _data(None, None, num_frames=16, video_size=224, num_classes=700)
   config.autoencoding = _section(
       label_mask_prob=0.5,  # unsure
       # unsure: the reference colab decodes 16 x 224 x 224 clips in 128
@@ -58,7 +65,8 @@ def paper():
       # that size.
       image_queries=16 * 224 * 224 // 128, audio_queries=30_720 // 16 // 128,
       weights=dict(video=0.03, audio=1.0, label=0.0001),  # unsure
-      eval_chunks=128)  # The colab's slicing.
+      eval_chunks=128,  # The colab's slicing.
+      dataset_mean_baseline=False)  # Would collect 2 x 224 x 224 x 3 per clip.
   config.train.batch_size = 1024  # unsure
   config.train.num_epochs = 100.0  # unsure
   config.eval.batch_size = 64
@@ -69,11 +77,13 @@ def paper():
 
 
 def _small_model(*, num_frames: int, size: int, latents: int, channels: int,
-                 self_attends: int, num_classes: int) -> common.ConfigDict:
+                 self_attends: int, num_classes: int,
+                 samples_per_patch: int = 16) -> common.ConfigDict:
   """The released architecture at a CPU size (reference keys)."""
   return common.ConfigDict(dict(
       model='video_autoencoder', num_frames=num_frames, img_sz=size, frame_size=size,
-      samples_per_patch=16, audio_samples_per_frame=1920, num_classes=num_classes,
+      samples_per_patch=samples_per_patch, audio_samples_per_frame=1920,
+      num_classes=num_classes,
       image_num_bands=16, audio_num_bands=64, min_padding_size=4,
       decoder_query_channels=channels, decoder_output_num_channels=channels,
       encoder=dict(num_self_attends_per_block=self_attends, num_blocks=1, z_index_dim=latents,
@@ -86,18 +96,21 @@ def _small_model(*, num_frames: int, size: int, latents: int, channels: int,
 def sample():
   config = common.base_config()
   config.task = 'autoencoding'
+  # Audio in patches of 64 samples (the released model: 16): 120 audio
+  # inputs instead of 480, so that 128 latents are not a tighter bottleneck
+  # than a CPU-minutes run can learn to use.
   config.model = _small_model(num_frames=4, size=32, latents=128, channels=128, self_attends=4,
-                              num_classes=SAMPLE_CLASSES)
-  config.data = _data('/tmp/perceiver_sample/kinetics', num_frames=4, video_size=32,
+                              num_classes=SAMPLE_CLASSES, samples_per_patch=64)
+  config.data = _data('/tmp/perceiver_sample/kinetics', '/tmp/perceiver_sample/tfds', num_frames=4, video_size=32,
                       num_classes=SAMPLE_CLASSES)
   config.data.shuffle_buffer = 64
   config.autoencoding = _section(
-      label_mask_prob=0.5, image_queries=1024, audio_queries=240,
+      label_mask_prob=0.5, image_queries=1024, audio_queries=120,
       # Equal weights: at this size the label needs more than the paper's
       # share of the gradient to be learned at all.
       weights=dict(video=1.0, audio=1.0, label=0.1), eval_chunks=1)
   config.train.batch_size = 8
-  config.train.num_steps = 600
+  config.train.num_steps = 700
   config.train.log_every = 50
   config.eval.batch_size = 8
   config.eval.every_steps = 0

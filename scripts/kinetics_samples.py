@@ -79,8 +79,10 @@ def _speech(prompts: list[str], read_prompt, rng: np.random.Generator,
     start = int(rng.integers(0, max(1, len(x) - n // 2)))
     pieces.append(x[start:])
     total += len(pieces[-1])
-  x = np.concatenate(pieces)[:n]
-  return signal.resample_poly(x, 6, 1).astype(np.float32)
+  x = signal.resample_poly(np.concatenate(pieces)[:n], 6, 1)
+  # Peak-normalised to -1 dBFS, as recorded clips usually are (the prompts
+  # themselves are quiet: RMS ~0.05).
+  return (0.9 * x / max(np.abs(x).max(), 1e-6)).astype(np.float32)
 
 
 def write_clip(path: str, video: np.ndarray, audio: np.ndarray) -> None:

@@ -8,8 +8,12 @@ audio and cross-entropy on the label (perceiver/multimodal.py).
 
 Evaluation decodes everything (in `autoencoding.eval_chunks` slices) with
 the label input masked and reports per example: video_psnr, audio_psnr,
-top1 (the decoded label), and the reference points mean_frame_psnr (every
-frame predicted as the clip's mean frame) and silence_psnr (all-zero audio).
+top1 (the decoded label), and reference points: baseline_silence_psnr
+(all-zero audio), baseline_clip_mean_frame_psnr (every frame predicted as
+the clip's own mean frame: a static-video reference that sees the clip) and,
+with `autoencoding.dataset_mean_baseline`, baseline_mean_frame_psnr (every
+frame predicted as the evaluation set's mean frame; collects two frames per
+clip, so off for full-size runs), plus chance_top1.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 from perceiver import multimodal
 
 SECTION_KEYS = ('label_mask_prob', 'train_image_queries', 'train_audio_queries', 'loss_weights',
-                'eval_chunks')
+                'eval_chunks', 'dataset_mean_baseline')
 
 
 def _build(config) -> multimodal.Autoencoder:
@@ -113,14 +117,31 @@ class AutoencodingTask:
     out = multimodal.reconstruct(ae, params, model_state, video, audio,
                                  chunks=int(config.autoencoding.eval_chunks))
     audio = audio.reshape(audio.shape[0], -1)
-    mean_frame = jnp.broadcast_to(jnp.mean(video, axis=1, keepdims=True), video.shape)
-    return dict(
+    clip_mean = jnp.mean(video, axis=1)  # [B, H, W, 3]
+    result = dict(
         video_psnr=multimodal.psnr(out['image'], video),
         audio_psnr=multimodal.psnr(out['audio'], audio),
         top1=(jnp.argmax(out['label'], -1) == batch['label']).astype(jnp.float32),
-        mean_frame_psnr=multimodal.psnr(mean_frame, video),
-        silence_psnr=multimodal.psnr(jnp.zeros_like(audio), audio))
+        baseline_clip_mean_frame_psnr=multimodal.psnr(
+            jnp.broadcast_to(clip_mean[:, None], video.shape), video),
+        baseline_silence_psnr=multimodal.psnr(jnp.zeros_like(audio), audio))
+    if config.autoencoding.dataset_mean_baseline:
+      result['collect'] = dict(frame_mean=clip_mean, frame_sq=jnp.mean(video**2, axis=1))
+    return result
 
   def finalize_eval(self, collected, config) -> dict[str, float]:
-    del collected
-    return {'chance_top1': 1.0 / float(multimodal.check_model_config(config.model)['num_classes'])}
+    out = {'chance_top1': 1.0 / float(multimodal.check_model_config(config.model)['num_classes'])}
+    if 'frame_mean' in collected:
+      out['baseline_mean_frame_psnr'] = mean_frame_psnr(collected['frame_mean'],
+                                                        collected['frame_sq'])
+    return out
+
+
+def mean_frame_psnr(frame_mean: np.ndarray, frame_sq: np.ndarray) -> float:
+  """Mean per-clip PSNR of predicting every frame as the evaluation set's
+  mean frame m, from each clip's temporal mean f_i and mean square s_i
+  ([N, H, W, 3]): MSE_i = mean over pixels of s_i - 2 f_i m + m^2."""
+  f = np.asarray(frame_mean, np.float64)
+  m = f.mean(axis=0)
+  mse = np.mean(np.asarray(frame_sq, np.float64) - 2 * f * m + m**2, axis=(1, 2, 3))
+  return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-10))))
