@@ -21,6 +21,7 @@ import sys
 
 from absl import app
 from absl import flags
+import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,23 +31,45 @@ _CLIP = flags.DEFINE_string('clip', None, 'video file with an audio track (any c
 _OUT = flags.DEFINE_string('out', None, 'output directory')
 _START = flags.DEFINE_float('start_s', 0.0, 'window start within the clip, seconds')
 _FRAMES = flags.DEFINE_integer('strip_frames', 8, 'frames shown in the strip')
+_CONFIG = flags.DEFINE_string('config_json', None, 'reference-style model config (JSON) for a '
+                              'checkpoint that has none and is not the released one')
 _CHUNKS = flags.DEFINE_integer('chunks', 0, 'decode the outputs in this many slices '
                                '(0: one per frame; more slices, less memory)')
 
 
-def load_autoencoder(path: str):
+def load_autoencoder(path: str, config_json: str | None = None):
   """(Autoencoder, params, state, frame_size) from a checkpoint file."""
   from perceiver import checkpoints  # pylint: disable=g-import-not-at-top
   from perceiver import multimodal  # pylint: disable=g-import-not-at-top
   params, state, config = checkpoints.load_checkpoint(path)
+  if config_json:
+    try:
+      with open(config_json) as f:
+        config = json.loads(f.read(1 << 20))
+    except (OSError, ValueError) as e:
+      raise ValueError(f'--config_json={config_json}: not a readable JSON file ({e})') from None
+    if not isinstance(config, dict):
+      raise ValueError(f'--config_json={config_json}: expected a JSON object')
   if config is None:  # DeepMind pickles carry no config: the released one.
     config = checkpoints.published_config('video_autoencoding')
   config = config.get('config.model', config)
   if config.get('model') != 'video_autoencoder':
     raise ValueError(f'--checkpoint={path}: not a video autoencoder checkpoint')
-  ae = multimodal.build_autoencoder(config)
+  ae = multimodal.build_autoencoder({k: v for k, v in config.items() if k != 'note'})
+  checkpoints.check_compatible(
+      jax.eval_shape(lambda: ae.net.init(jax.random.PRNGKey(0), _dummy(ae), is_training=False))[0],
+      params)
   state = {m: v for m, v in state.items() if m != 'input_spec'}
   return ae, params, state, multimodal.frame_size(config)
+
+
+def _dummy(ae) -> dict:
+  """Smallest inputs of the model's shape (parameters do not depend on H, W)."""
+  t = int(ae.config['num_frames'])
+  return {'video': np.zeros((1, t, 4, 4, 3), np.float32),
+          'audio': np.zeros((1, ae.num_audio_samples(), 1), np.float32),
+          'subsample_image': np.arange(1, dtype=np.int32),
+          'subsample_audio': np.arange(1, dtype=np.int32)}
 
 
 def read_clip(path: str, num_frames: int, size: int, start_s: float, samples_per_frame: int):
@@ -82,15 +105,14 @@ def picture_strip(inputs: np.ndarray, outputs: np.ndarray, count: int) -> np.nda
 
 
 def autoencode(checkpoint: str, clip: str, out: str, *, start_s: float = 0.0,
-               strip_frames: int = 8, chunks: int = 0) -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
+               strip_frames: int = 8, chunks: int = 0, config_json: str | None = None) -> dict:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   import soundfile as sf  # pylint: disable=g-import-not-at-top
   from perceiver import multimodal  # pylint: disable=g-import-not-at-top
   for flag, path in (('--checkpoint', checkpoint), ('--clip', clip)):
     if not os.path.isfile(path):
       raise FileNotFoundError(f'{flag}={path}: no such file')
-  ae, params, state, size = load_autoencoder(checkpoint)
+  ae, params, state, size = load_autoencoder(checkpoint, config_json)
   num_frames = int(ae.config['num_frames'])
   video, audio = read_clip(clip, num_frames, size, start_s, int(ae.config['audio_samples_per_frame']))
   if video.shape[1] < num_frames:
@@ -123,7 +145,8 @@ def main(argv):
       raise app.UsageError(f'--{flag.name} is required')
   try:
     metrics = autoencode(_CHECKPOINT.value, _CLIP.value, _OUT.value, start_s=_START.value,
-                         strip_frames=_FRAMES.value, chunks=_CHUNKS.value)
+                         strip_frames=_FRAMES.value, chunks=_CHUNKS.value,
+                         config_json=_CONFIG.value)
   except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
     print(f'autoencode.py: error: {e}', file=sys.stderr)
     return 2
