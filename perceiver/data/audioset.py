@@ -231,6 +231,18 @@ def read_video(path: str, num_frames: int, max_side: int) -> list:
 # --------------------------------------------------------------- builder
 
 
+def clip_features() -> dict:
+  """The stored `audio` (int16 at 48 kHz) and `video` (JPEG frames at
+  25 fps) features, shared with the Kinetics builder."""
+  return {
+      'audio': tfds.features.Tensor(
+          shape=(None,), dtype=np.int16,
+          encoding=tfds.features.Encoding.BYTES),  # Raw, fast to parse.
+      'video': tfds.features.Sequence(tfds.features.Image(
+          shape=(None, None, 3), encoding_format='jpeg')),
+  }
+
+
 class AudioSet(errors.SkipsCorruptFiles,
                     tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """AudioSet segments with 48 kHz audio and optional 25 fps video."""
@@ -256,11 +268,7 @@ class AudioSet(errors.SkipsCorruptFiles,
     return tfds.core.DatasetInfo(
         builder=self,
         features=tfds.features.FeaturesDict({
-            'audio': tfds.features.Tensor(
-                shape=(None,), dtype=np.int16,
-                encoding=tfds.features.Encoding.BYTES),  # Raw, fast to parse.
-            'video': tfds.features.Sequence(tfds.features.Image(
-                shape=(None, None, 3), encoding_format='jpeg')),
+            **clip_features(),
             'labels': tfds.features.Tensor(shape=(None,), dtype=np.int64),
             'ytid': tfds.features.Text(),
         }),

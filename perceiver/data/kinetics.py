@@ -176,23 +176,11 @@ class Kinetics(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
         name=f'video{stored_video_size}'))
     super().__init__(**kwargs)
 
-  @property
-  def missing_clips(self) -> list[str]:
-    return self._missing_clips
-
-  @property
-  def no_audio(self) -> list[str]:
-    return self._no_audio
-
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
         builder=self,
         features=tfds.features.FeaturesDict({
-            'audio': tfds.features.Tensor(
-                shape=(None,), dtype=np.int16,
-                encoding=tfds.features.Encoding.BYTES),
-            'video': tfds.features.Sequence(tfds.features.Image(
-                shape=(None, None, 3), encoding_format='jpeg')),
+            **audioset.clip_features(),
             'label': tfds.features.Tensor(shape=(), dtype=np.int64),
             'clip': tfds.features.Text(),
         }),
@@ -265,9 +253,9 @@ def make_builder(config) -> tfds.core.DatasetBuilder:
                   on_corrupt=config.on_corrupt)
 
 
-def decoders(config) -> dict:
-  del config
-  return {'video': tfds.decode.SkipDecoding()}  # Decode the window only.
+# Frames stay JPEG strings until the window is chosen; no batch transform.
+decoders = audioset.decoders
+batch_fn = audioset.batch_fn
 
 
 # ------------------------------------------------------------ transforms
@@ -306,8 +294,3 @@ def preprocess(example: dict, config, is_training: bool,
   audio = tf.pad(audio, [[0, n - tf.shape(audio)[0]]])
   return {'video': video, 'audio': tf.reshape(audio, [n, 1]),
           'label': tf.cast(example['label'], tf.int32)}
-
-
-def batch_fn(config, is_training: bool) -> None:
-  del config, is_training
-  return None
