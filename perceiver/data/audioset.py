@@ -192,10 +192,14 @@ def _timed_stems(files: dict[str, str]) -> dict[str, str]:
 def read_audio(path: str, num_samples: int) -> np.ndarray:
   """Mono int16 [num_samples] at 48 kHz from any libsndfile-readable file."""
   import soundfile as sf  # pylint: disable=g-import-not-at-top
-  from scipy import signal  # pylint: disable=g-import-not-at-top
   with tf.io.gfile.GFile(path, 'rb') as f:
     x, rate = sf.read(io.BytesIO(f.read()), dtype='float32', always_2d=True)
-  x = x.mean(axis=1)  # [T]
+  return to_int16_48k(x.mean(axis=1), int(rate), num_samples)
+
+
+def to_int16_48k(x: np.ndarray, rate: int, num_samples: int) -> np.ndarray:
+  """Mono float [T] at `rate` -> int16 [num_samples] at 48 kHz (padded/cut)."""
+  from scipy import signal  # pylint: disable=g-import-not-at-top
   if len(x) == 0:
     raise ValueError('no samples')
   if rate != SAMPLE_RATE:
@@ -237,6 +241,18 @@ def read_video(path: str, num_frames: int, max_side: int) -> list:
 # --------------------------------------------------------------- builder
 
 
+def clip_features() -> dict:
+  """The stored `audio` (int16 at 48 kHz) and `video` (JPEG frames at
+  25 fps) features, shared with the Kinetics builder."""
+  return {
+      'audio': tfds.features.Tensor(
+          shape=(None,), dtype=np.int16,
+          encoding=tfds.features.Encoding.BYTES),  # Raw, fast to parse.
+      'video': tfds.features.Sequence(tfds.features.Image(
+          shape=(None, None, 3), encoding_format='jpeg')),
+  }
+
+
 class AudioSet(errors.SkipsCorruptFiles,
                     tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """AudioSet segments with 48 kHz audio and optional 25 fps video."""
@@ -262,11 +278,7 @@ class AudioSet(errors.SkipsCorruptFiles,
     return tfds.core.DatasetInfo(
         builder=self,
         features=tfds.features.FeaturesDict({
-            'audio': tfds.features.Tensor(
-                shape=(None,), dtype=np.int16,
-                encoding=tfds.features.Encoding.BYTES),  # Raw, fast to parse.
-            'video': tfds.features.Sequence(tfds.features.Image(
-                shape=(None, None, 3), encoding_format='jpeg')),
+            **clip_features(),
             'labels': tfds.features.Tensor(shape=(None,), dtype=np.int64),
             'ytid': tfds.features.Text(),
         }),

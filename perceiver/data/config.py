@@ -97,10 +97,23 @@ _MODELNET: dict[str, Any] = dict(
     scale_range=(0.99, 1.01),  # Train: per-point scaling.
 )
 
+_KINETICS: dict[str, Any] = dict(
+    train_split='train',
+    valid_split='validate',
+    test_split='validate',
+    num_classes=None,  # None: the number of distinct labels in the CSVs.
+    shuffle_buffer=200,  # Examples hold seconds of frames and audio.
+    num_frames=16,  # Perceiver IO: 16 frames of 224 x 224 (PAPERS.md).
+    video_size=224,
+    audio_samples_per_frame=1920,  # 48 kHz / 25 fps.
+    stored_video_size=256,  # Builder: shorter side of the stored frames.
+)
+
 _DEFAULTS = {
     'imagenet2012': _IMAGENET,
     'audioset': _AUDIOSET,
     'modelnet40': _MODELNET,
+    'kinetics': _KINETICS,
 }
 
 NAMES = tuple(_DEFAULTS)

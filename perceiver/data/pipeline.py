@@ -63,6 +63,7 @@ _MODULES = {
     'imagenet2012': 'perceiver.data.imagenet',
     'audioset': 'perceiver.data.audioset',
     'modelnet40': 'perceiver.data.modelnet',
+    'kinetics': 'perceiver.data.kinetics',
 }
 
 

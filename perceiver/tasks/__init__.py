@@ -63,6 +63,7 @@ _BUILTIN: dict[str, str] = {
     'classification': 'perceiver.tasks.classification:ClassificationTask',
     'mlm': 'perceiver.tasks.language:MaskedLMTask', 'glue': 'perceiver.tasks.language:GlueTask',
     'flow': 'perceiver.tasks.flow:FlowTask',
+    'autoencoding': 'perceiver.tasks.autoencoding:AutoencodingTask',
 }
 _REGISTERED: dict[str, Callable[[], Task]] = {}
 

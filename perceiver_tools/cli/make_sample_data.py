@@ -24,6 +24,9 @@ so that tests and benchmarks run the production loaders unchanged:
 * flow -> DIR/flow/{flying_chairs,sintel,kitti}: the same image pairs with
   exact ground-truth flow in the three public layouts, made from real photos
   (perceiver_tools/flow_samples.py says how).
+* kinetics -> DIR/kinetics/{train,validate}.csv + <split>/<label>/*.mp4:
+  pans and zooms over real photos with Asterisk speech as the audio track
+  (perceiver_tools/kinetics_samples.py; needs PyAV).
 * text -> DIR/text/{train,valid}.txt and DIR/glue/{SST-2,RTE}/{train,dev}.tsv:
   Debian fortunes (see perceiver_tools/sample_text.py and docs/language.md).
 * modelnet -> DIR/modelnet/ModelNet40/<class>/{train,test}/<class>_NNNN.off
@@ -435,6 +438,11 @@ _FLOW_PAIRS = flags.DEFINE_integer('flow_pairs', 60, 'flow: image pairs', flag_v
 _FLOW_SIZE = flags.DEFINE_list('flow_size', ['120', '160'], 'flow: frame H,W', flag_values=FLAGS)
 _FLOW_PHOTOS = flags.DEFINE_string('flow_photos', None, 'flow: extra directory of JPEG photos',
                                    flag_values=FLAGS)
+_KINETICS_CLIPS = flags.DEFINE_list('kinetics_clips', ['4', '12', '4'],
+                                    'kinetics: classes,train clips per class,validate clips per class',
+                                    flag_values=FLAGS)
+_KINETICS_SIZE = flags.DEFINE_integer('kinetics_size', 64, 'kinetics: frame side in pixels (clips last 2 s)',
+                                      flag_values=FLAGS)
 flags.mark_flag_as_required('out', flag_values=FLAGS)
 
 
@@ -450,7 +458,7 @@ def _train_test(flag) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
   _flags.parse(FLAGS, argv, __doc__)
   what = [w.strip() for w in _WHAT.value if w.strip()]
-  unknown = set(what) - {'imagenet', 'audioset', 'modelnet', 'text', 'flow'}
+  unknown = set(what) - {'imagenet', 'audioset', 'modelnet', 'text', 'flow', 'kinetics'}
   if unknown:
     print(f'make_sample_data.py: error: unknown --what entries: {sorted(unknown)}',
           file=sys.stderr)
@@ -468,6 +476,16 @@ def main(argv: list[str] | None = None) -> int:
       h5_train, h5_test = _train_test(_MODELNET_H5)
       make_modelnet(os.path.join(_OUT.value, 'modelnet'), off_train, off_test,
                     h5_train, h5_test, _SEED.value, _CGAL_MESHES.value)
+    if 'kinetics' in what:  # Real photos in motion + real speech.
+      _require('av', 'av')
+      from perceiver_tools import kinetics_samples  # pylint: disable=g-import-not-at-top
+      classes, train, valid = map(int, _KINETICS_CLIPS.value)
+      kinetics_samples.make_kinetics(
+          os.path.join(_OUT.value, 'kinetics'), num_classes=classes,
+          train_per_class=train, valid_per_class=valid, seconds=2,
+          size=_KINETICS_SIZE.value, seed=_SEED.value,
+          prompts_for=lambda lang: _asterisk_prompts(lang, _ASTERISK_SOUNDS.value),
+          read_prompt=_read_prompt, log=_log)
     if 'flow' in what:  # Real photos moved by known affine motions.
       from perceiver_tools import flow_samples  # pylint: disable=g-import-not-at-top
       try:

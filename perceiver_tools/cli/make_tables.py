@@ -11,7 +11,9 @@ written by scripts/eval_checkpoint.py (`result.json`). The workdirs are
 the arguments (or `--workdirs=A,B`). `--tag` files a run whose config has
 no `table` section (writes DIR/table_row.json). Tables:
 perceiver_t1, perceiver_t2, perceiver_t3, perceiver_t4, perceiver_t6,
-perceiver_io_imagenet, perceiver_io_glue, mnist_permutation (perceiver_tools/paper_results.py). Rows
+perceiver_io_imagenet, perceiver_io_glue, perceiver_io_flow,
+perceiver_io_multimodal (video/audio PSNR and label top-1 of one
+autoencoding run: tag it with column '*' to fill its row), mnist_permutation (perceiver_tools/paper_results.py). Rows
 without a result show "—". Exit status 1 with a message if a workdir cannot
 be read (untagged, not evaluated, unknown cell).
 """
