@@ -25,7 +25,7 @@ Lines (`measurement` field):
 
 FLOPs: `flops` counts matmul/convolution multiply-adds as 2 (XLA's
 convention) with loop bodies multiplied by their trip counts (see
-perceiver/perf.py); `xla_flops` is `compiled.cost_analysis()['flops']`,
+perceiver_tools/perf.py); `xla_flops` is `compiled.cost_analysis()['flops']`,
 which counts each while-loop body once and so undercounts looped models.
 MFU = flops / median step time / median matmul peak; `mfu_best` = flops /
 fastest step / fastest matmul (the robust pair when other processes share
@@ -62,7 +62,7 @@ import optax
 
 from perceiver import encoders
 from perceiver import models
-from perceiver import perf
+from perceiver_tools import perf
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file (configs/x.py:preset); its `model` section is '

@@ -1,0 +1,1 @@
+"""Tooling for scripts and tests (golden checks, tables, benchmarks); not part of the model library."""
