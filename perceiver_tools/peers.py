@@ -7,7 +7,7 @@ parsing is by hand. Protocol, one JSON object per line:
 
   stdin  line 1: the spec {model: <our model config as a dict>, batch_size,
                  input_size: [H, W], mode: 'train'|'infer', threads,
-                 reference_path}
+                 reference_path, cpus, device: 'cpu'|'gpu'}
   stdout         {"ready": true, num_params, setup_s, rss_bytes, threads, ...}
                  or {"unavailable": "<why>"} (the peer cannot be imported)
   stdin          {"steps": k}   -> stdout {"times": [k step seconds]}
@@ -191,24 +191,40 @@ def _build_reference(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]
 # ---------------------------------------------------------------------------
 
 
-def _torch_step(model: Any, forward: Callable[[], Any], labels: Any, mode: str) -> Callable[[], Any]:
+def _torch_device(spec: Spec) -> str:
+  return 'cuda' if spec.get('device') == 'gpu' else 'cpu'
+
+
+def _torch_step(model: Any, forward: Callable[[], Any], labels: Any, spec: Spec) -> Callable[[], Any]:
+  """The step closure; bf16 compute (float32 weights) through autocast when
+  our config computes in bf16, as ours does with jmp."""
+  import contextlib  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  if mode == 'infer':
+  device = _torch_device(spec)
+  bf16 = spec['model'].get('compute_dtype') == 'bfloat16'
+  cast = lambda: (torch.autocast(device, dtype=torch.bfloat16) if bf16
+                  else contextlib.nullcontext())
+  sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+  if spec['mode'] == 'infer':
     model.eval()
 
     def infer():
-      with torch.inference_mode():
+      with torch.inference_mode(), cast():
         forward()
+      sync()
     return infer
   model.train()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
 
   def train():
     opt.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(forward(), labels)
+    with cast():
+      logits = forward()
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
     opt.step()
+    sync()
   return train
 
 
@@ -218,7 +234,8 @@ def _torch_inputs(spec: Spec, channels_first: bool):
   batch, (height, width) = int(spec['batch_size']), spec['input_size']
   shape = (batch, 3, height, width) if channels_first else (batch, height, width, 3)
   labels = torch.randint(0, int(spec['model']['decoder']['num_classes']), (batch,))
-  return torch.randn(*shape), labels
+  device = _torch_device(spec)
+  return torch.randn(*shape).to(device), labels.to(device)
 
 
 def _build_hf(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
@@ -255,9 +272,10 @@ def _build_hf(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
       decoder=hf.PerceiverClassificationDecoder(
           cfg, num_channels=channels, use_query_residual=True,
           trainable_position_encoding_kwargs=dict(num_channels=channels, index_dims=1)))
+  net.to(_torch_device(spec))
   images, labels = _torch_inputs(spec, channels_first=True)
   num_params = sum(p.numel() for p in net.parameters())
-  call = _torch_step(net, lambda: net(inputs=images).logits, labels, spec['mode'])
+  call = _torch_step(net, lambda: net(inputs=images).logits, labels, spec)
   return call, num_params, {'torch': torch.__version__, 'transformers': transformers.__version__}
 
 
@@ -311,6 +329,7 @@ def _build_lucidrains(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any
       latent_dim_head=channels // heads, num_classes=int(model['decoder']['num_classes']),
       weight_tie_layers=bool(enc['share_cross_attends']),
       self_per_cross_attn=int(enc['num_self_attends_per_block']))
+  net.to(_torch_device(spec))
   images, labels = _torch_inputs(spec, channels_first=False)
   count = lambda module: sum(p.numel() for p in module.parameters())
   num_params = count(net)
@@ -324,7 +343,7 @@ def _build_lucidrains(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any
   comparable = num_params - first - count(net.to_logits[1]) + biases
   note = (f'lucidrains has {first} parameters in its separate first latent Transformer, '
           f'{count(net.to_logits[1])} in its head LayerNorm, and lacks {biases} q/k/v biases')
-  call = _torch_step(net, lambda: net(images), labels, spec['mode'])
+  call = _torch_step(net, lambda: net(images), labels, spec)
   version = getattr(perceiver_pytorch, '__version__', '')
   return call, num_params, {'torch': torch.__version__, 'perceiver_pytorch': version,
                             'comparable_params': comparable, 'params_note': note}
@@ -337,6 +356,10 @@ BUILDERS = {'ours': _build_ours, 'reference': _build_reference, 'hf': _build_hf,
 def worker(impl: str) -> int:
   spec = json.loads(sys.stdin.readline())
   threads = int(spec.get('threads') or 0)
+  if spec.get('cpus'):
+    # Before JAX/PyTorch start: both size their thread pools from the CPUs
+    # this process may run on.
+    os.sched_setaffinity(0, [int(c) for c in spec['cpus']])
   t0 = time.perf_counter()
   try:
     if impl in ('hf', 'lucidrains'):
@@ -366,8 +389,19 @@ def worker(impl: str) -> int:
       call()
       times.append(time.perf_counter() - start)
     _reply({'times': times})
-  _reply({'rss_peak_bytes': _rss_peak(), 'rss_bytes': _rss_now()})
+  _reply({'rss_peak_bytes': _rss_peak(), 'rss_bytes': _rss_now(),
+          'device_peak_bytes': _device_peak(impl)})
   return 0
+
+
+def _device_peak(impl: str) -> Any:
+  """Peak accelerator memory of this process (None on CPU)."""
+  if impl in ('hf', 'lucidrains'):
+    import torch  # pylint: disable=g-import-not-at-top
+    return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+  import jax  # pylint: disable=g-import-not-at-top
+  stats = jax.devices()[0].memory_stats() if jax.default_backend() != 'cpu' else None
+  return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
 
 
 if __name__ == '__main__':

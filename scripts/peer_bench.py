@@ -17,6 +17,10 @@ processes on the machine hits both alike. Cases (`--cases`):
                              cross-attends (2..4 shared), 128 x 512 latents,
                              6 shared self-attends per block, 64x64 input,
                              batch 4 (vs lucidrains)
+  paper_perceiver_train      configs/imagenet.py:paper's Perceiver at 224 x 224
+                             (vs lucidrains), batch 32 unless --batch_size
+  io_a_train                 configs/imagenet.py:io_fourier (Perceiver IO
+                             config A) at 224 x 224 (vs hf, reference)
   tiny_io_train, tiny_perceiver_train   seconds-long versions for tests
 
 A train step is forward + cross-entropy + backward + global-norm clip + AdamW
@@ -68,6 +72,14 @@ _PEER_PYTHON = flags.DEFINE_string('peer_python', sys.executable,
                                    'Interpreter with torch/transformers/perceiver-pytorch.')
 _REFERENCE = flags.DEFINE_string('reference_path', '', 'deepmind-research checkout (holds perceiver/).')
 _THREADS = flags.DEFINE_integer('threads', 0, 'PyTorch intra-op threads (0: its default).')
+_BATCH = flags.DEFINE_integer('batch_size', 0, "Override every case's batch (0: keep).")
+_DTYPE = flags.DEFINE_enum('compute_dtype', 'keep', ['keep', 'float32', 'bfloat16'],
+                           'Compute dtype of every implementation (PyTorch: autocast).')
+_DEVICE = flags.DEFINE_enum('device', 'cpu', ['cpu', 'gpu'], 'Where the PyTorch peers run '
+                            '(JAX uses its default backend).')
+_CPUS = flags.DEFINE_list('cpus', [], 'Pin every worker to these CPUs (e.g. 0 for one core '
+                          'each: robust to load from other processes; PyTorch then runs '
+                          'len(cpus) threads). Empty: no pinning.')
 
 
 def _emit(record: Dict[str, Any]) -> None:
@@ -87,6 +99,11 @@ def _perceiver_model() -> Dict[str, Any]:
   return model.to_dict()
 
 
+def _paper_perceiver_model() -> Dict[str, Any]:
+  """configs/imagenet.py:paper's Perceiver (8 cross-attends, 512 x 1024 latents)."""
+  return imagenet.paper().model.to_dict()
+
+
 def _tiny(name: str) -> Dict[str, Any]:
   model = common.model(name, 10, input=common.model_input(num_bands=4, max_resolution=(16, 16)),
                        encoder=common.tiny_encoder(
@@ -103,13 +120,20 @@ def case_spec(case: str) -> Dict[str, Any]:
       'io_train_b8': (_io_model, 8, 64, 'train'),
       'io_infer_b16': (_io_model, 16, 64, 'infer'),
       'perceiver_train_b4': (_perceiver_model, 4, 64, 'train'),
+      # The paper-size models at 224 x 224 (accelerators: scripts/gpu_bench.sh).
+      'paper_perceiver_train': (_paper_perceiver_model, 32, 224, 'train'),
+      'io_a_train': (lambda: imagenet.io_fourier().model.to_dict(), 32, 224, 'train'),
       'tiny_io_train': (lambda: _tiny('perceiver_io'), 2, 16, 'train'),
       'tiny_perceiver_train': (lambda: _tiny('perceiver'), 2, 16, 'train'),
   }
   if case not in cases:
     raise app.UsageError(f'unknown --cases entry {case!r}; known: {sorted(cases)}')
   make, batch, side, mode = cases[case]
-  return dict(model=make(), batch_size=batch, input_size=[side, side], mode=mode)
+  model = make()
+  if _DTYPE.value != 'keep':
+    model['compute_dtype'] = _DTYPE.value
+  return dict(model=model, batch_size=_BATCH.value or batch, input_size=[side, side], mode=mode,
+              device=_DEVICE.value)
 
 
 def peers_for(model: Dict[str, Any], wanted: Sequence[str]) -> List[str]:
@@ -161,7 +185,8 @@ def _load() -> float:
 
 def run_case(case: str, wanted: Sequence[str]) -> None:
   spec = case_spec(case)
-  spec.update(threads=_THREADS.value, reference_path=_REFERENCE.value)
+  spec.update(threads=_THREADS.value or len(_CPUS.value), reference_path=_REFERENCE.value,
+              cpus=[int(c) for c in _CPUS.value])
   base_env = dict(os.environ)
   workers: List[Worker] = []
   for impl in ['ours'] + peers_for(spec['model'], wanted):
@@ -191,6 +216,7 @@ def run_case(case: str, wanted: Sequence[str]) -> None:
     t = times[w.impl]
     results[w.impl] = dict(median_s=statistics.median(t), min_s=min(t),
                            rss_peak_bytes=closing[w.impl].get('rss_peak_bytes'),
+                           device_peak_bytes=closing[w.impl].get('device_peak_bytes'),
                            num_params=w.ready['num_params'],
                            comparable_params=w.ready.get('comparable_params', w.ready['num_params']))
     _emit(dict(measurement='peer_step', case=case, impl=w.impl, mode=spec['mode'],
