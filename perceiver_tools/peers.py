@@ -35,6 +35,16 @@ Spec = Dict[str, Any]
 
 
 def _rss_peak() -> int:
+  """This process's resident high-water mark (VmHWM).
+
+  Not getrusage's ru_maxrss: Linux carries that across exec, so a worker
+  started by a large parent (the driver, with JAX and TensorFlow loaded)
+  would report at least the parent's size.
+  """
+  with open('/proc/self/status') as f:
+    for line in f:
+      if line.startswith('VmHWM:'):
+        return int(line.split()[1]) * 1024
   return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 

@@ -44,8 +44,8 @@ def test_lucidrains_takes_only_the_interleaved_perceiver_and_bad_cases_fail_earl
   # lucidrains' model is the original Perceiver: not started for Perceiver IO.
   assert not [r for r in records if r.get('impl') == 'lucidrains' or r.get('peer') == 'lucidrains']
   proc = subprocess.run([sys.executable, SCRIPT, '--cases=nope'], cwd=REPO, capture_output=True,
-                        text=True, timeout=300)
+                        text=True, timeout=900)
   assert proc.returncode != 0 and "unknown --cases entry 'nope'" in proc.stderr
   proc = subprocess.run([sys.executable, SCRIPT, '--vs=pytorch'], cwd=REPO, capture_output=True,
-                        text=True, timeout=300)
+                        text=True, timeout=900)
   assert proc.returncode != 0 and "unknown peer(s) ['pytorch']" in proc.stderr
