@@ -77,6 +77,9 @@ _DTYPE = flags.DEFINE_enum('compute_dtype', 'keep', ['keep', 'float32', 'bfloat1
                            'Compute dtype of every implementation (PyTorch: autocast).')
 _DEVICE = flags.DEFINE_enum('device', 'cpu', ['cpu', 'gpu'], 'Where the PyTorch peers run '
                             '(JAX uses its default backend).')
+_AB_FLAGS = flags.DEFINE_string('ours_b_xla_flags', None, 'Also run ours with XLA_FLAGS set '
+                                 'to this, as a peer named "ours+flags": an interleaved A/B '
+                                 'of XLA options in one run.')
 _CPUS = flags.DEFINE_list('cpus', [], 'Pin every worker to these CPUs (e.g. 0 for one core '
                           'each: robust to load from other processes; PyTorch then runs '
                           'len(cpus) threads). Empty: no pinning.')
@@ -147,8 +150,9 @@ def peers_for(model: Dict[str, Any], wanted: Sequence[str]) -> List[str]:
 class Worker:
   """One implementation's process, driven over its stdin/stdout."""
 
-  def __init__(self, impl: str, spec: Dict[str, Any], python: str, env: Dict[str, str]):
-    self.impl = impl
+  def __init__(self, impl: str, spec: Dict[str, Any], python: str, env: Dict[str, str],
+               label: Optional[str] = None):
+    self.impl = label or impl
     self.proc = subprocess.Popen([python, WORKER, f'--impl={impl}'], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     self._send(spec)
@@ -189,10 +193,14 @@ def run_case(case: str, wanted: Sequence[str]) -> None:
               cpus=[int(c) for c in _CPUS.value])
   base_env = dict(os.environ)
   workers: List[Worker] = []
-  for impl in ['ours'] + peers_for(spec['model'], wanted):
+  extra = ['ours+flags'] if _AB_FLAGS.value is not None else []
+  for impl in ['ours'] + extra + peers_for(spec['model'], wanted):
     python = _PEER_PYTHON.value if impl in ('hf', 'lucidrains') else sys.executable
     # Started one at a time so that no compile overlaps another's warm-up.
-    w = Worker(impl, spec, python, base_env)
+    if impl == 'ours+flags':
+      w = Worker('ours', spec, python, dict(base_env, XLA_FLAGS=_AB_FLAGS.value), label=impl)
+    else:
+      w = Worker(impl, spec, python, base_env)
     if 'unavailable' in w.ready:
       _emit(dict(measurement='peer_unavailable', case=case, impl=impl, reason=w.ready['unavailable']))
       print(f'peer_bench: {w.ready["unavailable"]}', file=sys.stderr)
