@@ -48,14 +48,61 @@ def _check_qkv(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: Optiona
                      f'got {attention_mask.shape}')
 
 
+# Head widths cuDNN's fused attention kernel takes (jax.nn.dot_product_attention
+# raises for others): multiples of 8 up to 128.
+_CUDNN_MAX_HEAD = 128
+_FUSED_IMPLEMENTATIONS = ('xla', 'cudnn')
+
+
+def fused_attention_implementation(q: jax.Array, k: jax.Array, v: jax.Array, *,
+                                   dropout_prob: float = 0.0,
+                                   attention_mask: Optional[jax.Array] = None,
+                                   backend: Optional[str] = None) -> Optional[str]:
+  """'cudnn' when `attend` should hand this call to cuDNN's flash attention.
+
+  Only on a GPU backend, for half-precision q/k/v of one head width (a
+  multiple of 8, at most 128: what the kernel takes), without attention
+  dropout (the kernel's dropout RNG differs from hk.dropout) and without a
+  mask (the plain path keeps the reference's masked-row semantics). Anything
+  else (every CPU call, the Perceiver's 1-head 261-wide cross-attend, float32
+  runs) returns None: the plain einsum path, whose numbers the goldens pin.
+  `backend` defaults to jax.default_backend(); tests pass 'gpu' on a CPU.
+  """
+  backend = backend or jax.default_backend()
+  if backend not in ('gpu', 'cuda'):
+    return None
+  half = (jnp.bfloat16, jnp.float16)
+  if dropout_prob > 0 or attention_mask is not None:
+    return None
+  if q.dtype not in half or k.dtype != q.dtype or v.dtype != q.dtype or k.shape != v.shape:
+    return None
+  head = q.shape[-1]
+  if head % 8 or head > _CUDNN_MAX_HEAD:
+    return None
+  return 'cudnn'
+
+
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, dropout_prob: float = 0.0,
-           attention_mask: Optional[jax.Array] = None) -> jax.Array:
-  """Plain multi-head attention, materialising the [B, H, T, S] weights.
+           attention_mask: Optional[jax.Array] = None,
+           implementation: Optional[str] = None) -> jax.Array:
+  """Multi-head attention, materialising the [B, H, T, S] weights (plain path)
+  or through jax.nn.dot_product_attention (fused path).
 
   q: [B, T, H, Dqk], k: [B, S, H, Dqk], v: [B, S, H, Dv], mask: [B, T, S].
-  Returns [B, T, H*Dv].
+  Returns [B, T, H*Dv]. `implementation`: None picks cuDNN's fused kernel
+  where `fused_attention_implementation` allows it (GPU, bf16) and the plain
+  path elsewhere; 'plain' forces the plain path; 'xla' / 'cudnn' force
+  jax.nn.dot_product_attention with that implementation (no dropout).
   """
   _check_qkv(q, k, v, attention_mask)
+  if implementation is None:
+    implementation = fused_attention_implementation(
+        q, k, v, dropout_prob=dropout_prob, attention_mask=attention_mask) or 'plain'
+  if implementation in _FUSED_IMPLEMENTATIONS:
+    return _attend_fused(q, k, v, attention_mask, implementation, dropout_prob)
+  if implementation != 'plain':
+    raise ValueError(f"attend: implementation must be None, 'plain', 'xla' or 'cudnn', "
+                     f'got {implementation!r}')
   batch, num_q, num_heads, qk_head = q.shape
   v_head = v.shape[-1]
   logits = jnp.einsum('bthd,bshd->bhts', q, k) * (1.0 / math.sqrt(qk_head))  # [B, H, T, S]
@@ -66,6 +113,26 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, dropout_prob: float = 0.
   if dropout_prob > 0:
     weights = hk.dropout(hk.next_rng_key(), dropout_prob, weights)
   out = jnp.einsum('bhts,bshd->bthd', weights, v).reshape(batch, num_q, num_heads * v_head)
+  if attention_mask is not None:
+    all_masked = jnp.all(~attention_mask.astype(bool), axis=2, keepdims=True)  # [B, T, 1]
+    out = jnp.where(all_masked, jnp.zeros_like(out), out)
+  return out
+
+
+def _attend_fused(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: Optional[jax.Array],
+                  implementation: str, dropout_prob: float) -> jax.Array:
+  """`attend` through jax.nn.dot_product_attention (same scale, same zeroed
+  fully-masked rows)."""
+  if dropout_prob > 0:
+    raise ValueError(f'attend: implementation={implementation!r} has no attention dropout; '
+                     'use the plain path when dropout_prob > 0')
+  if k.shape != v.shape:
+    raise ValueError(f'attend: implementation={implementation!r} needs keys and values of one '
+                     f'shape, got k{k.shape} v{v.shape}')
+  batch, num_q = q.shape[:2]
+  mask = None if attention_mask is None else attention_mask.astype(bool)[:, None]  # [B, 1, T, S]
+  out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+  out = out.reshape(batch, num_q, -1)  # [B, T, H*Dv]
   if attention_mask is not None:
     all_masked = jnp.all(~attention_mask.astype(bool), axis=2, keepdims=True)  # [B, T, 1]
     out = jnp.where(all_masked, jnp.zeros_like(out), out)

@@ -25,11 +25,16 @@ Lines (`measurement` field):
 
 FLOPs: `flops` counts matmul/convolution multiply-adds as 2 (XLA's
 convention) with loop bodies multiplied by their trip counts (see
-perceiver/perf.py); `xla_flops` is `compiled.cost_analysis()['flops']`,
+perceiver_tools/perf.py); `xla_flops` is `compiled.cost_analysis()['flops']`,
 which counts each while-loop body once and so undercounts looped models.
-MFU = flops / median step time / median matmul peak; `mfu_best` = flops /
-fastest step / fastest matmul (the robust pair when other processes share
-the CPU: contention only ever slows a call down).
+`hardware_peak`: the machine's matmul FLOP/s for the model's compute dtype,
+the best over --hw_peak_sizes square matmuls by every available path (XLA,
+numpy's BLAS for float32, PyTorch's oneDNN/MKL via --torch_python), each
+path printed. MFU = flops / median step time / that peak; `mfu_best` =
+flops / fastest step / that peak (the robust one when other processes share
+the CPU: contention only ever slows a call down). `mfu_xla` divides by
+XLA's own [n, n] matmul in this process instead (`matmul_peak`), which
+flatters us wherever XLA's matmul is below the hardware's.
 Memory: `xla_*_bytes` come from `compiled.memory_analysis()` (`xla_temp` is
 XLA's peak scratch for intermediates; `xla_peak` = argument + output + temp -
 aliased); `rss_peak_delta_bytes` is the growth of the process's peak
@@ -62,7 +67,7 @@ import optax
 
 from perceiver import encoders
 from perceiver import models
-from perceiver import perf
+from perceiver_tools import perf
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file (configs/x.py:preset); its `model` section is '
@@ -84,6 +89,11 @@ _DTYPE = flags.DEFINE_enum('compute_dtype', 'keep', ['keep', 'float32', 'bfloat1
 _UNROLL = flags.DEFINE_bool('unroll', False, 'Build the encoder with use_loops=False (shared '
                             'blocks unrolled), to compare compile times.')
 _PEAK_N = flags.DEFINE_integer('peak_size', 2048, 'Side of the square matmul for the peak (0: skip).')
+_HW_SIZES = flags.DEFINE_list(
+    'hw_peak_sizes', ['1024', '2048', '4096'], 'Square matmul sizes whose best FLOP/s (over '
+    'XLA, numpy and --torch_python) is the hardware peak MFU divides by (empty: skip).')
+_TORCH_PYTHON = flags.DEFINE_string('torch_python', '', 'An interpreter with torch, for its '
+                                    'oneDNN/MKL matmul in the hardware peak (empty: skip).')
 _PROFILE = flags.DEFINE_bool('profile', False, 'Profile the train step and summarise it.')
 _COMPARE = flags.DEFINE_string('compare_chunk_sizes', '', 'Comma-separated attention chunk sizes '
                                '(0: plain) measured one after another in this process, then their '
@@ -280,8 +290,23 @@ def _memory_fields(compiled, rss_before: int) -> Dict[str, Any]:
   return out
 
 
+def _mfu(flops: int, t: Dict[str, float], peak: Optional[Dict[str, float]],
+         hw_peak: Optional[float]) -> Dict[str, float]:
+  """`mfu`: against the hardware's measured peak for the dtype (the honest
+  figure); `mfu_xla`: against XLA's own square matmul in this process."""
+  out = {}
+  if hw_peak:
+    out.update(mfu=flops / t['median_s'] / hw_peak, mfu_best=flops / t['min_s'] / hw_peak)
+  if peak:
+    out.update(mfu_xla=flops / t['median_s'] / peak['flops_per_s'],
+               mfu_xla_best=flops / t['min_s'] / peak['best_flops_per_s'])
+  return out
+
+
 class Bench:
   """One model config at one batch and input size."""
+
+  hw_peak: Optional[float] = None  # The machine's matmul FLOP/s (set by main).
 
   def __init__(self, config: ml_collections.ConfigDict, model_cfg: ml_collections.ConfigDict,
                batch: int, size: Sequence[int], unroll: bool = False):
@@ -349,9 +374,7 @@ class Bench:
     rec.update({f'step_{k}' if k != 'steps' else k: v for k, v in t.items()})
     rec['examples_per_s'] = self.batch_size / t['median_s']
     rec['achieved_flops_per_s'] = flops.matmul / t['median_s']
-    if peak:
-      rec['mfu'] = flops.matmul / t['median_s'] / peak['flops_per_s']
-      rec['mfu_best'] = flops.matmul / t['min_s'] / peak['best_flops_per_s']
+    rec.update(_mfu(flops.matmul, t, peak, self.hw_peak))
     rec.update(_memory_fields(compiled, rss0))
     rec['param_dtypes'] = perf.tree_dtypes(holder['state'].params)
     prof = perf.profile_step(call, compiled.as_text()) if profile else None
@@ -375,9 +398,7 @@ class Bench:
     t = perf.summarize_times(perf.time_calls(lambda: compiled(*args), steps))
     rec.update({f'step_{k}' if k != 'steps' else k: v for k, v in t.items()})
     rec['examples_per_s'] = self.batch_size / t['median_s']
-    if peak:
-      rec['mfu'] = flops.matmul / t['median_s'] / peak['flops_per_s']
-      rec['mfu_best'] = flops.matmul / t['min_s'] / peak['best_flops_per_s']
+    rec.update(_mfu(flops.matmul, t, peak, self.hw_peak))
     rec.update(_memory_fields(compiled, rss0))
     return rec
 
@@ -462,9 +483,7 @@ def run_chunk_comparison(config, model_cfg, batch: int, size: Sequence[int], ste
     s = perf.summarize_times(t)
     rec.update({f'step_{k}' if k != 'steps' else k: v for k, v in s.items()})
     rec['examples_per_s'] = bench.batch_size / s['median_s']
-    if peak:
-      rec['mfu'] = rec['flops'] / s['median_s'] / peak['flops_per_s']
-      rec['mfu_best'] = rec['flops'] / s['min_s'] / peak['best_flops_per_s']
+    rec.update(_mfu(rec['flops'], s, peak, bench.hw_peak))
     records.append(rec)
     emit(dict(common, measurement='train', **bench.describe(), **rec))
   base = records[0]
@@ -491,6 +510,14 @@ def main(argv: Sequence[str]) -> None:
   if _PEAK_N.value > 0 and _MODE.value != 'compile':
     peak = perf.matmul_peak(_PEAK_N.value, max(_STEPS.value, 8))
     emit(dict(common, measurement='matmul_peak', **peak))
+  hw_peak = None
+  if _HW_SIZES.value and _MODE.value != 'compile':
+    hw = perf.hardware_matmul_peak(
+        model_cfg.get('compute_dtype', 'float32'), [int(n) for n in _HW_SIZES.value],
+        repeats=max(_STEPS.value, 3), torch_python=_TORCH_PYTHON.value or None)
+    emit(dict(common, measurement='hardware_peak', **hw))
+    hw_peak = hw['peak_flops_per_s']
+  Bench.hw_peak = hw_peak  # Read by every Bench made below.
   if _SWEEP.value == 'input_size':
     if _MODE.value == 'compile':
       raise app.UsageError('--sweep times steps: use --mode=train, infer or all (= train)')

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import pytest
 
 from perceiver import models
-from perceiver import perf
+from perceiver_tools import perf
 
 
 def _xla_flops(fn, *args) -> float:

@@ -186,6 +186,80 @@ def matmul_peak(n: int = 2048, steps: int = 5, dtype=jnp.float32) -> Dict[str, f
           'best_flops_per_s': flops / min(times)}
 
 
+# The torch measurement runs in whichever interpreter has torch (often a
+# separate virtual environment), so it is a self-contained program.
+_TORCH_PEAK = r"""
+import json, sys, time, torch
+dtype = getattr(torch, sys.argv[1]); sizes = [int(n) for n in sys.argv[2].split(',')]
+repeats = int(sys.argv[3]); out = {}
+for n in sizes:
+  a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+  a @ b
+  best = min((lambda t0: (a @ b, time.perf_counter() - t0)[1])(time.perf_counter())
+             for _ in range(repeats))
+  out[n] = 2 * n ** 3 / best
+print(json.dumps({'flops_per_s': out, 'threads': torch.get_num_threads(),
+                  'version': torch.__version__}))
+"""
+
+
+def _best_of(call: Callable[[], Any], repeats: int) -> float:
+  call()
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    call()
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def hardware_matmul_peak(dtype: str = 'float32', sizes: Sequence[int] = (1024, 2048, 4096),
+                         repeats: int = 5, torch_python: Optional[str] = None) -> Dict[str, Any]:
+  """The machine's matmul FLOP/s for `dtype`: the best over square sizes and
+  repeats by every path available, so MFU is against what the hardware does
+  rather than against XLA's own (possibly slower) matmul.
+
+  Paths: XLA (jitted, this process), numpy's BLAS (float32 only: numpy has
+  no bfloat16 matmul) and PyTorch (oneDNN/MKL; `torch_python` is an
+  interpreter with torch, e.g. a separate venv; skipped if none). Returns
+  the per-path figures, the peak and the path that reached it.
+  """
+  paths: Dict[str, Dict[str, Any]] = {}
+  jdtype = jnp.dtype(dtype)
+  xla = {}
+  for n in sizes:
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(jdtype)
+    fn = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
+    xla[n] = 2 * n ** 3 / _best_of(lambda: jax.block_until_ready(fn(a, a)), repeats)
+  paths['xla'] = {'flops_per_s': xla}
+  if dtype == 'float32':
+    rng = np.random.default_rng(0)
+    out = {}
+    for n in sizes:
+      a = rng.standard_normal((n, n), dtype=np.float32)
+      out[n] = 2 * n ** 3 / _best_of(lambda: a @ a, repeats)
+    paths['numpy'] = {'flops_per_s': out}
+  if torch_python:
+    import subprocess  # pylint: disable=g-import-not-at-top
+    proc = subprocess.run([torch_python, '-c', _TORCH_PEAK, dtype, ','.join(map(str, sizes)),
+                           str(repeats)], capture_output=True, text=True, timeout=1800)
+    if proc.returncode == 0:
+      import json  # pylint: disable=g-import-not-at-top
+      got = json.loads(proc.stdout.strip().splitlines()[-1])
+      paths['torch'] = dict(got, flops_per_s={int(k): v for k, v in got['flops_per_s'].items()})
+    else:
+      paths['torch'] = {'error': proc.stderr.strip().splitlines()[-1][:200] if proc.stderr else
+                        f'exit {proc.returncode}'}
+  best_path, best = max(((name, max(p['flops_per_s'].values())) for name, p in paths.items()
+                         if 'flops_per_s' in p), key=lambda kv: kv[1])
+  for p in paths.values():
+    if 'flops_per_s' in p:
+      p['best_flops_per_s'] = max(p['flops_per_s'].values())
+      p['flops_per_s'] = {str(k): v for k, v in p['flops_per_s'].items()}
+  return {'dtype': dtype, 'sizes': list(sizes), 'repeats': repeats, 'paths': paths,
+          'peak_flops_per_s': best, 'peak_path': best_path}
+
+
 # ---------------------------------------------------------------------------
 # Compiled-program structure and profiles
 # ---------------------------------------------------------------------------
