@@ -9,7 +9,7 @@ exact set the tests pass with is constraints.txt, which CI installs with
 `pip install -c constraints.txt -e '.[test]'`.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 # What `import perceiver` and the model modules need (tests/test_packaging.py
 # imports them with TensorFlow blocked).
@@ -52,6 +52,10 @@ TEST = ['pytest>=8,<10', 'hypothesis>=6.100,<7', 'ruff>=0.17,<1',
         # The classical (Farneback) baseline of the optical-flow slow test.
         'opencv-python-headless>=4.8,<6'] + TRAIN + PLOTS + HF
 
+# Peers of scripts/peer_bench.py (Hugging Face and lucidrains PyTorch ports).
+# Install torch from the CPU wheel index first, or pip pulls a CUDA build.
+BENCH = ['torch>=2.4', 'transformers>=4.40', 'perceiver-pytorch>=0.11,<0.12']
+
 EXTRAS_REQUIRE = {
     'data': DATA,
     'train': TRAIN,
@@ -59,6 +63,7 @@ EXTRAS_REQUIRE = {
     'hf': HF,
     'video': VIDEO,
     'test': TEST,
+    'bench': BENCH,
     'all': sorted(set(TRAIN + PLOTS + HF + VIDEO + TEST)),
 }
 
@@ -77,10 +82,8 @@ setup(
     version='0.1.0',
     description='Perceiver and Perceiver IO in JAX/Haiku: models, published checkpoints, '
                 'paper configs and experiment runners.',
-    packages=[
-        'perceiver', 'perceiver.checkpoints', 'perceiver.data', 'perceiver.train',
-        'perceiver_tools', 'perceiver_tools.cli', 'perceiver_configs', 'perceiver_experiments',
-    ],
+    packages=find_packages(include=['perceiver', 'perceiver.*', 'perceiver_tools',
+                                    'perceiver_tools.*']) + ['perceiver_configs', 'perceiver_experiments'],
     package_dir=PACKAGE_DIR,
     package_data={'perceiver': ['py.typed']},
     python_requires='>=3.10',

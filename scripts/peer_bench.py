@@ -48,16 +48,14 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any, Dict, List, Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from configs import common  # pylint: disable=g-import-not-at-top
-from configs import imagenet
+from perceiver_configs import common  # pylint: disable=g-import-not-at-top
+from perceiver_configs import imagenet
 
 WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       'perceiver_tools', 'peers.py')

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from perceiver import flow
-from perceiver import golden
+from perceiver_tools import golden
 
 GOLDEN = (pathlib.Path(__file__).resolve().parents[3] / 'shared' / 'golden'
           / 'official' / 'optical_flow.npz')

@@ -11,7 +11,7 @@ import pytest
 
 from perceiver_configs import optical_flow
 from perceiver import flow as flow_lib
-from perceiver import golden
+from perceiver_tools import golden
 from perceiver.train import config_checks
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -105,8 +105,8 @@ def test_init_from_evaluates_a_checkpoint(flow_sample_dir, tmp_path):
 
 
 def test_flow_table_has_the_papers_figures_and_fills_from_runs(tmp_path):
-  from perceiver import paper_results as pr  # pylint: disable=g-import-not-at-top
-  from perceiver import tables  # pylint: disable=g-import-not-at-top
+  from perceiver_tools import paper_results as pr  # pylint: disable=g-import-not-at-top
+  from perceiver_tools import tables  # pylint: disable=g-import-not-at-top
   papers = REPO.parent / 'shared' / 'reference' / 'PAPERS.md'
   table = pr.TABLES['perceiver_io_flow']
   if papers.exists():

@@ -31,7 +31,7 @@ GOLDEN = os.path.join(os.path.dirname(REPO), 'shared', 'golden', 'official',
 
 @pytest.fixture(scope='session')
 def golden_case():
-  from perceiver import golden  # pylint: disable=g-import-not-at-top
+  from perceiver_tools import golden  # pylint: disable=g-import-not-at-top
   if not os.path.exists(GOLDEN):
     pytest.skip(f'golden file {GOLDEN} not found')
   case = golden.load_golden(GOLDEN)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from perceiver import paper_results as pr
-from perceiver import tables
+from perceiver_tools import paper_results as pr
+from perceiver_tools import tables
 
 
 def test_one_run_fills_the_row_with_psnr_in_db_and_top1_in_percent(tmp_path):

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
