@@ -100,6 +100,10 @@ setup(
         'perceiver-permutation-table=perceiver_tools.cli.permutation_table:run',
         'perceiver-sample-data=perceiver_tools.cli.make_sample_data:run',
         'perceiver-fill-mask=perceiver_tools.cli.fill_mask:run',
+        'perceiver-flow=perceiver_tools.cli.flow:run',
+        'perceiver-autoencode=perceiver_tools.cli.autoencode:run',
+        'perceiver-inspect-data=perceiver_tools.cli.inspect_data:run',
+        'perceiver-peer-bench=perceiver_tools.cli.peer_bench:run',
         'perceiver-data-benchmark=perceiver_tools.data_benchmark:run',
     ]},
 )

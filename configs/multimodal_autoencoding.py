@@ -22,7 +22,6 @@ step, optimizer, batch size) is not in the reference notes; the values are
 our choices, not the paper's, until checked against the paper's appendix.
 """
 
-from ml_collections import config_dict
 
 from perceiver_configs import common
 from perceiver.checkpoints import published
@@ -46,8 +45,8 @@ def _data(manual_dir, data_dir, *, num_frames: int, video_size: int, num_classes
   from perceiver.data import config as data_config  # pylint: disable=g-import-not-at-top
   data = data_config.default_config('kinetics')
   data.update(dict(num_frames=num_frames, video_size=video_size, num_classes=num_classes))
-  data.manual_dir = manual_dir or config_dict.placeholder(str)
-  data.data_dir = data_dir or config_dict.placeholder(str)
+  data.manual_dir = manual_dir or ''  # '': unset, like every data preset.
+  data.data_dir = data_dir or ''
   return data
 
 

@@ -27,6 +27,11 @@ class ClassificationTask:
 
   def check_config(self, config: ml_collections.ConfigDict) -> None:
     from perceiver.train.config_checks import ConfigError  # pylint: disable=g-import-not-at-top
+    from perceiver import config as model_schema  # pylint: disable=g-import-not-at-top
+    try:  # The model's typed schema: every field, compute_dtype included.
+      model_schema.parse_model_config(config.model)
+    except model_schema.ModelConfigError as e:
+      raise ConfigError(str(e)) from None
     t = config.train
     if t.loss not in losses.LOSSES:
       raise ConfigError(f'train.loss={t.loss!r}; expected one of {losses.LOSSES}')

@@ -55,11 +55,6 @@ def check_config(config: ml_collections.ConfigDict, mode: str) -> None:
   _require(config.parallel.param_sharding in parallel.PARAM_SHARDINGS,
            f'parallel.param_sharding={config.parallel.param_sharding!r}; '
            f'expected one of {parallel.PARAM_SHARDINGS}')
-  from perceiver import config as model_schema  # pylint: disable=g-import-not-at-top
-  try:  # The model's typed schema: every field, compute_dtype included.
-    model_schema.parse_model_config(config.model)
-  except model_schema.ModelConfigError as e:
-    raise ConfigError(str(e)) from None
   init_from = config.get('init_from', '')
   _require(not init_from or os.path.isfile(init_from),
            f'init_from={init_from!r}: no such file (a DeepMind .pystate/.pickle, '

@@ -124,7 +124,11 @@ def num_examples(data_config: ml_collections.ConfigDict, split: str) -> int:
   split_str = pipeline.tfds_split(config, split)
   needed = tuple(pipeline.base_splits(split_str))
   builder = data.get_builder(config, needed_splits=needed)
-  return pipeline.check_split(builder, config, split, split_str)
+  try:
+    return pipeline.check_split(builder, config, split, split_str)
+  except ValueError as e:  # A split that does not fit: a config error.
+    from perceiver.train import config_checks
+    raise config_checks.ConfigError(str(e)) from None
 
 
 def check_num_classes(data_config: ml_collections.ConfigDict,

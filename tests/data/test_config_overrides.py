@@ -36,12 +36,13 @@ DOC_OVERRIDES = {
     'audioset': {'num_classes': 5, 'train_split': 'balanced_train',
                  'on_corrupt': 'skip'},
     'modelnet40': {'num_classes': 6, 'source': 'hdf5', 'on_corrupt': 'skip'},
+    'kinetics': {'num_classes': 4, 'on_corrupt': 'skip'},
 }
 
 
 def _presets():
   for name in CONFIG_FILES:
-    module = importlib.import_module(f'configs.{name}')
+    module = importlib.import_module(f'perceiver_configs.{name}')
     for preset in sorted(module.PRESETS):
       yield name, preset
 
@@ -69,26 +70,26 @@ def _parse(argv):
 
 @pytest.mark.parametrize('file,preset', ALL_PRESETS)
 def test_no_data_field_is_none(file, preset):
-  module = importlib.import_module(f'configs.{file}')
+  module = importlib.import_module(f'perceiver_configs.{file}')
   config = module.get_config(preset)
   nones = [k for k, v in config.data.items() if v is None]
   assert not nones, f'configs/{file}.py:{preset} data fields {nones} are None'
 
 
 FILE_PRESETS = [(f, p) for f, p in ALL_PRESETS
-                if importlib.import_module(f'configs.{f}').get_config(p)
+                if importlib.import_module(f'perceiver_configs.{f}').get_config(p)
                 .data.name in data_config.NAMES]
 
 
 def test_every_dataset_has_a_file_preset():
-  names = {importlib.import_module(f'configs.{f}').get_config(p).data.name
+  names = {importlib.import_module(f'perceiver_configs.{f}').get_config(p).data.name
            for f, p in FILE_PRESETS}
   assert names == set(data_config.NAMES)
 
 
 @pytest.mark.parametrize('file,preset', FILE_PRESETS)
 def test_data_paths_override_through_the_launcher(file, preset, tmp_path):
-  config = importlib.import_module(f'configs.{file}').get_config(preset)
+  config = importlib.import_module(f'perceiver_configs.{file}').get_config(preset)
   overrides = dict(PATH_OVERRIDES, **DOC_OVERRIDES[config.data.name])
   argv = [f'--config=configs/{file}.py:{preset}',
           f'--workdir={tmp_path}', '--mode=train']

@@ -8,7 +8,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 _SPEC = importlib.util.spec_from_file_location(
-    'inspect_data', os.path.join(REPO, 'scripts', 'inspect_data.py'))
+    'inspect_data', os.path.join(REPO, 'perceiver_tools', 'cli', 'inspect_data.py'))
 inspect_data = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(inspect_data)
 

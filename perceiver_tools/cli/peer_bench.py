@@ -1,0 +1,270 @@
+r"""Times our model against the same model in other implementations.
+
+  python scripts/peer_bench.py --vs=hf,lucidrains,reference \
+      --peer_python=/path/to/torch-venv/bin/python \
+      --reference_path=/path/to/deepmind-research --rounds=7
+
+Each implementation runs in a process of its own (perceiver_tools/peers.py,
+under --peer_python for the PyTorch peers, since they need torch and we need
+JAX), built from OUR config, and the processes take turns: one train (or
+inference) step each, A B then B A, for --rounds rounds, so load from other
+processes on the machine hits both alike. Cases (`--cases`):
+
+  io_train_b2, io_train_b8   configs/imagenet.py:cpu_bench's Perceiver IO,
+                             train step at batch 2 / 8 (vs hf, reference)
+  io_infer_b16               the same model, inference at batch 16
+  perceiver_train_b4         the original Perceiver: 4 interleaved
+                             cross-attends (2..4 shared), 128 x 512 latents,
+                             6 shared self-attends per block, 64x64 input,
+                             batch 4 (vs lucidrains)
+  paper_perceiver_train      configs/imagenet.py:paper's Perceiver at 224 x 224
+                             (vs lucidrains), batch 32 unless --batch_size
+  io_a_train                 configs/imagenet.py:io_fourier (Perceiver IO
+                             config A) at 224 x 224 (vs hf, reference)
+  tiny_io_train, tiny_perceiver_train   seconds-long versions for tests
+
+A train step is forward + cross-entropy + backward + global-norm clip + AdamW
+in every implementation (JAX jitted with the state donated, PyTorch eager).
+Peers: `hf` (transformers), `lucidrains` (perceiver-pytorch) from the package
+index (`pip install torch transformers perceiver-pytorch` in the interpreter
+given by --peer_python); `reference` is DeepMind's Perceiver IO code, which
+is not on the index: clone github.com/deepmind/deepmind-research and pass the
+folder holding its `perceiver/` as --reference_path (runs under this
+interpreter, it needs JAX and Haiku). A peer that cannot be imported is named
+in a `peer_unavailable` line and on stderr; the others still run.
+
+Lines (JSON, `measurement` field):
+  peer_setup   each implementation's parameter count, versions, threads
+  peer_step    its step times (median, min, all), peak RSS of its process
+  peer_ratio   ours / peer: median and best step-time ratios, peak-RSS
+               ratio, and whether the parameter counts match (or why not)
+  peer_unavailable
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from perceiver_configs import common  # pylint: disable=g-import-not-at-top
+from perceiver_configs import imagenet
+
+WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'peers.py')
+PEERS = ('hf', 'lucidrains', 'reference')
+
+_VS = flags.DEFINE_list('vs', list(PEERS), f'Peers to compare with: any of {",".join(PEERS)}.')
+_CASES = flags.DEFINE_list('cases', ['io_train_b2', 'io_train_b8', 'io_infer_b16',
+                                     'perceiver_train_b4'], 'Which cases (see the module doc).')
+_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds (one step per implementation each).')
+_STEPS = flags.DEFINE_integer('steps_per_turn', 1, 'Steps an implementation runs per turn.')
+_PEER_PYTHON = flags.DEFINE_string('peer_python', sys.executable,
+                                   'Interpreter with torch/transformers/perceiver-pytorch.')
+_REFERENCE = flags.DEFINE_string('reference_path', '', 'deepmind-research checkout (holds perceiver/).')
+_THREADS = flags.DEFINE_integer('threads', 0, 'PyTorch intra-op threads (0: its default).')
+_BATCH = flags.DEFINE_integer('batch_size', 0, "Override every case's batch (0: keep).")
+_DTYPE = flags.DEFINE_enum('compute_dtype', 'keep', ['keep', 'float32', 'bfloat16'],
+                           'Compute dtype of every implementation (PyTorch: autocast).')
+_DEVICE = flags.DEFINE_enum('device', 'cpu', ['cpu', 'gpu'], 'Where the PyTorch peers run '
+                            '(JAX uses its default backend).')
+_AB_FLAGS = flags.DEFINE_string('ours_b_xla_flags', None, 'Also run ours with XLA_FLAGS set '
+                                 'to this, as a peer named "ours+flags": an interleaved A/B '
+                                 'of XLA options in one run.')
+_CPUS = flags.DEFINE_list('cpus', [], 'Pin every worker to these CPUs (e.g. 0 for one core '
+                          'each: robust to load from other processes; PyTorch then runs '
+                          'len(cpus) threads). Empty: no pinning.')
+
+
+def _emit(record: Dict[str, Any]) -> None:
+  print(json.dumps(record), flush=True)
+
+
+def _io_model() -> Dict[str, Any]:
+  return imagenet.cpu_bench().model.to_dict()
+
+
+def _perceiver_model() -> Dict[str, Any]:
+  """The ImageNet `paper` Perceiver at cpu_bench's size: 4 cross-attends."""
+  model = imagenet.paper().model
+  model.input.max_resolution = (64, 64)
+  model.encoder = common.model_encoder(num_latents=128, latent_channels=512, num_blocks=4,
+                                       num_cross_attends=4)
+  return model.to_dict()
+
+
+def _paper_perceiver_model() -> Dict[str, Any]:
+  """configs/imagenet.py:paper's Perceiver (8 cross-attends, 512 x 1024 latents)."""
+  return imagenet.paper().model.to_dict()
+
+
+def _tiny(name: str) -> Dict[str, Any]:
+  model = common.model(name, 10, input=common.model_input(num_bands=4, max_resolution=(16, 16)),
+                       encoder=common.tiny_encoder(
+                           num_cross_attends=1 if name == 'perceiver_io' else 2,
+                           cross_attend_placement='start' if name == 'perceiver_io' else
+                           'interleaved'))
+  return model.to_dict()
+
+
+def case_spec(case: str) -> Dict[str, Any]:
+  """(model config dict, batch, input size, mode) of a named case."""
+  cases = {
+      'io_train_b2': (_io_model, 2, 64, 'train'),
+      'io_train_b8': (_io_model, 8, 64, 'train'),
+      'io_infer_b16': (_io_model, 16, 64, 'infer'),
+      'perceiver_train_b4': (_perceiver_model, 4, 64, 'train'),
+      # The paper-size models at 224 x 224 (accelerators: scripts/gpu_bench.sh).
+      'paper_perceiver_train': (_paper_perceiver_model, 32, 224, 'train'),
+      'io_a_train': (lambda: imagenet.io_fourier().model.to_dict(), 32, 224, 'train'),
+      'tiny_io_train': (lambda: _tiny('perceiver_io'), 2, 16, 'train'),
+      'tiny_perceiver_train': (lambda: _tiny('perceiver'), 2, 16, 'train'),
+  }
+  if case not in cases:
+    raise app.UsageError(f'unknown --cases entry {case!r}; known: {sorted(cases)}')
+  make, batch, side, mode = cases[case]
+  model = make()
+  if _DTYPE.value != 'keep':
+    model['compute_dtype'] = _DTYPE.value
+  return dict(model=model, batch_size=_BATCH.value or batch, input_size=[side, side], mode=mode,
+              device=_DEVICE.value)
+
+
+def peers_for(model: Dict[str, Any], wanted: Sequence[str]) -> List[str]:
+  """The peers whose model family matches: HF and DeepMind's code are
+  Perceiver IO (one cross-attend); lucidrains' is the interleaved Perceiver."""
+  io_like = model['name'] == 'perceiver_io'
+  fits = {'hf': io_like, 'reference': io_like, 'lucidrains': not io_like}
+  return [p for p in wanted if fits[p]]
+
+
+class Worker:
+  """One implementation's process, driven over its stdin/stdout."""
+
+  def __init__(self, impl: str, spec: Dict[str, Any], python: str, env: Dict[str, str],
+               label: Optional[str] = None):
+    self.impl = label or impl
+    self.proc = subprocess.Popen([python, WORKER, f'--impl={impl}'], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    self._send(spec)
+    self.ready = self._recv()
+
+  def _send(self, obj: Dict[str, Any]) -> None:
+    self.proc.stdin.write(json.dumps(obj) + '\n')
+    self.proc.stdin.flush()
+
+  def _recv(self) -> Dict[str, Any]:
+    line = self.proc.stdout.readline()
+    if not line:
+      err = self.proc.stderr.read()[-3000:]
+      raise RuntimeError(f'{self.impl} worker died: {err}')
+    return json.loads(line)
+
+  def time(self, steps: int) -> List[float]:
+    self._send({'steps': steps})
+    return self._recv()['times']
+
+  def close(self) -> Dict[str, Any]:
+    if 'unavailable' in self.ready:  # That worker has already exited.
+      self.proc.wait(timeout=60)
+      return {}
+    self._send({'quit': True})
+    out = self._recv()
+    self.proc.wait(timeout=60)
+    return out
+
+
+def _load() -> float:
+  return round(os.getloadavg()[0], 2)
+
+
+def run_case(case: str, wanted: Sequence[str]) -> None:
+  spec = case_spec(case)
+  spec.update(threads=_THREADS.value or len(_CPUS.value), reference_path=_REFERENCE.value,
+              cpus=[int(c) for c in _CPUS.value])
+  base_env = dict(os.environ)
+  workers: List[Worker] = []
+  extra = ['ours+flags'] if _AB_FLAGS.value is not None else []
+  for impl in ['ours'] + extra + peers_for(spec['model'], wanted):
+    python = _PEER_PYTHON.value if impl in ('hf', 'lucidrains') else sys.executable
+    # Started one at a time so that no compile overlaps another's warm-up.
+    if impl == 'ours+flags':
+      w = Worker('ours', spec, python, dict(base_env, XLA_FLAGS=_AB_FLAGS.value), label=impl)
+    else:
+      w = Worker(impl, spec, python, base_env)
+    if 'unavailable' in w.ready:
+      _emit(dict(measurement='peer_unavailable', case=case, impl=impl, reason=w.ready['unavailable']))
+      print(f'peer_bench: {w.ready["unavailable"]}', file=sys.stderr)
+      w.close()
+      continue
+    _emit(dict(measurement='peer_setup', case=case, impl=impl, batch_size=spec['batch_size'],
+               mode=spec['mode'], **w.ready))
+    workers.append(w)
+  times: Dict[str, List[float]] = {w.impl: [] for w in workers}
+  loads = []
+  try:
+    for r in range(_ROUNDS.value):
+      loads.append(_load())
+      # A B, then B A: neither always runs right after the other.
+      for w in (workers if r % 2 == 0 else workers[::-1]):
+        times[w.impl] += w.time(_STEPS.value)
+  finally:
+    closing = {w.impl: w.close() for w in workers}
+  results = {}
+  for w in workers:
+    t = times[w.impl]
+    results[w.impl] = dict(median_s=statistics.median(t), min_s=min(t),
+                           rss_peak_bytes=closing[w.impl].get('rss_peak_bytes'),
+                           device_peak_bytes=closing[w.impl].get('device_peak_bytes'),
+                           num_params=w.ready['num_params'],
+                           comparable_params=w.ready.get('comparable_params', w.ready['num_params']))
+    _emit(dict(measurement='peer_step', case=case, impl=w.impl, mode=spec['mode'],
+               batch_size=spec['batch_size'], times_s=[round(x, 4) for x in t],
+               loadavg_1m=loads, **results[w.impl]))
+  ours = results.get('ours')
+  for impl, res in results.items():
+    if impl == 'ours' or ours is None:
+      continue
+    rec = dict(measurement='peer_ratio', case=case, peer=impl, mode=spec['mode'],
+               batch_size=spec['batch_size'], rounds=_ROUNDS.value, loadavg_1m=loads,
+               time_ratio=ours['median_s'] / res['median_s'],
+               time_ratio_best=ours['min_s'] / res['min_s'],
+               rss_ratio=(ours['rss_peak_bytes'] / res['rss_peak_bytes']
+                          if ours['rss_peak_bytes'] and res['rss_peak_bytes'] else None),
+               params=[ours['num_params'], res['num_params']],
+               params_match=ours['num_params'] == res['num_params'])
+    if not rec['params_match']:
+      note = next((w.ready.get('params_note') for w in workers if w.impl == impl), None)
+      rec['params_note'] = note
+      rec['comparable_params_match'] = ours['num_params'] == res['comparable_params']
+      if not rec['comparable_params_match']:
+        print(f'peer_bench: {case}: parameter counts differ and the difference is not '
+              f'explained: ours {ours["num_params"]}, {impl} {res["num_params"]} '
+              f'(comparable {res["comparable_params"]})', file=sys.stderr)
+    _emit(rec)
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  unknown = [p for p in _VS.value if p not in PEERS]
+  if unknown:
+    raise app.UsageError(f'--vs: unknown peer(s) {unknown}; known: {",".join(PEERS)}')
+  for case in _CASES.value:
+    case_spec(case)  # Fails on a bad name before anything runs.
+  for case in _CASES.value:
+    run_case(case, _VS.value)
+
+
+def run() -> None:
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()
