@@ -33,8 +33,8 @@ def _audio_input(mel: bool):
   on 224x224 images).
   """
   model_input = common.model_input(
-      modality='audio', prep_type='mel' if mel else 'patches', num_bands=64,
-      max_resolution=())
+    modality='audio', prep_type='mel' if mel else 'patches', num_bands=64, max_resolution=()
+  )
   with model_input.unlocked():
     model_input.samples_per_patch = 128  # 61,440 samples -> 480 x 128.
     model_input.mel_patch_shape = (1, 1)  # 4,800 single-value inputs.
@@ -44,9 +44,15 @@ def _audio_input(mel: bool):
 def _video_input():
   """32x224x224 frames -> 2x8x8 patches: 16x28x28 = 12,544 inputs of 384
   channels, with 3-D Fourier features (t, y, x) concatenated."""
-  return common.model_input(modality='video', prep_type='patches', input_channels=3,
-                            spatial_downsample=8, temporal_downsample=2,
-                            num_bands=64, max_resolution=())
+  return common.model_input(
+    modality='video',
+    prep_type='patches',
+    input_channels=3,
+    spatial_downsample=8,
+    temporal_downsample=2,
+    num_bands=64,
+    max_resolution=(),
+  )
 
 
 def _config(modality: str, mel: bool = False):
@@ -68,19 +74,31 @@ def _config(modality: str, mel: bool = False):
       model_input.video_dropout_prob = 0.3
       model_input.audio_dropout_prob = 0.0
   config.model = common.model(
-      'perceiver', NUM_CLASSES, input=model_input,
-      encoder=common.model_encoder(
-          num_cross_attends=2, num_blocks=2, num_self_attends_per_block=8,
-          share_cross_attends=False, share_latent_transformers=False))
+    'perceiver',
+    NUM_CLASSES,
+    input=model_input,
+    encoder=common.model_encoder(
+      num_cross_attends=2,
+      num_blocks=2,
+      num_self_attends_per_block=8,
+      share_cross_attends=False,
+      share_latent_transformers=False,
+    ),
+  )
   from perceiver.data import config as data_config  # pylint: disable=g-import-not-at-top
+
   config.data = data_config.default_config('audioset')
-  config.data.update(dict(
-      num_classes=0, modality=modality,  # 0: from class_labels_indices.csv.
+  config.data.update(
+    dict(
+      num_classes=0,
+      modality=modality,  # 0: from class_labels_indices.csv.
       audio_repr='mel' if mel else 'raw',
       # Video dropout is the model's (video_dropout_prob above, drawn from
       # the step's RNG); the pipeline's copy stays off so it is not applied
       # twice.
-      video_dropout=0.0))
+      video_dropout=0.0,
+    )
+  )
   config.train.loss = 'sigmoid'
   config.train.num_epochs = 100.0
   # Silent in the paper: batch size and optimizer for AudioSet. We keep the
@@ -88,9 +106,9 @@ def _config(modality: str, mel: bool = False):
   # with its step decay at the same fractions of training (84/120, 102/120,
   # 114/120 -> epochs 70, 85, 95).
   config.train.batch_size = 1024
-  config.optimizer = common.optimizer(schedule=dict(
-      name='step', base_lr=4e-3, decay_epochs=(70.0, 85.0, 95.0),
-      decay_rate=0.1))
+  config.optimizer = common.optimizer(
+    schedule=dict(name='step', base_lr=4e-3, decay_epochs=(70.0, 85.0, 95.0), decay_rate=0.1)
+  )
   config.eval.split = 'test'  # AudioSet's eval segments.
   config.eval.clip_axis = True  # [B, 16 clips, ...]; scores averaged.
   config.eval.batch_size = 64  # Videos: 64 x 16 = 1,024 clips per batch.
@@ -135,16 +153,13 @@ def small_data():
   (8, from its class_labels_indices.csv).
   """
   config = audio_mel()
-  model_input = common.model_input(
-      modality='audio', prep_type='mel', num_bands=8, max_resolution=(96, 1))
+  model_input = common.model_input(modality='audio', prep_type='mel', num_bands=8, max_resolution=(96, 1))
   with model_input.unlocked():
     model_input.samples_per_patch = 128
     model_input.mel_patch_shape = (1, 50)  # One input per frame.
-  config.model = common.model('perceiver', 8, input=model_input,
-                              encoder=common.small_encoder())
+  config.model = common.model('perceiver', 8, input=model_input, encoder=common.small_encoder())
   # The sample's 150 training segments: 9 steps per epoch, warm-up ~30.
-  common.small_data_recipe(config, num_steps=600, batch_size=16,
-                           base_lr=2e-3, warmup_epochs=3.0)
+  common.small_data_recipe(config, num_steps=600, batch_size=16, base_lr=2e-3, warmup_epochs=3.0)
   config.eval.batch_size = 8
   return config
 
@@ -152,25 +167,31 @@ def small_data():
 def smoke():
   """audio_video structure, tiny, on synthetic data with an eval clip axis."""
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
+
   config = audio_video()
   for section in (config.model.input.audio, config.model.input.video):
     section.num_bands = 2
   config.model.input.video.spatial_downsample = 4
-  config.model.encoder = common.tiny_encoder(
-      share_cross_attends=False, share_latent_transformers=False)
+  config.model.encoder = common.tiny_encoder(share_cross_attends=False, share_latent_transformers=False)
   config.model.decoder.num_classes = 6
   config.data = input_pipeline.synthetic_config(
-      {'audio': (12, 128), 'video': (4, 8, 8, 3)}, 6, multi_label=True,
-      num_eval_clips=2)
+    {'audio': (12, 128), 'video': (4, 8, 8, 3)}, 6, multi_label=True, num_eval_clips=2
+  )
   common.smoke_runner(config)
   config.eval.batch_size = 4
   return config
 
 
-PRESETS = dict(audio_raw=audio_raw, audio_mel=audio_mel, video=video,
-               audio_video=audio_video, audio_video_mel=audio_video_mel,
-               audio_video_mel_tuned=audio_video_mel_tuned,
-               small_data=small_data, smoke=smoke)
+PRESETS = dict(
+  audio_raw=audio_raw,
+  audio_mel=audio_mel,
+  video=video,
+  audio_video=audio_video,
+  audio_video_mel=audio_video_mel,
+  audio_video_mel_tuned=audio_video_mel_tuned,
+  small_data=small_data,
+  smoke=smoke,
+)
 
 
 def get_config(arg=None):

@@ -56,19 +56,32 @@ def vit(**overrides: Any) -> ConfigDict:
   return _fields(schema.defaults(schema.ViTConfig), overrides)
 
 
-def model(name: str, num_classes: int, *, input: ConfigDict,  # pylint: disable=redefined-builtin
-          resnet_cfg: ConfigDict | None = None, vit_cfg: ConfigDict | None = None) -> ConfigDict:
+def model(
+  name: str,
+  num_classes: int,
+  *,
+  input: ConfigDict,  # pylint: disable=redefined-builtin
+  resnet_cfg: ConfigDict | None = None,
+  vit_cfg: ConfigDict | None = None,
+) -> ConfigDict:
   """``config.model`` of a baseline; both sections are present so either can be overridden."""
-  return ConfigDict(dict(
-      name=name, compute_dtype='float32', input=input,
-      resnet=resnet_cfg or resnet(), vit=vit_cfg or vit(),
-      decoder=dict(num_classes=num_classes)))
+  return ConfigDict(
+    dict(
+      name=name,
+      compute_dtype='float32',
+      input=input,
+      resnet=resnet_cfg or resnet(),
+      vit=vit_cfg or vit(),
+      decoder=dict(num_classes=num_classes),
+    )
+  )
 
 
 def table_tag(table: str = '', row: str = '', column: str = '') -> ConfigDict:
   """``config.table``: the cell of perceiver_tools/paper_results.py this run fills."""
   if table:
     from perceiver_tools import paper_results  # pylint: disable=g-import-not-at-top
+
     paper_results.check_tag(paper_results.Tag(table, row, column))
   return ConfigDict(dict(table=table, row=row, column=column))
 
@@ -82,12 +95,14 @@ def _fields(defaults: dict[str, Any], overrides: dict[str, Any]) -> ConfigDict:
 
 def permuted_variant(preset):
   """The `_permuted` twin of a preset: same run, permuted column."""
+
   def make():
     config = preset()
     config.model.input.permute_seed = PERMUTE_SEED
     if config.table.column == 'raw':
       config.table.column = 'permuted'
     return config
+
   make.__doc__ = f'{preset.__name__} on permuted inputs.'
   return make
 
@@ -102,6 +117,7 @@ def _imagenet(model_cfg: ConfigDict, tag: ConfigDict) -> ConfigDict:
   the Perceiver's (LAMB, 120 epochs, step decay, RandAugment, MixUp/CutMix).
   """
   from perceiver_configs import imagenet  # pylint: disable=g-import-not-at-top
+
   config = imagenet.paper()
   config.model = model_cfg
   config.table = tag
@@ -114,27 +130,36 @@ def _imagenet_ff_input(**overrides: Any) -> ConfigDict:
 
 
 def resnet50():
-  return _imagenet(model('resnet', 1000, input=model_input(position_encoding='none', input_channels=3)),
-                   table_tag('perceiver_t1', 'ResNet-50', 'top-1'))
+  return _imagenet(
+    model('resnet', 1000, input=model_input(position_encoding='none', input_channels=3)),
+    table_tag('perceiver_t1', 'ResNet-50', 'top-1'),
+  )
 
 
 def resnet50_ff():
-  return _imagenet(model('resnet', 1000, input=_imagenet_ff_input()),
-                   table_tag('perceiver_t2', 'ResNet-50 (FF)', 'raw'))
+  return _imagenet(
+    model('resnet', 1000, input=_imagenet_ff_input()), table_tag('perceiver_t2', 'ResNet-50 (FF)', 'raw')
+  )
 
 
 def vit_b16():
   """ViT-B/16 with a learned position encoding (per pixel, concatenated
   before the patch embedding: a learned additive per-patch embedding)."""
-  return _imagenet(model('vit', 1000, input=model_input(
-      position_encoding='trainable', trainable_pos_channels=3, trainable_pos_init_scale=0.02)),
-                   table_tag('perceiver_t1', 'ViT-B-16', 'top-1'))
+  return _imagenet(
+    model(
+      'vit',
+      1000,
+      input=model_input(position_encoding='trainable', trainable_pos_channels=3, trainable_pos_init_scale=0.02),
+    ),
+    table_tag('perceiver_t1', 'ViT-B-16', 'top-1'),
+  )
 
 
 def _vit_ff(patch: int):
   def make():
     tag = table_tag('perceiver_t2', 'ViT-B-16 (FF)', 'raw') if patch == 16 else table_tag()
     return _imagenet(model('vit', 1000, input=_imagenet_ff_input(), vit_cfg=vit(patch_size=patch)), tag)
+
   make.__name__ = f'vit_b{patch}_ff'
   make.__doc__ = f'ViT-B/{patch} on pixels + 2-D Fourier features.'
   return make
@@ -151,10 +176,14 @@ def transformer_64_ff():
   the 64x64 grid (K=64, mu=64).
   """
   return _imagenet(
-      model('transformer', 1000,
-            input=model_input(num_bands=64, max_resolution=(64, 64), resize=(64, 64), input_channels=3),
-            vit_cfg=vit(patch_size=1, pool='mean')),
-      table_tag('perceiver_t2', 'Transformer (64x64, FF)', 'raw'))
+    model(
+      'transformer',
+      1000,
+      input=model_input(num_bands=64, max_resolution=(64, 64), resize=(64, 64), input_channels=3),
+      vit_cfg=vit(patch_size=1, pool='mean'),
+    ),
+    table_tag('perceiver_t2', 'Transformer (64x64, FF)', 'raw'),
+  )
 
 
 # -------------------------------------------------------------- ModelNet40
@@ -164,6 +193,7 @@ def _modelnet(model_cfg: ConfigDict, row: str) -> ConfigDict:
   """configs/modelnet40.py:paper (data, recipe: LAMB 1e-3, batch 512,
   50,000 steps) with a baseline model; recipe silent in PAPERS.md."""
   from perceiver_configs import modelnet40  # pylint: disable=g-import-not-at-top
+
   config = modelnet40.paper()
   config.model = model_cfg
   config.table = table_tag('perceiver_t4', row, 'top-1')
@@ -178,8 +208,7 @@ def _points_input(grid_size: int) -> ConfigDict:
   points). ViT patches must tile the grid: 48x48 (2,048 points + 256 zero
   cells) is our choice for the ViTs; 44x44 for ResNet-50.
   """
-  return model_input(modality='points', num_bands=64, max_resolution=(2240, 2240, 2240),
-                     grid_size=grid_size)
+  return model_input(modality='points', num_bands=64, max_resolution=(2240, 2240, 2240), grid_size=grid_size)
 
 
 def resnet50_ff_modelnet40():
@@ -188,17 +217,17 @@ def resnet50_ff_modelnet40():
 
 def _vit_modelnet(patch: int):
   def make():
-    return _modelnet(model('vit', 40, input=_points_input(48), vit_cfg=vit(patch_size=patch)),
-                     f'ViT-B-{patch} (FF)')
+    return _modelnet(model('vit', 40, input=_points_input(48), vit_cfg=vit(patch_size=patch)), f'ViT-B-{patch} (FF)')
+
   make.__name__ = f'vit_b{patch}_ff_modelnet40'
   return make
 
 
 def transformer_44_ff_modelnet40():
   """The ImageNet Transformer (ViT-B-sized, our choice) over 44x44 points."""
-  return _modelnet(model('transformer', 40, input=_points_input(44),
-                         vit_cfg=vit(patch_size=1, pool='mean')),
-                   'Transformer (44x44, FF)')
+  return _modelnet(
+    model('transformer', 40, input=_points_input(44), vit_cfg=vit(patch_size=1, pool='mean')), 'Transformer (44x44, FF)'
+  )
 
 
 # ------------------------------------------------------------------- MNIST
@@ -218,6 +247,7 @@ def mnist_base(model_cfg: ConfigDict, row: str, *, num_epochs: float = MNIST_EPO
   label smoothing; evaluated once, at the end, on the 1,000 held-out digits.
   """
   from perceiver.data import mnist  # pylint: disable=g-import-not-at-top
+
   config = common.base_config()
   config.data = mnist.default_config()
   config.model = model_cfg
@@ -226,8 +256,8 @@ def mnist_base(model_cfg: ConfigDict, row: str, *, num_epochs: float = MNIST_EPO
   config.train.num_epochs = float(num_epochs)
   config.train.log_every = 25
   config.optimizer = common.optimizer(
-      name='adamw', weight_decay=1e-4, max_norm=10.0,
-      schedule=dict(name='cosine', base_lr=3e-3, warmup_epochs=0.5))
+    name='adamw', weight_decay=1e-4, max_norm=10.0, schedule=dict(name='cosine', base_lr=3e-3, warmup_epochs=0.5)
+  )
   config.eval.split = 'test'
   config.eval.batch_size = 200
   config.checkpoint.every_steps = 10_000  # Only the final state.
@@ -241,24 +271,49 @@ def _mnist_ff_input(**overrides: Any) -> ConfigDict:
 
 def resnet_ff_mnist():
   """A small ResNet: 3x3 stem, one basic block per stage, 16..128 channels."""
-  return mnist_base(model('resnet', 10, input=_mnist_ff_input(), resnet_cfg=resnet(
-      blocks_per_group=(1, 1, 1, 1), channels_per_group=(16, 32, 64, 128), bottleneck=False,
-      initial_conv_channels=16, initial_conv_kernel=3, initial_conv_stride=1)), 'ResNet (FF)')
+  return mnist_base(
+    model(
+      'resnet',
+      10,
+      input=_mnist_ff_input(),
+      resnet_cfg=resnet(
+        blocks_per_group=(1, 1, 1, 1),
+        channels_per_group=(16, 32, 64, 128),
+        bottleneck=False,
+        initial_conv_channels=16,
+        initial_conv_kernel=3,
+        initial_conv_stride=1,
+      ),
+    ),
+    'ResNet (FF)',
+  )
 
 
 def vit_ff_mnist():
   """A small ViT: 4x4 patches (49 tokens), 4 layers of 64 channels, 4 heads."""
-  return mnist_base(model('vit', 10, input=_mnist_ff_input(), vit_cfg=vit(
-      patch_size=4, hidden_size=64, num_layers=4, num_heads=4, widening_factor=2)), 'ViT (FF)')
+  return mnist_base(
+    model(
+      'vit',
+      10,
+      input=_mnist_ff_input(),
+      vit_cfg=vit(patch_size=4, hidden_size=64, num_layers=4, num_heads=4, widening_factor=2),
+    ),
+    'ViT (FF)',
+  )
 
 
 def transformer_ff_mnist():
   """A one-layer Transformer over the 196 pixels of the digit resized to 14x14
   (64 channels, 4 heads, mean-pooled): the paper's Transformer row at CPU size."""
-  return mnist_base(model('transformer', 10, input=_mnist_ff_input(max_resolution=(14, 14), resize=(14, 14)),
-                          vit_cfg=vit(patch_size=1, hidden_size=64, num_layers=1, num_heads=4,
-                                      widening_factor=2, pool='mean')),
-                    'Transformer (14x14, FF)')
+  return mnist_base(
+    model(
+      'transformer',
+      10,
+      input=_mnist_ff_input(max_resolution=(14, 14), resize=(14, 14)),
+      vit_cfg=vit(patch_size=1, hidden_size=64, num_layers=1, num_heads=4, widening_factor=2, pool='mean'),
+    ),
+    'Transformer (14x14, FF)',
+  )
 
 
 # ------------------------------------------------------------------- smoke
@@ -266,6 +321,7 @@ def transformer_ff_mnist():
 
 def _smoke(model_cfg: ConfigDict, inputs: dict[str, tuple[int, ...]]) -> ConfigDict:
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
+
   config = common.base_config()
   config.model = model_cfg
   config.data = input_pipeline.synthetic_config(inputs, 10)
@@ -277,36 +333,73 @@ def _smoke(model_cfg: ConfigDict, inputs: dict[str, tuple[int, ...]]) -> ConfigD
 
 def smoke():
   """A tiny ViT on synthetic 16x16 images, 3 steps."""
-  return _smoke(model('vit', 10, input=model_input(num_bands=2), vit_cfg=vit(
-      patch_size=4, hidden_size=16, num_layers=1, num_heads=2)), {'image': (16, 16, 3)})
+  return _smoke(
+    model(
+      'vit', 10, input=model_input(num_bands=2), vit_cfg=vit(patch_size=4, hidden_size=16, num_layers=1, num_heads=2)
+    ),
+    {'image': (16, 16, 3)},
+  )
 
 
 def smoke_resnet():
-  return _smoke(model('resnet', 10, input=model_input(num_bands=2), resnet_cfg=resnet(
-      blocks_per_group=(1, 1, 1, 1), channels_per_group=(4, 8, 8, 8), bottleneck=False,
-      initial_conv_channels=4)), {'image': (16, 16, 3)})
+  return _smoke(
+    model(
+      'resnet',
+      10,
+      input=model_input(num_bands=2),
+      resnet_cfg=resnet(
+        blocks_per_group=(1, 1, 1, 1), channels_per_group=(4, 8, 8, 8), bottleneck=False, initial_conv_channels=4
+      ),
+    ),
+    {'image': (16, 16, 3)},
+  )
 
 
 def smoke_points():
-  return _smoke(model('transformer', 10, input=model_input(
-      modality='points', num_bands=2, max_resolution=(16, 16, 16), grid_size=4),
-      vit_cfg=vit(patch_size=1, hidden_size=16, num_layers=1, num_heads=2)), {'points': (20, 3)})
+  return _smoke(
+    model(
+      'transformer',
+      10,
+      input=model_input(modality='points', num_bands=2, max_resolution=(16, 16, 16), grid_size=4),
+      vit_cfg=vit(patch_size=1, hidden_size=16, num_layers=1, num_heads=2),
+    ),
+    {'points': (20, 3)},
+  )
 
 
 PRESETS = dict(
-    resnet50=resnet50, resnet50_ff=resnet50_ff, vit_b16=vit_b16,
-    vit_b16_ff=vit_b16_ff, vit_b8_ff=vit_b8_ff, vit_b4_ff=vit_b4_ff,
-    transformer_64_ff=transformer_64_ff,
-    resnet50_ff_modelnet40=resnet50_ff_modelnet40,
-    transformer_44_ff_modelnet40=transformer_44_ff_modelnet40,
-    resnet_ff_mnist=resnet_ff_mnist, vit_ff_mnist=vit_ff_mnist,
-    transformer_ff_mnist=transformer_ff_mnist,
-    smoke=smoke, smoke_resnet=smoke_resnet, smoke_points=smoke_points,
-    **{f'vit_b{p}_ff_modelnet40': _vit_modelnet(p) for p in (2, 4, 8, 16)},
+  resnet50=resnet50,
+  resnet50_ff=resnet50_ff,
+  vit_b16=vit_b16,
+  vit_b16_ff=vit_b16_ff,
+  vit_b8_ff=vit_b8_ff,
+  vit_b4_ff=vit_b4_ff,
+  transformer_64_ff=transformer_64_ff,
+  resnet50_ff_modelnet40=resnet50_ff_modelnet40,
+  transformer_44_ff_modelnet40=transformer_44_ff_modelnet40,
+  resnet_ff_mnist=resnet_ff_mnist,
+  vit_ff_mnist=vit_ff_mnist,
+  transformer_ff_mnist=transformer_ff_mnist,
+  smoke=smoke,
+  smoke_resnet=smoke_resnet,
+  smoke_points=smoke_points,
+  **{f'vit_b{p}_ff_modelnet40': _vit_modelnet(p) for p in (2, 4, 8, 16)},
 )
-PRESETS.update({f'{name}_permuted': permuted_variant(PRESETS[name]) for name in (
-    'resnet50_ff', 'vit_b16_ff', 'vit_b8_ff', 'vit_b4_ff', 'transformer_64_ff',
-    'resnet_ff_mnist', 'vit_ff_mnist', 'transformer_ff_mnist')})
+PRESETS.update(
+  {
+    f'{name}_permuted': permuted_variant(PRESETS[name])
+    for name in (
+      'resnet50_ff',
+      'vit_b16_ff',
+      'vit_b8_ff',
+      'vit_b4_ff',
+      'transformer_64_ff',
+      'resnet_ff_mnist',
+      'vit_ff_mnist',
+      'transformer_ff_mnist',
+    )
+  }
+)
 
 
 def get_config(arg=None):

@@ -23,12 +23,17 @@ def attn224():
   one self-attend, so the latent stack costs little.
   """
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
+
   config = imagenet.io_fourier()
   config.model.encoder = common.model_encoder(
-      num_latents=512, latent_channels=64, num_blocks=1, num_self_attends_per_block=1,
-      num_cross_attends=1, cross_attend_placement='start')
-  config.data = input_pipeline.synthetic_config({'image': (224, 224, 3)}, 1000, num_train=4,
-                                                num_eval=2)
+    num_latents=512,
+    latent_channels=64,
+    num_blocks=1,
+    num_self_attends_per_block=1,
+    num_cross_attends=1,
+    cross_attend_placement='start',
+  )
+  config.data = input_pipeline.synthetic_config({'image': (224, 224, 3)}, 1000, num_train=4, num_eval=2)
   common.smoke_runner(config, batch_size=2, num_steps=4)
   config.eval.split = 'test'
   return config

@@ -38,22 +38,39 @@ def model_encoder(**overrides: Any) -> ConfigDict:
   return _update(schema.defaults(schema.EncoderConfig), overrides)
 
 
-def model(name: str, num_classes: int, *, input: ConfigDict,  # pylint: disable=redefined-builtin
-          encoder: ConfigDict, compute_dtype: str = 'float32') -> ConfigDict:
+def model(
+  name: str,
+  num_classes: int,
+  *,
+  input: ConfigDict,  # pylint: disable=redefined-builtin
+  encoder: ConfigDict,
+  compute_dtype: str = 'float32',
+) -> ConfigDict:
   """``config.model``. ``perceiver``: average the latents then project;
   ``perceiver_io``: a decoder query cross-attends into the latents. The
   decoder section is the schema's for that model name, all fields present."""
   decoder = schema.parse_model_config(dict(name=name, decoder=dict(num_classes=num_classes))).decoder
-  return ConfigDict(dict(
-      name=name, compute_dtype=compute_dtype, input=input, encoder=encoder,
-      decoder=schema.defaults(type(decoder), **schema.to_dict(decoder))))
+  return ConfigDict(
+    dict(
+      name=name,
+      compute_dtype=compute_dtype,
+      input=input,
+      encoder=encoder,
+      decoder=schema.defaults(type(decoder), **schema.to_dict(decoder)),
+    )
+  )
 
 
 def tiny_encoder(**overrides: Any) -> ConfigDict:
   """A few-thousand-parameter encoder for smoke presets (same structure)."""
-  fields = dict(num_latents=8, latent_channels=16, num_blocks=2,
-                num_self_attends_per_block=1, num_cross_attends=2,
-                num_self_attend_heads=2)
+  fields = dict(
+    num_latents=8,
+    latent_channels=16,
+    num_blocks=2,
+    num_self_attends_per_block=1,
+    num_cross_attends=2,
+    num_self_attend_heads=2,
+  )
   fields.update(overrides)
   return model_encoder(**fields)
 
@@ -66,32 +83,33 @@ def optimizer(**overrides: Any) -> ConfigDict:
   are converted to steps with the run's steps per epoch.
   """
   schedule = dict(
-      name='step',  # 'step' | 'constant_cosine' | 'cosine' | 'constant'
-      base_lr=4e-3,
-      warmup_epochs=0.0,
-      decay_epochs=(84.0, 102.0, 114.0),  # step: multiply by decay_rate at.
-      decay_rate=0.1,
-      constant_epochs=0.0,  # constant_cosine: constant for this long.
-      end_value=0.0,  # cosine / constant_cosine: final learning rate.
+    name='step',  # 'step' | 'constant_cosine' | 'cosine' | 'constant'
+    base_lr=4e-3,
+    warmup_epochs=0.0,
+    decay_epochs=(84.0, 102.0, 114.0),  # step: multiply by decay_rate at.
+    decay_rate=0.1,
+    constant_epochs=0.0,  # constant_cosine: constant for this long.
+    end_value=0.0,  # cosine / constant_cosine: final learning rate.
   )
   schedule.update(overrides.pop('schedule', {}))
   fields = dict(
-      name='lamb',  # 'lamb' | 'adamw' | 'adam'
-      # Reference LAMB moments (the papers do not list them).
-      b1=0.9,
-      b2=0.999,
-      eps=1e-6,
-      weight_decay=0.1,
-      decay_pos_embs=True,  # Reference: learned position embeddings decay.
-      max_norm=10.0,  # Global-norm gradient clipping; <= 0 turns it off.
-      schedule=schedule,
+    name='lamb',  # 'lamb' | 'adamw' | 'adam'
+    # Reference LAMB moments (the papers do not list them).
+    b1=0.9,
+    b2=0.999,
+    eps=1e-6,
+    weight_decay=0.1,
+    decay_pos_embs=True,  # Reference: learned position embeddings decay.
+    max_norm=10.0,  # Global-norm gradient clipping; <= 0 turns it off.
+    schedule=schedule,
   )
   return _update(fields, overrides)
 
 
 def base_config(*, seed: int = 0) -> ConfigDict:
   """Runner sections shared by all experiments (model/data added later)."""
-  return ConfigDict(dict(
+  return ConfigDict(
+    dict(
       seed=seed,
       # What is learned: a name in `perceiver.tasks` ('classification', ...).
       task='classification',
@@ -101,51 +119,51 @@ def base_config(*, seed: int = 0) -> ConfigDict:
       # training fine-tunes it (fresh optimizer state). '' : random init.
       init_from='',
       train=dict(
-          batch_size=1024,  # Global batch (all devices and micro-batches).
-          num_epochs=1.0,
-          num_steps=-1,  # > 0 overrides num_epochs.
-          grad_accum_steps=1,  # Micro-batches per step (paper batch on few
-                               # devices).
-          loss='softmax',  # 'softmax' | 'sigmoid' (multi-label)
-          label_smoothing=0.0,
-          log_every=100,
+        batch_size=1024,  # Global batch (all devices and micro-batches).
+        num_epochs=1.0,
+        num_steps=-1,  # > 0 overrides num_epochs.
+        grad_accum_steps=1,  # Micro-batches per step (paper batch on few
+        # devices).
+        loss='softmax',  # 'softmax' | 'sigmoid' (multi-label)
+        label_smoothing=0.0,
+        log_every=100,
       ),
       eval=dict(
-          split='valid',
-          batch_size=1024,
-          every_steps=0,  # 0: evaluate only at the end.
-          # True: eval inputs are [B, clips, ...]; scores averaged over clips.
-          clip_axis=False,
-          # NaN/Inf scores always count as wrong and are logged as the
-          # `nonfinite` fraction; True also stops the run (FloatingPointError).
-          stop_on_nonfinite=False,
+        split='valid',
+        batch_size=1024,
+        every_steps=0,  # 0: evaluate only at the end.
+        # True: eval inputs are [B, clips, ...]; scores averaged over clips.
+        clip_axis=False,
+        # NaN/Inf scores always count as wrong and are logged as the
+        # `nonfinite` fraction; True also stops the run (FloatingPointError).
+        stop_on_nonfinite=False,
       ),
       optimizer=optimizer(),
       parallel=dict(
-          param_sharding='replicated',  # 'replicated' | 'fsdp'
-          fsdp_min_size=2 ** 14,  # FSDP: smaller arrays stay replicated.
-          multihost=False,  # True: jax.distributed.initialize().
-          coordinator_address='',  # '' : auto-detect (TPU pods, SLURM).
-          num_processes=-1,
-          process_id=-1,
-          initialization_timeout_s=300,
-          # A process whose peer died fails after this long instead of
-          # hanging in a collective.
-          heartbeat_timeout_s=100,
+        param_sharding='replicated',  # 'replicated' | 'fsdp'
+        fsdp_min_size=2**14,  # FSDP: smaller arrays stay replicated.
+        multihost=False,  # True: jax.distributed.initialize().
+        coordinator_address='',  # '' : auto-detect (TPU pods, SLURM).
+        num_processes=-1,
+        process_id=-1,
+        initialization_timeout_s=300,
+        # A process whose peer died fails after this long instead of
+        # hanging in a collective.
+        heartbeat_timeout_s=100,
       ),
       checkpoint=dict(
-          every_steps=1000,
-          max_to_keep=3,
-          async_save=True,
-          # True: at the end of training also write WORKDIR/params.npz (this
-          # project's checkpoint format, loadable with init_from).
-          export_npz=False,
+        every_steps=1000,
+        max_to_keep=3,
+        async_save=True,
+        # True: at the end of training also write WORKDIR/params.npz (this
+        # project's checkpoint format, loadable with init_from).
+        export_npz=False,
       ),
-  ))
+    )
+  )
 
 
-def smoke_runner(config: ConfigDict, *, batch_size: int = 8,
-                 num_steps: int = 3) -> None:
+def smoke_runner(config: ConfigDict, *, batch_size: int = 8, num_steps: int = 3) -> None:
   """Shrinks the runner sections of ``config`` to a few CPU-second steps."""
   config.train.batch_size = batch_size
   config.train.num_steps = num_steps
@@ -155,8 +173,9 @@ def smoke_runner(config: ConfigDict, *, batch_size: int = 8,
   config.checkpoint.max_to_keep = 2
 
 
-def small_data_recipe(config: ConfigDict, *, num_steps: int, batch_size: int,
-                      base_lr: float, warmup_epochs: float) -> None:
+def small_data_recipe(
+  config: ConfigDict, *, num_steps: int, batch_size: int, base_lr: float, warmup_epochs: float
+) -> None:
   """The runner sections of the ``small_data`` presets (our choice).
 
   For a few thousand examples on a CPU: small batches (more updates per
@@ -168,9 +187,11 @@ def small_data_recipe(config: ConfigDict, *, num_steps: int, batch_size: int,
   config.train.label_smoothing = 0.0
   config.train.log_every = 100
   config.optimizer = optimizer(
-      name='adamw', weight_decay=1e-2, max_norm=10.0,
-      schedule=dict(name='cosine', base_lr=base_lr,
-                    warmup_epochs=warmup_epochs))
+    name='adamw',
+    weight_decay=1e-2,
+    max_norm=10.0,
+    schedule=dict(name='cosine', base_lr=base_lr, warmup_epochs=warmup_epochs),
+  )
   config.eval.batch_size = batch_size
   config.eval.every_steps = 0
   config.checkpoint.every_steps = 1000
@@ -181,9 +202,14 @@ def small_encoder() -> ConfigDict:
   (cross-attends interleaved with shared latent Transformers) at CPU size,
   2 x (cross-attend + 2 self-attends) on 32 x 64 latents, as
   configs/mnist.py:quickstart."""
-  return model_encoder(num_latents=32, latent_channels=64, num_blocks=2,
-                       num_self_attends_per_block=2, num_cross_attends=2,
-                       num_self_attend_heads=4)
+  return model_encoder(
+    num_latents=32,
+    latent_channels=64,
+    num_blocks=2,
+    num_self_attends_per_block=2,
+    num_cross_attends=2,
+    num_self_attend_heads=4,
+  )
 
 
 def finalize(config: ConfigDict) -> ConfigDict:
@@ -192,13 +218,11 @@ def finalize(config: ConfigDict) -> ConfigDict:
   return config
 
 
-def select(presets: dict[str, Any], arg: str | None, default: str
-           ) -> ConfigDict:
+def select(presets: dict[str, Any], arg: str | None, default: str) -> ConfigDict:
   """Calls the preset named ``arg`` (``--config=file.py:arg``)."""
   name = arg or default
   if name not in presets:
-    raise ValueError(f'unknown preset {name!r}; expected one of '
-                     f'{sorted(presets)}')
+    raise ValueError(f'unknown preset {name!r}; expected one of {sorted(presets)}')
   return finalize(presets[name]())
 
 

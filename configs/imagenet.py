@@ -32,6 +32,7 @@ def _data():
   train[10000:], validate on train[:10000], report on `validation`.
   """
   from perceiver.data import config as data_config  # pylint: disable=g-import-not-at-top
+
   data = data_config.default_config('imagenet2012')
   # Positions relative to the crop (paper) are the model's own grid of the
   # resized crop, so the pipeline need not send them: its `pos` would add
@@ -50,10 +51,9 @@ def _perceiver_recipe(config):
   # LAMB moments. Reference values: 0.1, 0.1 (weights only), 10, (0.9,
   # 0.999, 1e-6); see common.optimizer.
   config.train.label_smoothing = 0.1
-  config.optimizer = common.optimizer(schedule=dict(
-      name='step', base_lr=4e-3, decay_epochs=(84.0, 102.0, 114.0),
-      decay_rate=0.1,
-      warmup_epochs=0.0))  # Paper mentions no warm-up; reference: none.
+  config.optimizer = common.optimizer(
+    schedule=dict(name='step', base_lr=4e-3, decay_epochs=(84.0, 102.0, 114.0), decay_rate=0.1, warmup_epochs=0.0)
+  )  # Paper mentions no warm-up; reference: none.
   config.eval.batch_size = 1024  # Splits over 2^k <= 1024 devices.
   config.checkpoint.every_steps = 1000
 
@@ -61,9 +61,12 @@ def _perceiver_recipe(config):
 def paper():
   config = common.base_config()
   config.model = common.model(
-      # 2-D Fourier features, 64 bands, mu = 224 (PAPERS.md).
-      'perceiver', 1000, input=common.model_input(input_channels=3, max_resolution=(224, 224)),
-      encoder=common.model_encoder())
+    # 2-D Fourier features, 64 bands, mu = 224 (PAPERS.md).
+    'perceiver',
+    1000,
+    input=common.model_input(input_channels=3, max_resolution=(224, 224)),
+    encoder=common.model_encoder(),
+  )
   # Silent in the Perceiver paper: the augmentation beyond "Inception-style
   # crops, RandAugment". The pipeline defaults are the reference's (RandAugment
   # N=4 M=5, MixUp 0.2 + CutMix), used here too.
@@ -81,10 +84,9 @@ def learned_pos():
   """
   config = paper()
   config.model.input = common.model_input(
-      input_channels=3, position_encoding='trainable', trainable_pos_channels=128,
-      trainable_pos_init_scale=1.0)
-  config.model.encoder = common.model_encoder(
-      num_cross_attends=1, cross_attend_placement='start')
+    input_channels=3, position_encoding='trainable', trainable_pos_channels=128, trainable_pos_init_scale=1.0
+  )
+  config.model.encoder = common.model_encoder(num_cross_attends=1, cross_attend_placement='start')
   return config
 
 
@@ -105,9 +107,11 @@ def _io(model_input):
   """Perceiver IO config A and its recipe (PAPERS.md, Perceiver IO)."""
   config = common.base_config()
   config.model = common.model(
-      'perceiver_io', 1000, input=model_input,
-      encoder=common.model_encoder(
-          num_cross_attends=1, cross_attend_placement='start'))
+    'perceiver_io',
+    1000,
+    input=model_input,
+    encoder=common.model_encoder(num_cross_attends=1, cross_attend_placement='start'),
+  )
   config.data = _data()  # RandAugment N=4 M=5, CutMix + MixUp 0.2.
   config.train.batch_size = 1024
   config.train.num_epochs = 110.0
@@ -115,9 +119,10 @@ def _io(model_input):
   # LAMB 2e-3, constant for 55 epochs then cosine to 0 at epoch 110, no
   # warm-up, weight decay 0.1, clipping 10.
   config.optimizer = common.optimizer(
-      weight_decay=0.1, max_norm=10.0,
-      schedule=dict(name='constant_cosine', base_lr=2e-3,
-                    constant_epochs=55.0, end_value=0.0, warmup_epochs=0.0))
+    weight_decay=0.1,
+    max_norm=10.0,
+    schedule=dict(name='constant_cosine', base_lr=2e-3, constant_epochs=55.0, end_value=0.0, warmup_epochs=0.0),
+  )
   config.eval.batch_size = 1024
   config.checkpoint.every_steps = 1000
   return config
@@ -135,10 +140,17 @@ def io_learned():
   conv1x1 to 256 channels, 256-d trainable positions (init 0.02) projected
   to 256 and concatenated: 512 input channels.
   """
-  return _io(common.model_input(
-      input_channels=3, prep_type='conv1x1', num_channels=256, position_encoding='trainable',
-      trainable_pos_channels=256, trainable_pos_init_scale=0.02,
-      project_pos_dim=256))
+  return _io(
+    common.model_input(
+      input_channels=3,
+      prep_type='conv1x1',
+      num_channels=256,
+      position_encoding='trainable',
+      trainable_pos_channels=256,
+      trainable_pos_init_scale=0.02,
+      project_pos_dim=256,
+    )
+  )
 
 
 def io_conv():
@@ -148,13 +160,17 @@ def io_conv():
   to 64 channels + BatchNorm + 3x3/2 max-pool (224 -> 56), then 2-D Fourier
   features with 64 bands at the 56x56 resolution.
   """
-  return _io(common.model_input(input_channels=3, prep_type='conv', spatial_downsample=4,
-                                num_channels=64, max_resolution=(56, 56)))
+  return _io(
+    common.model_input(
+      input_channels=3, prep_type='conv', spatial_downsample=4, num_channels=64, max_resolution=(56, 56)
+    )
+  )
 
 
 def smoke():
   """Seconds on a CPU: the `paper` structure, tiny, on synthetic images."""
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
+
   config = paper()
   config.model.input = common.model_input(input_channels=3, num_bands=4, max_resolution=(16, 16))
   config.model.encoder = common.tiny_encoder()
@@ -181,19 +197,28 @@ def small_data():
   """
   config = common.base_config()
   config.model = common.model(
-      'perceiver', 10,
-      input=common.model_input(prep_type='patches', spatial_downsample=2,
-                               num_bands=8, max_resolution=(14, 14)),
-      encoder=common.small_encoder())
+    'perceiver',
+    10,
+    input=common.model_input(prep_type='patches', spatial_downsample=2, num_bands=8, max_resolution=(14, 14)),
+    encoder=common.small_encoder(),
+  )
   config.data = _data()
-  config.data.update(dict(
-      class_list='classes.txt', train_split='train[10%:]',
-      valid_split='train[:10%]', test_split='validation', image_size=28,
-      eval_crop_padding=0, crop_area_range=(0.85, 1.0),
-      randaugment_num_layers=0, mixup_alpha=0.0, cutmix_alpha=0.0))
+  config.data.update(
+    dict(
+      class_list='classes.txt',
+      train_split='train[10%:]',
+      valid_split='train[:10%]',
+      test_split='validation',
+      image_size=28,
+      eval_crop_padding=0,
+      crop_area_range=(0.85, 1.0),
+      randaugment_num_layers=0,
+      mixup_alpha=0.0,
+      cutmix_alpha=0.0,
+    )
+  )
   # 4,050 training images: ~127 steps per epoch, warm-up 150 steps.
-  common.small_data_recipe(config, num_steps=3000, batch_size=32,
-                           base_lr=3e-3, warmup_epochs=1.2)
+  common.small_data_recipe(config, num_steps=3000, batch_size=32, base_lr=3e-3, warmup_epochs=1.2)
   config.eval.split = 'test'
   return config
 
@@ -210,21 +235,29 @@ def cpu_bench():
   step's MFU ceiling on 2 cores (about 0.6, see the README's Performance).
   """
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
+
   config = io_fourier()
   config.model.input.max_resolution = (64, 64)
   encoder = config.model.encoder
   encoder.num_latents, encoder.latent_channels, encoder.num_blocks = 128, 512, 3
-  config.data = input_pipeline.synthetic_config({'image': (64, 64, 3)}, 1000, num_train=8,
-                                                num_eval=2)
+  config.data = input_pipeline.synthetic_config({'image': (64, 64, 3)}, 1000, num_train=8, num_eval=2)
   common.smoke_runner(config, batch_size=2, num_steps=10)
   config.eval.split = 'test'
   return config
 
 
-PRESETS = dict(paper=paper, learned_pos=learned_pos, permuted=permuted,
-               learned_pos_permuted=learned_pos_permuted,
-               io_fourier=io_fourier, io_learned=io_learned, io_conv=io_conv,
-               small_data=small_data, smoke=smoke, cpu_bench=cpu_bench)
+PRESETS = dict(
+  paper=paper,
+  learned_pos=learned_pos,
+  permuted=permuted,
+  learned_pos_permuted=learned_pos_permuted,
+  io_fourier=io_fourier,
+  io_learned=io_learned,
+  io_conv=io_conv,
+  small_data=small_data,
+  smoke=smoke,
+  cpu_bench=cpu_bench,
+)
 
 
 def get_config(arg=None):

@@ -39,30 +39,30 @@ GLUE_TASKS = ('cola', 'sst2', 'mrpc', 'qqp', 'stsb', 'mnli', 'qnli', 'rte', 'wnl
 def text_data(**overrides):
   """``config.data`` of the ``text`` source (perceiver/data/text.py)."""
   fields = dict(
-      name='text',
-      train_files='',  # comma-separated globs (plain text / JSONL / one file per doc)
-      eval_files='',
-      format='lines',  # 'lines' | 'jsonl' | 'files'
-      text_key='text',  # jsonl: the document's field (C4: 'text')
-      tfds_name='',  # e.g. 'c4/en' or 'wikipedia/20230601.en' when prepared
-      data_dir='',  # TFDS data_dir
-      train_split='train',
-      eval_split='validation',
-      # The released model reads 2,048 bytes (published_config).
-      seq_len=2048,
-      packing='pack',  # 'pack' | 'cut'
-      special_tokens='none',  # 'none' (reference colab) | 'cls_sep' (HF tokenizer)
-      max_windows=0,  # > 0: cap on windows held in memory
-      masking=dict(
-          # BERT (Devlin et al. 2019, Sec. 3.1): predict 15% of the input,
-          # 80% [MASK] / 10% random / 10% unchanged. Whole words: Perceiver
-          # IO's MLM on bytes (PAPERS.md); the paper does not restate rates.
-          mask_rate=0.15,
-          mask_token_prob=0.8,
-          random_token_prob=0.1,
-          whole_words=True,
-          eval_seed=0,  # eval masks are fixed: comparable across evaluations
-      ),
+    name='text',
+    train_files='',  # comma-separated globs (plain text / JSONL / one file per doc)
+    eval_files='',
+    format='lines',  # 'lines' | 'jsonl' | 'files'
+    text_key='text',  # jsonl: the document's field (C4: 'text')
+    tfds_name='',  # e.g. 'c4/en' or 'wikipedia/20230601.en' when prepared
+    data_dir='',  # TFDS data_dir
+    train_split='train',
+    eval_split='validation',
+    # The released model reads 2,048 bytes (published_config).
+    seq_len=2048,
+    packing='pack',  # 'pack' | 'cut'
+    special_tokens='none',  # 'none' (reference colab) | 'cls_sep' (HF tokenizer)
+    max_windows=0,  # > 0: cap on windows held in memory
+    masking=dict(
+      # BERT (Devlin et al. 2019, Sec. 3.1): predict 15% of the input,
+      # 80% [MASK] / 10% random / 10% unchanged. Whole words: Perceiver
+      # IO's MLM on bytes (PAPERS.md); the paper does not restate rates.
+      mask_rate=0.15,
+      mask_token_prob=0.8,
+      random_token_prob=0.1,
+      whole_words=True,
+      eval_seed=0,  # eval masks are fixed: comparable across evaluations
+    ),
   )
   masking = overrides.pop('masking', {})
   fields.update(overrides)
@@ -72,10 +72,16 @@ def text_data(**overrides):
 
 def glue_data(task: str, **overrides):
   """``config.data`` of the ``glue`` source (perceiver/data/glue.py)."""
-  fields = dict(name='glue', task=task, source='tsv',  # 'tsv' | 'tfds'
-                glue_dir='', data_dir='',
-                eval_split='dev_matched' if task == 'mnli' else 'dev',
-                seq_len=2048, on_malformed='raise')
+  fields = dict(
+    name='glue',
+    task=task,
+    source='tsv',  # 'tsv' | 'tfds'
+    glue_dir='',
+    data_dir='',
+    eval_split='dev_matched' if task == 'mnli' else 'dev',
+    seq_len=2048,
+    on_malformed='raise',
+  )
   fields.update(overrides)
   return common.ConfigDict(fields)
 
@@ -83,6 +89,7 @@ def glue_data(task: str, **overrides):
 def released_model():
   """The released model's reference config (2,048 x 768 inputs, 256 x 1,280 latents)."""
   from perceiver.checkpoints import published  # pylint: disable=g-import-not-at-top
+
   cfg = published.published_config('language_masked_lm')
   cfg.pop('tokenizer', None)
   cfg.pop('transform', None)
@@ -94,26 +101,47 @@ def tiny_model(seq_len: int, *, d_model=64, latents=64, channels=128, self_atten
   """The released structure, scaled down for CPU runs (our choice, not the paper's)."""
   qk = channels // 2
   return dict(
-      model='masked_lm', vocab_size=262, max_seq_len=seq_len, d_model=d_model,
-      # HF PerceiverConfig.initializer_range (0.02) for the byte embedding: with
-      # the reference's std 1.0 a tiny model starts at logits of std ~8 and
-      # stayed at the unigram plateau (11.0% masked-byte accuracy) after 600 steps.
-      embed_init_scale=0.02,
-      encoder=dict(num_self_attends_per_block=self_attends, num_blocks=1, z_index_dim=latents,
-                   num_z_channels=channels, num_self_attend_heads=heads, num_cross_attend_heads=heads,
-                   qk_channels=qk, v_channels=channels, use_query_residual=True,
-                   cross_attend_widening_factor=1, self_attend_widening_factor=1, dropout_prob=0.0),
-      decoder=dict(output_num_channels=d_model, position_encoding_type='trainable',
-                   output_index_dims=seq_len, num_z_channels=channels, qk_channels=qk,
-                   v_channels=d_model, num_heads=heads, final_project=False, use_query_residual=False,
-                   trainable_position_encoding_kwargs=dict(num_channels=d_model)))
+    model='masked_lm',
+    vocab_size=262,
+    max_seq_len=seq_len,
+    d_model=d_model,
+    # HF PerceiverConfig.initializer_range (0.02) for the byte embedding: with
+    # the reference's std 1.0 a tiny model starts at logits of std ~8 and
+    # stayed at the unigram plateau (11.0% masked-byte accuracy) after 600 steps.
+    embed_init_scale=0.02,
+    encoder=dict(
+      num_self_attends_per_block=self_attends,
+      num_blocks=1,
+      z_index_dim=latents,
+      num_z_channels=channels,
+      num_self_attend_heads=heads,
+      num_cross_attend_heads=heads,
+      qk_channels=qk,
+      v_channels=channels,
+      use_query_residual=True,
+      cross_attend_widening_factor=1,
+      self_attend_widening_factor=1,
+      dropout_prob=0.0,
+    ),
+    decoder=dict(
+      output_num_channels=d_model,
+      position_encoding_type='trainable',
+      output_index_dims=seq_len,
+      num_z_channels=channels,
+      qk_channels=qk,
+      v_channels=d_model,
+      num_heads=heads,
+      final_project=False,
+      use_query_residual=False,
+      trainable_position_encoding_kwargs=dict(num_channels=d_model),
+    ),
+  )
 
 
 def classifier(num_outputs: int, **overrides):
   # One learned query of the latent width, one head, query residual: HF's
   # PerceiverForSequenceClassification (the paper does not give the head).
-  fields = dict(num_outputs=num_outputs, num_heads=1, query_channels=-1,
-                use_query_residual=True, freeze_encoder=False)
+  fields = dict(num_outputs=num_outputs, num_heads=1, query_channels=-1, use_query_residual=True, freeze_encoder=False)
   fields.update(overrides)
   return fields
 
@@ -132,8 +160,11 @@ def paper_mlm():
   config.train.num_steps = 500_000
   config.train.log_every = 100
   config.optimizer = common.optimizer(
-      name='lamb', weight_decay=0.01, max_norm=1.0,  # unsure: clipping value
-      schedule=dict(name='cosine', base_lr=1.25e-3, warmup_epochs=0.0))
+    name='lamb',
+    weight_decay=0.01,
+    max_norm=1.0,  # unsure: clipping value
+    schedule=dict(name='cosine', base_lr=1.25e-3, warmup_epochs=0.0),
+  )
   # The paper's 1,000 warmup steps: set schedule.warmup_epochs to
   # 1000 / (steps per epoch of your corpus); 0 here (unknown corpus size).
   config.eval.split = 'valid'
@@ -145,6 +176,7 @@ def paper_mlm():
 
 def _glue(task: str):
   from perceiver.data import glue  # pylint: disable=g-import-not-at-top
+
   spec = glue.get_task(task)
   config = common.base_config()
   config.task = 'glue'
@@ -159,8 +191,8 @@ def _glue(task: str):
   config.train.num_epochs = 3.0
   config.train.log_every = 50
   config.optimizer = common.optimizer(
-      name='adamw', weight_decay=0.01, max_norm=1.0,
-      schedule=dict(name='cosine', base_lr=2e-5, warmup_epochs=0.3))
+    name='adamw', weight_decay=0.01, max_norm=1.0, schedule=dict(name='cosine', base_lr=2e-5, warmup_epochs=0.3)
+  )
   config.eval.split = 'valid'
   config.eval.batch_size = 64
   config.checkpoint.every_steps = 1000
@@ -171,16 +203,17 @@ def sample():
   seq_len = 128
   config = common.base_config()
   config.task = 'mlm'
-  config.data = text_data(train_files=f'{SAMPLE_DIR}/text/train.txt',
-                          eval_files=f'{SAMPLE_DIR}/text/valid.txt', seq_len=seq_len)
+  config.data = text_data(
+    train_files=f'{SAMPLE_DIR}/text/train.txt', eval_files=f'{SAMPLE_DIR}/text/valid.txt', seq_len=seq_len
+  )
   config.model = common.ConfigDict(tiny_model(seq_len))
   # Our choice for a CPU run: AdamW, cosine decay. ~17.6k windows of 128 bytes.
   config.train.batch_size = 32
   config.train.num_steps = 500
   config.train.log_every = 50
   config.optimizer = common.optimizer(
-      name='adamw', weight_decay=0.01, max_norm=1.0,
-      schedule=dict(name='cosine', base_lr=2e-3, warmup_epochs=0.05))
+    name='adamw', weight_decay=0.01, max_norm=1.0, schedule=dict(name='cosine', base_lr=2e-3, warmup_epochs=0.05)
+  )
   config.eval.split = 'valid'
   config.eval.batch_size = 128
   config.checkpoint.every_steps = 250
@@ -190,6 +223,7 @@ def sample():
 
 def _sample_task(task: str):
   from perceiver.data import glue  # pylint: disable=g-import-not-at-top
+
   seq_len = 128
   config = sample()
   config.task = 'glue'
@@ -200,8 +234,8 @@ def _sample_task(task: str):
   config.train.num_steps = 300
   config.train.log_every = 50
   config.optimizer = common.optimizer(
-      name='adamw', weight_decay=0.01, max_norm=1.0,
-      schedule=dict(name='cosine', base_lr=5e-4, warmup_epochs=0.1))
+    name='adamw', weight_decay=0.01, max_norm=1.0, schedule=dict(name='cosine', base_lr=5e-4, warmup_epochs=0.1)
+  )
   config.checkpoint.every_steps = 300
   config.checkpoint.export_npz = False
   return config
@@ -209,8 +243,7 @@ def _sample_task(task: str):
 
 def smoke():
   config = sample()
-  config.model = common.ConfigDict(tiny_model(32, d_model=16, latents=4, channels=16,
-                                              self_attends=1, heads=2))
+  config.model = common.ConfigDict(tiny_model(32, d_model=16, latents=4, channels=16, self_attends=1, heads=2))
   config.data.seq_len = 32
   config.data.max_windows = 64
   common.smoke_runner(config)
@@ -218,9 +251,14 @@ def smoke():
   return config
 
 
-PRESETS = dict(paper_mlm=paper_mlm, sample=sample, smoke=smoke,
-               sample_topic=lambda: _sample_task('sst2'), sample_pair=lambda: _sample_task('rte'),
-               **{f'glue_{t}': (lambda t=t: _glue(t)) for t in GLUE_TASKS})
+PRESETS = dict(
+  paper_mlm=paper_mlm,
+  sample=sample,
+  smoke=smoke,
+  sample_topic=lambda: _sample_task('sst2'),
+  sample_pair=lambda: _sample_task('rte'),
+  **{f'glue_{t}': (lambda t=t: _glue(t)) for t in GLUE_TASKS},
+)
 
 
 def get_config(arg=None):

@@ -25,11 +25,22 @@ def perceiver_ff():
   784 inputs); 2 cross-attends interleaved with 2 latent Transformers of 2
   self-attends (cross-attend 2 and the Transformers shared, as the paper's
   ImageNet model), 32 x 64 latents, 4 heads."""
-  return baselines.mnist_base(common.model(
-      'perceiver', 10, input=common.model_input(input_channels=1, num_bands=8, max_resolution=(28, 28)),
+  return baselines.mnist_base(
+    common.model(
+      'perceiver',
+      10,
+      input=common.model_input(input_channels=1, num_bands=8, max_resolution=(28, 28)),
       encoder=common.model_encoder(
-          num_latents=32, latent_channels=64, num_blocks=2, num_self_attends_per_block=2,
-          num_cross_attends=2, num_self_attend_heads=4)), 'Perceiver (FF)')
+        num_latents=32,
+        latent_channels=64,
+        num_blocks=2,
+        num_self_attends_per_block=2,
+        num_cross_attends=2,
+        num_self_attend_heads=4,
+      ),
+    ),
+    'Perceiver (FF)',
+  )
 
 
 def perceiver_learned():
@@ -40,9 +51,12 @@ def perceiver_learned():
   model's 35."""
   config = perceiver_ff()
   config.model.input = common.model_input(
-      input_channels=1, position_encoding='trainable', trainable_pos_channels=32,
-      trainable_pos_init_scale=1.0,
-      max_resolution=(28, 28))
+    input_channels=1,
+    position_encoding='trainable',
+    trainable_pos_channels=32,
+    trainable_pos_init_scale=1.0,
+    max_resolution=(28, 28),
+  )
   config.model.encoder.num_cross_attends = 1
   config.model.encoder.cross_attend_placement = 'start'
   config.table.row = 'Perceiver (learned pos)'
@@ -57,9 +71,13 @@ def smoke():
   return config
 
 
-ROWS = dict(perceiver_ff=perceiver_ff, perceiver_learned=perceiver_learned,
-            resnet_ff=baselines.resnet_ff_mnist, vit_ff=baselines.vit_ff_mnist,
-            transformer_ff=baselines.transformer_ff_mnist)
+ROWS = dict(
+  perceiver_ff=perceiver_ff,
+  perceiver_learned=perceiver_learned,
+  resnet_ff=baselines.resnet_ff_mnist,
+  vit_ff=baselines.vit_ff_mnist,
+  transformer_ff=baselines.transformer_ff_mnist,
+)
 PRESETS = dict(ROWS, smoke=smoke)
 PRESETS.update({f'{name}_permuted': baselines.permuted_variant(preset) for name, preset in ROWS.items()})
 

@@ -22,27 +22,39 @@ step, optimizer, batch size) is not in the reference notes; the values are
 our choices, not the paper's, until checked against the paper's appendix.
 """
 
-
 from perceiver_configs import common
 from perceiver.checkpoints import published
 
 SAMPLE_CLASSES = 4
 
 
-def _section(*, label_mask_prob: float, image_queries: int, audio_queries: int,
-             weights: dict, eval_chunks: int,
-             dataset_mean_baseline: bool = True) -> common.ConfigDict:
+def _section(
+  *,
+  label_mask_prob: float,
+  image_queries: int,
+  audio_queries: int,
+  weights: dict,
+  eval_chunks: int,
+  dataset_mean_baseline: bool = True,
+) -> common.ConfigDict:
   """`config.autoencoding` (perceiver/tasks/autoencoding.py)."""
-  return common.ConfigDict(dict(
-      label_mask_prob=label_mask_prob, train_image_queries=image_queries,
-      train_audio_queries=audio_queries, loss_weights=dict(weights),
-      eval_chunks=eval_chunks, dataset_mean_baseline=dataset_mean_baseline))
+  return common.ConfigDict(
+    dict(
+      label_mask_prob=label_mask_prob,
+      train_image_queries=image_queries,
+      train_audio_queries=audio_queries,
+      loss_weights=dict(weights),
+      eval_chunks=eval_chunks,
+      dataset_mean_baseline=dataset_mean_baseline,
+    )
+  )
 
 
 def _data(manual_dir, data_dir, *, num_frames: int, video_size: int, num_classes):
   """The kinetics data section; directories settable from the command line
   (`--config.data.manual_dir=...`) even when unset here."""
   from perceiver.data import config as data_config  # pylint: disable=g-import-not-at-top
+
   data = data_config.default_config('kinetics')
   data.update(dict(num_frames=num_frames, video_size=video_size, num_classes=num_classes))
   data.manual_dir = manual_dir or ''  # '': unset, like every data preset.
@@ -58,38 +70,65 @@ def paper():
   config.model = common.ConfigDict(model)
   config.data = _data(None, None, num_frames=16, video_size=224, num_classes=700)
   config.autoencoding = _section(
-      label_mask_prob=0.5,  # unsure
-      # unsure: the reference colab decodes 16 x 224 x 224 clips in 128
-      # slices of 6,272 pixels and 15 audio patches; we train on slices of
-      # that size.
-      image_queries=16 * 224 * 224 // 128, audio_queries=30_720 // 16 // 128,
-      weights=dict(video=0.03, audio=1.0, label=0.0001),  # unsure
-      eval_chunks=128,  # The colab's slicing.
-      dataset_mean_baseline=False)  # Would collect 2 x 224 x 224 x 3 per clip.
+    label_mask_prob=0.5,  # unsure
+    # unsure: the reference colab decodes 16 x 224 x 224 clips in 128
+    # slices of 6,272 pixels and 15 audio patches; we train on slices of
+    # that size.
+    image_queries=16 * 224 * 224 // 128,
+    audio_queries=30_720 // 16 // 128,
+    weights=dict(video=0.03, audio=1.0, label=0.0001),  # unsure
+    eval_chunks=128,  # The colab's slicing.
+    dataset_mean_baseline=False,
+  )  # Would collect 2 x 224 x 224 x 3 per clip.
   config.train.batch_size = 1024  # unsure
   config.train.num_epochs = 100.0  # unsure
   config.eval.batch_size = 64
   config.optimizer = common.optimizer(  # unsure: the Perceiver IO ImageNet recipe.
-      name='lamb', weight_decay=0.1, schedule=dict(name='constant_cosine', base_lr=2e-3,
-                                                    constant_epochs=50.0))
+    name='lamb', weight_decay=0.1, schedule=dict(name='constant_cosine', base_lr=2e-3, constant_epochs=50.0)
+  )
   return config
 
 
-def _small_model(*, num_frames: int, size: int, latents: int, channels: int,
-                 self_attends: int, num_classes: int,
-                 samples_per_patch: int = 16) -> common.ConfigDict:
+def _small_model(
+  *,
+  num_frames: int,
+  size: int,
+  latents: int,
+  channels: int,
+  self_attends: int,
+  num_classes: int,
+  samples_per_patch: int = 16,
+) -> common.ConfigDict:
   """The released architecture at a CPU size (reference keys)."""
-  return common.ConfigDict(dict(
-      model='video_autoencoder', num_frames=num_frames, img_sz=size, frame_size=size,
-      samples_per_patch=samples_per_patch, audio_samples_per_frame=1920,
+  return common.ConfigDict(
+    dict(
+      model='video_autoencoder',
+      num_frames=num_frames,
+      img_sz=size,
+      frame_size=size,
+      samples_per_patch=samples_per_patch,
+      audio_samples_per_frame=1920,
       num_classes=num_classes,
-      image_num_bands=16, audio_num_bands=64, min_padding_size=4,
-      decoder_query_channels=channels, decoder_output_num_channels=channels,
-      encoder=dict(num_self_attends_per_block=self_attends, num_blocks=1, z_index_dim=latents,
-                   num_z_channels=channels, num_cross_attend_heads=1, num_self_attend_heads=4,
-                   cross_attend_widening_factor=1, self_attend_widening_factor=1,
-                   dropout_prob=0.0, z_pos_enc_init_scale=0.02,
-                   cross_attention_shape_for_attn='kv')))
+      image_num_bands=16,
+      audio_num_bands=64,
+      min_padding_size=4,
+      decoder_query_channels=channels,
+      decoder_output_num_channels=channels,
+      encoder=dict(
+        num_self_attends_per_block=self_attends,
+        num_blocks=1,
+        z_index_dim=latents,
+        num_z_channels=channels,
+        num_cross_attend_heads=1,
+        num_self_attend_heads=4,
+        cross_attend_widening_factor=1,
+        self_attend_widening_factor=1,
+        dropout_prob=0.0,
+        z_pos_enc_init_scale=0.02,
+        cross_attention_shape_for_attn='kv',
+      ),
+    )
+  )
 
 
 def sample():
@@ -98,16 +137,26 @@ def sample():
   # Audio in patches of 64 samples (the released model: 16): 120 audio
   # inputs instead of 480, so that 128 latents are not a tighter bottleneck
   # than a CPU-minutes run can learn to use.
-  config.model = _small_model(num_frames=4, size=32, latents=128, channels=128, self_attends=4,
-                              num_classes=SAMPLE_CLASSES, samples_per_patch=64)
-  config.data = _data('/tmp/perceiver_sample/kinetics', '/tmp/perceiver_sample/tfds', num_frames=4, video_size=32,
-                      num_classes=SAMPLE_CLASSES)
+  config.model = _small_model(
+    num_frames=4, size=32, latents=128, channels=128, self_attends=4, num_classes=SAMPLE_CLASSES, samples_per_patch=64
+  )
+  config.data = _data(
+    '/tmp/perceiver_sample/kinetics',
+    '/tmp/perceiver_sample/tfds',
+    num_frames=4,
+    video_size=32,
+    num_classes=SAMPLE_CLASSES,
+  )
   config.data.shuffle_buffer = 64
   config.autoencoding = _section(
-      label_mask_prob=0.5, image_queries=1024, audio_queries=120,
-      # Equal weights: at this size the label needs more than the paper's
-      # share of the gradient to be learned at all.
-      weights=dict(video=1.0, audio=1.0, label=0.1), eval_chunks=1)
+    label_mask_prob=0.5,
+    image_queries=1024,
+    audio_queries=120,
+    # Equal weights: at this size the label needs more than the paper's
+    # share of the gradient to be learned at all.
+    weights=dict(video=1.0, audio=1.0, label=0.1),
+    eval_chunks=1,
+  )
   config.train.batch_size = 8
   config.train.num_steps = 700
   config.train.log_every = 50
@@ -116,24 +165,29 @@ def sample():
   config.checkpoint.every_steps = 200
   config.checkpoint.export_npz = True  # params.npz for scripts/autoencode.py.
   config.optimizer = common.optimizer(
-      name='adam', weight_decay=0.0, max_norm=1.0,
-      schedule=dict(name='constant', base_lr=1e-3))
+    name='adam', weight_decay=0.0, max_norm=1.0, schedule=dict(name='constant', base_lr=1e-3)
+  )
   return config
 
 
 def smoke():
   config = common.base_config()
   config.task = 'autoencoding'
-  config.model = _small_model(num_frames=2, size=8, latents=8, channels=16, self_attends=1,
-                              num_classes=3)
+  config.model = _small_model(num_frames=2, size=8, latents=8, channels=16, self_attends=1, num_classes=3)
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
+
   config.data = input_pipeline.synthetic_config(
-      {'video': (2, 8, 8, 3), 'audio': (2 * 1920, 1)}, num_classes=3, num_train=16, num_eval=8)
-  config.autoencoding = _section(label_mask_prob=0.5, image_queries=32, audio_queries=16,
-                                 weights=dict(video=1.0, audio=1.0, label=1.0), eval_chunks=2)
+    {'video': (2, 8, 8, 3), 'audio': (2 * 1920, 1)}, num_classes=3, num_train=16, num_eval=8
+  )
+  config.autoencoding = _section(
+    label_mask_prob=0.5,
+    image_queries=32,
+    audio_queries=16,
+    weights=dict(video=1.0, audio=1.0, label=1.0),
+    eval_chunks=2,
+  )
   common.smoke_runner(config, batch_size=4, num_steps=3)
-  config.optimizer = common.optimizer(name='adam', weight_decay=0.0,
-                                      schedule=dict(name='constant', base_lr=1e-3))
+  config.optimizer = common.optimizer(name='adam', weight_decay=0.0, schedule=dict(name='constant', base_lr=1e-3))
   return config
 
 

@@ -39,6 +39,7 @@ def _flow_sections(config, **data):
   from perceiver import flow as flow_lib  # pylint: disable=g-import-not-at-top
   from perceiver.data import flow as flow_data  # pylint: disable=g-import-not-at-top
   from perceiver.tasks import flow as flow_task  # pylint: disable=g-import-not-at-top
+
   config.task = 'flow'
   config.model = common.ConfigDict(dict(flow_lib.MODEL_DEFAULTS))
   config.data = common.ConfigDict(dict(flow_data.DEFAULTS, **data))
@@ -53,8 +54,7 @@ def paper():
   config.train.batch_size = PAPER_BATCH
   config.train.num_epochs = PAPER_EPOCHS
   config.train.log_every = 100
-  config.optimizer = common.optimizer(
-      name='lamb', schedule=dict(name='cosine', base_lr=PAPER_LR))
+  config.optimizer = common.optimizer(name='lamb', schedule=dict(name='cosine', base_lr=PAPER_LR))
   config.eval.split = 'valid'  # FlyingChairs validation pairs.
   config.eval.batch_size = 8  # Full 384 x 512 frames: 2 windows each.
   config.eval.every_steps = 5000
@@ -78,8 +78,8 @@ def _benchmark(dataset, **data):
 def _tagged(config, column):
   """Files the run's EPE under the flow table (scripts/make_tables.py)."""
   from perceiver_configs import baselines  # pylint: disable=g-import-not-at-top
-  config.table = baselines.table_tag(
-      'perceiver_io_flow', 'Perceiver IO (released checkpoint)', column)
+
+  config.table = baselines.table_tag('perceiver_io_flow', 'Perceiver IO (released checkpoint)', column)
   return config
 
 
@@ -98,8 +98,7 @@ def kitti():
 
 
 def _shrink_encoder(config, **fields):
-  config.model.encoder = common.ConfigDict(dict(
-      config.model.encoder.to_dict(), **fields))
+  config.model.encoder = common.ConfigDict(dict(config.model.encoder.to_dict(), **fields))
 
 
 def sample():
@@ -110,21 +109,25 @@ def sample():
   docs/flow.md."""
   config = common.base_config()
   _flow_sections(
-      config, dataset='flying_chairs', crop_size=(40, 56),
-      # Milder scaling than RAFT's chairs stage: the frames are small.
-      scale_range=(0.0, 0.2), eraser_prob=0.0, shuffle_buffer=500)
+    config,
+    dataset='flying_chairs',
+    crop_size=(40, 56),
+    # Milder scaling than RAFT's chairs stage: the frames are small.
+    scale_range=(0.0, 0.2),
+    eraser_prob=0.0,
+    shuffle_buffer=500,
+  )
   config.model.train_size = (40, 56)
   config.model.num_bands = 8
   config.model.num_channels = 16
   config.model.min_overlap = 8
-  _shrink_encoder(config, num_self_attends_per_block=2, z_index_dim=64,
-                  num_z_channels=64, num_self_attend_heads=4)
+  _shrink_encoder(config, num_self_attends_per_block=2, z_index_dim=64, num_z_channels=64, num_self_attend_heads=4)
   config.train.batch_size = 8
   config.train.num_steps = 1200
   config.train.log_every = 25
   config.optimizer = common.optimizer(
-      name='adamw', weight_decay=1e-4, max_norm=1.0,
-      schedule=dict(name='cosine', base_lr=1e-3, warmup_epochs=1.0))
+    name='adamw', weight_decay=1e-4, max_norm=1.0, schedule=dict(name='cosine', base_lr=1e-3, warmup_epochs=1.0)
+  )
   config.eval.batch_size = 16
   config.eval.every_steps = 0
   config.checkpoint.every_steps = 300
@@ -139,16 +142,15 @@ def smoke():
   config.model.num_bands = 4
   config.model.num_channels = 8
   config.model.min_overlap = 4
-  _shrink_encoder(config, num_self_attends_per_block=1, z_index_dim=8,
-                  num_z_channels=16, num_self_attend_heads=2)
+  _shrink_encoder(config, num_self_attends_per_block=1, z_index_dim=8, num_z_channels=16, num_self_attend_heads=2)
   common.smoke_runner(config, batch_size=2)
   config.flow.num_pictures = 2
   return config
 
 
-PRESETS = dict(paper=paper, sintel_clean=sintel_clean,
-               sintel_final=sintel_final, kitti=kitti, sample=sample,
-               smoke=smoke)
+PRESETS = dict(
+  paper=paper, sintel_clean=sintel_clean, sintel_final=sintel_final, kitti=kitti, sample=sample, smoke=smoke
+)
 
 
 def get_config(arg=None):

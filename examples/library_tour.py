@@ -45,20 +45,21 @@ def main(argv=None) -> int:
   model, params, state = perceiver.load_pretrained(result['exported'])
   apply = jax.jit(model.apply)
   correct = count = 0
-  for batch in input_pipeline.eval_batches(config.data, split=config.eval.split,
-                                           host_batch=config.eval.batch_size, process_index=0,
-                                           process_count=1):
+  for batch in input_pipeline.eval_batches(
+    config.data, split=config.eval.split, host_batch=config.eval.batch_size, process_index=0, process_count=1
+  ):
     logits, _ = apply(params, state, None, batch['image'])  # [B, 10]; images [B, 28, 28, 1]
     mask = batch['mask'] > 0
     correct += int((np.asarray(logits).argmax(-1) == batch['label'])[mask].sum())
     count += int(mask.sum())
-  print(f'2. load_pretrained({os.path.basename(result["exported"])}): top-1 {correct / count:.4f} '
-        f'on {count} held-out digits')
+  print(
+    f'2. load_pretrained({os.path.basename(result["exported"])}): top-1 {correct / count:.4f} '
+    f'on {count} held-out digits'
+  )
 
   # 3. Attention maps of the first held-out digit.
   out = os.path.join(args.workdir, 'attention_maps.png')
-  script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts',
-                        'attention_maps.py')
+  script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts', 'attention_maps.py')
   subprocess.run([sys.executable, script, '--workdir', args.workdir, '--out', out], check=True)
   print(f'3. attention maps: {out}')
   return 0

@@ -31,15 +31,15 @@ from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config file, e.g. configs/mnist.py:quickstart.',
-    lock_config=True)
+  'config', None, 'Experiment config file, e.g. configs/mnist.py:quickstart.', lock_config=True
+)
 _WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'Checkpoints, metrics.jsonl and TensorBoard events go '
-    'here; a run restarted with the same workdir resumes.')
-_MODE = flags.DEFINE_enum('mode', 'train_and_eval',
-                          ['train', 'eval', 'train_and_eval'], 'What to run.')
-_VERBOSE_STARTUP = flags.DEFINE_bool(
-    'verbose_startup', False, "Keep TensorFlow's and XLA's start-up logging.")
+  'workdir',
+  None,
+  'Checkpoints, metrics.jsonl and TensorBoard events go here; a run restarted with the same workdir resumes.',
+)
+_MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train', 'eval', 'train_and_eval'], 'What to run.')
+_VERBOSE_STARTUP = flags.DEFINE_bool('verbose_startup', False, "Keep TensorFlow's and XLA's start-up logging.")
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -60,9 +60,11 @@ def _check_config_file(argv: list[str]) -> None:
     return  # absl reports the missing required flag.
   path = value.split(':', 1)[0]
   if not os.path.isfile(path):
-    sys.exit(f'FATAL --config: no config file {path!r} (relative to {os.getcwd()}); '
-             'give the path of a configs/*.py file, e.g. '
-             '--config=configs/mnist.py:quickstart from the repository root')
+    sys.exit(
+      f'FATAL --config: no config file {path!r} (relative to {os.getcwd()}); '
+      'give the path of a configs/*.py file, e.g. '
+      '--config=configs/mnist.py:quickstart from the repository root'
+    )
 
 
 def _check_repeated_overrides(overrides: list[str]) -> None:
@@ -77,9 +79,11 @@ def _check_repeated_overrides(overrides: list[str]) -> None:
   keys = [k[2:] if k.startswith('noconfig.') else k for k in keys]
   repeated = sorted({k for k in keys if keys.count(k) > 1})
   if repeated:
-    sys.exit(f'FATAL config override(s) given more than once: '
-             f'{["--" + k for k in repeated]}; give each once (a tuple takes '
-             'all its values in one override: --config.a.b=0.35,1.0)')
+    sys.exit(
+      f'FATAL config override(s) given more than once: '
+      f'{["--" + k for k in repeated]}; give each once (a tuple takes '
+      'all its values in one override: --config.a.b=0.35,1.0)'
+    )
 
 
 def _config_file_error(message: str) -> str | None:
@@ -90,16 +94,14 @@ def _config_file_error(message: str) -> str | None:
   return lines[-1] if lines else None
 
 
-def _parse_flags(argv: list[str],
-                 flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+def _parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
   """absl's parser; any bad flag or override exits with a one-line message.
 
   The locked ConfigDict raises AttributeError/KeyError for an override of a
   key it does not have, ml_collections ValueError/TypeError/IndexError for a
   malformed key path; absl would print those as bare tracebacks.
   """
-  overrides = [a.split('=')[0] for a in argv[1:]
-               if a.lstrip('-').startswith(('config.', 'noconfig.'))]
+  overrides = [a.split('=')[0] for a in argv[1:] if a.lstrip('-').startswith(('config.', 'noconfig.'))]
   _check_config_file(argv[1:])
   _check_repeated_overrides(overrides)
   try:
@@ -108,22 +110,24 @@ def _parse_flags(argv: list[str],
     while isinstance(e, (AttributeError, KeyError)) and e.args:
       e = e.args[0]  # AttributeError(KeyError(message)) -> message.
     message = str(e).replace('\n', ' ')
-    sys.exit(f'FATAL unknown config key {message} (a typo?) among the '
-             f'overrides {overrides}')
+    sys.exit(f'FATAL unknown config key {message} (a typo?) among the overrides {overrides}')
   except flags.Error as e:
     cause = _config_file_error(str(e))
     if cause is not None:  # get_config raised, e.g. an unknown preset.
       sys.exit(f'FATAL --config={_config_arg(argv[1:])}: {cause}')
-    sys.exit(f'FATAL Flags parsing error: {e}\n'
-             f'(config overrides: {overrides}) Pass --helpshort or '
-             '--helpfull to see help on flags.')
+    sys.exit(
+      f'FATAL Flags parsing error: {e}\n'
+      f'(config overrides: {overrides}) Pass --helpshort or '
+      '--helpfull to see help on flags.'
+    )
   except (ValueError, TypeError, IndexError) as e:
-    sys.exit(f'FATAL bad config override among {overrides}: '
-             f'{type(e).__name__}: {e}')
+    sys.exit(f'FATAL bad config override among {overrides}: {type(e).__name__}: {e}')
   if len(rest) > 1:
-    sys.exit(f'FATAL unexpected arguments {rest[1:]} after the overrides '
-             f'{overrides} (a boolean override takes its value after "=": '
-             '--config.a.b=False)')
+    sys.exit(
+      f'FATAL unexpected arguments {rest[1:]} after the overrides '
+      f'{overrides} (a boolean override takes its value after "=": '
+      '--config.a.b=False)'
+    )
   return rest
 
 
@@ -131,9 +135,9 @@ def _quiet_checkpoint_info(record) -> bool:
   """Drops orbax's INFO lines (a dozen per save) and JAX's backend probing
   ("Unable to initialize backend 'tpu'") from the console; _log_devices says
   which backend was found."""
-  return (record.levelno >= std_logging.WARNING
-          or ('/orbax/' not in record.pathname
-              and not record.pathname.endswith('xla_bridge.py')))
+  return record.levelno >= std_logging.WARNING or (
+    '/orbax/' not in record.pathname and not record.pathname.endswith('xla_bridge.py')
+  )
 
 
 def _quiet_startup(argv: list[str]) -> None:
@@ -141,8 +145,7 @@ def _quiet_startup(argv: list[str]) -> None:
 
   Set before the flags are parsed: a config file may import TensorFlow.
   """
-  if not any(a in ('--verbose_startup', '--verbose_startup=true', '--verbose_startup=True')
-             for a in argv):
+  if not any(a in ('--verbose_startup', '--verbose_startup=true', '--verbose_startup=True') for a in argv):
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
@@ -155,6 +158,7 @@ def _import_tensorflow_quietly() -> None:
   raises its Python exception once the descriptor is restored.
   """
   import importlib.util  # pylint: disable=g-import-not-at-top
+
   if importlib.util.find_spec('tensorflow') is None:
     return
   sys.stderr.flush()
@@ -170,11 +174,16 @@ def _import_tensorflow_quietly() -> None:
 
 def _log_devices() -> None:
   import jax  # pylint: disable=g-import-not-at-top
+
   devices = jax.devices()
   kinds = sorted({d.device_kind for d in devices})
-  logging.info('JAX backend %s: %d device(s) (%s), %d process(es)',
-               jax.default_backend(), len(devices), ', '.join(kinds),
-               jax.process_count())
+  logging.info(
+    'JAX backend %s: %d device(s) (%s), %d process(es)',
+    jax.default_backend(),
+    len(devices),
+    ', '.join(kinds),
+    jax.process_count(),
+  )
 
 
 def main(argv):
@@ -186,18 +195,21 @@ def main(argv):
   from perceiver import train  # pylint: disable=g-import-not-at-top
   from perceiver.data import errors as data_errors  # pylint: disable=g-import-not-at-top
   from perceiver.train import config_checks  # pylint: disable=g-import-not-at-top
+
   _log_devices()
   from perceiver.train import workdir_lock  # pylint: disable=g-import-not-at-top
+
   try:
-    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                                      _MODE.value)
+    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _MODE.value)
   except config_checks.ConfigError as e:  # Raised before any compile.
     raise app.UsageError(f'invalid config: {e}') from e
   except data_errors.MissingDataError as e:
     searched = sorted({os.path.dirname(p) for p in e.expected})
     detail = ' '.join(line.strip() for line in str(e).splitlines())
-    sys.exit(f'FATAL {e.dataset} data not found (searched {searched}): set '
-             f'--config.data.manual_dir=DIR to the directory holding it. {detail}')
+    sys.exit(
+      f'FATAL {e.dataset} data not found (searched {searched}): set '
+      f'--config.data.manual_dir=DIR to the directory holding it. {detail}'
+    )
   except data_errors.CorruptDataError as e:
     sys.exit('FATAL ' + ' '.join(line.strip() for line in str(e).splitlines()))
   except workdir_lock.WorkdirError as e:  # Busy, full or read-only: one line.

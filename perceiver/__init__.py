@@ -23,33 +23,46 @@ from typing import Any
 __version__ = '0.1.0'
 
 _EXPORTS = {
-    # API (perceiver/api.py)
-    'Model': 'perceiver.api', 'load_pretrained': 'perceiver.api',
-    'image_classifier': 'perceiver.api', 'point_cloud_classifier': 'perceiver.api',
-    'io_classifier': 'perceiver.api', 'masked_lm': 'perceiver.api',
-    'optical_flow': 'perceiver.api', 'from_config': 'perceiver.api',
-    # Builders
-    'build_model': 'perceiver.models', 'build_from_reference_config': 'perceiver.models',
-    'Perceiver': 'perceiver.models',
-    # Schema
-    'PerceiverConfig': 'perceiver.config', 'PerceiverIOConfig': 'perceiver.config',
-    'BaselineConfig': 'perceiver.config', 'InputConfig': 'perceiver.config',
-    'EncoderConfig': 'perceiver.config', 'DecoderConfig': 'perceiver.config',
-    'ModelConfigError': 'perceiver.config', 'parse_model_config': 'perceiver.config',
-    'register_model': 'perceiver.config',
-    # Modules
-    'PerceiverEncoder': 'perceiver.encoders',
-    'ProjectionDecoder': 'perceiver.decoders', 'BasicDecoder': 'perceiver.decoders',
-    'ClassificationDecoder': 'perceiver.decoders', 'MultimodalDecoder': 'perceiver.decoders',
-    'FlowDecoder': 'perceiver.decoders',
-    'ImagePreprocessor': 'perceiver.io_processors', 'AudioPreprocessor': 'perceiver.io_processors',
-    'PointCloudPreprocessor': 'perceiver.io_processors',
-    'MultimodalPreprocessor': 'perceiver.io_processors',
-    'EmbeddingDecoder': 'perceiver.io_processors',
-    'TrainablePositionEncoding': 'perceiver.position_encoding',
-    'FourierPositionEncoding': 'perceiver.position_encoding',
-    'generate_fourier_features': 'perceiver.position_encoding',
-    'CrossAttention': 'perceiver.attention', 'SelfAttention': 'perceiver.attention',
+  # API (perceiver/api.py)
+  'Model': 'perceiver.api',
+  'load_pretrained': 'perceiver.api',
+  'image_classifier': 'perceiver.api',
+  'point_cloud_classifier': 'perceiver.api',
+  'io_classifier': 'perceiver.api',
+  'masked_lm': 'perceiver.api',
+  'optical_flow': 'perceiver.api',
+  'from_config': 'perceiver.api',
+  # Builders
+  'build_model': 'perceiver.models',
+  'build_from_reference_config': 'perceiver.models',
+  'Perceiver': 'perceiver.models',
+  # Schema
+  'PerceiverConfig': 'perceiver.config',
+  'PerceiverIOConfig': 'perceiver.config',
+  'BaselineConfig': 'perceiver.config',
+  'InputConfig': 'perceiver.config',
+  'EncoderConfig': 'perceiver.config',
+  'DecoderConfig': 'perceiver.config',
+  'ModelConfigError': 'perceiver.config',
+  'parse_model_config': 'perceiver.config',
+  'register_model': 'perceiver.config',
+  # Modules
+  'PerceiverEncoder': 'perceiver.encoders',
+  'ProjectionDecoder': 'perceiver.decoders',
+  'BasicDecoder': 'perceiver.decoders',
+  'ClassificationDecoder': 'perceiver.decoders',
+  'MultimodalDecoder': 'perceiver.decoders',
+  'FlowDecoder': 'perceiver.decoders',
+  'ImagePreprocessor': 'perceiver.io_processors',
+  'AudioPreprocessor': 'perceiver.io_processors',
+  'PointCloudPreprocessor': 'perceiver.io_processors',
+  'MultimodalPreprocessor': 'perceiver.io_processors',
+  'EmbeddingDecoder': 'perceiver.io_processors',
+  'TrainablePositionEncoding': 'perceiver.position_encoding',
+  'FourierPositionEncoding': 'perceiver.position_encoding',
+  'generate_fourier_features': 'perceiver.position_encoding',
+  'CrossAttention': 'perceiver.attention',
+  'SelfAttention': 'perceiver.attention',
 }
 
 __all__ = sorted(_EXPORTS) + ['__version__']

@@ -40,9 +40,16 @@ class Model:
     input_names: the positional inputs `apply` takes after `rng`.
   """
 
-  def __init__(self, net, config: Any, input_names: Sequence[str], *,
-               input_key: Optional[str] = None, image_channels: Optional[int] = None,
-               image_arg: Optional[int] = None):
+  def __init__(
+    self,
+    net,
+    config: Any,
+    input_names: Sequence[str],
+    *,
+    input_key: Optional[str] = None,
+    image_channels: Optional[int] = None,
+    image_arg: Optional[int] = None,
+  ):
     self.net = net
     self.config = config
     self.input_names = tuple(input_names)
@@ -52,14 +59,15 @@ class Model:
 
   def _inputs(self, inputs: Tuple[Any, ...]) -> Tuple[Any, ...]:
     if len(inputs) != len(self.input_names):
-      raise TypeError(f'the model takes {len(self.input_names)} input(s) {list(self.input_names)}, '
-                      f'got {len(inputs)}')
+      raise TypeError(f'the model takes {len(self.input_names)} input(s) {list(self.input_names)}, got {len(inputs)}')
     if self._input_key is not None and not isinstance(inputs[0], Mapping):
       inputs = ({self._input_key: inputs[0]},)
     if self._image_arg is not None:
       from perceiver import io_processors  # pylint: disable=g-import-not-at-top
-      io_processors.check_channels_last(inputs[self._image_arg], self._image_channels or 0,
-                                        what=f'input {self.input_names[self._image_arg]!r}')
+
+      io_processors.check_channels_last(
+        inputs[self._image_arg], self._image_channels or 0, what=f'input {self.input_names[self._image_arg]!r}'
+      )
     return inputs
 
   def init(self, rng: jax.Array, *inputs: Any, is_training: bool = True):
@@ -94,6 +102,7 @@ class Model:
 def from_config(model_config: Any) -> Model:
   """A `Model` from a `config.model` (dict, ConfigDict or schema dataclass)."""
   from perceiver import models  # pylint: disable=g-import-not-at-top
+
   cfg = config_lib.parse_model_config(model_config)
   key = cfg.input.modality
   return Model(models.build_model(cfg), cfg, (key,), input_key=None if key == 'audio_video' else key)
@@ -103,48 +112,86 @@ def from_reference_config(reference_config: Mapping[str, Any]) -> Model:
   """A `Model` from a reference-style config (golden files, released
   checkpoints, converted Hugging Face weights)."""
   from perceiver import models  # pylint: disable=g-import-not-at-top
+
   ref = models.build_from_reference_config(reference_config)
   image = reference_config.get('model') == 'image_classifier'
   channels = int((reference_config.get('image_shape') or (0, 0, 3))[-1]) if image else None
-  return Model(ref.net, dict(reference_config), ref.input_names,
-               image_channels=channels, image_arg=0 if image else None)
+  return Model(
+    ref.net, dict(reference_config), ref.input_names, image_channels=channels, image_arg=0 if image else None
+  )
 
 
 # ---------------------------------------------------------------------------
 # Named constructors (paper hyperparameters by name).
 # ---------------------------------------------------------------------------
 
+
 def _heads(heads: int, head_channels: int) -> int:
   return heads * head_channels if head_channels > 0 else -1
 
 
-def _encoder(*, num_latents, latent_channels, num_blocks, num_self_attends_per_block,
-             num_cross_attends, cross_attend_heads, self_attend_heads, cross_attend_head_channels,
-             self_attend_head_channels, widening_factor, dropout_prob, attention_dropout_prob,
-             share_weights, placement) -> dict:
+def _encoder(
+  *,
+  num_latents,
+  latent_channels,
+  num_blocks,
+  num_self_attends_per_block,
+  num_cross_attends,
+  cross_attend_heads,
+  self_attend_heads,
+  cross_attend_head_channels,
+  self_attend_head_channels,
+  widening_factor,
+  dropout_prob,
+  attention_dropout_prob,
+  share_weights,
+  placement,
+) -> dict:
   return dict(
-      num_latents=num_latents, latent_channels=latent_channels, num_blocks=num_blocks,
-      num_self_attends_per_block=num_self_attends_per_block, num_cross_attends=num_cross_attends,
-      cross_attend_placement=placement, share_cross_attends=share_weights,
-      share_latent_transformers=share_weights, num_cross_attend_heads=cross_attend_heads,
-      num_self_attend_heads=self_attend_heads,
-      cross_attend_qk_channels=_heads(cross_attend_heads, cross_attend_head_channels),
-      cross_attend_v_channels=_heads(cross_attend_heads, cross_attend_head_channels),
-      self_attend_qk_channels=_heads(self_attend_heads, self_attend_head_channels),
-      self_attend_v_channels=_heads(self_attend_heads, self_attend_head_channels),
-      cross_attend_widening_factor=widening_factor, self_attend_widening_factor=widening_factor,
-      dropout_prob=dropout_prob, attention_dropout_prob=attention_dropout_prob)
+    num_latents=num_latents,
+    latent_channels=latent_channels,
+    num_blocks=num_blocks,
+    num_self_attends_per_block=num_self_attends_per_block,
+    num_cross_attends=num_cross_attends,
+    cross_attend_placement=placement,
+    share_cross_attends=share_weights,
+    share_latent_transformers=share_weights,
+    num_cross_attend_heads=cross_attend_heads,
+    num_self_attend_heads=self_attend_heads,
+    cross_attend_qk_channels=_heads(cross_attend_heads, cross_attend_head_channels),
+    cross_attend_v_channels=_heads(cross_attend_heads, cross_attend_head_channels),
+    self_attend_qk_channels=_heads(self_attend_heads, self_attend_head_channels),
+    self_attend_v_channels=_heads(self_attend_heads, self_attend_head_channels),
+    cross_attend_widening_factor=widening_factor,
+    self_attend_widening_factor=widening_factor,
+    dropout_prob=dropout_prob,
+    attention_dropout_prob=attention_dropout_prob,
+  )
 
 
-def image_classifier(*, num_classes: int, input_channels: int = 3, num_bands: int = 64,
-                     max_resolution: Sequence[int] = (), position_encoding: str = 'fourier',
-                     num_latents: int = 512, latent_channels: int = 1024, num_blocks: int = 8,
-                     num_self_attends_per_block: int = 6, num_cross_attends: int = 8,
-                     cross_attend_heads: int = 1, self_attend_heads: int = 8,
-                     cross_attend_head_channels: int = -1, self_attend_head_channels: int = -1,
-                     widening_factor: int = 1, dropout_prob: float = 0.0,
-                     attention_dropout_prob: float = 0.0, share_weights: bool = True,
-                     permute_seed: int = -1, compute_dtype: str = 'float32') -> Model:
+def image_classifier(
+  *,
+  num_classes: int,
+  input_channels: int = 3,
+  num_bands: int = 64,
+  max_resolution: Sequence[int] = (),
+  position_encoding: str = 'fourier',
+  num_latents: int = 512,
+  latent_channels: int = 1024,
+  num_blocks: int = 8,
+  num_self_attends_per_block: int = 6,
+  num_cross_attends: int = 8,
+  cross_attend_heads: int = 1,
+  self_attend_heads: int = 8,
+  cross_attend_head_channels: int = -1,
+  self_attend_head_channels: int = -1,
+  widening_factor: int = 1,
+  dropout_prob: float = 0.0,
+  attention_dropout_prob: float = 0.0,
+  share_weights: bool = True,
+  permute_seed: int = -1,
+  compute_dtype: str = 'float32',
+) -> Model:
   """The Perceiver image classifier (defaults: the paper's ImageNet model).
 
   `num_blocks` latent Transformers of `num_self_attends_per_block`
@@ -156,68 +203,131 @@ def image_classifier(*, num_classes: int, input_channels: int = 3, num_bands: in
   cross-attends 2..n and the latent Transformers share weights.
   Input: images [B, H, W, input_channels].
   """
-  return from_config(dict(
-      name='perceiver', compute_dtype=compute_dtype,
-      input=dict(modality='image', input_channels=input_channels, num_bands=num_bands,
-                 max_resolution=tuple(max_resolution), position_encoding=position_encoding,
-                 permute_seed=permute_seed),
-      encoder=_encoder(num_latents=num_latents, latent_channels=latent_channels,
-                       num_blocks=num_blocks, num_self_attends_per_block=num_self_attends_per_block,
-                       num_cross_attends=num_cross_attends, cross_attend_heads=cross_attend_heads,
-                       self_attend_heads=self_attend_heads,
-                       cross_attend_head_channels=cross_attend_head_channels,
-                       self_attend_head_channels=self_attend_head_channels,
-                       widening_factor=widening_factor, dropout_prob=dropout_prob,
-                       attention_dropout_prob=attention_dropout_prob, share_weights=share_weights,
-                       placement='interleaved'),
-      decoder=dict(name='average_project', num_classes=num_classes)))
+  return from_config(
+    dict(
+      name='perceiver',
+      compute_dtype=compute_dtype,
+      input=dict(
+        modality='image',
+        input_channels=input_channels,
+        num_bands=num_bands,
+        max_resolution=tuple(max_resolution),
+        position_encoding=position_encoding,
+        permute_seed=permute_seed,
+      ),
+      encoder=_encoder(
+        num_latents=num_latents,
+        latent_channels=latent_channels,
+        num_blocks=num_blocks,
+        num_self_attends_per_block=num_self_attends_per_block,
+        num_cross_attends=num_cross_attends,
+        cross_attend_heads=cross_attend_heads,
+        self_attend_heads=self_attend_heads,
+        cross_attend_head_channels=cross_attend_head_channels,
+        self_attend_head_channels=self_attend_head_channels,
+        widening_factor=widening_factor,
+        dropout_prob=dropout_prob,
+        attention_dropout_prob=attention_dropout_prob,
+        share_weights=share_weights,
+        placement='interleaved',
+      ),
+      decoder=dict(name='average_project', num_classes=num_classes),
+    )
+  )
 
 
-def point_cloud_classifier(*, num_classes: int = 40, num_bands: int = 64,
-                           max_resolution: Sequence[int] = (2240, 2240, 2240),
-                           num_latents: int = 512, latent_channels: int = 1024, num_blocks: int = 2,
-                           num_self_attends_per_block: int = 6, num_cross_attends: int = 2,
-                           cross_attend_heads: int = 1, self_attend_heads: int = 8,
-                           dropout_prob: float = 0.0, share_weights: bool = True) -> Model:
+def point_cloud_classifier(
+  *,
+  num_classes: int = 40,
+  num_bands: int = 64,
+  max_resolution: Sequence[int] = (2240, 2240, 2240),
+  num_latents: int = 512,
+  latent_channels: int = 1024,
+  num_blocks: int = 2,
+  num_self_attends_per_block: int = 6,
+  num_cross_attends: int = 2,
+  cross_attend_heads: int = 1,
+  self_attend_heads: int = 8,
+  dropout_prob: float = 0.0,
+  share_weights: bool = True,
+) -> Model:
   """The Perceiver point-cloud classifier (defaults: the paper's ModelNet40
   model, configs/modelnet40.py:paper). Input: points [B, N, 3]."""
-  return from_config(dict(
+  return from_config(
+    dict(
       name='perceiver',
       input=dict(modality='points', num_bands=num_bands, max_resolution=tuple(max_resolution)),
-      encoder=_encoder(num_latents=num_latents, latent_channels=latent_channels,
-                       num_blocks=num_blocks, num_self_attends_per_block=num_self_attends_per_block,
-                       num_cross_attends=num_cross_attends, cross_attend_heads=cross_attend_heads,
-                       self_attend_heads=self_attend_heads, cross_attend_head_channels=-1,
-                       self_attend_head_channels=-1, widening_factor=1, dropout_prob=dropout_prob,
-                       attention_dropout_prob=0.0, share_weights=share_weights,
-                       placement='interleaved'),
-      decoder=dict(name='average_project', num_classes=num_classes)))
+      encoder=_encoder(
+        num_latents=num_latents,
+        latent_channels=latent_channels,
+        num_blocks=num_blocks,
+        num_self_attends_per_block=num_self_attends_per_block,
+        num_cross_attends=num_cross_attends,
+        cross_attend_heads=cross_attend_heads,
+        self_attend_heads=self_attend_heads,
+        cross_attend_head_channels=-1,
+        self_attend_head_channels=-1,
+        widening_factor=1,
+        dropout_prob=dropout_prob,
+        attention_dropout_prob=0.0,
+        share_weights=share_weights,
+        placement='interleaved',
+      ),
+      decoder=dict(name='average_project', num_classes=num_classes),
+    )
+  )
 
 
-def io_classifier(*, num_classes: int = 1000, input_channels: int = 3, num_bands: int = 64,
-                  max_resolution: Sequence[int] = (), num_latents: int = 512,
-                  latent_channels: int = 1024, num_blocks: int = 8,
-                  num_self_attends_per_block: int = 6, cross_attend_heads: int = 1,
-                  self_attend_heads: int = 8, decoder_heads: int = 1, dropout_prob: float = 0.0,
-                  compute_dtype: str = 'float32') -> Model:
+def io_classifier(
+  *,
+  num_classes: int = 1000,
+  input_channels: int = 3,
+  num_bands: int = 64,
+  max_resolution: Sequence[int] = (),
+  num_latents: int = 512,
+  latent_channels: int = 1024,
+  num_blocks: int = 8,
+  num_self_attends_per_block: int = 6,
+  cross_attend_heads: int = 1,
+  self_attend_heads: int = 8,
+  decoder_heads: int = 1,
+  dropout_prob: float = 0.0,
+  compute_dtype: str = 'float32',
+) -> Model:
   """The Perceiver IO image classifier (defaults: config A of the Perceiver
   IO paper, pixels + 2-D Fourier features; configs/imagenet.py:io_fourier).
   Input: images [B, H, W, input_channels]."""
-  return from_config(dict(
-      name='perceiver_io', compute_dtype=compute_dtype,
-      input=dict(modality='image', input_channels=input_channels, num_bands=num_bands,
-                 max_resolution=tuple(max_resolution)),
-      encoder=_encoder(num_latents=num_latents, latent_channels=latent_channels,
-                       num_blocks=num_blocks, num_self_attends_per_block=num_self_attends_per_block,
-                       num_cross_attends=1, cross_attend_heads=cross_attend_heads,
-                       self_attend_heads=self_attend_heads, cross_attend_head_channels=-1,
-                       self_attend_head_channels=-1, widening_factor=1, dropout_prob=dropout_prob,
-                       attention_dropout_prob=0.0, share_weights=True, placement='start'),
-      decoder=dict(name='classification', num_classes=num_classes, num_heads=decoder_heads)))
+  return from_config(
+    dict(
+      name='perceiver_io',
+      compute_dtype=compute_dtype,
+      input=dict(
+        modality='image', input_channels=input_channels, num_bands=num_bands, max_resolution=tuple(max_resolution)
+      ),
+      encoder=_encoder(
+        num_latents=num_latents,
+        latent_channels=latent_channels,
+        num_blocks=num_blocks,
+        num_self_attends_per_block=num_self_attends_per_block,
+        num_cross_attends=1,
+        cross_attend_heads=cross_attend_heads,
+        self_attend_heads=self_attend_heads,
+        cross_attend_head_channels=-1,
+        self_attend_head_channels=-1,
+        widening_factor=1,
+        dropout_prob=dropout_prob,
+        attention_dropout_prob=0.0,
+        share_weights=True,
+        placement='start',
+      ),
+      decoder=dict(name='classification', num_classes=num_classes, num_heads=decoder_heads),
+    )
+  )
 
 
 def _published(name: str, **overrides: Any) -> Model:
   from perceiver.checkpoints import published  # pylint: disable=g-import-not-at-top
+
   cfg = published.published_config(name)
   for key, value in overrides.items():
     section, _, field = key.partition('__')
@@ -228,25 +338,39 @@ def _published(name: str, **overrides: Any) -> Model:
   return from_reference_config(cfg)
 
 
-def masked_lm(*, max_seq_len: int = 2048, num_latents: int = 256, latent_channels: int = 1280,
-              num_self_attends: int = 26) -> Model:
+def masked_lm(
+  *, max_seq_len: int = 2048, num_latents: int = 256, latent_channels: int = 1280, num_self_attends: int = 26
+) -> Model:
   """Perceiver IO masked language model on UTF-8 bytes (the released
   `language_perceiver_io_bytes` architecture). Inputs: token ids [B, T]
   int32 and an input mask [B, T]; output logits [B, T, 262]."""
-  return _published('language_masked_lm', max_seq_len=max_seq_len, encoder__z_index_dim=num_latents,
-                    encoder__num_z_channels=latent_channels,
-                    encoder__v_channels=latent_channels,
-                    encoder__num_self_attends_per_block=num_self_attends)
+  return _published(
+    'language_masked_lm',
+    max_seq_len=max_seq_len,
+    encoder__z_index_dim=num_latents,
+    encoder__num_z_channels=latent_channels,
+    encoder__v_channels=latent_channels,
+    encoder__num_self_attends_per_block=num_self_attends,
+  )
 
 
-def optical_flow(*, train_size: Sequence[int] = (368, 496), num_latents: int = 2048,
-                 latent_channels: int = 512, num_self_attends: int = 24) -> Model:
+def optical_flow(
+  *,
+  train_size: Sequence[int] = (368, 496),
+  num_latents: int = 2048,
+  latent_channels: int = 512,
+  num_self_attends: int = 24,
+) -> Model:
   """Perceiver IO optical flow (the released `optical_flow_checkpoint`
   architecture). Input: a frame pair [B, 2, H, W, 3] at `train_size`;
   output flow [B, H, W, 2]."""
-  return _published('optical_flow', train_size=list(train_size), encoder__z_index_dim=num_latents,
-                    encoder__num_z_channels=latent_channels,
-                    encoder__num_self_attends_per_block=num_self_attends)
+  return _published(
+    'optical_flow',
+    train_size=list(train_size),
+    encoder__z_index_dim=num_latents,
+    encoder__num_z_channels=latent_channels,
+    encoder__num_self_attends_per_block=num_self_attends,
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -264,6 +388,7 @@ def is_runner_export(config: Optional[Mapping[str, Any]]) -> bool:
 def _example_inputs(model: Model, state: Mapping[str, Any]) -> Optional[Tuple[Any, ...]]:
   """One-example inputs the checkpoint was made for (None if unknown)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   if isinstance(model.config, Mapping):
     cfg = model.config
     if cfg.get('model') == 'image_classifier' and cfg.get('image_shape'):
@@ -278,8 +403,9 @@ def _example_inputs(model: Model, state: Mapping[str, Any]) -> Optional[Tuple[An
   return ({k: jax.ShapeDtypeStruct((1, *np.shape(v)[1:]), np.asarray(v).dtype) for k, v in spec.items()},)
 
 
-def load_pretrained(path: str, *, config: Optional[Mapping[str, Any]] = None,
-                    hf_config: Optional[Mapping[str, Any]] = None) -> Tuple[Model, Any, Any]:
+def load_pretrained(
+  path: str, *, config: Optional[Mapping[str, Any]] = None, hf_config: Optional[Mapping[str, Any]] = None
+) -> Tuple[Model, Any, Any]:
   """`(model, params, state)` from any checkpoint this project reads.
 
   DeepMind `.pystate`/`.pickle` (read without executing code; the config of
@@ -292,13 +418,15 @@ def load_pretrained(path: str, *, config: Optional[Mapping[str, Any]] = None,
   """
   from perceiver import checkpoints  # pylint: disable=g-import-not-at-top
   from perceiver.checkpoints import published  # pylint: disable=g-import-not-at-top
+
   params, state, cfg = checkpoints.load_checkpoint(path, config=config, hf_config=hf_config)
   if cfg is None:
     preset = published.RELEASED_FILES.get(os.path.basename(os.fspath(path)))
     if preset is None:
       raise checkpoints.CheckpointFormatError(
-          f'{path}: the file carries no model config and is not a released DeepMind file; '
-          'pass config= (a reference-style config dict)')
+        f'{path}: the file carries no model config and is not a released DeepMind file; '
+        'pass config= (a reference-style config dict)'
+      )
     cfg = published.published_config(preset)
   if is_runner_export(cfg):
     model = from_config(cfg[RUNNER_CONFIG_KEY])
@@ -306,12 +434,14 @@ def load_pretrained(path: str, *, config: Optional[Mapping[str, Any]] = None,
     model = from_reference_config(cfg)
   else:
     raise checkpoints.CheckpointFormatError(
-        f'{path}: __config__ is neither a reference config (a `model` name) nor a training '
-        f'run export ({RUNNER_CONFIG_KEY!r})')
+      f'{path}: __config__ is neither a reference config (a `model` name) nor a training '
+      f'run export ({RUNNER_CONFIG_KEY!r})'
+    )
   example = _example_inputs(model, state)
   if example is not None:
     want_params, want_state = jax.eval_shape(
-        lambda *x: model.net.init(jax.random.PRNGKey(0), *x, is_training=True), *example)
+      lambda *x: model.net.init(jax.random.PRNGKey(0), *x, is_training=True), *example
+    )
     checkpoints.check_compatible(want_params, params, what='params')
     checkpoints.check_compatible(want_state, state, what='state')
   return model, params, state

@@ -41,11 +41,14 @@ def _check_qkv(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: Optiona
   if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
     raise ValueError(f'attend expects [B, T, H, D] q, k, v; got q{q.shape} k{k.shape} v{v.shape}')
   if q.shape[0] != k.shape[0] or k.shape[:3] != v.shape[:3] or q.shape[2] != k.shape[2] or q.shape[3] != k.shape[3]:
-    raise ValueError(f'attend: incompatible q{q.shape} k{k.shape} v{v.shape} '
-                     '(need same batch/heads, same qk channels, same key count for k and v)')
+    raise ValueError(
+      f'attend: incompatible q{q.shape} k{k.shape} v{v.shape} '
+      '(need same batch/heads, same qk channels, same key count for k and v)'
+    )
   if attention_mask is not None and attention_mask.shape != (q.shape[0], q.shape[1], k.shape[1]):
-    raise ValueError(f'attention mask must be [B, T, S] = {(q.shape[0], q.shape[1], k.shape[1])}, '
-                     f'got {attention_mask.shape}')
+    raise ValueError(
+      f'attention mask must be [B, T, S] = {(q.shape[0], q.shape[1], k.shape[1])}, got {attention_mask.shape}'
+    )
 
 
 # Head widths cuDNN's fused attention kernel takes (jax.nn.dot_product_attention
@@ -54,10 +57,15 @@ _CUDNN_MAX_HEAD = 128
 _FUSED_IMPLEMENTATIONS = ('xla', 'cudnn')
 
 
-def fused_attention_implementation(q: jax.Array, k: jax.Array, v: jax.Array, *,
-                                   dropout_prob: float = 0.0,
-                                   attention_mask: Optional[jax.Array] = None,
-                                   backend: Optional[str] = None) -> Optional[str]:
+def fused_attention_implementation(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  dropout_prob: float = 0.0,
+  attention_mask: Optional[jax.Array] = None,
+  backend: Optional[str] = None,
+) -> Optional[str]:
   """'cudnn' when `attend` should hand this call to cuDNN's flash attention.
 
   Only on a GPU backend, for half-precision q/k/v of one head width (a
@@ -82,9 +90,15 @@ def fused_attention_implementation(q: jax.Array, k: jax.Array, v: jax.Array, *,
   return 'cudnn'
 
 
-def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, dropout_prob: float = 0.0,
-           attention_mask: Optional[jax.Array] = None,
-           implementation: Optional[str] = None) -> jax.Array:
+def attend(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  dropout_prob: float = 0.0,
+  attention_mask: Optional[jax.Array] = None,
+  implementation: Optional[str] = None,
+) -> jax.Array:
   """Multi-head attention, materialising the [B, H, T, S] weights (plain path)
   or through jax.nn.dot_product_attention (fused path).
 
@@ -96,19 +110,18 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, dropout_prob: float = 0.
   """
   _check_qkv(q, k, v, attention_mask)
   if implementation is None:
-    implementation = fused_attention_implementation(
-        q, k, v, dropout_prob=dropout_prob, attention_mask=attention_mask) or 'plain'
+    implementation = (
+      fused_attention_implementation(q, k, v, dropout_prob=dropout_prob, attention_mask=attention_mask) or 'plain'
+    )
   if implementation in _FUSED_IMPLEMENTATIONS:
     return _attend_fused(q, k, v, attention_mask, implementation, dropout_prob)
   if implementation != 'plain':
-    raise ValueError(f"attend: implementation must be None, 'plain', 'xla' or 'cudnn', "
-                     f'got {implementation!r}')
+    raise ValueError(f"attend: implementation must be None, 'plain', 'xla' or 'cudnn', got {implementation!r}")
   batch, num_q, num_heads, qk_head = q.shape
   v_head = v.shape[-1]
   logits = jnp.einsum('bthd,bshd->bhts', q, k) * (1.0 / math.sqrt(qk_head))  # [B, H, T, S]
   if attention_mask is not None:
-    logits = jnp.where(attention_mask[:, None, :, :], logits,
-                       jnp.asarray(-_mask_value(logits.dtype), logits.dtype))
+    logits = jnp.where(attention_mask[:, None, :, :], logits, jnp.asarray(-_mask_value(logits.dtype), logits.dtype))
   weights = jax.nn.softmax(logits)
   if dropout_prob > 0:
     weights = hk.dropout(hk.next_rng_key(), dropout_prob, weights)
@@ -119,16 +132,24 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, dropout_prob: float = 0.
   return out
 
 
-def _attend_fused(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: Optional[jax.Array],
-                  implementation: str, dropout_prob: float) -> jax.Array:
+def _attend_fused(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  attention_mask: Optional[jax.Array],
+  implementation: str,
+  dropout_prob: float,
+) -> jax.Array:
   """`attend` through jax.nn.dot_product_attention (same scale, same zeroed
   fully-masked rows)."""
   if dropout_prob > 0:
-    raise ValueError(f'attend: implementation={implementation!r} has no attention dropout; '
-                     'use the plain path when dropout_prob > 0')
+    raise ValueError(
+      f'attend: implementation={implementation!r} has no attention dropout; use the plain path when dropout_prob > 0'
+    )
   if k.shape != v.shape:
-    raise ValueError(f'attend: implementation={implementation!r} needs keys and values of one '
-                     f'shape, got k{k.shape} v{v.shape}')
+    raise ValueError(
+      f'attend: implementation={implementation!r} needs keys and values of one shape, got k{k.shape} v{v.shape}'
+    )
   batch, num_q = q.shape[:2]
   mask = None if attention_mask is None else attention_mask.astype(bool)[:, None]  # [B, 1, T, S]
   out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
@@ -193,8 +214,7 @@ class _Blocks:
 
   def logits(self, q_blk, k_blk, qi, ki):
     """Scaled, masked logits [B, H, cq, ck] of one (query, key) block, float32."""
-    logits = jnp.einsum('bthd,bshd->bhts', q_blk, k_blk,
-                        preferred_element_type=jnp.float32) * self.scale
+    logits = jnp.einsum('bthd,bshd->bhts', q_blk, k_blk, preferred_element_type=jnp.float32) * self.scale
     if self.mask is not None:
       m_blk = self.take(self.take(self.mask, qi, self.q_chunk, 1), ki, self.kv_chunk, 2)
       logits = jnp.where(m_blk[:, None], logits, self.neg)
@@ -239,18 +259,18 @@ def _flash_fwd(q, kv, theta, mask, key, q_chunk, kv_chunk, rate, project):
       p = jnp.exp(logits - new_max[..., None])
       new_sum = blocks.take(row_sum, qi, q_chunk, 2) * correction + p.sum(-1)
       p, _ = blocks.dropout(p, key, qi, ki)
-      pv = jnp.einsum('bhts,bshd->bhtd', p.astype(v_blk.dtype), v_blk,
-                      preferred_element_type=jnp.float32)
+      pv = jnp.einsum('bhts,bshd->bhtd', p.astype(v_blk.dtype), v_blk, preferred_element_type=jnp.float32)
       new_acc = blocks.take(acc, qi, q_chunk, 2) * correction[..., None] + pv
-      return (blocks.put(acc, new_acc, qi, 2), blocks.put(row_max, new_max, qi, 2),
-              blocks.put(row_sum, new_sum, qi, 2))
+      return (blocks.put(acc, new_acc, qi, 2), blocks.put(row_max, new_max, qi, 2), blocks.put(row_sum, new_sum, qi, 2))
 
     return jax.lax.fori_loop(0, blocks.nq, q_step, stats)
 
   _, v0 = jax.eval_shape(project, blocks.kv_block(0), theta)
-  init = (jnp.zeros((batch, num_heads, num_q, v0.shape[-1]), jnp.float32),
-          jnp.full((batch, num_heads, num_q), -jnp.inf, jnp.float32),
-          jnp.zeros((batch, num_heads, num_q), jnp.float32))
+  init = (
+    jnp.zeros((batch, num_heads, num_q, v0.shape[-1]), jnp.float32),
+    jnp.full((batch, num_heads, num_q), -jnp.inf, jnp.float32),
+    jnp.zeros((batch, num_heads, num_q), jnp.float32),
+  )
   acc, row_max, row_sum = jax.lax.fori_loop(0, blocks.nk, kv_step, init)
   out = (acc / row_sum[..., None]).astype(v0.dtype).transpose(0, 2, 1, 3)  # [B, T, H, Dv]
   lse = row_max + jnp.log(row_sum)
@@ -277,14 +297,16 @@ def _flash_bwd(q_chunk, kv_chunk, rate, project, residuals, d_out):
       logits = blocks.logits(q_blk, k_blk, qi, ki)
       p = jnp.exp(logits - blocks.take(lse, qi, q_chunk, 2)[..., None])  # [B, H, cq, ck]
       p_drop, keep = blocks.dropout(p, key, qi, ki)
-      dv_blk = dv_blk + jnp.einsum('bhts,bthd->bshd', p_drop.astype(do_blk.dtype), do_blk,
-                                   preferred_element_type=jnp.float32)
+      dv_blk = dv_blk + jnp.einsum(
+        'bhts,bthd->bshd', p_drop.astype(do_blk.dtype), do_blk, preferred_element_type=jnp.float32
+      )
       dp = jnp.einsum('bthd,bshd->bhts', do_blk, v_blk, preferred_element_type=jnp.float32)
       if keep is not None:
         dp = jnp.where(keep, dp / (1.0 - rate), 0.0)
       ds = (p * (dp - blocks.take(delta, qi, q_chunk, 2)[..., None]) * blocks.scale).astype(q.dtype)
       dq_blk = blocks.take(dq, qi, q_chunk, 1) + jnp.einsum(
-          'bhts,bshd->bthd', ds, k_blk, preferred_element_type=jnp.float32)
+        'bhts,bshd->bthd', ds, k_blk, preferred_element_type=jnp.float32
+      )
       dk_blk = dk_blk + jnp.einsum('bhts,bthd->bshd', ds, q_blk, preferred_element_type=jnp.float32)
       return blocks.put(dq, dq_blk, qi, 1), dk_blk, dv_blk
 
@@ -295,8 +317,11 @@ def _flash_bwd(q_chunk, kv_chunk, rate, project, residuals, d_out):
     dtheta = jax.tree.map(lambda acc, d: acc + d.astype(jnp.float32), dtheta, dtheta_blk)
     return dq, dkv, dtheta
 
-  init = (jnp.zeros(q.shape, jnp.float32), jax.tree.map(jnp.zeros_like, blocks.kv),
-          jax.tree.map(lambda t: jnp.zeros(t.shape, jnp.float32), theta))
+  init = (
+    jnp.zeros(q.shape, jnp.float32),
+    jax.tree.map(jnp.zeros_like, blocks.kv),
+    jax.tree.map(lambda t: jnp.zeros(t.shape, jnp.float32), theta),
+  )
   dq, dkv, dtheta = jax.lax.fori_loop(0, blocks.nk, kv_step, init)
   num_kv = blocks.num_kv
   dkv = jax.tree.map(lambda d: d[:, :num_kv], dkv)
@@ -307,8 +332,9 @@ def _flash_bwd(q_chunk, kv_chunk, rate, project, residuals, d_out):
 _flash.defvjp(_flash_fwd, _flash_bwd)
 
 
-def _chunked(q, kv, theta, project, *, chunk_size: int, dropout_prob: float,
-             attention_mask: Optional[jax.Array]) -> jax.Array:
+def _chunked(
+  q, kv, theta, project, *, chunk_size: int, dropout_prob: float, attention_mask: Optional[jax.Array]
+) -> jax.Array:
   """Pads the queries to whole blocks, runs `_flash`, zeroes fully masked rows."""
   if chunk_size <= 0:
     raise ValueError(f'chunk_size must be positive, got {chunk_size}')
@@ -329,8 +355,15 @@ def _chunked(q, kv, theta, project, *, chunk_size: int, dropout_prob: float,
   return out
 
 
-def attend_chunked(q: jax.Array, k: jax.Array, v: jax.Array, *, chunk_size: int,
-                   dropout_prob: float = 0.0, attention_mask: Optional[jax.Array] = None) -> jax.Array:
+def attend_chunked(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  chunk_size: int,
+  dropout_prob: float = 0.0,
+  attention_mask: Optional[jax.Array] = None,
+) -> jax.Array:
   """Memory-lean attention: same result as `attend`, never holds [T, S] weights.
 
   FlashAttention-style, written by hand because JAX's fused
@@ -348,8 +381,9 @@ def attend_chunked(q: jax.Array, k: jax.Array, v: jax.Array, *, chunk_size: int,
   bitwise) to `attend`.
   """
   _check_qkv(q, k, v, attention_mask)
-  return _chunked(q, (k, v), (), _given_kv, chunk_size=chunk_size, dropout_prob=dropout_prob,
-                  attention_mask=attention_mask)
+  return _chunked(
+    q, (k, v), (), _given_kv, chunk_size=chunk_size, dropout_prob=dropout_prob, attention_mask=attention_mask
+  )
 
 
 def _flat(x: jax.Array) -> jax.Array:
@@ -375,11 +409,13 @@ class _Linear(hk.Linear):
     return out.reshape(inputs.shape[:-1] + out.shape[-1:])
 
 
-def linear(num_channels: int, *, with_bias: bool = True, init_scale: float = 1.0,
-           name: Optional[str] = None) -> hk.Linear:
+def linear(
+  num_channels: int, *, with_bias: bool = True, init_scale: float = 1.0, name: Optional[str] = None
+) -> hk.Linear:
   """The reference's `conv_1d`: a per-position linear layer."""
-  return _Linear(num_channels, with_bias=with_bias,
-                 w_init=hk.initializers.VarianceScaling(init_scale), name=name or 'linear')
+  return _Linear(
+    num_channels, with_bias=with_bias, w_init=hk.initializers.VarianceScaling(init_scale), name=name or 'linear'
+  )
 
 
 def layer_norm(eps: float = DEFAULT_LAYER_NORM_EPS, name: Optional[str] = None) -> hk.LayerNorm:
@@ -398,21 +434,33 @@ class _ParamsOf(hk.Module):
 
   def __call__(self, in_channels: int, dtype) -> Tuple[jax.Array, jax.Array]:
     if self._kind == 'layer_norm':
-      return (hk.get_parameter('scale', [in_channels], dtype, init=jnp.ones),
-              hk.get_parameter('offset', [in_channels], dtype, init=jnp.zeros))
-    w = hk.get_parameter('w', [in_channels, self._channels], dtype,
-                         init=hk.initializers.VarianceScaling(self._init_scale))
+      return (
+        hk.get_parameter('scale', [in_channels], dtype, init=jnp.ones),
+        hk.get_parameter('offset', [in_channels], dtype, init=jnp.zeros),
+      )
+    w = hk.get_parameter(
+      'w', [in_channels, self._channels], dtype, init=hk.initializers.VarianceScaling(self._init_scale)
+    )
     return w, hk.get_parameter('b', [self._channels], dtype, init=jnp.zeros)
 
 
 class MultiHeadAttention(hk.Module):
   """Multi-head attention with q/k/v/output projections (`linear`..`linear_3`)."""
 
-  def __init__(self, *, num_heads: int = 8, init_scale: float = 1.0, with_final_bias: bool = True,
-               final_init_scale_multiplier: float = 1.0, dropout_prob: float = 0.0,
-               qk_channels: Optional[int] = None, v_channels: Optional[int] = None,
-               output_channels: Optional[int] = None, chunk_size: int = 0,
-               name: str = 'attention'):
+  def __init__(
+    self,
+    *,
+    num_heads: int = 8,
+    init_scale: float = 1.0,
+    with_final_bias: bool = True,
+    final_init_scale_multiplier: float = 1.0,
+    dropout_prob: float = 0.0,
+    qk_channels: Optional[int] = None,
+    v_channels: Optional[int] = None,
+    output_channels: Optional[int] = None,
+    chunk_size: int = 0,
+    name: str = 'attention',
+  ):
     super().__init__(name=name)
     self._num_heads = num_heads
     self._init_scale = init_scale
@@ -424,9 +472,15 @@ class MultiHeadAttention(hk.Module):
     self._output_channels = output_channels
     self._chunk_size = chunk_size
 
-  def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array, *, is_training: bool = False,
-               attention_mask: Optional[jax.Array] = None,
-               kv_norm: Optional[Tuple[jax.Array, jax.Array, float]] = None) -> jax.Array:
+  def __call__(
+    self,
+    inputs_q: jax.Array,
+    inputs_kv: jax.Array,
+    *,
+    is_training: bool = False,
+    attention_mask: Optional[jax.Array] = None,
+    kv_norm: Optional[Tuple[jax.Array, jax.Array, float]] = None,
+  ) -> jax.Array:
     """inputs_q [B, T, Cq], inputs_kv [B, S, Ckv] -> [B, T, output_channels].
 
     `kv_norm` = (scale, offset, eps): `inputs_kv` are not yet layer-normed;
@@ -439,8 +493,7 @@ class MultiHeadAttention(hk.Module):
     output_channels = self._output_channels or v_channels
     for what, channels in (('qk_channels', qk_channels), ('v_channels', v_channels)):
       if channels % self._num_heads:
-        raise ValueError(f'{self.module_name}: {what}={channels} is not divisible by '
-                         f'num_heads={self._num_heads}')
+        raise ValueError(f'{self.module_name}: {what}={channels} is not divisible by num_heads={self._num_heads}')
     q = linear(qk_channels, init_scale=self._init_scale)(inputs_q)
     batch, num_q, _ = q.shape
     h = self._num_heads
@@ -449,16 +502,24 @@ class MultiHeadAttention(hk.Module):
     if kv_norm is not None and self._chunk_size:
       scale, offset, eps = kv_norm
       kv_params = tuple(
-          _ParamsOf('linear', channels, init_scale=self._init_scale, name='linear')(
-              inputs_kv.shape[-1], inputs_kv.dtype) for channels in (qk_channels, v_channels))
+        _ParamsOf('linear', channels, init_scale=self._init_scale, name='linear')(inputs_kv.shape[-1], inputs_kv.dtype)
+        for channels in (qk_channels, v_channels)
+      )
       if attention_mask is not None and attention_mask.shape != (batch, num_q, inputs_kv.shape[1]):
-        raise ValueError(f'attention mask must be [B, T, S] = {(batch, num_q, inputs_kv.shape[1])}, '
-                         f'got {attention_mask.shape}')
+        raise ValueError(
+          f'attention mask must be [B, T, S] = {(batch, num_q, inputs_kv.shape[1])}, got {attention_mask.shape}'
+        )
       project = functools.partial(_norm_project_kv, eps=float(eps), num_heads=h)
-      out = _chunked(q, inputs_kv, (scale, offset) + kv_params[0] + kv_params[1], project,
-                     chunk_size=self._chunk_size, dropout_prob=dropout, attention_mask=attention_mask)
-      return linear(output_channels, with_bias=self._with_final_bias,
-                    init_scale=self._final_init_scale)(out)
+      out = _chunked(
+        q,
+        inputs_kv,
+        (scale, offset) + kv_params[0] + kv_params[1],
+        project,
+        chunk_size=self._chunk_size,
+        dropout_prob=dropout,
+        attention_mask=attention_mask,
+      )
+      return linear(output_channels, with_bias=self._with_final_bias, init_scale=self._final_init_scale)(out)
     if kv_norm is not None:
       raise ValueError(f'{self.module_name}: kv_norm needs chunk_size > 0')
     k = linear(qk_channels, init_scale=self._init_scale)(inputs_kv)
@@ -467,19 +528,24 @@ class MultiHeadAttention(hk.Module):
     k = k.reshape(batch, num_kv, h, qk_channels // h)
     v = v.reshape(batch, num_kv, h, v_channels // h)
     if self._chunk_size:
-      out = attend_chunked(q, k, v, chunk_size=self._chunk_size, dropout_prob=dropout,
-                           attention_mask=attention_mask)
+      out = attend_chunked(q, k, v, chunk_size=self._chunk_size, dropout_prob=dropout, attention_mask=attention_mask)
     else:
       out = attend(q, k, v, dropout_prob=dropout, attention_mask=attention_mask)
-    return linear(output_channels, with_bias=self._with_final_bias,
-                  init_scale=self._final_init_scale)(out)
+    return linear(output_channels, with_bias=self._with_final_bias, init_scale=self._final_init_scale)(out)
 
 
 class MLP(hk.Module):
   """Dense block: Linear(widening * C) -> GELU (tanh approx.) -> Linear(C)."""
 
-  def __init__(self, *, widening_factor: int = 4, dropout_prob: float = 0.0,
-               init_scale: float = 1.0, gelu_approximate: bool = True, name: str = 'mlp'):
+  def __init__(
+    self,
+    *,
+    widening_factor: int = 4,
+    dropout_prob: float = 0.0,
+    init_scale: float = 1.0,
+    gelu_approximate: bool = True,
+    name: str = 'mlp',
+  ):
     super().__init__(name=name)
     self._gelu_approximate = gelu_approximate  # False: exact erf GELU (Hugging Face weights).
     self._widening_factor = widening_factor
@@ -505,11 +571,22 @@ def _dropout(x: jax.Array, rate: float, is_training: bool) -> jax.Array:
 class SelfAttention(hk.Module):
   """Pre-LayerNorm Transformer block: x += Attn(LN(x)); x += MLP(LN(x))."""
 
-  def __init__(self, *, widening_factor: int = 4, dropout_prob: float = 0.0,
-               dropout_attn_prob: float = 0.0, num_heads: int = 8, att_init_scale: float = 1.0,
-               dense_init_scale: float = 1.0, qk_channels: Optional[int] = None,
-               v_channels: Optional[int] = None, layer_norm_eps: float = DEFAULT_LAYER_NORM_EPS,
-               chunk_size: int = 0, gelu_approximate: bool = True, name: Optional[str] = None):
+  def __init__(
+    self,
+    *,
+    widening_factor: int = 4,
+    dropout_prob: float = 0.0,
+    dropout_attn_prob: float = 0.0,
+    num_heads: int = 8,
+    att_init_scale: float = 1.0,
+    dense_init_scale: float = 1.0,
+    qk_channels: Optional[int] = None,
+    v_channels: Optional[int] = None,
+    layer_norm_eps: float = DEFAULT_LAYER_NORM_EPS,
+    chunk_size: int = 0,
+    gelu_approximate: bool = True,
+    name: Optional[str] = None,
+  ):
     super().__init__(name=name)
     self._gelu_approximate = gelu_approximate
     self._widening_factor = widening_factor
@@ -523,21 +600,26 @@ class SelfAttention(hk.Module):
     self._eps = layer_norm_eps
     self._chunk_size = chunk_size
 
-  def __call__(self, inputs: jax.Array, *, is_training: bool,
-               attention_mask: Optional[jax.Array] = None) -> jax.Array:
+  def __call__(self, inputs: jax.Array, *, is_training: bool, attention_mask: Optional[jax.Array] = None) -> jax.Array:
     """inputs [B, N, D] -> [B, N, D]."""
     x = inputs
     normed = layer_norm(self._eps)(inputs)
     attn = MultiHeadAttention(
-        num_heads=self._num_heads, init_scale=self._att_init_scale,
-        qk_channels=self._qk_channels, v_channels=self._v_channels,
-        output_channels=inputs.shape[-1],
-        dropout_prob=self._dropout_attn_prob, chunk_size=self._chunk_size)(
-            normed, normed, is_training=is_training, attention_mask=attention_mask)
+      num_heads=self._num_heads,
+      init_scale=self._att_init_scale,
+      qk_channels=self._qk_channels,
+      v_channels=self._v_channels,
+      output_channels=inputs.shape[-1],
+      dropout_prob=self._dropout_attn_prob,
+      chunk_size=self._chunk_size,
+    )(normed, normed, is_training=is_training, attention_mask=attention_mask)
     x = x + _dropout(attn, self._dropout_prob, is_training)
-    x = x + MLP(widening_factor=self._widening_factor, dropout_prob=self._dropout_prob,
-                init_scale=self._dense_init_scale, gelu_approximate=self._gelu_approximate)(
-                    layer_norm(self._eps)(x), is_training=is_training)
+    x = x + MLP(
+      widening_factor=self._widening_factor,
+      dropout_prob=self._dropout_prob,
+      init_scale=self._dense_init_scale,
+      gelu_approximate=self._gelu_approximate,
+    )(layer_norm(self._eps)(x), is_training=is_training)
     return x
 
 
@@ -549,12 +631,24 @@ class CrossAttention(hk.Module):
   ImageNet), 'q' the query's. Explicit `qk_channels`/`v_channels` override it.
   """
 
-  def __init__(self, *, widening_factor: int = 1, dropout_prob: float = 0.0,
-               dropout_attn_prob: float = 0.0, num_heads: int = 8, att_init_scale: float = 1.0,
-               dense_init_scale: float = 1.0, shape_for_attn: str = 'kv',
-               use_query_residual: bool = True, qk_channels: Optional[int] = None,
-               v_channels: Optional[int] = None, layer_norm_eps: float = DEFAULT_LAYER_NORM_EPS,
-               chunk_size: int = 0, gelu_approximate: bool = True, name: Optional[str] = None):
+  def __init__(
+    self,
+    *,
+    widening_factor: int = 1,
+    dropout_prob: float = 0.0,
+    dropout_attn_prob: float = 0.0,
+    num_heads: int = 8,
+    att_init_scale: float = 1.0,
+    dense_init_scale: float = 1.0,
+    shape_for_attn: str = 'kv',
+    use_query_residual: bool = True,
+    qk_channels: Optional[int] = None,
+    v_channels: Optional[int] = None,
+    layer_norm_eps: float = DEFAULT_LAYER_NORM_EPS,
+    chunk_size: int = 0,
+    gelu_approximate: bool = True,
+    name: Optional[str] = None,
+  ):
     super().__init__(name=name)
     self._gelu_approximate = gelu_approximate
     if shape_for_attn not in ('q', 'kv'):
@@ -572,37 +666,51 @@ class CrossAttention(hk.Module):
     self._eps = layer_norm_eps
     self._chunk_size = chunk_size
 
-  def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array, *, is_training: bool,
-               attention_mask: Optional[jax.Array] = None) -> jax.Array:
+  def __call__(
+    self, inputs_q: jax.Array, inputs_kv: jax.Array, *, is_training: bool, attention_mask: Optional[jax.Array] = None
+  ) -> jax.Array:
     """inputs_q [B, N, D], inputs_kv [B, M, C] -> [B, N, D]."""
     if inputs_q.ndim != 3 or inputs_kv.ndim != 3:
-      raise ValueError(f'{self.module_name}: expected [B, N, D] queries and [B, M, C] inputs, '
-                       f'got {inputs_q.shape} and {inputs_kv.shape}')
+      raise ValueError(
+        f'{self.module_name}: expected [B, N, D] queries and [B, M, C] inputs, '
+        f'got {inputs_q.shape} and {inputs_kv.shape}'
+      )
     if inputs_q.shape[0] != inputs_kv.shape[0]:
-      raise ValueError(f'{self.module_name}: batch sizes differ: queries {inputs_q.shape[0]}, '
-                       f'inputs {inputs_kv.shape[0]}')
+      raise ValueError(
+        f'{self.module_name}: batch sizes differ: queries {inputs_q.shape[0]}, inputs {inputs_kv.shape[0]}'
+      )
     output_channels = inputs_q.shape[-1]
     qk_channels = inputs_q.shape[-1] if self._shape_for_attn == 'q' else inputs_kv.shape[-1]
     if self._qk_channels is not None:
       qk_channels = self._qk_channels
     attention = MultiHeadAttention(
-        num_heads=self._num_heads, init_scale=self._att_init_scale,
-        dropout_prob=self._dropout_attn_prob, qk_channels=qk_channels,
-        v_channels=self._v_channels, output_channels=output_channels,
-        chunk_size=self._chunk_size)
+      num_heads=self._num_heads,
+      init_scale=self._att_init_scale,
+      dropout_prob=self._dropout_attn_prob,
+      qk_channels=qk_channels,
+      v_channels=self._v_channels,
+      output_channels=output_channels,
+      chunk_size=self._chunk_size,
+    )
     normed_q = layer_norm(self._eps)(inputs_q)
     if self._chunk_size:
       # The key/value LayerNorm runs block by block inside the chunked attention.
       scale, offset = _ParamsOf('layer_norm', inputs_kv.shape[-1], name='layer_norm')(
-          inputs_kv.shape[-1], inputs_kv.dtype)
-      attn = attention(normed_q, inputs_kv, is_training=is_training, attention_mask=attention_mask,
-                       kv_norm=(scale, offset, self._eps))
+        inputs_kv.shape[-1], inputs_kv.dtype
+      )
+      attn = attention(
+        normed_q, inputs_kv, is_training=is_training, attention_mask=attention_mask, kv_norm=(scale, offset, self._eps)
+      )
     else:
-      attn = attention(normed_q, layer_norm(self._eps)(inputs_kv), is_training=is_training,
-                       attention_mask=attention_mask)
+      attn = attention(
+        normed_q, layer_norm(self._eps)(inputs_kv), is_training=is_training, attention_mask=attention_mask
+      )
     attn = _dropout(attn, self._dropout_prob, is_training)
     x = inputs_q + attn if self._use_query_residual else attn
-    x = x + MLP(widening_factor=self._widening_factor, dropout_prob=self._dropout_prob,
-                init_scale=self._dense_init_scale, gelu_approximate=self._gelu_approximate)(
-                    layer_norm(self._eps)(x), is_training=is_training)
+    x = x + MLP(
+      widening_factor=self._widening_factor,
+      dropout_prob=self._dropout_prob,
+      init_scale=self._dense_init_scale,
+      gelu_approximate=self._gelu_approximate,
+    )(layer_norm(self._eps)(x), is_training=is_training)
     return x

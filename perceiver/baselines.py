@@ -66,20 +66,24 @@ class GridInputs(hk.Module):
 
   def _fourier(self, pos: jax.Array, grid: tuple[int, ...]) -> jax.Array:
     c = self._cfg
-    return pe.generate_fourier_features(pos, num_bands=c.num_bands,
-                                        max_resolution=c.max_resolution or grid,
-                                        concat_pos=c.concat_pos, sine_only=c.sine_only)
+    return pe.generate_fourier_features(
+      pos,
+      num_bands=c.num_bands,
+      max_resolution=c.max_resolution or grid,
+      concat_pos=c.concat_pos,
+      sine_only=c.sine_only,
+    )
 
   def _points(self, points: jax.Array) -> jax.Array:
     if points.ndim != 3 or points.shape[-1] != 3:
       raise ValueError(f'points must be [B, N, 3], got {points.shape}')
     b, n, _ = points.shape
-    g = self._cfg.grid_size or int(n ** 0.5)
+    g = self._cfg.grid_size or int(n**0.5)
     # max_resolution default: the Perceiver's point-cloud default (models.py).
     feats = self._fourier(points, (1120,) * 3)  # [B, N, 3 + 6K], includes xyz.
     if n < g * g:
       feats = jnp.pad(feats, ((0, 0), (0, g * g - n), (0, 0)))
-    feats = feats[:, :g * g]  # [B, G*G, C]
+    feats = feats[:, : g * g]  # [B, G*G, C]
     if self._cfg.permute_seed >= 0:
       feats = feats[:, io.fixed_permutation(g * g, self._cfg.permute_seed)]
     return feats.reshape(b, g, g, feats.shape[-1])  # [B, G, G, C]
@@ -101,8 +105,9 @@ class GridInputs(hk.Module):
         pos = jnp.broadcast_to(pe.build_linear_positions((h, w)).reshape(1, h * w, 2), (b, h * w, 2))
       x = jnp.concatenate([x, self._fourier(pos, (h, w)).astype(x.dtype)], axis=-1)
     elif kind == 'trainable':
-      enc = pe.TrainablePositionEncoding(index_dim=h * w, num_channels=c.trainable_pos_channels,
-                                         init_scale=c.trainable_pos_init_scale)(batch_size=b)
+      enc = pe.TrainablePositionEncoding(
+        index_dim=h * w, num_channels=c.trainable_pos_channels, init_scale=c.trainable_pos_init_scale
+      )(batch_size=b)
       x = jnp.concatenate([x, enc.astype(x.dtype)], axis=-1)
     if c.permute_seed >= 0:
       # After the position features: each pixel keeps its true position.
@@ -126,9 +131,19 @@ class ViT(hk.Module):
   Perceiver. `patch_size=1` on a resized image is the plain Transformer.
   """
 
-  def __init__(self, num_classes: int, *, patch_size: int, hidden_size: int, num_layers: int,
-               num_heads: int, widening_factor: int = 4, dropout_prob: float = 0.0,
-               pool: str = 'cls', name: str = 'vit'):
+  def __init__(
+    self,
+    num_classes: int,
+    *,
+    patch_size: int,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    widening_factor: int = 4,
+    dropout_prob: float = 0.0,
+    pool: str = 'cls',
+    name: str = 'vit',
+  ):
     super().__init__(name=name)
     if pool not in ('cls', 'mean'):
       raise ValueError(f"model.vit.pool must be 'cls' or 'mean', got {pool!r}")
@@ -153,8 +168,8 @@ class ViT(hk.Module):
       tokens = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, self._hidden)), tokens], axis=1)
     for i in range(self._layers):  # [B, T, D]
       tokens = attn_lib.SelfAttention(
-          widening_factor=self._widening, num_heads=self._heads, dropout_prob=self._dropout,
-          name=f'layer_{i}')(tokens, is_training=is_training)
+        widening_factor=self._widening, num_heads=self._heads, dropout_prob=self._dropout, name=f'layer_{i}'
+      )(tokens, is_training=is_training)
     tokens = attn_lib.layer_norm(name='final_norm')(tokens)
     rep = tokens[:, 0] if self._pool == 'cls' else tokens.mean(axis=1)  # [B, D]
     return hk.Linear(self._num_classes, w_init=jnp.zeros, name='head')(rep)
@@ -162,11 +177,17 @@ class ViT(hk.Module):
 
 def _resnet(num_classes: int, r: config_lib.ResNetConfig) -> hk.nets.ResNet:
   return hk.nets.ResNet(
-      blocks_per_group=r.blocks_per_group, num_classes=num_classes, resnet_v2=r.resnet_v2,
-      bottleneck=r.bottleneck, channels_per_group=r.channels_per_group, strides=r.strides,
-      initial_conv_config=dict(output_channels=r.initial_conv_channels,
-                               kernel_shape=r.initial_conv_kernel, stride=r.initial_conv_stride),
-      name='resnet')
+    blocks_per_group=r.blocks_per_group,
+    num_classes=num_classes,
+    resnet_v2=r.resnet_v2,
+    bottleneck=r.bottleneck,
+    channels_per_group=r.channels_per_group,
+    strides=r.strides,
+    initial_conv_config=dict(
+      output_channels=r.initial_conv_channels, kernel_shape=r.initial_conv_kernel, stride=r.initial_conv_stride
+    ),
+    name='resnet',
+  )
 
 
 def baseline_net(cfg: config_lib.BaselineConfig) -> hk.TransformedWithState:
@@ -191,7 +212,7 @@ def build_baseline(model_config) -> hk.TransformedWithState:
   `perceiver.models.build_model` builds these too."""
   cfg = config_lib.parse_model_config(model_config)
   if cfg.name not in BASELINES:
-    raise config_lib.ModelConfigError(f'model.name={cfg.name!r} is not a baseline; baselines: '
-                                      f'{sorted(BASELINES)}')
+    raise config_lib.ModelConfigError(f'model.name={cfg.name!r} is not a baseline; baselines: {sorted(BASELINES)}')
   from perceiver import models  # pylint: disable=g-import-not-at-top  # models builds every kind.
+
   return models.build_model(cfg)

@@ -50,9 +50,16 @@ def as_dict(cfg: Any) -> Dict[str, Any]:
   raise ModelConfigError(f'a model config section must be a mapping, got {type(cfg).__name__}')
 
 
-def _field(default: Any = dataclasses.MISSING, doc: str = '', *, choices: Tuple = (),
-           min: Optional[float] = None, below: Optional[float] = None,  # pylint: disable=redefined-builtin
-           factory: Optional[Callable[[], Any]] = None, unset: bool = False) -> Any:
+def _field(
+  default: Any = dataclasses.MISSING,
+  doc: str = '',
+  *,
+  choices: Tuple = (),
+  min: Optional[float] = None,
+  below: Optional[float] = None,  # pylint: disable=redefined-builtin
+  factory: Optional[Callable[[], Any]] = None,
+  unset: bool = False,
+) -> Any:
   """A schema field: its default, meaning and allowed values (read by the
   validator and by the generated docs table). `unset`: -1 means "not set"
   and any other value must be >= 1."""
@@ -65,36 +72,45 @@ def _field(default: Any = dataclasses.MISSING, doc: str = '', *, choices: Tuple 
 _POSITIONS = ('fourier', 'trainable', 'none')
 # Index dims of the position grid per modality (None: depends on prep_type).
 _GRID_DIMS = {'image': 2, 'video': 3, 'audio': None, 'points': 3, 'audio_video': None}
-_PREP_TYPES = {'image': ('pixels', 'conv1x1', 'conv', 'patches'),
-               'video': ('pixels', 'patches', 'conv'), 'audio': ('patches', 'mel')}
+_PREP_TYPES = {
+  'image': ('pixels', 'conv1x1', 'conv', 'patches'),
+  'video': ('pixels', 'patches', 'conv'),
+  'audio': ('patches', 'mel'),
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
   """`model.input`: how the inputs become the byte array [B, M, C]."""
-  modality: str = _field('image', 'input key the model reads',
-                         choices=('image', 'video', 'audio', 'points', 'audio_video'))
-  input_channels: int = _field(-1, 'channels C of a channels-last image/video; checked, so a '
-                               '[B, C, H, W] array fails clearly (-1: not checked)', unset=True)
-  prep_type: str = _field('pixels', "image: pixels, conv1x1, conv, patches; video: pixels, "
-                          'patches, conv; audio: patches, mel')
+
+  modality: str = _field(
+    'image', 'input key the model reads', choices=('image', 'video', 'audio', 'points', 'audio_video')
+  )
+  input_channels: int = _field(
+    -1,
+    'channels C of a channels-last image/video; checked, so a [B, C, H, W] array fails clearly (-1: not checked)',
+    unset=True,
+  )
+  prep_type: str = _field(
+    'pixels', 'image: pixels, conv1x1, conv, patches; video: pixels, patches, conv; audio: patches, mel'
+  )
   spatial_downsample: int = _field(1, 'patch / conv1x1 stride', min=1)
   temporal_downsample: int = _field(1, 'video patch length in frames', min=1)
-  num_channels: int = _field(-1, 'output channels of conv1x1 / conv stem / patch linear (-1: keep)',
-                             unset=True)
+  num_channels: int = _field(-1, 'output channels of conv1x1 / conv stem / patch linear (-1: keep)', unset=True)
   position_encoding: str = _field('fourier', 'position features', choices=_POSITIONS)
   num_bands: int = _field(64, 'Fourier frequency bands K', min=1)
-  max_resolution: Tuple[int, ...] = _field((), 'Fourier max resolution mu per index dim (() = '
-                                           'the input grid: mu=224 on 224 x 224 ImageNet images)')
+  max_resolution: Tuple[int, ...] = _field(
+    (), 'Fourier max resolution mu per index dim (() = the input grid: mu=224 on 224 x 224 ImageNet images)'
+  )
   concat_pos: bool = _field(True, 'Fourier: append the raw positions')
   sine_only: bool = _field(False, 'Fourier: sines only (no cosines)')
-  trainable_pos_channels: int = _field(258, 'trainable position width (258 = the Fourier width)',
-                                       min=1)
+  trainable_pos_channels: int = _field(258, 'trainable position width (258 = the Fourier width)', min=1)
   trainable_pos_init_scale: float = _field(0.02, 'trainable position init std', min=0)
   project_pos_dim: int = _field(-1, 'project positions to this width (-1: no projection)', unset=True)
   concat_or_add_pos: str = _field('concat', 'how positions join the inputs', choices=('concat', 'add'))
-  permute_seed: int = _field(-1, '>= 0: one fixed permutation of the M inputs after position '
-                             'features are attached (Perceiver Table 2)', min=-1)
+  permute_seed: int = _field(
+    -1, '>= 0: one fixed permutation of the M inputs after position features are attached (Perceiver Table 2)', min=-1
+  )
   samples_per_patch: int = _field(128, 'audio patches: samples per input', min=1)
   mel_patch_shape: Tuple[int, ...] = _field((1, 1), 'audio mel: (frames, bins) per input')
   min_padding_size: int = _field(4, 'audio_video: modality padding channels', min=0)
@@ -116,18 +132,23 @@ class InputConfig:
   def validate(self, path: str) -> None:
     allowed = _PREP_TYPES.get(self.modality)
     if allowed is not None and self.prep_type not in allowed:
-      raise ModelConfigError(f'{path}.prep_type for {self.modality} must be one of {list(allowed)}, '
-                             f'got {_show(self.prep_type)}')
+      raise ModelConfigError(
+        f'{path}.prep_type for {self.modality} must be one of {list(allowed)}, got {_show(self.prep_type)}'
+      )
     dims = self.grid_dims()
-    if (self.position_encoding == 'fourier' and dims is not None and self.max_resolution
-        and len(self.max_resolution) != dims):
-      raise ModelConfigError(f'{path}.max_resolution has {len(self.max_resolution)} dims, '
-                             f'{self.modality} inputs have {dims} index dims')
+    if (
+      self.position_encoding == 'fourier'
+      and dims is not None
+      and self.max_resolution
+      and len(self.max_resolution) != dims
+    ):
+      raise ModelConfigError(
+        f'{path}.max_resolution has {len(self.max_resolution)} dims, {self.modality} inputs have {dims} index dims'
+      )
     if any(r < 1 for r in self.max_resolution):
       raise ModelConfigError(f'{path}.max_resolution entries must be >= 1')
     if self.modality == 'points' and self.position_encoding != 'fourier':
-      raise ModelConfigError(f"{path}.position_encoding must be 'fourier' for points "
-                             '(the xyz are the positions)')
+      raise ModelConfigError(f"{path}.position_encoding must be 'fourier' for points (the xyz are the positions)")
     if len(self.mel_patch_shape) != 2 or min(self.mel_patch_shape) < 1:
       raise ModelConfigError(f'{path}.mel_patch_shape must be two ints >= 1')
     if self.modality == 'audio_video':
@@ -136,7 +157,7 @@ class InputConfig:
         if section is None:
           raise ModelConfigError(f'{path}.modality=audio_video needs a {path}.{sub} section')
         if section.modality != sub:
-          raise ModelConfigError(f"{path}.{sub}.modality must be {sub!r}, got {_show(section.modality)}")
+          raise ModelConfigError(f'{path}.{sub}.modality must be {sub!r}, got {_show(section.modality)}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,39 +167,45 @@ class EncoderConfig:
   Defaults: the Perceiver's ImageNet model (8 cross-attends interleaved with
   8 shared latent Transformers of 6 self-attends on 512 x 1024 latents).
   """
+
   num_latents: int = _field(512, 'N, latent array length', min=1)
   latent_channels: int = _field(1024, 'D, latent channels', min=1)
   num_blocks: int = _field(8, 'latent Transformer repeats (0: cross-attends only)', min=0)
   num_self_attends_per_block: int = _field(6, 'self-attends per latent Transformer', min=0)
   num_cross_attends: int = _field(8, 'cross-attends (8 Perceiver, 1 Perceiver IO)', min=1)
-  cross_attend_placement: str = _field('interleaved', 'cross-attends before every k-th block or '
-                                       'all at the start', choices=('interleaved', 'start'))
+  cross_attend_placement: str = _field(
+    'interleaved', 'cross-attends before every k-th block or all at the start', choices=('interleaved', 'start')
+  )
   share_cross_attends: bool = _field(True, 'cross-attends 2..n share one set of weights')
   share_latent_transformers: bool = _field(True, 'all repeats share one latent Transformer')
   num_cross_attend_heads: int = _field(1, 'cross-attend heads', min=1)
   num_self_attend_heads: int = _field(8, 'self-attend heads', min=1)
   cross_attend_widening_factor: int = _field(1, 'cross-attend MLP widening', min=1)
   self_attend_widening_factor: int = _field(1, 'self-attend MLP widening', min=1)
-  qk_channels: int = _field(-1, 'Q/K width of every attention (-1: reference default: the '
-                            'inputs\' width for cross-attends, D for self-attends)', unset=True)
+  qk_channels: int = _field(
+    -1,
+    "Q/K width of every attention (-1: reference default: the inputs' width for cross-attends, D for self-attends)",
+    unset=True,
+  )
   v_channels: int = _field(-1, 'V width of every attention (-1: = its Q/K width)', unset=True)
-  cross_attend_qk_channels: int = _field(-1, 'cross-attend Q/K width = heads x dim per head '
-                                         '(-1: qk_channels)', unset=True)
+  cross_attend_qk_channels: int = _field(
+    -1, 'cross-attend Q/K width = heads x dim per head (-1: qk_channels)', unset=True
+  )
   cross_attend_v_channels: int = _field(-1, 'cross-attend V width (-1: v_channels)', unset=True)
   self_attend_qk_channels: int = _field(-1, 'self-attend Q/K width (-1: qk_channels)', unset=True)
   self_attend_v_channels: int = _field(-1, 'self-attend V width (-1: v_channels)', unset=True)
-  cross_attention_shape_for_attn: str = _field('kv', 'reference default width of the cross-attend '
-                                               'Q/K: the inputs\' (kv) or the latents\' (q)',
-                                               choices=('kv', 'q'))
+  cross_attention_shape_for_attn: str = _field(
+    'kv', "reference default width of the cross-attend Q/K: the inputs' (kv) or the latents' (q)", choices=('kv', 'q')
+  )
   use_query_residual: bool = _field(True, 'residual around the cross-attend')
   dropout_prob: float = _field(0.0, 'dropout on attention outputs and MLPs (training)', min=0, below=1)
-  attention_dropout_prob: float = _field(0.0, 'dropout on attention weights (training)', min=0,
-                                         below=1)
+  attention_dropout_prob: float = _field(0.0, 'dropout on attention weights (training)', min=0, below=1)
   latent_init_scale: float = _field(0.02, 'latent array init std', min=0)
-  attention_chunk_size: int = _field(0, '0: plain attention, else the memory-lean chunked '
-                                     'cross-attend with this block size', min=0)
+  attention_chunk_size: int = _field(
+    0, '0: plain attention, else the memory-lean chunked cross-attend with this block size', min=0
+  )
   remat: bool = _field(False, 'rematerialise latent blocks (memory for compute)')
-  layer_norm_eps: float = _field(1e-5, 'LayerNorm epsilon (the reference\'s)', min=0)
+  layer_norm_eps: float = _field(1e-5, "LayerNorm epsilon (the reference's)", min=0)
 
   def channels(self, which: str) -> Tuple[Optional[int], Optional[int]]:
     """(qk, v) widths of the 'cross' or 'self' attends; None: reference default."""
@@ -195,25 +222,31 @@ class EncoderConfig:
       if which == 'self' and qk is None:
         qk, what = self.latent_channels, 'latent_channels'
       else:
-        what = f'{which}_attend_qk_channels' if getattr(self, f'{which}_attend_qk_channels') > 0 \
-            else 'qk_channels'
+        what = f'{which}_attend_qk_channels' if getattr(self, f'{which}_attend_qk_channels') > 0 else 'qk_channels'
       if qk is not None and qk % heads:
         raise ModelConfigError(f'{path}.{what}={qk} is not divisible by num_{which}_attend_heads={heads}')
       v = v if v is not None else qk
       if v is not None and v % heads:
-        raise ModelConfigError(f'{path}.{which}_attend_v_channels (or v_channels)={v} is not divisible '
-                               f'by num_{which}_attend_heads={heads}')
+        raise ModelConfigError(
+          f'{path}.{which}_attend_v_channels (or v_channels)={v} is not divisible by num_{which}_attend_heads={heads}'
+        )
     if self.cross_attend_placement == 'interleaved' and self.num_cross_attends > max(self.num_blocks, 1):
-      raise ModelConfigError(f'{path}.num_cross_attends={self.num_cross_attends} cannot interleave with '
-                             f'num_blocks={self.num_blocks}; use cross_attend_placement=start')
+      raise ModelConfigError(
+        f'{path}.num_cross_attends={self.num_cross_attends} cannot interleave with '
+        f'num_blocks={self.num_blocks}; use cross_attend_placement=start'
+      )
 
 
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
   """`model.decoder`: the classification head."""
+
   num_classes: int = _field(0, 'K, output classes (required)', min=1)
-  name: str = _field('average_project', 'average the latents then project, or a query '
-                     'cross-attends into them', choices=('average_project', 'classification'))
+  name: str = _field(
+    'average_project',
+    'average the latents then project, or a query cross-attends into them',
+    choices=('average_project', 'classification'),
+  )
   num_heads: int = _field(1, 'classification: query cross-attend heads', min=1)
   use_query_residual: bool = _field(True, 'classification: residual around the query cross-attend')
   query_channels: int = _field(-1, 'classification: query width (-1: latent_channels)', unset=True)
@@ -226,9 +259,9 @@ def _default(cls, **kw):
 @dataclasses.dataclass(frozen=True)
 class PerceiverConfig:
   """`config.model` of the Perceiver (paper ImageNet defaults)."""
+
   name: str = _field('perceiver', 'the model kind (registry key)')
-  compute_dtype: str = _field('float32', 'params stay float32; bfloat16 computes in bf16',
-                              choices=COMPUTE_DTYPES)
+  compute_dtype: str = _field('float32', 'params stay float32; bfloat16 computes in bf16', choices=COMPUTE_DTYPES)
   input: InputConfig = _field(factory=InputConfig, doc='see model.input')
   encoder: EncoderConfig = _field(factory=EncoderConfig, doc='see model.encoder')
   decoder: DecoderConfig = _field(factory=DecoderConfig, doc='see model.decoder')
@@ -237,17 +270,18 @@ class PerceiverConfig:
 @dataclasses.dataclass(frozen=True)
 class PerceiverIOConfig(PerceiverConfig):
   """`config.model` of a Perceiver IO classifier (config A defaults)."""
+
   name: str = _field('perceiver_io', 'the model kind (registry key)')
-  encoder: EncoderConfig = _field(factory=_default(EncoderConfig, num_cross_attends=1,
-                                                   cross_attend_placement='start'),
-                                  doc='see model.encoder')
-  decoder: DecoderConfig = _field(factory=_default(DecoderConfig, name='classification'),
-                                  doc='see model.decoder')
+  encoder: EncoderConfig = _field(
+    factory=_default(EncoderConfig, num_cross_attends=1, cross_attend_placement='start'), doc='see model.encoder'
+  )
+  decoder: DecoderConfig = _field(factory=_default(DecoderConfig, name='classification'), doc='see model.decoder')
 
 
 @dataclasses.dataclass(frozen=True)
 class BaselineInputConfig:
   """`model.input` of a baseline: the Perceiver's position features on a grid."""
+
   modality: str = _field('image', 'input key', choices=('image', 'points'))
   input_channels: int = _field(-1, 'channels C of a channels-last image (-1: not checked)', unset=True)
   position_encoding: str = _field('fourier', 'position features', choices=_POSITIONS)
@@ -257,7 +291,7 @@ class BaselineInputConfig:
   sine_only: bool = _field(False, 'Fourier: sines only')
   trainable_pos_channels: int = _field(128, 'trainable position width', min=1)
   trainable_pos_init_scale: float = _field(0.02, 'trainable position init std', min=0)
-  permute_seed: int = _field(-1, '>= 0: the Perceiver\'s fixed input permutation', min=-1)
+  permute_seed: int = _field(-1, ">= 0: the Perceiver's fixed input permutation", min=-1)
   resize: Tuple[int, ...] = _field((), '(H, W): resize images first (() = no resize)')
   grid_size: int = _field(0, 'points: side G of the G x G grid (0: floor(sqrt(N)))', min=0)
 
@@ -265,31 +299,33 @@ class BaselineInputConfig:
     if self.resize and (len(self.resize) != 2 or min(self.resize) < 1):
       raise ModelConfigError(f'{path}.resize must be () or (H, W) with H, W >= 1')
     if self.modality == 'points' and self.position_encoding != 'fourier':
-      raise ModelConfigError(f"{path}.position_encoding must be 'fourier' for points "
-                             '(the xyz are the positions)')
+      raise ModelConfigError(f"{path}.position_encoding must be 'fourier' for points (the xyz are the positions)")
 
 
 @dataclasses.dataclass(frozen=True)
 class ResNetConfig:
   """`model.resnet`: ResNet-50 v1 (He et al. 2016) unless overridden."""
+
   blocks_per_group: Tuple[int, ...] = _field((3, 4, 6, 3), 'blocks per stage')
   channels_per_group: Tuple[int, ...] = _field((256, 512, 1024, 2048), 'channels per stage')
   bottleneck: bool = _field(True, 'bottleneck blocks')
   resnet_v2: bool = _field(False, 'pre-activation (v2) blocks')
   strides: Tuple[int, ...] = _field((1, 2, 2, 2), 'stride per stage')
   initial_conv_channels: int = _field(64, 'stem channels', min=1)
-  initial_conv_kernel: int = _field(7, 'stem kernel (Table 2\'s input RF of 49 px)', min=1)
+  initial_conv_kernel: int = _field(7, "stem kernel (Table 2's input RF of 49 px)", min=1)
   initial_conv_stride: int = _field(2, 'stem stride', min=1)
 
   def validate(self, path: str) -> None:
     if not len(self.blocks_per_group) == len(self.channels_per_group) == len(self.strides) == 4:
-      raise ModelConfigError(f'{path}.blocks_per_group, channels_per_group and strides need 4 '
-                             'entries each (hk.nets.ResNet)')
+      raise ModelConfigError(
+        f'{path}.blocks_per_group, channels_per_group and strides need 4 entries each (hk.nets.ResNet)'
+      )
 
 
 @dataclasses.dataclass(frozen=True)
 class ViTConfig:
   """`model.vit`: ViT-B/16 (Dosovitskiy et al. 2021) unless overridden."""
+
   patch_size: int = _field(16, 'patch side (1: single pixels, the plain Transformer)', min=1)
   hidden_size: int = _field(768, 'token width', min=1)
   num_layers: int = _field(12, 'Transformer layers', min=1)
@@ -300,19 +336,20 @@ class ViTConfig:
 
   def validate(self, path: str) -> None:
     if self.hidden_size % self.num_heads:
-      raise ModelConfigError(f'{path}.hidden_size={self.hidden_size} is not divisible by '
-                             f'num_heads={self.num_heads}')
+      raise ModelConfigError(f'{path}.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}')
 
 
 @dataclasses.dataclass(frozen=True)
 class BaselineDecoderConfig:
   """`model.decoder` of a baseline."""
+
   num_classes: int = _field(0, 'K, output classes (required)', min=1)
 
 
 @dataclasses.dataclass(frozen=True)
 class BaselineConfig:
   """`config.model` of a baseline (`resnet`, `vit`, `transformer`)."""
+
   name: str = _field('vit', 'the model kind (registry key)')
   compute_dtype: str = _field('float32', 'bfloat16: vit/transformer only', choices=COMPUTE_DTYPES)
   input: BaselineInputConfig = _field(factory=BaselineInputConfig, doc='see model.input')
@@ -322,8 +359,7 @@ class BaselineConfig:
 
   def validate(self, path: str) -> None:
     if self.name == 'transformer' and self.vit.patch_size != 1:
-      raise ModelConfigError(f'{path}.vit.patch_size must be 1: model.name=transformer attends '
-                             'over single pixels')
+      raise ModelConfigError(f'{path}.vit.patch_size must be 1: model.name=transformer attends over single pixels')
     if self.name == 'resnet' and self.compute_dtype != 'float32':
       # BatchNorm statistics would be kept (and returned as state) in bf16.
       raise ModelConfigError(f'{path}.compute_dtype=bfloat16 is supported for vit/transformer only')
@@ -332,6 +368,7 @@ class BaselineConfig:
 # ---------------------------------------------------------------------------
 # Registry: model.name -> (config dataclass, builder).
 # ---------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelKind:
@@ -374,6 +411,7 @@ for _name in ('resnet', 'vit', 'transformer'):
 # Parsing and validation.
 # ---------------------------------------------------------------------------
 
+
 def _show(value: Any) -> str:
   """A short repr for messages (values may come from untrusted files)."""
   text = repr(value)
@@ -408,12 +446,12 @@ def _coerce(tp: Any, value: Any, path: str, base: Any) -> Any:
       return value
   elif origin is tuple:
     if isinstance(value, (list, tuple)) and all(
-        isinstance(v, numbers.Integral) and not type(v).__name__.startswith('bool') for v in value):
+      isinstance(v, numbers.Integral) and not type(v).__name__.startswith('bool') for v in value
+    ):
       return tuple(int(v) for v in value)
   else:  # pragma: no cover - a schema field of an unsupported type.
     raise TypeError(f'{path}: unsupported schema type {tp!r}')
-  raise ModelConfigError(f'{path} must be {_kind(tp if origin is not tuple else tuple)}, '
-                         f'got {type(value).__name__}')
+  raise ModelConfigError(f'{path} must be {_kind(tp if origin is not tuple else tuple)}, got {type(value).__name__}')
 
 
 def _check_field(f: dataclasses.Field, value: Any, path: str) -> None:
@@ -457,8 +495,8 @@ def _parse(cls: type, given: Any, path: str, base: Any) -> Any:
 
 def _section(cfg: Any, path: str) -> Dict[str, Any]:
   if isinstance(cfg, (str, bytes, numbers.Number)) or not (
-      cfg is None or hasattr(cfg, 'to_dict') or isinstance(cfg, Mapping)
-      or dataclasses.is_dataclass(cfg)):
+    cfg is None or hasattr(cfg, 'to_dict') or isinstance(cfg, Mapping) or dataclasses.is_dataclass(cfg)
+  ):
     raise ModelConfigError(f'{path} must be a section (a mapping), got {type(cfg).__name__}')
   return as_dict(cfg)
 
@@ -496,8 +534,11 @@ def to_dict(cfg: Any) -> Dict[str, Any]:
 def defaults(cls: type, **kwargs: Any) -> Dict[str, Any]:
   """Default field values of a section (tuples kept), for configs/common.py."""
   inst = cls(**kwargs)
-  return {f.name: getattr(inst, f.name) for f in dataclasses.fields(cls)
-          if getattr(inst, f.name) is not None and not dataclasses.is_dataclass(getattr(inst, f.name))}
+  return {
+    f.name: getattr(inst, f.name)
+    for f in dataclasses.fields(cls)
+    if getattr(inst, f.name) is not None and not dataclasses.is_dataclass(getattr(inst, f.name))
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -535,8 +576,12 @@ def _allowed(f: dataclasses.Field) -> str:
 
 def _table(cls: type, path: str, base: Any, seen: list) -> list:
   hints = typing.get_type_hints(cls)
-  lines = [f'`{path}` ({cls.__name__}: {cls.__doc__.splitlines()[0]})', '',
-           '| field | type | default | allowed | meaning |', '|---|---|---|---|---|']
+  lines = [
+    f'`{path}` ({cls.__name__}: {cls.__doc__.splitlines()[0]})',
+    '',
+    '| field | type | default | allowed | meaning |',
+    '|---|---|---|---|---|',
+  ]
   nested = []
   for f in dataclasses.fields(cls):
     value = getattr(base, f.name)
@@ -545,8 +590,9 @@ def _table(cls: type, path: str, base: Any, seen: list) -> list:
       default = '(section)'
     else:
       default = f'`{value!r}`'
-    lines.append(f'| `{f.name}` | {_type_name(hints[f.name])} | {default} | {_allowed(f)} | '
-                 f'{f.metadata.get("doc", "")} |')
+    lines.append(
+      f'| `{f.name}` | {_type_name(hints[f.name])} | {default} | {_allowed(f)} | {f.metadata.get("doc", "")} |'
+    )
   lines.append('')
   for sub_cls, sub_path, sub_base in nested:
     key = (sub_cls, repr(sub_base))
@@ -585,6 +631,7 @@ def update_doc(path: str) -> bool:
 
 if __name__ == '__main__':
   import sys  # pylint: disable=g-import-not-at-top
+
   if len(sys.argv) != 2:
     sys.exit('usage: python -m perceiver.config docs/architecture.md')
   print('updated' if update_doc(sys.argv[1]) else 'up to date', sys.argv[1])

@@ -31,24 +31,29 @@ class ProjectionDecoder(hk.Module):
   then average) is the reference code's default and the paper's v1 order.
   """
 
-  def __init__(self, num_classes: int, *, final_avg_before_project: bool = False,
-               num_z_channels: int = 1024, use_query_residual: bool = False,
-               w_init_zeros: bool = True, name: str = 'projection_decoder'):
+  def __init__(
+    self,
+    num_classes: int,
+    *,
+    final_avg_before_project: bool = False,
+    num_z_channels: int = 1024,
+    use_query_residual: bool = False,
+    w_init_zeros: bool = True,
+    name: str = 'projection_decoder',
+  ):
     super().__init__(name=name)
     del num_z_channels, use_query_residual  # Accepted for reference-config compatibility.
     self._final_avg_before_project = final_avg_before_project
     self._num_classes = num_classes
     self._w_init = jnp.zeros if w_init_zeros else None
 
-  def decoder_query(self, inputs, modality_sizes=None, inputs_without_pos=None,
-                    subsampled_points=None):
+  def decoder_query(self, inputs, modality_sizes=None, inputs_without_pos=None, subsampled_points=None):
     return None
 
   def output_shape(self, inputs):
     return (inputs.shape[0], self._num_classes), None
 
-  def __call__(self, query, z: jax.Array, *, is_training: bool,
-               query_mask: Optional[jax.Array] = None) -> jax.Array:
+  def __call__(self, query, z: jax.Array, *, is_training: bool, query_mask: Optional[jax.Array] = None) -> jax.Array:
     """z [B, N, D] -> logits [B, num_classes]."""
     del query, is_training, query_mask
     final = hk.Linear(self._num_classes, w_init=self._w_init, name='logits')
@@ -60,16 +65,28 @@ class ProjectionDecoder(hk.Module):
 class BasicDecoder(hk.Module):
   """Cross-attends from output queries into the latents, then projects."""
 
-  def __init__(self, output_num_channels: int, *, position_encoding_type: str = 'trainable',
-               output_index_dims: Optional[Sequence[int]] = None,
-               subsampled_index_dims: Optional[Sequence[int]] = None,
-               num_z_channels: int = 1024, qk_channels: Optional[int] = None,
-               v_channels: Optional[int] = None, use_query_residual: bool = False,
-               output_w_init=None, concat_preprocessed_input: bool = False,
-               num_heads: int = 1, final_project: bool = True,
-               layer_norm_eps: float = attn_lib.DEFAULT_LAYER_NORM_EPS, chunk_size: int = 0,
-               gelu_approximate: bool = True, dropout_attn_prob: float = 0.0,
-               name: str = 'basic_decoder', **position_encoding_kwargs):
+  def __init__(
+    self,
+    output_num_channels: int,
+    *,
+    position_encoding_type: str = 'trainable',
+    output_index_dims: Optional[Sequence[int]] = None,
+    subsampled_index_dims: Optional[Sequence[int]] = None,
+    num_z_channels: int = 1024,
+    qk_channels: Optional[int] = None,
+    v_channels: Optional[int] = None,
+    use_query_residual: bool = False,
+    output_w_init=None,
+    concat_preprocessed_input: bool = False,
+    num_heads: int = 1,
+    final_project: bool = True,
+    layer_norm_eps: float = attn_lib.DEFAULT_LAYER_NORM_EPS,
+    chunk_size: int = 0,
+    gelu_approximate: bool = True,
+    dropout_attn_prob: float = 0.0,
+    name: str = 'basic_decoder',
+    **position_encoding_kwargs,
+  ):
     super().__init__(name=name)
     del num_z_channels  # The latents' width is read from z.
     self._position_encoding_type = position_encoding_type
@@ -94,17 +111,21 @@ class BasicDecoder(hk.Module):
     self.output_pos_enc = None
     if position_encoding_type != 'none' and self._output_index_dims is not None:
       self.output_pos_enc = position_encoding.build_position_encoding(
-          position_encoding_type, index_dims=self._output_index_dims, **position_encoding_kwargs)
+        position_encoding_type, index_dims=self._output_index_dims, **position_encoding_kwargs
+      )
 
   def output_shape(self, inputs):
     return (inputs.shape[0], self._subsampled_index_dims, self._output_num_channels), None
 
-  def decoder_query(self, inputs: jax.Array, modality_sizes=None, inputs_without_pos=None,
-                    subsampled_points: Optional[jax.Array] = None) -> jax.Array:
+  def decoder_query(
+    self, inputs: jax.Array, modality_sizes=None, inputs_without_pos=None, subsampled_points: Optional[jax.Array] = None
+  ) -> jax.Array:
     """Queries [B, O, Cq] for all outputs, or for `subsampled_points` [O'] only."""
     if self.output_pos_enc is None:
-      raise ValueError(f'{self.module_name}: no output queries: position_encoding_type='
-                       f'{self._position_encoding_type!r}, output_index_dims={self._output_index_dims}')
+      raise ValueError(
+        f'{self.module_name}: no output queries: position_encoding_type='
+        f'{self._position_encoding_type!r}, output_index_dims={self._output_index_dims}'
+      )
     batch = inputs.shape[0]
     if subsampled_points is not None:
       # Coordinates of the chosen outputs on the reference's grid -1 + 2 i / n
@@ -122,19 +143,26 @@ class BasicDecoder(hk.Module):
       pos_emb = jnp.concatenate([inputs_without_pos, pos_emb], axis=-1)
     return pos_emb
 
-  def __call__(self, query: jax.Array, z: jax.Array, *, is_training: bool,
-               query_mask: Optional[jax.Array] = None) -> jax.Array:
+  def __call__(
+    self, query: jax.Array, z: jax.Array, *, is_training: bool, query_mask: Optional[jax.Array] = None
+  ) -> jax.Array:
     """query [B, O, Cq], z [B, N, D] -> [B, O, output_num_channels]."""
     attention_mask = None
     if query_mask is not None:
-      attention_mask = attn_lib.make_cross_attention_mask(
-          query_mask, jnp.ones(z.shape[:2], jnp.int32))
+      attention_mask = attn_lib.make_cross_attention_mask(query_mask, jnp.ones(z.shape[:2], jnp.int32))
     cross = attn_lib.CrossAttention(
-        dropout_prob=0.0, num_heads=self._num_heads, widening_factor=1, shape_for_attn='kv',
-        qk_channels=self._qk_channels, v_channels=self._v_channels,
-        use_query_residual=self._use_query_residual, layer_norm_eps=self._eps,
-        chunk_size=self._chunk_size, gelu_approximate=self._gelu_approximate,
-        dropout_attn_prob=self._dropout_attn_prob)
+      dropout_prob=0.0,
+      num_heads=self._num_heads,
+      widening_factor=1,
+      shape_for_attn='kv',
+      qk_channels=self._qk_channels,
+      v_channels=self._v_channels,
+      use_query_residual=self._use_query_residual,
+      layer_norm_eps=self._eps,
+      chunk_size=self._chunk_size,
+      gelu_approximate=self._gelu_approximate,
+      dropout_attn_prob=self._dropout_attn_prob,
+    )
     final = hk.Linear(self._output_num_channels, w_init=self._output_w_init, name='output')
     out = cross(query, z, is_training=is_training, attention_mask=attention_mask)
     if self._final_project:
@@ -148,13 +176,10 @@ class ClassificationDecoder(hk.Module):
   def __init__(self, num_classes: int, name: str = 'classification_decoder', **decoder_kwargs):
     super().__init__(name=name)
     self._num_classes = num_classes
-    self.decoder = BasicDecoder(output_index_dims=(1,), output_num_channels=num_classes,
-                                **decoder_kwargs)
+    self.decoder = BasicDecoder(output_index_dims=(1,), output_num_channels=num_classes, **decoder_kwargs)
 
-  def decoder_query(self, inputs, modality_sizes=None, inputs_without_pos=None,
-                    subsampled_points=None):
-    return self.decoder.decoder_query(inputs, modality_sizes, inputs_without_pos,
-                                      subsampled_points=subsampled_points)
+  def decoder_query(self, inputs, modality_sizes=None, inputs_without_pos=None, subsampled_points=None):
+    return self.decoder.decoder_query(inputs, modality_sizes, inputs_without_pos, subsampled_points=subsampled_points)
 
   def output_shape(self, inputs):
     return (inputs.shape[0], self._num_classes), None
@@ -172,18 +197,28 @@ class MultimodalDecoder(hk.Module):
   order and decoded together.
   """
 
-  def __init__(self, modalities: Mapping[str, hk.Module], num_outputs: Optional[int],
-               output_num_channels: int, min_padding_size: int = 2,
-               subsampled_index_dims: Optional[Mapping[str, int]] = None,
-               name: str = 'multimodal_decoder', **decoder_kwargs):
+  def __init__(
+    self,
+    modalities: Mapping[str, hk.Module],
+    num_outputs: Optional[int],
+    output_num_channels: int,
+    min_padding_size: int = 2,
+    subsampled_index_dims: Optional[Mapping[str, int]] = None,
+    name: str = 'multimodal_decoder',
+    **decoder_kwargs,
+  ):
     super().__init__(name=name)
     self._modalities = dict(modalities)
     self._subsampled_index_dims = subsampled_index_dims
     self._min_padding_size = min_padding_size
     self._output_num_channels = output_num_channels
     self._num_outputs = num_outputs
-    self._decoder = BasicDecoder(output_index_dims=(num_outputs,), output_num_channels=output_num_channels,
-                                 position_encoding_type='none', **decoder_kwargs)
+    self._decoder = BasicDecoder(
+      output_index_dims=(num_outputs,),
+      output_num_channels=output_num_channels,
+      position_encoding_type='none',
+      **decoder_kwargs,
+    )
 
   def decoder_query(self, inputs, modality_sizes, inputs_without_pos=None, subsampled_points=None):
     inputs = restructure(modality_sizes, inputs)
@@ -192,14 +227,18 @@ class MultimodalDecoder(hk.Module):
     for modality, decoder in self._modalities.items():
       without_pos = None if inputs_without_pos is None else inputs_without_pos.get(modality)
       queries[modality] = decoder.decoder_query(
-          inputs=inputs[modality], modality_sizes=None, inputs_without_pos=without_pos,
-          subsampled_points=subsampled_points.get(modality))
+        inputs=inputs[modality],
+        modality_sizes=None,
+        inputs_without_pos=without_pos,
+        subsampled_points=subsampled_points.get(modality),
+      )
     width = max(q.shape[-1] for q in queries.values()) + self._min_padding_size
 
     def pad(modality: str, x: jax.Array) -> jax.Array:
       x = x.reshape(x.shape[0], int(np.prod(x.shape[1:-1])), x.shape[-1])
       padding = position_encoding.TrainablePositionEncoding(
-          1, num_channels=width - x.shape[-1], init_scale=0.02, name=f'{modality}_padding')(x.shape[0])
+        1, num_channels=width - x.shape[-1], init_scale=0.02, name=f'{modality}_padding'
+      )(x.shape[0])
       padding = jnp.broadcast_to(padding, x.shape[:2] + (width - x.shape[-1],))
       return jnp.concatenate([x, padding], axis=-1)
 
@@ -219,20 +258,24 @@ class MultimodalDecoder(hk.Module):
 class BasicVideoAutoencodingDecoder(hk.Module):
   """Queries for every (t, y, x) of a video (used inside a multimodal decoder)."""
 
-  def __init__(self, output_shape: Sequence[int], position_encoding_type: str,
-               name: str = 'basic_video_autoencoding_decoder', **decoder_kwargs):
+  def __init__(
+    self,
+    output_shape: Sequence[int],
+    position_encoding_type: str,
+    name: str = 'basic_video_autoencoding_decoder',
+    **decoder_kwargs,
+  ):
     super().__init__(name=name)
     if len(output_shape) != 4:  # B, T, H, W
       raise ValueError(f'output_shape must be [B, T, H, W], got {tuple(output_shape)}')
     self._output_shape = tuple(output_shape)
     self._output_num_channels = decoder_kwargs['output_num_channels']
-    self.decoder = BasicDecoder(output_index_dims=self._output_shape[1:4],
-                                position_encoding_type=position_encoding_type, **decoder_kwargs)
+    self.decoder = BasicDecoder(
+      output_index_dims=self._output_shape[1:4], position_encoding_type=position_encoding_type, **decoder_kwargs
+    )
 
-  def decoder_query(self, inputs, modality_sizes=None, inputs_without_pos=None,
-                    subsampled_points=None):
-    return self.decoder.decoder_query(inputs, modality_sizes=modality_sizes,
-                                      subsampled_points=subsampled_points)
+  def decoder_query(self, inputs, modality_sizes=None, inputs_without_pos=None, subsampled_points=None):
+    return self.decoder.decoder_query(inputs, modality_sizes=modality_sizes, subsampled_points=subsampled_points)
 
   def output_shape(self, inputs):
     return (inputs.shape[0],) + self._output_shape[1:] + (self._output_num_channels,), None
@@ -245,8 +288,14 @@ class BasicVideoAutoencodingDecoder(hk.Module):
 class FlowDecoder(hk.Module):
   """Optical flow: the queries are the preprocessed first-frame features."""
 
-  def __init__(self, output_image_shape: Sequence[int], output_num_channels: int = 2,
-               rescale_factor: float = 100.0, name: str = 'flow_decoder', **decoder_kwargs):
+  def __init__(
+    self,
+    output_image_shape: Sequence[int],
+    output_num_channels: int = 2,
+    rescale_factor: float = 100.0,
+    name: str = 'flow_decoder',
+    **decoder_kwargs,
+  ):
     super().__init__(name=name)
     self._output_image_shape = tuple(output_image_shape)
     self._output_num_channels = output_num_channels
@@ -256,8 +305,7 @@ class FlowDecoder(hk.Module):
   def output_shape(self, inputs):
     return (inputs.shape[0],) + self._output_image_shape + (self._output_num_channels,), None
 
-  def decoder_query(self, inputs, modality_sizes=None, inputs_without_pos=None,
-                    subsampled_points=None):
+  def decoder_query(self, inputs, modality_sizes=None, inputs_without_pos=None, subsampled_points=None):
     if subsampled_points is not None:
       raise ValueError('FlowDecoder does not support subsampled output queries')
     return inputs
@@ -268,10 +316,10 @@ class FlowDecoder(hk.Module):
 
 
 DECODERS: Dict[str, type] = {
-    'projection': ProjectionDecoder,
-    'basic': BasicDecoder,
-    'classification': ClassificationDecoder,
-    'multimodal': MultimodalDecoder,
-    'video_autoencoding': BasicVideoAutoencodingDecoder,
-    'flow': FlowDecoder,
+  'projection': ProjectionDecoder,
+  'basic': BasicDecoder,
+  'classification': ClassificationDecoder,
+  'multimodal': MultimodalDecoder,
+  'video_autoencoding': BasicVideoAutoencodingDecoder,
+  'flow': FlowDecoder,
 }

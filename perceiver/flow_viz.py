@@ -21,9 +21,9 @@ def colour_wheel() -> np.ndarray:
   """f32 [55, 3] RGB in [0, 1], starting at red, going through yellow."""
   cols = []
   # (channel rising or falling, which channel, which is held at 1).
-  for n, (rise, ch, hold) in zip(_SEGMENTS, ((True, 1, 0), (False, 0, 1),
-                                              (True, 2, 1), (False, 1, 2),
-                                              (True, 0, 2), (False, 2, 0))):
+  for n, (rise, ch, hold) in zip(
+    _SEGMENTS, ((True, 1, 0), (False, 0, 1), (True, 2, 1), (False, 1, 2), (True, 0, 2), (False, 2, 0))
+  ):
     seg = np.zeros((n, 3), np.float32)
     ramp = np.arange(n, dtype=np.float32) / n
     seg[:, hold] = 1.0
@@ -32,8 +32,7 @@ def colour_wheel() -> np.ndarray:
   return np.concatenate(cols)
 
 
-def flow_to_rgb(flow: np.ndarray, max_flow: float | None = None
-                ) -> np.ndarray:
+def flow_to_rgb(flow: np.ndarray, max_flow: float | None = None) -> np.ndarray:
   """uint8 [H, W, 3] colour coding of flow [H, W, 2] (u right, v down).
 
   `max_flow` (pixels) is the magnitude drawn fully saturated; by default the
@@ -71,32 +70,41 @@ def legend(size: int = 101) -> np.ndarray:
   return img
 
 
-def save_flow_png(path: str, flow: np.ndarray, *,
-                  frame: np.ndarray | None = None,
-                  max_flow: float | None = None, title: str = '',
-                  reference: np.ndarray | None = None) -> None:
+def save_flow_png(
+  path: str,
+  flow: np.ndarray,
+  *,
+  frame: np.ndarray | None = None,
+  max_flow: float | None = None,
+  title: str = '',
+  reference: np.ndarray | None = None,
+) -> None:
   """Writes a PNG: [first frame |] flow [| reference flow] | legend.
 
   `reference` (e.g. the ground truth) is drawn on the same colour scale.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
   flow = np.asarray(flow)
   mag = np.hypot(flow[..., 0], flow[..., 1])
   finite = mag[np.isfinite(mag)]
   if max_flow is None:
     max_flow = float(finite.max()) if finite.size else 0.0
   panels = [] if frame is None else [('frame 1', np.asarray(frame))]
-  panels.append(('flow' if reference is None else 'predicted',
-                 flow_to_rgb(flow, max_flow)))
+  panels.append(('flow' if reference is None else 'predicted', flow_to_rgb(flow, max_flow)))
   if reference is not None:
     panels.append(('ground truth', flow_to_rgb(reference, max_flow)))
   h, w = flow.shape[:2]
   fig_w = 3.0 * w / max(h, 1) * len(panels) + 2.2
   fig, axes = plt.subplots(
-      1, len(panels) + 1, figsize=(min(fig_w, 30), 3.4),
-      gridspec_kw={'width_ratios': [w / max(h, 1)] * len(panels) + [0.8]})
+    1,
+    len(panels) + 1,
+    figsize=(min(fig_w, 30), 3.4),
+    gridspec_kw={'width_ratios': [w / max(h, 1)] * len(panels) + [0.8]},
+  )
   for ax, (name, img) in zip(axes, panels):
     ax.imshow(img)
     ax.set_title(name, fontsize=9)

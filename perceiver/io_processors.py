@@ -27,13 +27,12 @@ def restructure(modality_sizes: ModalitySizes, inputs: jax.Array) -> Dict[str, j
   out, start = {}, 0
   for modality in sorted(modality_sizes):
     size = modality_sizes[modality]
-    out[modality] = inputs[:, start:start + size]
+    out[modality] = inputs[:, start : start + size]
     start += size
   return out
 
 
-def space_to_depth(frames: jax.Array, *, temporal_block_size: int = 1,
-                   spatial_block_size: int = 1) -> jax.Array:
+def space_to_depth(frames: jax.Array, *, temporal_block_size: int = 1, spatial_block_size: int = 1) -> jax.Array:
   """Patches: [B, H, W, C] -> [B, H/s, W/s, s*s*C]; [B, T, H, W, C] -> [B, T/t, H/s, W/s, t*s*s*C]."""
   s, t = spatial_block_size, temporal_block_size
   if frames.ndim == 4:
@@ -43,8 +42,7 @@ def space_to_depth(frames: jax.Array, *, temporal_block_size: int = 1,
   if frames.ndim == 5:
     if frames.shape[1] % t or frames.shape[2] % s or frames.shape[3] % s:
       raise ValueError(f'video {frames.shape[1:4]} is not divisible into {t}x{s}x{s} patches')
-    return einops.rearrange(frames, 'b (t dt) (h dh) (w dw) c -> b t h w (dt dh dw c)',
-                            dt=t, dh=s, dw=s)
+    return einops.rearrange(frames, 'b (t dt) (h dh) (w dw) c -> b t h w (dt dh dw c)', dt=t, dh=s, dw=s)
   raise ValueError(f'space_to_depth expects [B, H, W, C] or [B, T, H, W, C], got {frames.shape}')
 
 
@@ -60,8 +58,9 @@ def extract_patches(images: jax.Array, size: int = 3) -> jax.Array:
   r = size // 2
   height, width = images.shape[1:3]
   padded = jnp.pad(images, [(0, 0), (r, r), (r, r), (0, 0)])
-  return jnp.concatenate([padded[:, dy:dy + height, dx:dx + width]
-                          for dy in range(size) for dx in range(size)], axis=-1)
+  return jnp.concatenate(
+    [padded[:, dy : dy + height, dx : dx + width] for dy in range(size) for dx in range(size)], axis=-1
+  )
 
 
 def patches_for_flow(frames: jax.Array) -> jax.Array:
@@ -79,9 +78,16 @@ def _check_floating(x: jax.Array, what: str) -> None:
 class Conv2DDownsample(hk.Module):
   """The ResNet-style stem: (7x7/2 conv -> BatchNorm -> ReLU -> 3x3/2 max-pool) x num_layers."""
 
-  def __init__(self, num_layers: int = 1, num_channels: int = 64, use_batchnorm: bool = True,
-               bn_config: Optional[Mapping] = None, conv_padding='SAME', pool_padding: str = 'SAME',
-               name: Optional[str] = None):
+  def __init__(
+    self,
+    num_layers: int = 1,
+    num_channels: int = 64,
+    use_batchnorm: bool = True,
+    bn_config: Optional[Mapping] = None,
+    conv_padding='SAME',
+    pool_padding: str = 'SAME',
+    name: Optional[str] = None,
+  ):
     """`conv_padding`/`pool_padding`: Haiku padding specs. The reference uses
     'SAME' for both; Hugging Face weights need ((3, 3), (3, 3)) and 'VALID'."""
     super().__init__(name=name)
@@ -95,21 +101,20 @@ class Conv2DDownsample(hk.Module):
     bn_config.setdefault('create_offset', True)
     self.layers = []
     for _ in range(num_layers):
-      conv = hk.Conv2D(output_channels=num_channels, kernel_shape=7, stride=2, with_bias=False,
-                       padding=conv_padding, name='conv')
+      conv = hk.Conv2D(
+        output_channels=num_channels, kernel_shape=7, stride=2, with_bias=False, padding=conv_padding, name='conv'
+      )
       bn = hk.BatchNorm(name='batchnorm', **bn_config) if use_batchnorm else None
       self.layers.append((conv, bn))
 
-  def __call__(self, inputs: jax.Array, *, is_training: bool,
-               test_local_stats: bool = False) -> jax.Array:
+  def __call__(self, inputs: jax.Array, *, is_training: bool, test_local_stats: bool = False) -> jax.Array:
     out = inputs
     for conv, bn in self.layers:
       out = conv(out)
       if bn is not None:
         out = bn(out, is_training=is_training, test_local_stats=test_local_stats)
       out = jax.nn.relu(out)
-      out = hk.max_pool(out, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1),
-                        padding=self._pool_padding)
+      out = hk.max_pool(out, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1), padding=self._pool_padding)
     return out
 
 
@@ -129,25 +134,35 @@ def check_channels_last(x: Any, channels: int, *, what: str = 'images') -> None:
   hint = ''
   if shape[1] == channels:
     order = (0, *range(2, len(shape)), 1)
-    hint = (f'; it looks channels-first: transpose to channels-last with '
-            f'x.transpose{order}')
-  raise ValueError(f'{what} must be channels-last [B, ..., H, W, C] with C={channels} '
-                   f'(model.input.input_channels), got shape {shape}{hint}')
+    hint = f'; it looks channels-first: transpose to channels-last with x.transpose{order}'
+  raise ValueError(
+    f'{what} must be channels-last [B, ..., H, W, C] with C={channels} '
+    f'(model.input.input_channels), got shape {shape}{hint}'
+  )
 
 
 class _PositionalInputs(hk.Module):
   """Shared logic: flatten the index dims and attach position features."""
 
-  def __init__(self, *, position_encoding_type: str, fourier_position_encoding_kwargs=None,
-               trainable_position_encoding_kwargs=None, project_pos_dim: int = -1,
-               concat_or_add_pos: str = 'concat', n_extra_pos_mlp: int = 0,
-               permute_seed: int = -1, name: Optional[str] = None):
+  def __init__(
+    self,
+    *,
+    position_encoding_type: str,
+    fourier_position_encoding_kwargs=None,
+    trainable_position_encoding_kwargs=None,
+    project_pos_dim: int = -1,
+    concat_or_add_pos: str = 'concat',
+    n_extra_pos_mlp: int = 0,
+    permute_seed: int = -1,
+    name: Optional[str] = None,
+  ):
     super().__init__(name=name)
     if concat_or_add_pos not in ('concat', 'add'):
       raise ValueError(f"concat_or_add_pos must be 'concat' or 'add', got {concat_or_add_pos!r}")
     if position_encoding_type not in ('fourier', 'trainable', 'none'):
-      raise ValueError(f"position_encoding_type must be 'fourier', 'trainable' or 'none', "
-                       f'got {position_encoding_type!r}')
+      raise ValueError(
+        f"position_encoding_type must be 'fourier', 'trainable' or 'none', got {position_encoding_type!r}"
+      )
     self._position_encoding_type = position_encoding_type
     self._fourier_kwargs = fourier_position_encoding_kwargs
     self._trainable_kwargs = trainable_position_encoding_kwargs
@@ -156,8 +171,9 @@ class _PositionalInputs(hk.Module):
     self._n_extra_pos_mlp = n_extra_pos_mlp
     self._permute_seed = permute_seed
 
-  def _build_network_inputs(self, inputs: jax.Array, pos: Optional[jax.Array],
-                            network_input_is_1d: bool = True) -> Tuple[jax.Array, jax.Array]:
+  def _build_network_inputs(
+    self, inputs: jax.Array, pos: Optional[jax.Array], network_input_is_1d: bool = True
+  ) -> Tuple[jax.Array, jax.Array]:
     """inputs [B, *index_dims, C] -> ([B, M, C + P], [B, M, C])."""
     batch = inputs.shape[0]
     index_dims = inputs.shape[1:-1]
@@ -167,9 +183,12 @@ class _PositionalInputs(hk.Module):
       with_pos = inputs
     else:
       encoding = position_encoding.build_position_encoding(
-          self._position_encoding_type, index_dims=index_dims, project_pos_dim=self._project_pos_dim,
-          trainable_position_encoding_kwargs=self._trainable_kwargs,
-          fourier_position_encoding_kwargs=self._fourier_kwargs)
+        self._position_encoding_type,
+        index_dims=index_dims,
+        project_pos_dim=self._project_pos_dim,
+        trainable_position_encoding_kwargs=self._trainable_kwargs,
+        fourier_position_encoding_kwargs=self._fourier_kwargs,
+      )
       pos_enc = encoding(batch_size=batch, pos=pos).astype(inputs.dtype)
       for i in range(self._n_extra_pos_mlp):
         pos_enc = pos_enc + hk.Linear(pos_enc.shape[-1])(pos_enc)
@@ -181,8 +200,10 @@ class _PositionalInputs(hk.Module):
         with_pos = jnp.concatenate([inputs, pos_enc], axis=-1)
       else:
         if pos_enc.shape[-1] != inputs.shape[-1]:
-          raise ValueError(f'{self.module_name}: adding positions needs equal channels: inputs '
-                           f'{inputs.shape[-1]}, positions {pos_enc.shape[-1]} (set project_pos_dim)')
+          raise ValueError(
+            f'{self.module_name}: adding positions needs equal channels: inputs '
+            f'{inputs.shape[-1]}, positions {pos_enc.shape[-1]} (set project_pos_dim)'
+          )
         with_pos = inputs + pos_enc
     if self._permute_seed >= 0 and network_input_is_1d:
       # Permuted-input variant (Perceiver Table 2): one fixed permutation of
@@ -201,19 +222,35 @@ class ImagePreprocessor(_PositionalInputs):
   linear layer after patching).
   """
 
-  def __init__(self, prep_type: str = 'conv', spatial_downsample: int = 4,
-               temporal_downsample: int = 1, position_encoding_type: str = 'fourier',
-               n_extra_pos_mlp: int = 0, num_channels: int = 64, conv_after_patching: bool = False,
-               conv2d_use_batchnorm: bool = True, concat_or_add_pos: str = 'concat',
-               project_pos_dim: int = -1, fourier_position_encoding_kwargs=None,
-               trainable_position_encoding_kwargs=None, permute_seed: int = -1,
-               conv_stem_padding='SAME', conv_stem_pool_padding: str = 'SAME',
-               name: str = 'image_preprocessor'):
-    super().__init__(position_encoding_type=position_encoding_type,
-                     fourier_position_encoding_kwargs=fourier_position_encoding_kwargs,
-                     trainable_position_encoding_kwargs=trainable_position_encoding_kwargs,
-                     project_pos_dim=project_pos_dim, concat_or_add_pos=concat_or_add_pos,
-                     n_extra_pos_mlp=n_extra_pos_mlp, permute_seed=permute_seed, name=name)
+  def __init__(
+    self,
+    prep_type: str = 'conv',
+    spatial_downsample: int = 4,
+    temporal_downsample: int = 1,
+    position_encoding_type: str = 'fourier',
+    n_extra_pos_mlp: int = 0,
+    num_channels: int = 64,
+    conv_after_patching: bool = False,
+    conv2d_use_batchnorm: bool = True,
+    concat_or_add_pos: str = 'concat',
+    project_pos_dim: int = -1,
+    fourier_position_encoding_kwargs=None,
+    trainable_position_encoding_kwargs=None,
+    permute_seed: int = -1,
+    conv_stem_padding='SAME',
+    conv_stem_pool_padding: str = 'SAME',
+    name: str = 'image_preprocessor',
+  ):
+    super().__init__(
+      position_encoding_type=position_encoding_type,
+      fourier_position_encoding_kwargs=fourier_position_encoding_kwargs,
+      trainable_position_encoding_kwargs=trainable_position_encoding_kwargs,
+      project_pos_dim=project_pos_dim,
+      concat_or_add_pos=concat_or_add_pos,
+      n_extra_pos_mlp=n_extra_pos_mlp,
+      permute_seed=permute_seed,
+      name=name,
+    )
     if prep_type not in ('conv', 'patches', 'pixels', 'conv1x1'):
       raise ValueError(f"prep_type must be 'conv', 'patches', 'pixels' or 'conv1x1', got {prep_type!r}")
     if spatial_downsample < 1 or temporal_downsample < 1:
@@ -226,23 +263,29 @@ class ImagePreprocessor(_PositionalInputs):
     if prep_type == 'conv':
       num_layers = math.log(spatial_downsample, 4)
       if abs(num_layers - round(num_layers)) > 1e-6 or temporal_downsample != 1:
-        raise ValueError('the conv stem downsamples by powers of 4 in space only; got '
-                         f'spatial_downsample={spatial_downsample}, temporal_downsample={temporal_downsample}')
-      self.convnet = Conv2DDownsample(num_layers=int(round(num_layers)), num_channels=num_channels,
-                                      use_batchnorm=conv2d_use_batchnorm,
-                                      conv_padding=conv_stem_padding,
-                                      pool_padding=conv_stem_pool_padding)
+        raise ValueError(
+          'the conv stem downsamples by powers of 4 in space only; got '
+          f'spatial_downsample={spatial_downsample}, temporal_downsample={temporal_downsample}'
+        )
+      self.convnet = Conv2DDownsample(
+        num_layers=int(round(num_layers)),
+        num_channels=num_channels,
+        use_batchnorm=conv2d_use_batchnorm,
+        conv_padding=conv_stem_padding,
+        pool_padding=conv_stem_pool_padding,
+      )
     elif prep_type == 'conv1x1':
       if temporal_downsample != 1:
         raise ValueError('conv1x1 does not downsample in time')
-      self.convnet_1x1 = hk.Conv2D(num_channels, kernel_shape=[1, 1],
-                                   stride=[spatial_downsample, spatial_downsample])
+      self.convnet_1x1 = hk.Conv2D(num_channels, kernel_shape=[1, 1], stride=[spatial_downsample, spatial_downsample])
 
-  def __call__(self, inputs: jax.Array, *, is_training: bool, pos: Optional[jax.Array] = None,
-               network_input_is_1d: bool = True):
+  def __call__(
+    self, inputs: jax.Array, *, is_training: bool, pos: Optional[jax.Array] = None, network_input_is_1d: bool = True
+  ):
     if inputs.ndim not in (4, 5):
-      raise ValueError(f'{self.module_name}: expected images [B, H, W, C] or video '
-                       f'[B, T, H, W, C], got shape {inputs.shape}')
+      raise ValueError(
+        f'{self.module_name}: expected images [B, H, W, C] or video [B, T, H, W, C], got shape {inputs.shape}'
+      )
     _check_floating(inputs, 'images')
     if self._prep_type == 'conv':
       if inputs.ndim == 5:
@@ -257,8 +300,9 @@ class ImagePreprocessor(_PositionalInputs):
       s, t = self._spatial_downsample, self._temporal_downsample
       inputs = inputs[:, ::s, ::s] if inputs.ndim == 4 else inputs[:, ::t, ::s, ::s]
     else:  # patches
-      inputs = space_to_depth(inputs, temporal_block_size=self._temporal_downsample,
-                              spatial_block_size=self._spatial_downsample)
+      inputs = space_to_depth(
+        inputs, temporal_block_size=self._temporal_downsample, spatial_block_size=self._spatial_downsample
+      )
       if inputs.ndim == 5 and inputs.shape[1] == 1:
         inputs = jnp.squeeze(inputs, axis=1)  # Frame pairs merged in time (optical flow).
       if self._conv_after_patching:
@@ -270,36 +314,53 @@ class ImagePreprocessor(_PositionalInputs):
 class AudioPreprocessor(_PositionalInputs):
   """Raw audio [B, T] or [B, T, 1] -> patches [B, T/P, P]; or mel [B, F, bins] as given."""
 
-  def __init__(self, prep_type: str = 'patches', samples_per_patch: int = 96,
-               position_encoding_type: str = 'fourier', n_extra_pos_mlp: int = 0,
-               concat_or_add_pos: str = 'concat', project_pos_dim: int = -1,
-               fourier_position_encoding_kwargs=None, trainable_position_encoding_kwargs=None,
-               mel_patch_shape: Sequence[int] = (1, 1), name: str = 'audio_preprocessor'):
-    super().__init__(position_encoding_type=position_encoding_type,
-                     fourier_position_encoding_kwargs=fourier_position_encoding_kwargs,
-                     trainable_position_encoding_kwargs=trainable_position_encoding_kwargs,
-                     project_pos_dim=project_pos_dim, concat_or_add_pos=concat_or_add_pos,
-                     n_extra_pos_mlp=n_extra_pos_mlp, name=name)
+  def __init__(
+    self,
+    prep_type: str = 'patches',
+    samples_per_patch: int = 96,
+    position_encoding_type: str = 'fourier',
+    n_extra_pos_mlp: int = 0,
+    concat_or_add_pos: str = 'concat',
+    project_pos_dim: int = -1,
+    fourier_position_encoding_kwargs=None,
+    trainable_position_encoding_kwargs=None,
+    mel_patch_shape: Sequence[int] = (1, 1),
+    name: str = 'audio_preprocessor',
+  ):
+    super().__init__(
+      position_encoding_type=position_encoding_type,
+      fourier_position_encoding_kwargs=fourier_position_encoding_kwargs,
+      trainable_position_encoding_kwargs=trainable_position_encoding_kwargs,
+      project_pos_dim=project_pos_dim,
+      concat_or_add_pos=concat_or_add_pos,
+      n_extra_pos_mlp=n_extra_pos_mlp,
+      name=name,
+    )
     if prep_type not in ('patches', 'mel'):
       raise ValueError(f"audio prep_type must be 'patches' or 'mel', got {prep_type!r}")
     self._prep_type = prep_type
     self._samples_per_patch = samples_per_patch
     self._mel_patch_shape = tuple(mel_patch_shape)
 
-  def __call__(self, inputs: jax.Array, *, is_training: bool, pos: Optional[jax.Array] = None,
-               network_input_is_1d: bool = True):
+  def __call__(
+    self, inputs: jax.Array, *, is_training: bool, pos: Optional[jax.Array] = None, network_input_is_1d: bool = True
+  ):
     _check_floating(inputs, 'audio')
     if self._prep_type == 'patches':
       if inputs.ndim == 3 and inputs.shape[-1] == self._samples_per_patch:
         pass  # Already patched by the input pipeline: [B, T/P, P].
       else:
         if inputs.ndim == 3 and inputs.shape[-1] != 1:
-          raise ValueError(f'{self.module_name}: raw audio must be [B, T] or [B, T, 1] (or already '
-                           f'patched [B, N, {self._samples_per_patch}]), got {inputs.shape}')
+          raise ValueError(
+            f'{self.module_name}: raw audio must be [B, T] or [B, T, 1] (or already '
+            f'patched [B, N, {self._samples_per_patch}]), got {inputs.shape}'
+          )
         inputs = inputs.reshape(inputs.shape[0], -1)
         if inputs.shape[1] % self._samples_per_patch:
-          raise ValueError(f'{self.module_name}: {inputs.shape[1]} samples are not a multiple of '
-                           f'samples_per_patch={self._samples_per_patch}')
+          raise ValueError(
+            f'{self.module_name}: {inputs.shape[1]} samples are not a multiple of '
+            f'samples_per_patch={self._samples_per_patch}'
+          )
         inputs = inputs.reshape(inputs.shape[0], -1, self._samples_per_patch)
     else:  # mel: [B, frames, bins] -> patches of mel_patch_shape on a 2-D grid
       if inputs.ndim != 3:
@@ -318,24 +379,34 @@ class PointCloudPreprocessor(hk.Module):
   themselves; `concat_pos` keeps the raw xyz in the features.
   """
 
-  def __init__(self, *, num_bands: int = 64, max_resolution: Sequence[int] = (1120, 1120, 1120),
-               concat_pos: bool = True, sine_only: bool = False,
-               name: str = 'point_cloud_preprocessor'):
+  def __init__(
+    self,
+    *,
+    num_bands: int = 64,
+    max_resolution: Sequence[int] = (1120, 1120, 1120),
+    concat_pos: bool = True,
+    sine_only: bool = False,
+    name: str = 'point_cloud_preprocessor',
+  ):
     super().__init__(name=name)
     self._num_bands = num_bands
     self._max_resolution = tuple(max_resolution)
     self._concat_pos = concat_pos
     self._sine_only = sine_only
 
-  def __call__(self, inputs: jax.Array, *, is_training: bool, pos: Optional[jax.Array] = None,
-               network_input_is_1d: bool = True):
+  def __call__(
+    self, inputs: jax.Array, *, is_training: bool, pos: Optional[jax.Array] = None, network_input_is_1d: bool = True
+  ):
     if inputs.ndim != 3 or inputs.shape[-1] != len(self._max_resolution):
-      raise ValueError(f'{self.module_name}: points must be [B, N, {len(self._max_resolution)}], '
-                       f'got {inputs.shape}')
+      raise ValueError(f'{self.module_name}: points must be [B, N, {len(self._max_resolution)}], got {inputs.shape}')
     _check_floating(inputs, 'points')
     feats = position_encoding.generate_fourier_features(
-        inputs if pos is None else pos, num_bands=self._num_bands,
-        max_resolution=self._max_resolution, concat_pos=self._concat_pos, sine_only=self._sine_only)
+      inputs if pos is None else pos,
+      num_bands=self._num_bands,
+      max_resolution=self._max_resolution,
+      concat_pos=self._concat_pos,
+      sine_only=self._sine_only,
+    )
     return feats.astype(inputs.dtype), None, inputs
 
 
@@ -358,32 +429,39 @@ class MultimodalPreprocessor(hk.Module):
   replaced by a learned mask token with that probability (autoencoding).
   """
 
-  def __init__(self, modalities: Mapping[str, hk.Module], mask_probs: Optional[Mapping[str, float]] = None,
-               min_padding_size: int = 2, name: str = 'multimodal_preprocessor'):
+  def __init__(
+    self,
+    modalities: Mapping[str, hk.Module],
+    mask_probs: Optional[Mapping[str, float]] = None,
+    min_padding_size: int = 2,
+    name: str = 'multimodal_preprocessor',
+  ):
     super().__init__(name=name)
     self._modalities = dict(modalities)
     self._mask_probs = mask_probs
     self._min_padding_size = min_padding_size
 
-  def __call__(self, inputs: Mapping[str, jax.Array], *, is_training: bool, pos=None,
-               network_input_is_1d: bool = True):
+  def __call__(self, inputs: Mapping[str, jax.Array], *, is_training: bool, pos=None, network_input_is_1d: bool = True):
     missing = sorted(set(self._modalities) - set(inputs))
     if missing:
       raise KeyError(f'{self.module_name}: inputs lack modalities {missing}; got {sorted(inputs)}')
     outputs, without_pos = {}, {}
     for modality, prep in self._modalities.items():
       outputs[modality], _, without_pos[modality] = prep(
-          inputs[modality], is_training=is_training, pos=pos, network_input_is_1d=network_input_is_1d)
+        inputs[modality], is_training=is_training, pos=pos, network_input_is_1d=network_input_is_1d
+      )
     width = max(o.shape[2] for o in outputs.values()) + self._min_padding_size
     padded, sizes = {}, {}
     for modality, out in outputs.items():
       padding = position_encoding.TrainablePositionEncoding(
-          1, num_channels=width - out.shape[2], init_scale=0.02, name=f'{modality}_padding')(out.shape[0])
+        1, num_channels=width - out.shape[2], init_scale=0.02, name=f'{modality}_padding'
+      )(out.shape[0])
       padding = jnp.broadcast_to(padding, out.shape[:2] + (width - out.shape[2],)).astype(out.dtype)
       out = jnp.concatenate([out, padding], axis=2)
       if self._mask_probs is not None:
         token = position_encoding.TrainablePositionEncoding(
-            1, num_channels=width, init_scale=0.02, name=f'{modality}_mask_token')(out.shape[0])
+          1, num_channels=width, init_scale=0.02, name=f'{modality}_mask_token'
+        )(out.shape[0])
         mask = jax.random.bernoulli(hk.next_rng_key(), self._mask_probs[modality], out.shape[:2])
         mask = mask[:, :, None].astype(out.dtype)
         out = (1 - mask) * out + mask * token.astype(out.dtype)
@@ -441,8 +519,9 @@ class FlowPostprocessor(hk.Module):
 class MultimodalPostprocessor(hk.Module):
   """Splits decoder outputs by modality and post-processes each."""
 
-  def __init__(self, modalities: Mapping[str, hk.Module], input_is_dict: bool = False,
-               name: str = 'multimodal_postprocessor'):
+  def __init__(
+    self, modalities: Mapping[str, hk.Module], input_is_dict: bool = False, name: str = 'multimodal_postprocessor'
+  ):
     super().__init__(name=name)
     self._modalities = dict(modalities)
     self._input_is_dict = input_is_dict
@@ -452,8 +531,9 @@ class MultimodalPostprocessor(hk.Module):
       if modality_sizes is None:
         raise ValueError(f'{self.module_name}: modality_sizes are needed to split the outputs')
       inputs = restructure(modality_sizes, inputs)
-    return {m: post(inputs[m], is_training=is_training, pos=pos, modality_sizes=None)
-            for m, post in self._modalities.items()}
+    return {
+      m: post(inputs[m], is_training=is_training, pos=pos, modality_sizes=None) for m, post in self._modalities.items()
+    }
 
 
 class EmbeddingDecoder(hk.Module):

@@ -76,8 +76,7 @@ def _two_inputs(net: hk.TransformedWithState, embed_init_scale=None) -> hk.Trans
     return params, state
 
   def apply(params, state, rng, inputs, *, is_training):
-    return net.apply(params, state, rng, inputs['tokens'], inputs['input_mask'],
-                     is_training=is_training)
+    return net.apply(params, state, rng, inputs['tokens'], inputs['input_mask'], is_training=is_training)
 
   return hk.TransformedWithState(init=init, apply=apply)
 
@@ -88,9 +87,9 @@ def build_masked_lm(model_config) -> hk.TransformedWithState:
   return _two_inputs(models.build_from_reference_config(cfg).net, cfg.get('embed_init_scale'))
 
 
-def build_classifier(model_config, num_outputs: int, *, num_heads: int = 1,
-                     query_channels: int = -1, use_query_residual: bool = True
-                     ) -> hk.TransformedWithState:
+def build_classifier(
+  model_config, num_outputs: int, *, num_heads: int = 1, query_channels: int = -1, use_query_residual: bool = True
+) -> hk.TransformedWithState:
   """inputs -> logits float32 [B, num_outputs] (regression: num_outputs=1).
 
   Head defaults follow HF's PerceiverForSequenceClassification (one query of
@@ -110,21 +109,31 @@ def build_classifier(model_config, num_outputs: int, *, num_heads: int = 1,
     if tokens.ndim != 2 or tokens.shape[1] > max_seq_len:
       raise ValueError(f'tokens must be [B, T<={max_seq_len}], got {tokens.shape}')
     embed = hk.Embed(vocab_size=vocab_size, embed_dim=d_model)  # same names as the MLM
-    x = embed(tokens) + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(
-        batch_size=tokens.shape[0])[:, :tokens.shape[1]]  # [B, T, C]
+    x = (
+      embed(tokens)
+      + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(batch_size=tokens.shape[0])[
+        :, : tokens.shape[1]
+      ]
+    )  # [B, T, C]
     head = dec_lib.ClassificationDecoder(
-        num_outputs, name=HEAD_MODULE, num_z_channels=latent_channels, num_heads=num_heads,
-        use_query_residual=use_query_residual, position_encoding_type='trainable',
-        trainable_position_encoding_kwargs=dict(num_channels=query_channels, init_scale=0.02),
-        layer_norm_eps=enc_kwargs.get('layer_norm_eps', 1e-5))
+      num_outputs,
+      name=HEAD_MODULE,
+      num_z_channels=latent_channels,
+      num_heads=num_heads,
+      use_query_residual=use_query_residual,
+      position_encoding_type='trainable',
+      trainable_position_encoding_kwargs=dict(num_channels=query_channels, init_scale=0.02),
+      layer_norm_eps=enc_kwargs.get('layer_norm_eps', 1e-5),
+    )
     model = models.Perceiver(encoder=PerceiverEncoder(**enc_kwargs), decoder=head)
     return model(x, is_training=is_training, input_mask=input_mask).astype(jnp.float32)
 
   return _two_inputs(hk.transform_with_state(forward), cfg.get('embed_init_scale'))
 
 
-def transfer_encoder(fresh: Mapping[str, Mapping[str, Any]], loaded: Mapping[str, Mapping[str, Any]]
-                     ) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Sequence[str]]]:
+def transfer_encoder(
+  fresh: Mapping[str, Mapping[str, Any]], loaded: Mapping[str, Mapping[str, Any]]
+) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Sequence[str]]]:
   """A classifier's params with every encoder-side module taken from ``loaded``.
 
   ``fresh``: the classifier's initial params; ``loaded``: a masked LM's (or a
@@ -135,6 +144,7 @@ def transfer_encoder(fresh: Mapping[str, Mapping[str, Any]], loaded: Mapping[str
   report = {'loaded': [...], 'fresh': [...], 'dropped': [...]} module names.
   """
   from perceiver.checkpoints import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
+
   out, report = {}, {'loaded': [], 'fresh': [], 'dropped': []}
   problems = []
   for module, leaves in fresh.items():
@@ -155,19 +165,24 @@ def transfer_encoder(fresh: Mapping[str, Mapping[str, Any]], loaded: Mapping[str
     report['loaded'].append(module)
   report['dropped'] = sorted(m for m in loaded if m not in fresh)
   if problems:
-    raise CheckpointMismatchError('checkpoint does not fit the classifier encoder: '
-                                  + '; '.join(problems[:20])
-                                  + (f' (+{len(problems) - 20} more)' if len(problems) > 20 else ''))
+    raise CheckpointMismatchError(
+      'checkpoint does not fit the classifier encoder: '
+      + '; '.join(problems[:20])
+      + (f' (+{len(problems) - 20} more)' if len(problems) > 20 else '')
+    )
   return out, report
 
 
 def trainable_labels(params: Mapping[str, Mapping[str, Any]], freeze_encoder: bool) -> Any:
   """'train' / 'freeze' per parameter: with freeze_encoder only the head trains."""
-  return {m: {n: 'train' if (not freeze_encoder or m.startswith(HEAD_MODULE)) else 'freeze'
-              for n in leaves} for m, leaves in params.items()}
+  return {
+    m: {n: 'train' if (not freeze_encoder or m.startswith(HEAD_MODULE)) else 'freeze' for n in leaves}
+    for m, leaves in params.items()
+  }
 
 
 # --- metrics ----------------------------------------------------------------
+
 
 def masked_lm_outputs(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> Dict[str, jax.Array]:
   """Per-example sums over the predicted bytes: loss_sum, correct, count (all [B])."""
@@ -175,14 +190,14 @@ def masked_lm_outputs(logits: jax.Array, targets: jax.Array, weights: jax.Array)
   logp = jax.nn.log_softmax(logits)
   nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]  # [B, T]
   correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
-  return dict(loss_sum=jnp.sum(nll * weights, -1), correct=jnp.sum(correct * weights, -1),
-              count=jnp.sum(weights, -1))
+  return dict(loss_sum=jnp.sum(nll * weights, -1), correct=jnp.sum(correct * weights, -1), count=jnp.sum(weights, -1))
 
 
 def glue_metrics(metric_names: Sequence[str], predictions: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
   """The GLUE task metrics (scikit-learn / scipy) as fractions (the tables print x100)."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
   from sklearn import metrics as skm  # pylint: disable=g-import-not-at-top
+
   out = {}
   for name in metric_names:
     if name == 'accuracy':

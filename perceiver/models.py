@@ -30,38 +30,52 @@ from perceiver.position_encoding import TrainablePositionEncoding
 class Perceiver(hk.Module):
   """Composes pre-processor, encoder, decoder and post-processor."""
 
-  def __init__(self, encoder: PerceiverEncoder, decoder: hk.Module,
-               input_preprocessor: Optional[hk.Module] = None,
-               output_postprocessor: Optional[hk.Module] = None, name: str = 'perceiver'):
+  def __init__(
+    self,
+    encoder: PerceiverEncoder,
+    decoder: hk.Module,
+    input_preprocessor: Optional[hk.Module] = None,
+    output_postprocessor: Optional[hk.Module] = None,
+    name: str = 'perceiver',
+  ):
     super().__init__(name=name)
     self._encoder = encoder
     self._decoder = decoder
     self._input_preprocessor = input_preprocessor
     self._output_postprocessor = output_postprocessor
 
-  def __call__(self, inputs, *, is_training: bool, subsampled_output_points=None,
-               pos: Optional[jax.Array] = None, input_mask: Optional[jax.Array] = None,
-               query_mask: Optional[jax.Array] = None):
+  def __call__(
+    self,
+    inputs,
+    *,
+    is_training: bool,
+    subsampled_output_points=None,
+    pos: Optional[jax.Array] = None,
+    input_mask: Optional[jax.Array] = None,
+    query_mask: Optional[jax.Array] = None,
+  ):
     modality_sizes, inputs_without_pos = None, None
     if self._input_preprocessor is not None:
       inputs, modality_sizes, inputs_without_pos = self._input_preprocessor(
-          inputs, is_training=is_training, pos=pos, network_input_is_1d=True)
+        inputs, is_training=is_training, pos=pos, network_input_is_1d=True
+      )
     encoder_query = self._encoder.latents(inputs)
     decoder_query = self._decoder.decoder_query(
-        inputs, modality_sizes, inputs_without_pos, subsampled_points=subsampled_output_points)
+      inputs, modality_sizes, inputs_without_pos, subsampled_points=subsampled_output_points
+    )
     z = self._encoder(inputs, encoder_query, is_training=is_training, input_mask=input_mask)
     _, output_modality_sizes = self._decoder.output_shape(inputs)
     output_modality_sizes = output_modality_sizes or modality_sizes
     outputs = self._decoder(decoder_query, z, is_training=is_training, query_mask=query_mask)
     if self._output_postprocessor is not None:
-      outputs = self._output_postprocessor(outputs, is_training=is_training,
-                                           modality_sizes=output_modality_sizes)
+      outputs = self._output_postprocessor(outputs, is_training=is_training, modality_sizes=output_modality_sizes)
     return outputs
 
 
 # ---------------------------------------------------------------------------
 # Reference configurations (golden files, released checkpoints).
 # ---------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class ReferenceModel:
@@ -71,6 +85,7 @@ class ReferenceModel:
   lists the positional arguments in the golden files' `input::<name>` terms
   and `output_names` the outputs (`None`: a single array).
   """
+
   net: hk.TransformedWithState
   input_names: tuple
   output_names: Optional[tuple]
@@ -78,8 +93,15 @@ class ReferenceModel:
 
 # Conventions where Hugging Face's port differs from the reference; a
 # converted HF config names them under `hf_compat` (perceiver/checkpoints/hf.py).
-HF_COMPAT_KEYS = frozenset({'gelu_approximate', 'attention_probs_dropout_prob', 'decoder_query_mask',
-                            'conv_stem_padding', 'conv_stem_pool_padding'})
+HF_COMPAT_KEYS = frozenset(
+  {
+    'gelu_approximate',
+    'attention_probs_dropout_prob',
+    'decoder_query_mask',
+    'conv_stem_padding',
+    'conv_stem_pool_padding',
+  }
+)
 
 
 def _hf_compat(cfg: Mapping[str, Any]) -> Dict[str, Any]:
@@ -117,8 +139,7 @@ def _ref_image_classifier(cfg: Mapping[str, Any]) -> ReferenceModel:
   prep_kwargs = dict(cfg.get('input_preprocessor', {}))
   fourier = prep_kwargs.get('fourier_position_encoding_kwargs')
   if fourier and fourier.get('max_resolution') is not None:
-    prep_kwargs['fourier_position_encoding_kwargs'] = dict(
-        fourier, max_resolution=_listify(fourier['max_resolution']))
+    prep_kwargs['fourier_position_encoding_kwargs'] = dict(fourier, max_resolution=_listify(fourier['max_resolution']))
   num_classes = int(cfg.get('num_classes', 1000))
   compat = _hf_compat(cfg)
   for key in ('conv_stem_padding', 'conv_stem_pool_padding'):
@@ -127,9 +148,10 @@ def _ref_image_classifier(cfg: Mapping[str, Any]) -> ReferenceModel:
 
   def forward(images, *, is_training):
     model = Perceiver(
-        input_preprocessor=io.ImagePreprocessor(**prep_kwargs),
-        encoder=PerceiverEncoder(**_with_eps(cfg.get('encoder', {}), eps, cfg)),
-        decoder=dec_lib.ClassificationDecoder(num_classes, **_with_eps(cfg.get('decoder', {}), eps, cfg)))
+      input_preprocessor=io.ImagePreprocessor(**prep_kwargs),
+      encoder=PerceiverEncoder(**_with_eps(cfg.get('encoder', {}), eps, cfg)),
+      decoder=dec_lib.ClassificationDecoder(num_classes, **_with_eps(cfg.get('decoder', {}), eps, cfg)),
+    )
     return model(images, is_training=is_training)
 
   return ReferenceModel(hk.transform_with_state(forward), ('images',), None)
@@ -151,10 +173,16 @@ def _ref_masked_lm(cfg: Mapping[str, Any]) -> ReferenceModel:
       raise ValueError(f'sequence length {tokens.shape[1]} exceeds max_seq_len={max_seq_len}')
     embed = hk.Embed(vocab_size=vocab_size, embed_dim=d_model)
     x = embed(tokens)  # [B, T, C]
-    x = x + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(
-        batch_size=x.shape[0])[:, :tokens.shape[1]]
-    model = Perceiver(encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps, cfg)),
-                      decoder=dec_lib.BasicDecoder(**_with_eps(decoder_kwargs, eps, cfg)))
+    x = (
+      x
+      + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(batch_size=x.shape[0])[
+        :, : tokens.shape[1]
+      ]
+    )
+    model = Perceiver(
+      encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps, cfg)),
+      decoder=dec_lib.BasicDecoder(**_with_eps(decoder_kwargs, eps, cfg)),
+    )
     # The reference masks padded query rows in the decoder; HF does not.
     query_mask = input_mask if _hf_compat(cfg).get('decoder_query_mask', True) else None
     out = model(x, is_training=is_training, input_mask=input_mask, query_mask=query_mask)
@@ -172,15 +200,27 @@ def _ref_optical_flow(cfg: Mapping[str, Any]) -> ReferenceModel:
 
   def forward(images, *, is_training):
     model = Perceiver(
-        input_preprocessor=io.ImagePreprocessor(
-            position_encoding_type='fourier', fourier_position_encoding_kwargs=fourier,
-            n_extra_pos_mlp=0, prep_type='patches', spatial_downsample=1, conv_after_patching=True,
-            temporal_downsample=2, num_channels=int(cfg.get('num_channels', 64))),
-        encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps, cfg)),
-        decoder=dec_lib.FlowDecoder(
-            train_size, rescale_factor=float(cfg.get('rescale_factor', 100.0)),
-            use_query_residual=False, output_num_channels=2, position_encoding_type='fourier',
-            fourier_position_encoding_kwargs=fourier, layer_norm_eps=eps or attn_lib.DEFAULT_LAYER_NORM_EPS))
+      input_preprocessor=io.ImagePreprocessor(
+        position_encoding_type='fourier',
+        fourier_position_encoding_kwargs=fourier,
+        n_extra_pos_mlp=0,
+        prep_type='patches',
+        spatial_downsample=1,
+        conv_after_patching=True,
+        temporal_downsample=2,
+        num_channels=int(cfg.get('num_channels', 64)),
+      ),
+      encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps, cfg)),
+      decoder=dec_lib.FlowDecoder(
+        train_size,
+        rescale_factor=float(cfg.get('rescale_factor', 100.0)),
+        use_query_residual=False,
+        output_num_channels=2,
+        position_encoding_type='fourier',
+        fourier_position_encoding_kwargs=fourier,
+        layer_norm_eps=eps or attn_lib.DEFAULT_LAYER_NORM_EPS,
+      ),
+    )
     if images.shape[2:4] != train_size:
       raise ValueError(f'optical flow model expects frames of {train_size}, got {images.shape[2:4]}')
     return model(io.patches_for_flow(images), is_training=is_training) * flow_scale
@@ -197,13 +237,19 @@ def _ref_video_autoencoder(cfg: Mapping[str, Any]) -> ReferenceModel:
   num_classes = int(cfg.get('num_classes', 700))
   out_channels = int(cfg.get('decoder_output_num_channels', 512))
   query_channels = int(cfg.get('decoder_query_channels', 1024))
-  audio_fourier = dict(num_bands=int(cfg.get('audio_num_bands', 192)), max_resolution=(n_audio,),
-                       sine_only=False, concat_pos=True)
-  image_fourier = dict(num_bands=int(cfg.get('image_num_bands', 32)),
-                       max_resolution=(num_frames, img_sz, img_sz), sine_only=False, concat_pos=True)
+  audio_fourier = dict(
+    num_bands=int(cfg.get('audio_num_bands', 192)), max_resolution=(n_audio,), sine_only=False, concat_pos=True
+  )
+  image_fourier = dict(
+    num_bands=int(cfg.get('image_num_bands', 32)),
+    max_resolution=(num_frames, img_sz, img_sz),
+    sine_only=False,
+    concat_pos=True,
+  )
   mask_probs = dict(cfg.get('mask_probs', {'image': 0.0, 'audio': 0.0, 'label': 1.0}))
-  common = dict(use_query_residual=False, concat_preprocessed_input=False,
-                layer_norm_eps=eps or attn_lib.DEFAULT_LAYER_NORM_EPS)
+  common = dict(
+    use_query_residual=False, concat_preprocessed_input=False, layer_norm_eps=eps or attn_lib.DEFAULT_LAYER_NORM_EPS
+  )
 
   def forward(images, audio, subsample_image, subsample_audio, labels=None, *, is_training):
     """`labels` [B, num_classes] (one-hot; zeros when None: the label input is then
@@ -211,58 +257,86 @@ def _ref_video_autoencoder(cfg: Mapping[str, Any]) -> ReferenceModel:
     if images.ndim != 5:
       raise ValueError(f'video must be [B, T, H, W, C], got {images.shape}')
     preprocessor = io.MultimodalPreprocessor(
-        min_padding_size=int(cfg.get('min_padding_size', 4)),
-        modalities={
-            'audio': io.AudioPreprocessor(position_encoding_type='fourier', prep_type='patches',
-                                          fourier_position_encoding_kwargs=audio_fourier,
-                                          samples_per_patch=samples_per_patch),
-            'image': io.ImagePreprocessor(position_encoding_type='fourier', prep_type='patches',
-                                          fourier_position_encoding_kwargs=image_fourier,
-                                          spatial_downsample=4, temporal_downsample=1),
-            'label': io.OneHotPreprocessor(),
-        },
-        mask_probs=mask_probs)
-    postprocessor = io.MultimodalPostprocessor(modalities={
+      min_padding_size=int(cfg.get('min_padding_size', 4)),
+      modalities={
+        'audio': io.AudioPreprocessor(
+          position_encoding_type='fourier',
+          prep_type='patches',
+          fourier_position_encoding_kwargs=audio_fourier,
+          samples_per_patch=samples_per_patch,
+        ),
+        'image': io.ImagePreprocessor(
+          position_encoding_type='fourier',
+          prep_type='patches',
+          fourier_position_encoding_kwargs=image_fourier,
+          spatial_downsample=4,
+          temporal_downsample=1,
+        ),
+        'label': io.OneHotPreprocessor(),
+      },
+      mask_probs=mask_probs,
+    )
+    postprocessor = io.MultimodalPostprocessor(
+      modalities={
         'audio': io.AudioPostprocessor(samples_per_patch=samples_per_patch),
         'image': io.ProjectionPostprocessor(num_outputs=3),
         'label': io.ClassificationPostprocessor(num_classes=num_classes),
-    })
+      }
+    )
     encoder = PerceiverEncoder(**_with_eps(_strip(cfg['encoder'], 'name'), eps, cfg), name='encoder')
     decoder = dec_lib.MultimodalDecoder(
-        subsampled_index_dims={'audio': subsample_audio.shape[0], 'image': subsample_image.shape[0],
-                               'label': 1},
-        modalities={
-            'audio': dec_lib.BasicDecoder(
-                subsampled_index_dims=subsample_audio, output_index_dims=(n_audio // samples_per_patch,),
-                output_num_channels=out_channels, position_encoding_type='fourier',
-                fourier_position_encoding_kwargs=audio_fourier, **common),
-            'image': dec_lib.BasicVideoAutoencodingDecoder(
-                subsampled_index_dims=subsample_image, output_shape=images.shape[:4],
-                output_num_channels=out_channels, position_encoding_type='fourier',
-                fourier_position_encoding_kwargs=image_fourier, **common),
-            'label': dec_lib.ClassificationDecoder(
-                num_classes=num_classes, position_encoding_type='trainable',
-                trainable_position_encoding_kwargs=dict(num_channels=query_channels, init_scale=0.02),
-                **common),
-        },
-        num_outputs=None, output_num_channels=out_channels, **common)
-    model = Perceiver(input_preprocessor=preprocessor, encoder=encoder, decoder=decoder,
-                      output_postprocessor=postprocessor)
+      subsampled_index_dims={'audio': subsample_audio.shape[0], 'image': subsample_image.shape[0], 'label': 1},
+      modalities={
+        'audio': dec_lib.BasicDecoder(
+          subsampled_index_dims=subsample_audio,
+          output_index_dims=(n_audio // samples_per_patch,),
+          output_num_channels=out_channels,
+          position_encoding_type='fourier',
+          fourier_position_encoding_kwargs=audio_fourier,
+          **common,
+        ),
+        'image': dec_lib.BasicVideoAutoencodingDecoder(
+          subsampled_index_dims=subsample_image,
+          output_shape=images.shape[:4],
+          output_num_channels=out_channels,
+          position_encoding_type='fourier',
+          fourier_position_encoding_kwargs=image_fourier,
+          **common,
+        ),
+        'label': dec_lib.ClassificationDecoder(
+          num_classes=num_classes,
+          position_encoding_type='trainable',
+          trainable_position_encoding_kwargs=dict(num_channels=query_channels, init_scale=0.02),
+          **common,
+        ),
+      },
+      num_outputs=None,
+      output_num_channels=out_channels,
+      **common,
+    )
+    model = Perceiver(
+      input_preprocessor=preprocessor, encoder=encoder, decoder=decoder, output_postprocessor=postprocessor
+    )
     if labels is None:
       labels = jnp.zeros((images.shape[0], num_classes), images.dtype)
-    return model({'image': images, 'audio': audio, 'label': labels}, is_training=is_training,
-                 subsampled_output_points={'image': subsample_image, 'audio': subsample_audio})
+    return model(
+      {'image': images, 'audio': audio, 'label': labels},
+      is_training=is_training,
+      subsampled_output_points={'image': subsample_image, 'audio': subsample_audio},
+    )
 
-  return ReferenceModel(hk.transform_with_state(forward),
-                        ('images', 'audio', 'subsample_image', 'subsample_audio'),
-                        ('audio', 'image', 'label'))
+  return ReferenceModel(
+    hk.transform_with_state(forward),
+    ('images', 'audio', 'subsample_image', 'subsample_audio'),
+    ('audio', 'image', 'label'),
+  )
 
 
 REFERENCE_BUILDERS: Dict[str, Callable[[Mapping[str, Any]], ReferenceModel]] = {
-    'image_classifier': _ref_image_classifier,
-    'masked_lm': _ref_masked_lm,
-    'optical_flow': _ref_optical_flow,
-    'video_autoencoder': _ref_video_autoencoder,
+  'image_classifier': _ref_image_classifier,
+  'masked_lm': _ref_masked_lm,
+  'optical_flow': _ref_optical_flow,
+  'video_autoencoder': _ref_video_autoencoder,
 }
 
 
@@ -278,36 +352,50 @@ def build_from_reference_config(config: Mapping[str, Any]) -> ReferenceModel:
 # This project's model configs (config.model: perceiver/config.py's schema).
 # ---------------------------------------------------------------------------
 
+
 def _positional_kwargs(inp: config_lib.InputConfig, num_dims: Optional[int]) -> Dict[str, Any]:
   """Position-encoding kwargs of a pre-processor from a parsed input section."""
-  kwargs: Dict[str, Any] = dict(position_encoding_type=inp.position_encoding,
-                                project_pos_dim=inp.project_pos_dim,
-                                concat_or_add_pos=inp.concat_or_add_pos)
+  kwargs: Dict[str, Any] = dict(
+    position_encoding_type=inp.position_encoding,
+    project_pos_dim=inp.project_pos_dim,
+    concat_or_add_pos=inp.concat_or_add_pos,
+  )
   if inp.position_encoding == 'fourier':
     kwargs['fourier_position_encoding_kwargs'] = dict(
-        num_bands=inp.num_bands, max_resolution=inp.max_resolution or None,
-        concat_pos=inp.concat_pos, sine_only=inp.sine_only)
+      num_bands=inp.num_bands,
+      max_resolution=inp.max_resolution or None,
+      concat_pos=inp.concat_pos,
+      sine_only=inp.sine_only,
+    )
   elif inp.position_encoding == 'trainable':
     kwargs['trainable_position_encoding_kwargs'] = dict(
-        num_channels=inp.trainable_pos_channels, init_scale=inp.trainable_pos_init_scale)
+      num_channels=inp.trainable_pos_channels, init_scale=inp.trainable_pos_init_scale
+    )
   del num_dims  # Checked by the schema (InputConfig.validate).
   return kwargs
 
 
 def _image_preprocessor(inp: config_lib.InputConfig, name: str = 'image_preprocessor'):
   return io.ImagePreprocessor(
-      prep_type=inp.prep_type, spatial_downsample=inp.spatial_downsample,
-      temporal_downsample=inp.temporal_downsample,
-      # -1 keeps the pixels' channels; conv stems need a width (the reference's 64).
-      num_channels=inp.num_channels if inp.num_channels > 0 else 64,
-      conv_after_patching=inp.num_channels > 0 and inp.prep_type == 'patches',
-      permute_seed=inp.permute_seed, name=name, **_positional_kwargs(inp, inp.grid_dims()))
+    prep_type=inp.prep_type,
+    spatial_downsample=inp.spatial_downsample,
+    temporal_downsample=inp.temporal_downsample,
+    # -1 keeps the pixels' channels; conv stems need a width (the reference's 64).
+    num_channels=inp.num_channels if inp.num_channels > 0 else 64,
+    conv_after_patching=inp.num_channels > 0 and inp.prep_type == 'patches',
+    permute_seed=inp.permute_seed,
+    name=name,
+    **_positional_kwargs(inp, inp.grid_dims()),
+  )
 
 
 def _audio_preprocessor(inp: config_lib.InputConfig):
   return io.AudioPreprocessor(
-      prep_type=inp.prep_type, samples_per_patch=inp.samples_per_patch,
-      mel_patch_shape=inp.mel_patch_shape, **_positional_kwargs(inp, inp.grid_dims()))
+    prep_type=inp.prep_type,
+    samples_per_patch=inp.samples_per_patch,
+    mel_patch_shape=inp.mel_patch_shape,
+    **_positional_kwargs(inp, inp.grid_dims()),
+  )
 
 
 class _StreamDropout(hk.Module):
@@ -333,13 +421,16 @@ def _check_input_spec(key: str, x: jax.Array) -> None:
   error instead of a parameter-shape error deep inside a layer.
   """
   if not hasattr(x, 'shape') or x.ndim < 2:
-    raise ValueError(f'input {key!r} must be a batch-first array with per-example dims, '
-                     f'got {getattr(x, "shape", type(x).__name__)}')
+    raise ValueError(
+      f'input {key!r} must be a batch-first array with per-example dims, got {getattr(x, "shape", type(x).__name__)}'
+    )
   with hk.experimental.name_scope('input_spec'):
     spec = hk.get_state(key, shape=(0,) + tuple(x.shape[1:]), dtype=x.dtype, init=jnp.zeros)
   if tuple(spec.shape[1:]) != tuple(x.shape[1:]):
-    raise ValueError(f'input {key!r} has per-example shape {tuple(x.shape[1:])} but the model was '
-                     f'initialised for {tuple(spec.shape[1:])} (batch dim excluded)')
+    raise ValueError(
+      f'input {key!r} has per-example shape {tuple(x.shape[1:])} but the model was '
+      f'initialised for {tuple(spec.shape[1:])} (batch dim excluded)'
+    )
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(f'input {key!r} must be floating point, got {x.dtype}')
 
@@ -352,20 +443,22 @@ def _input_preprocessor(inp: config_lib.InputConfig):
     return _audio_preprocessor(inp), ('audio',)
   if inp.modality == 'points':
     return io.PointCloudPreprocessor(
-        num_bands=inp.num_bands, max_resolution=inp.max_resolution or (1120, 1120, 1120),
-        concat_pos=inp.concat_pos, sine_only=inp.sine_only), ('points',)
+      num_bands=inp.num_bands,
+      max_resolution=inp.max_resolution or (1120, 1120, 1120),
+      concat_pos=inp.concat_pos,
+      sine_only=inp.sine_only,
+    ), ('points',)
   # audio_video (the schema admits nothing else).
   return io.MultimodalPreprocessor(
-      modalities={'audio': _audio_preprocessor(inp.audio), 'video': _image_preprocessor(inp.video)},
-      min_padding_size=inp.min_padding_size), ('audio', 'video')
+    modalities={'audio': _audio_preprocessor(inp.audio), 'video': _image_preprocessor(inp.video)},
+    min_padding_size=inp.min_padding_size,
+  ), ('audio', 'video')
 
 
 def _input_channels(inp: config_lib.InputConfig) -> Dict[str, int]:
   """Declared channels-last widths per input key (checked by io.check_channels_last)."""
-  sections = {'audio': inp.audio, 'video': inp.video} if inp.modality == 'audio_video' else {
-      inp.modality: inp}
-  return {k: s.input_channels for k, s in sections.items()
-          if k in ('image', 'video') and s.input_channels > 0}
+  sections = {'audio': inp.audio, 'video': inp.video} if inp.modality == 'audio_video' else {inp.modality: inp}
+  return {k: s.input_channels for k, s in sections.items() if k in ('image', 'video') and s.input_channels > 0}
 
 
 def make_encoder(enc: config_lib.EncoderConfig, **kwargs: Any) -> PerceiverEncoder:
@@ -373,23 +466,32 @@ def make_encoder(enc: config_lib.EncoderConfig, **kwargs: Any) -> PerceiverEncod
   cross_qk, cross_v = enc.channels('cross')
   self_qk, self_v = enc.channels('self')
   return PerceiverEncoder(
-      num_self_attends_per_block=enc.num_self_attends_per_block, num_blocks=enc.num_blocks,
-      z_index_dim=enc.num_latents, num_z_channels=enc.latent_channels,
-      cross_attend_qk_channels=cross_qk, cross_attend_v_channels=cross_v,
-      self_attend_qk_channels=self_qk, self_attend_v_channels=self_v,
-      num_cross_attend_heads=enc.num_cross_attend_heads,
-      num_self_attend_heads=enc.num_self_attend_heads,
-      cross_attend_widening_factor=enc.cross_attend_widening_factor,
-      self_attend_widening_factor=enc.self_attend_widening_factor,
-      dropout_prob=enc.dropout_prob, dropout_attn_prob=enc.attention_dropout_prob,
-      z_pos_enc_init_scale=enc.latent_init_scale,
-      cross_attention_shape_for_attn=enc.cross_attention_shape_for_attn,
-      use_query_residual=enc.use_query_residual, num_cross_attends=enc.num_cross_attends,
-      cross_attend_placement=enc.cross_attend_placement,
-      share_cross_attends=enc.share_cross_attends,
-      share_latent_transformers=enc.share_latent_transformers,
-      layer_norm_eps=enc.layer_norm_eps, cross_attend_chunk_size=enc.attention_chunk_size,
-      remat=enc.remat, **kwargs)
+    num_self_attends_per_block=enc.num_self_attends_per_block,
+    num_blocks=enc.num_blocks,
+    z_index_dim=enc.num_latents,
+    num_z_channels=enc.latent_channels,
+    cross_attend_qk_channels=cross_qk,
+    cross_attend_v_channels=cross_v,
+    self_attend_qk_channels=self_qk,
+    self_attend_v_channels=self_v,
+    num_cross_attend_heads=enc.num_cross_attend_heads,
+    num_self_attend_heads=enc.num_self_attend_heads,
+    cross_attend_widening_factor=enc.cross_attend_widening_factor,
+    self_attend_widening_factor=enc.self_attend_widening_factor,
+    dropout_prob=enc.dropout_prob,
+    dropout_attn_prob=enc.attention_dropout_prob,
+    z_pos_enc_init_scale=enc.latent_init_scale,
+    cross_attention_shape_for_attn=enc.cross_attention_shape_for_attn,
+    use_query_residual=enc.use_query_residual,
+    num_cross_attends=enc.num_cross_attends,
+    cross_attend_placement=enc.cross_attend_placement,
+    share_cross_attends=enc.share_cross_attends,
+    share_latent_transformers=enc.share_latent_transformers,
+    layer_norm_eps=enc.layer_norm_eps,
+    cross_attend_chunk_size=enc.attention_chunk_size,
+    remat=enc.remat,
+    **kwargs,
+  )
 
 
 def build_perceiver(cfg: config_lib.PerceiverConfig) -> hk.TransformedWithState:
@@ -404,25 +506,33 @@ def build_perceiver(cfg: config_lib.PerceiverConfig) -> hk.TransformedWithState:
     preprocessor, keys = _input_preprocessor(inp)
     missing = [k for k in keys if k not in inputs]
     if missing:
-      raise KeyError(f'model.input.modality={inp.modality!r} needs inputs {list(keys)}; missing '
-                     f'{missing} (got {sorted(inputs)})')
+      raise KeyError(
+        f'model.input.modality={inp.modality!r} needs inputs {list(keys)}; missing {missing} (got {sorted(inputs)})'
+      )
     for k in keys:
       if k in channels:
         io.check_channels_last(inputs[k], channels[k], what=f'input {k!r}')
       _check_input_spec(k, inputs[k])
-    x = {k: _StreamDropout(stream_dropout[k], name=f'{k}_dropout')(inputs[k], is_training=is_training)
-         if stream_dropout.get(k, 0) > 0 else inputs[k] for k in keys}
+    x = {
+      k: _StreamDropout(stream_dropout[k], name=f'{k}_dropout')(inputs[k], is_training=is_training)
+      if stream_dropout.get(k, 0) > 0
+      else inputs[k]
+      for k in keys
+    }
     x = x if len(keys) > 1 else x[keys[0]]
     if dec.name == 'average_project':
       decoder = dec_lib.ProjectionDecoder(dec.num_classes, final_avg_before_project=True)
     else:
       query_channels = dec.query_channels if dec.query_channels > 0 else enc.latent_channels
       decoder = dec_lib.ClassificationDecoder(
-          dec.num_classes, num_z_channels=enc.latent_channels,
-          use_query_residual=dec.use_query_residual, num_heads=dec.num_heads,
-          position_encoding_type='trainable',
-          trainable_position_encoding_kwargs=dict(num_channels=query_channels, init_scale=0.02),
-          layer_norm_eps=enc.layer_norm_eps)
+        dec.num_classes,
+        num_z_channels=enc.latent_channels,
+        use_query_residual=dec.use_query_residual,
+        num_heads=dec.num_heads,
+        position_encoding_type='trainable',
+        trainable_position_encoding_kwargs=dict(num_channels=query_channels, init_scale=0.02),
+        layer_norm_eps=enc.layer_norm_eps,
+      )
     model = Perceiver(encoder=make_encoder(enc), decoder=decoder, input_preprocessor=preprocessor)
     logits = model(x, is_training=is_training, pos=inputs.get('pos'))
     return logits.astype(jnp.float32)
@@ -439,12 +549,12 @@ def with_compute_dtype(net: hk.TransformedWithState, compute_dtype: str) -> hk.T
   policy = jmp.get_policy(f'params=float32,compute={compute_dtype},output=float32')
 
   def cast_inputs(inputs):
-    return jax.tree.map(lambda v: policy.cast_to_compute(v)
-                        if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating) else v, inputs)
+    return jax.tree.map(
+      lambda v: policy.cast_to_compute(v) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating) else v, inputs
+    )
 
   def apply(params, state, rng, inputs, *, is_training):
-    out, new_state = net.apply(policy.cast_to_compute(params), state, rng, cast_inputs(inputs),
-                               is_training=is_training)
+    out, new_state = net.apply(policy.cast_to_compute(params), state, rng, cast_inputs(inputs), is_training=is_training)
     return policy.cast_to_output(out), new_state
 
   return hk.TransformedWithState(init=net.init, apply=apply)

@@ -31,12 +31,22 @@ import numpy as np
 
 from perceiver import models
 
-REQUIRED_KEYS = ('num_frames', 'img_sz', 'samples_per_patch', 'audio_samples_per_frame',
-                 'num_classes', 'encoder')
-KNOWN_KEYS = frozenset(REQUIRED_KEYS + (
-    'model', 'image_num_bands', 'audio_num_bands', 'min_padding_size', 'mask_probs',
-    'decoder_query_channels', 'decoder_output_num_channels', 'layer_norm_eps', 'transform',
-    'frame_size'))
+REQUIRED_KEYS = ('num_frames', 'img_sz', 'samples_per_patch', 'audio_samples_per_frame', 'num_classes', 'encoder')
+KNOWN_KEYS = frozenset(
+  REQUIRED_KEYS
+  + (
+    'model',
+    'image_num_bands',
+    'audio_num_bands',
+    'min_padding_size',
+    'mask_probs',
+    'decoder_query_channels',
+    'decoder_output_num_channels',
+    'layer_norm_eps',
+    'transform',
+    'frame_size',
+  )
+)
 PATCH = (1, 4, 4)  # (t, y, x) video patch of the released model (spatial_downsample=4).
 
 
@@ -55,8 +65,10 @@ def check_model_config(model_config) -> Dict[str, Any]:
     if not isinstance(cfg[key], (int, np.integer)) or cfg[key] < 1:
       raise ValueError(f'model.{key} must be a positive integer, got {cfg[key]!r}')
   if cfg['audio_samples_per_frame'] % cfg['samples_per_patch']:
-    raise ValueError(f"model.audio_samples_per_frame={cfg['audio_samples_per_frame']} is not a multiple "
-                     f"of model.samples_per_patch={cfg['samples_per_patch']}")
+    raise ValueError(
+      f'model.audio_samples_per_frame={cfg["audio_samples_per_frame"]} is not a multiple '
+      f'of model.samples_per_patch={cfg["samples_per_patch"]}'
+    )
   cfg['model'] = 'video_autoencoder'
   return cfg
 
@@ -81,6 +93,7 @@ class Autoencoder:
   video pixels / audio patches; all when absent). They return
   {'image': [B, Qi, 3], 'audio': [B, Qa * samples_per_patch], 'label': [B, K]}.
   """
+
   net: hk.TransformedWithState
   config: Dict[str, Any]
 
@@ -104,9 +117,9 @@ def build_autoencoder(model_config, *, label_mask_prob: float = 0.5) -> Autoenco
   # Same modules (and parameter names) in training and evaluation; only the
   # label's mask probability differs.
   train = models.build_from_reference_config(
-      dict(cfg, mask_probs={'image': 0.0, 'audio': 0.0, 'label': float(label_mask_prob)})).net
-  evaluate = models.build_from_reference_config(
-      dict(cfg, mask_probs={'image': 0.0, 'audio': 0.0, 'label': 1.0})).net
+    dict(cfg, mask_probs={'image': 0.0, 'audio': 0.0, 'label': float(label_mask_prob)})
+  ).net
+  evaluate = models.build_from_reference_config(dict(cfg, mask_probs={'image': 0.0, 'audio': 0.0, 'label': 1.0})).net
   num_classes = int(cfg['num_classes'])
   spp = int(cfg['samples_per_patch'])
   n_audio = int(cfg['num_frames']) * int(cfg['audio_samples_per_frame'])
@@ -116,13 +129,11 @@ def build_autoencoder(model_config, *, label_mask_prob: float = 0.5) -> Autoenco
       raise KeyError('autoencoder inputs must be a dict with video and audio')
     video, audio = inputs['video'], inputs['audio']
     if video.ndim != 5 or video.shape[1] != cfg['num_frames'] or video.shape[-1] != 3:
-      raise ValueError(f"video must be [B, {cfg['num_frames']}, H, W, 3] (model.num_frames), "
-                       f'got {video.shape}')
+      raise ValueError(f'video must be [B, {cfg["num_frames"]}, H, W, 3] (model.num_frames), got {video.shape}')
     if video.shape[2] % PATCH[1] or video.shape[3] % PATCH[2]:
       raise ValueError(f'video frames {video.shape[2:4]} must be multiples of {PATCH[1:]} (patches)')
     if audio.shape[1:] != (n_audio, 1):
-      raise ValueError(f'audio must be [B, {n_audio}, 1] (num_frames x audio_samples_per_frame), '
-                       f'got {audio.shape}')
+      raise ValueError(f'audio must be [B, {n_audio}, 1] (num_frames x audio_samples_per_frame), got {audio.shape}')
     sub_image = inputs.get('subsample_image')
     if sub_image is None:
       sub_image = jnp.arange(int(np.prod(video.shape[1:4])), dtype=jnp.int32)
@@ -170,8 +181,14 @@ def audio_targets(audio: jax.Array, idx: Optional[jax.Array], samples_per_patch:
   return patches.reshape(audio.shape[0], -1)
 
 
-def reconstruction_losses(outputs: Mapping[str, jax.Array], video_target: jax.Array,
-                          audio_target: jax.Array, labels: jax.Array, *, weights: Mapping[str, float]):
+def reconstruction_losses(
+  outputs: Mapping[str, jax.Array],
+  video_target: jax.Array,
+  audio_target: jax.Array,
+  labels: jax.Array,
+  *,
+  weights: Mapping[str, float],
+):
   """(weighted total, per-term means): L1 on video and audio, softmax
   cross-entropy on the label; weights {'video', 'audio', 'label'}."""
   video = jnp.mean(jnp.abs(outputs['image'].astype(jnp.float32) - video_target))
@@ -193,8 +210,16 @@ def psnr(pred: jax.Array, target: jax.Array, *, peak: float = 1.0) -> jax.Array:
   return 10.0 * jnp.log10(peak**2 / mse)
 
 
-def reconstruct(autoencoder: Autoencoder, params, state, video: jax.Array, audio: jax.Array, *,
-                chunks: int = 1, rng: Optional[jax.Array] = None) -> Dict[str, jax.Array]:
+def reconstruct(
+  autoencoder: Autoencoder,
+  params,
+  state,
+  video: jax.Array,
+  audio: jax.Array,
+  *,
+  chunks: int = 1,
+  rng: Optional[jax.Array] = None,
+) -> Dict[str, jax.Array]:
   """Full outputs with the label masked: image [B, T, H, W, 3], audio [B, N], label [B, K].
 
   The outputs are decoded in `chunks` slices of the video and audio queries
@@ -211,9 +236,13 @@ def reconstruct(autoencoder: Autoencoder, params, state, video: jax.Array, audio
     # Fixed-size slices (the last one repeats the final index), trimmed after.
     idx_i = jnp.minimum(jnp.arange(c * per_image, (c + 1) * per_image), n_image - 1).astype(jnp.int32)
     idx_a = jnp.minimum(jnp.arange(c * per_audio, (c + 1) * per_audio), n_audio - 1).astype(jnp.int32)
-    out, _ = autoencoder.net.apply(params, state, rng, {
-        'video': video, 'audio': audio, 'subsample_image': idx_i, 'subsample_audio': idx_a},
-        is_training=False)
+    out, _ = autoencoder.net.apply(
+      params,
+      state,
+      rng,
+      {'video': video, 'audio': audio, 'subsample_image': idx_i, 'subsample_audio': idx_a},
+      is_training=False,
+    )
     images.append(out['image'])
     audios.append(out['audio'].reshape(video.shape[0], per_audio, -1))
     label = out['label'] if label is None else label

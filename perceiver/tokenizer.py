@@ -26,16 +26,14 @@ def decode(ids: Sequence[int]) -> str:
   return data.decode('utf-8', errors='replace')
 
 
-def encode_batch(texts: Sequence[str], max_len: int, *,
-                 add_bos_eos: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+def encode_batch(texts: Sequence[str], max_len: int, *, add_bos_eos: bool = True) -> Tuple[np.ndarray, np.ndarray]:
   """Texts -> (ids int32 [B, max_len], mask int32 [B, max_len]); errors if a text is too long."""
   ids = np.full((len(texts), max_len), PAD, np.int32)
   mask = np.zeros((len(texts), max_len), np.int32)
   for i, text in enumerate(texts):
     tokens = encode(text, add_bos_eos=add_bos_eos)
     if len(tokens) > max_len:
-      raise ValueError(f'text {i} is {len(tokens)} tokens long (with bos/eos), more than '
-                       f'max_len={max_len}')
-    ids[i, :len(tokens)] = tokens
-    mask[i, :len(tokens)] = 1
+      raise ValueError(f'text {i} is {len(tokens)} tokens long (with bos/eos), more than max_len={max_len}')
+    ids[i, : len(tokens)] = tokens
+    mask[i, : len(tokens)] = 1
   return ids, mask

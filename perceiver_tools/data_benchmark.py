@@ -24,33 +24,30 @@ from perceiver_tools.cli import _flags
 
 # name -> (data_config overrides, dataset subdirectory).
 PIPELINES = {
-    'imagenet2012': (dict(name='imagenet2012', train_split='train[100:]',
-                          valid_split='train[:100]'), 'imagenet'),
-    'audioset/raw': (dict(name='audioset'), 'audioset'),
-    'audioset/mel': (dict(name='audioset', audio_repr='mel'), 'audioset'),
-    'audioset/audio_video': (dict(name='audioset', modality='audio_video',
-                                  video_patched=True), 'audioset'),
-    'modelnet40/off': (dict(name='modelnet40', source='off'), 'modelnet'),
-    'modelnet40/hdf5': (dict(name='modelnet40', source='hdf5'), 'modelnet'),
+  'imagenet2012': (dict(name='imagenet2012', train_split='train[100:]', valid_split='train[:100]'), 'imagenet'),
+  'audioset/raw': (dict(name='audioset'), 'audioset'),
+  'audioset/mel': (dict(name='audioset', audio_repr='mel'), 'audioset'),
+  'audioset/audio_video': (dict(name='audioset', modality='audio_video', video_patched=True), 'audioset'),
+  'modelnet40/off': (dict(name='modelnet40', source='off'), 'modelnet'),
+  'modelnet40/hdf5': (dict(name='modelnet40', source='hdf5'), 'modelnet'),
 }
 _BASELINE_SPLITS = {
-    'imagenet2012': ('train', 'validation'),
-    'audioset/raw': ('balanced_train+unbalanced_train', 'eval'),
-    'modelnet40/hdf5': ('train', 'test'),
+  'imagenet2012': ('train', 'validation'),
+  'audioset/raw': ('balanced_train+unbalanced_train', 'eval'),
+  'modelnet40/hdf5': ('train', 'test'),
 }
 
 
 def configs(data_dir: str, tfds_dir: str) -> dict[str, dict]:
-  return {name: dict(overrides, manual_dir=os.path.join(data_dir, sub),
-                     data_dir=tfds_dir)
-          for name, (overrides, sub) in PIPELINES.items()}
+  return {
+    name: dict(overrides, manual_dir=os.path.join(data_dir, sub), data_dir=tfds_dir)
+    for name, (overrides, sub) in PIPELINES.items()
+  }
 
 
-def throughput(config: dict, batch_size: int, batches: int,
-               warmup: int = 2) -> float:
+def throughput(config: dict, batch_size: int, batches: int, warmup: int = 2) -> float:
   """Training examples per second after `warmup` batches."""
-  ds = pipeline.get_dataset(config, split='train', batch_size=batch_size,
-                            shuffle_seed=0)
+  ds = pipeline.get_dataset(config, split='train', batch_size=batch_size, shuffle_seed=0)
   it = ds.as_numpy_iterator()
   for _ in range(warmup):
     next(it)
@@ -61,16 +58,12 @@ def throughput(config: dict, batch_size: int, batches: int,
 
 
 FLAGS = flags.FlagValues()
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'sample data (scripts/make_sample_data.py)',
-                                flag_values=FLAGS)
-_TFDS_DIR = flags.DEFINE_string('tfds_dir', None, 'TFDS records (default: DATA_DIR/tfds)',
-                                flag_values=FLAGS)
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'examples per batch', lower_bound=1,
-                                   flag_values=FLAGS)
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'sample data (scripts/make_sample_data.py)', flag_values=FLAGS)
+_TFDS_DIR = flags.DEFINE_string('tfds_dir', None, 'TFDS records (default: DATA_DIR/tfds)', flag_values=FLAGS)
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'examples per batch', lower_bound=1, flag_values=FLAGS)
 _BATCHES = flags.DEFINE_integer('batches', 20, 'timed batches', lower_bound=1, flag_values=FLAGS)
 _ONLY = flags.DEFINE_list('only', [], f'subset of {list(PIPELINES)}', flag_values=FLAGS)
-_BASELINES = flags.DEFINE_bool('baselines', False, 'also print the linear baselines',
-                               flag_values=FLAGS)
+_BASELINES = flags.DEFINE_bool('baselines', False, 'also print the linear baselines', flag_values=FLAGS)
 flags.mark_flag_as_required('data_dir', flag_values=FLAGS)
 
 
@@ -87,10 +80,18 @@ def main(argv: list[str] | None = None) -> int:
       continue
     pipeline.get_builder(config)  # Build records outside the timing.
     rate = throughput(config, _BATCH_SIZE.value, _BATCHES.value)
-    print(json.dumps({'pipeline': name, 'examples_per_s': round(rate, 1),
-                      'batch_size': _BATCH_SIZE.value,
-                      'batches': _BATCHES.value, 'cpus': os.cpu_count()}),
-          flush=True)
+    print(
+      json.dumps(
+        {
+          'pipeline': name,
+          'examples_per_s': round(rate, 1),
+          'batch_size': _BATCH_SIZE.value,
+          'batches': _BATCHES.value,
+          'cpus': os.cpu_count(),
+        }
+      ),
+      flush=True,
+    )
     if _BASELINES.value and name in _BASELINE_SPLITS:
       result = baselines.linear_baseline(config, *_BASELINE_SPLITS[name])
       print(json.dumps({'baseline': name, **result}), flush=True)

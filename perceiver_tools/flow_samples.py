@@ -38,13 +38,13 @@ import numpy as np
 
 
 PHOTO_GLOBS = (
-    '/usr/share/backgrounds/mate/nature/*.jpg',
-    '/usr/share/backgrounds/gnome/*.jpg',
+  '/usr/share/backgrounds/mate/nature/*.jpg',
+  '/usr/share/backgrounds/gnome/*.jpg',
 )
 _PACKAGE_PHOTOS = (
-    ('sklearn', 'datasets/images/china.jpg'),
-    ('sklearn', 'datasets/images/flower.jpg'),
-    ('matplotlib', 'mpl-data/sample_data/grace_hopper.jpg'),
+  ('sklearn', 'datasets/images/china.jpg'),
+  ('sklearn', 'datasets/images/flower.jpg'),
+  ('matplotlib', 'mpl-data/sample_data/grace_hopper.jpg'),
 )
 MAX_PHOTO_SIDE = 800  # Photos are downscaled to this once loaded.
 
@@ -52,8 +52,7 @@ MAX_PHOTO_SIDE = 800  # Photos are downscaled to this once loaded.
 def find_photos(extra_dirs: tuple[str, ...] = ()) -> list[str]:
   """Paths of the real photographs available on this machine, sorted."""
   paths = []
-  for pattern in PHOTO_GLOBS + tuple(os.path.join(d, '*.jpg')
-                                     for d in extra_dirs):
+  for pattern in PHOTO_GLOBS + tuple(os.path.join(d, '*.jpg') for d in extra_dirs):
     paths += glob.glob(pattern)
   for package, rel in _PACKAGE_PHOTOS:
     spec = importlib.util.find_spec(package)
@@ -66,12 +65,12 @@ def find_photos(extra_dirs: tuple[str, ...] = ()) -> list[str]:
 
 def load_photo(path: str) -> np.ndarray:
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   with Image.open(path) as img:
     img = img.convert('RGB')
     scale = MAX_PHOTO_SIDE / max(img.size)
     if scale < 1:
-      img = img.resize((max(1, round(img.width * scale)),
-                        max(1, round(img.height * scale))), Image.BICUBIC)
+      img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
     return np.asarray(img, np.float32)
 
 
@@ -79,8 +78,7 @@ def _affine(rng, max_shift, max_rot_deg, scale_range, center):
   """2x3 matrix: rotate/scale about `center` (x, y), then translate."""
   angle = np.deg2rad(rng.uniform(-max_rot_deg, max_rot_deg))
   s = rng.uniform(*scale_range)
-  rot = s * np.array([[np.cos(angle), -np.sin(angle)],
-                      [np.sin(angle), np.cos(angle)]])
+  rot = s * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
   shift = rng.uniform(-max_shift, max_shift, 2)
   c = np.asarray(center, np.float64)
   return np.concatenate([rot, (c - rot @ c + shift)[:, None]], 1)
@@ -98,18 +96,21 @@ def _invert(a):
 
 def _compose(a, b):
   """a after b."""
-  return np.concatenate([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2]
-                                               + a[:, 2])[:, None]], 1)
+  return np.concatenate([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2] + a[:, 2])[:, None]], 1)
 
 
 def _sample(texture, xy, order):
   """texture [h, w, C] at points xy [H, W, 2] (x, y); outside: 0."""
   from scipy import ndimage  # pylint: disable=g-import-not-at-top
+
   coords = [xy[..., 1], xy[..., 0]]
-  return np.stack([ndimage.map_coordinates(texture[..., c], coords,
-                                           order=order, mode='constant',
-                                           cval=0.0)
-                   for c in range(texture.shape[-1])], -1)
+  return np.stack(
+    [
+      ndimage.map_coordinates(texture[..., c], coords, order=order, mode='constant', cval=0.0)
+      for c in range(texture.shape[-1])
+    ],
+    -1,
+  )
 
 
 def _layer_mask(rng, h, w):
@@ -131,9 +132,9 @@ def _layer_mask(rng, h, w):
   return inside
 
 
-def make_pair(photos: list[np.ndarray], rng: np.random.Generator,
-              size: tuple[int, int], max_motion: float
-              ) -> dict[str, np.ndarray]:
+def make_pair(
+  photos: list[np.ndarray], rng: np.random.Generator, size: tuple[int, int], max_motion: float
+) -> dict[str, np.ndarray]:
   """One pair: img1, img2 uint8 [H, W, 3], flow f32 [H, W, 2], occluded."""
   h, w = size
   yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -161,13 +162,12 @@ def make_pair(photos: list[np.ndarray], rng: np.random.Generator,
     lw = min(int(rng.uniform(0.25, 0.6) * w * shrink), photo.shape[1])
     y0 = rng.integers(0, max(1, photo.shape[0] - lh))
     x0 = rng.integers(0, max(1, photo.shape[1] - lw))
-    tex = photo[y0:y0 + lh, x0:x0 + lw]
+    tex = photo[y0 : y0 + lh, x0 : x0 + lw]
     mask = _layer_mask(rng, tex.shape[0], tex.shape[1])
     px, py = rng.uniform(-0.2 * w, 0.9 * w), rng.uniform(-0.2 * h, 0.9 * h)
     angle = np.deg2rad(rng.uniform(-30, 30))
     sc = rng.uniform(0.8, 1.2) / shrink
-    rot = sc * np.array([[np.cos(angle), -np.sin(angle)],
-                         [np.sin(angle), np.cos(angle)]])
+    rot = sc * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     pose = np.concatenate([rot, [[px], [py]]], 1)
     lc = _apply(pose, np.array([tex.shape[1] / 2, tex.shape[0] / 2]))
     motion = _affine(rng, max_motion, 10.0, (0.9, 1.1), lc)
@@ -178,8 +178,7 @@ def make_pair(photos: list[np.ndarray], rng: np.random.Generator,
     top = np.full((h, w), -1)
     for i, (tex, mask, _, _) in enumerate(layers):
       to_tex = _apply(_invert(poses[i]), grid)
-      cover = _sample(mask[..., None].astype(np.float64), to_tex,
-                      order=0)[..., 0] > 0.5
+      cover = _sample(mask[..., None].astype(np.float64), to_tex, order=0)[..., 0] > 0.5
       colour = _sample(tex, to_tex, order=1)
       img[cover] = colour[cover]
       top[cover] = i
@@ -198,35 +197,44 @@ def make_pair(photos: list[np.ndarray], rng: np.random.Generator,
     # Occluded: leaves the frame, or lands where frame 2 shows another layer.
     xi = np.clip(np.round(dest[..., 0]).astype(int), 0, w - 1)
     yi = np.clip(np.round(dest[..., 1]).astype(int), 0, h - 1)
-    outside = ((dest[..., 0] < 0) | (dest[..., 0] > w - 1)
-               | (dest[..., 1] < 0) | (dest[..., 1] > h - 1))
+    outside = (dest[..., 0] < 0) | (dest[..., 0] > w - 1) | (dest[..., 1] < 0) | (dest[..., 1] > h - 1)
     covered = top2[yi, xi] != i
     occluded[here] = (outside | covered)[here]
   to_u8 = lambda x: np.clip(np.round(x), 0, 255).astype(np.uint8)
-  return dict(img1=to_u8(img1), img2=to_u8(img2),
-              flow=flow.astype(np.float32), occluded=occluded)
+  return dict(img1=to_u8(img1), img2=to_u8(img2), flow=flow.astype(np.float32), occluded=occluded)
 
 
 def _final_pass(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   from scipy import ndimage  # pylint: disable=g-import-not-at-top
+
   blurred = ndimage.gaussian_filter(img.astype(np.float32), (0.8, 0.8, 0))
   noisy = blurred + rng.normal(0, 3.0, img.shape)
   return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
 
 
-def make_flow(out: str, num_pairs: int, seed: int, size=(120, 160),
-              max_motion: float | None = None, val_fraction: float = 0.2,
-              photo_dirs: tuple[str, ...] = (), log=print) -> None:
+def make_flow(
+  out: str,
+  num_pairs: int,
+  seed: int,
+  size=(120, 160),
+  max_motion: float | None = None,
+  val_fraction: float = 0.2,
+  photo_dirs: tuple[str, ...] = (),
+  log=print,
+) -> None:
   """Writes `num_pairs` pairs in the FlyingChairs, Sintel and KITTI layouts."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   # Imported here: make_sample_data.py needs no TensorFlow for other data.
   from perceiver.data import flow as flow_io  # pylint: disable=g-import-not-at-top
+
   paths = find_photos(photo_dirs)
   if len(paths) < 2:
     raise RuntimeError(
-        'need at least 2 real photos: install Debian mate-backgrounds (sudo '
-        'bash scripts/install_sample_sources.sh) or scikit-learn / '
-        'matplotlib, or pass --flow_photos DIR of JPEGs')
+      'need at least 2 real photos: install Debian mate-backgrounds (sudo '
+      'bash scripts/install_sample_sources.sh) or scikit-learn / '
+      'matplotlib, or pass --flow_photos DIR of JPEGs'
+    )
   photos = [load_photo(p) for p in paths]
   if max_motion is None:  # Foreground shifts up to 6% of the frame's side.
     max_motion = 0.06 * min(size)
@@ -235,47 +243,41 @@ def make_flow(out: str, num_pairs: int, seed: int, size=(120, 160),
   chairs = os.path.join(out, 'flying_chairs')
   sintel = os.path.join(out, 'sintel', 'training')
   kitti = os.path.join(out, 'kitti', 'training')
-  for d in (os.path.join(chairs, 'data'), os.path.join(kitti, 'image_2'),
-            os.path.join(kitti, 'flow_occ'), os.path.join(kitti, 'flow_noc')):
+  for d in (
+    os.path.join(chairs, 'data'),
+    os.path.join(kitti, 'image_2'),
+    os.path.join(kitti, 'flow_occ'),
+    os.path.join(kitti, 'flow_noc'),
+  ):
     os.makedirs(d, exist_ok=True)
   num_val = int(round(num_pairs * val_fraction))
   flags = []
   for n in range(1, num_pairs + 1):
     pair = make_pair(photos, rng, size, max_motion)
-    img1, img2, flow, occ = (pair['img1'], pair['img2'], pair['flow'],
-                             pair['occluded'])
+    img1, img2, flow, occ = (pair['img1'], pair['img2'], pair['flow'], pair['occluded'])
     base = os.path.join(chairs, 'data', f'{n:05d}')
     Image.fromarray(img1).save(base + '_img1.ppm')
     Image.fromarray(img2).save(base + '_img2.ppm')
     flow_io.write_flo(base + '_flow.flo', flow)
     flags.append(2 if n > num_pairs - num_val else 1)
     scene = f'pair_{n:05d}'
-    for pass_name, frames in (('clean', (img1, img2)),
-                              ('final', (_final_pass(img1, rng),
-                                         _final_pass(img2, rng)))):
+    for pass_name, frames in (('clean', (img1, img2)), ('final', (_final_pass(img1, rng), _final_pass(img2, rng)))):
       d = os.path.join(sintel, pass_name, scene)
       os.makedirs(d, exist_ok=True)
       for k, frame in enumerate(frames, 1):
         Image.fromarray(frame).save(os.path.join(d, f'frame_{k:04d}.png'))
-    for sub, data in (('flow', None), ('occlusions', occ),
-                      ('invalid', np.zeros_like(occ))):
+    for sub, data in (('flow', None), ('occlusions', occ), ('invalid', np.zeros_like(occ))):
       d = os.path.join(sintel, sub, scene)
       os.makedirs(d, exist_ok=True)
       if data is None:
         flow_io.write_flo(os.path.join(d, 'frame_0001.flo'), flow)
       else:
-        Image.fromarray(data.astype(np.uint8) * 255).save(
-            os.path.join(d, 'frame_0001.png'))
+        Image.fromarray(data.astype(np.uint8) * 255).save(os.path.join(d, 'frame_0001.png'))
     stem = f'{n - 1:06d}'
-    Image.fromarray(img1).save(os.path.join(kitti, 'image_2',
-                                            f'{stem}_10.png'))
-    Image.fromarray(img2).save(os.path.join(kitti, 'image_2',
-                                            f'{stem}_11.png'))
-    flow_io.write_kitti_png(os.path.join(kitti, 'flow_occ', f'{stem}_10.png'),
-                            flow)
-    flow_io.write_kitti_png(os.path.join(kitti, 'flow_noc', f'{stem}_10.png'),
-                            flow, ~occ)
+    Image.fromarray(img1).save(os.path.join(kitti, 'image_2', f'{stem}_10.png'))
+    Image.fromarray(img2).save(os.path.join(kitti, 'image_2', f'{stem}_11.png'))
+    flow_io.write_kitti_png(os.path.join(kitti, 'flow_occ', f'{stem}_10.png'), flow)
+    flow_io.write_kitti_png(os.path.join(kitti, 'flow_noc', f'{stem}_10.png'), flow, ~occ)
   with open(os.path.join(chairs, 'FlyingChairs_train_val.txt'), 'w') as f:
     f.write('\n'.join(str(v) for v in flags) + '\n')
-  log(f'flow: wrote {out} ({num_pairs - num_val} train / {num_val} '
-      'validation pairs)')
+  log(f'flow: wrote {out} ({num_pairs - num_val} train / {num_val} validation pairs)')

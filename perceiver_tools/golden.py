@@ -33,7 +33,7 @@ def split_flat(arrays: Mapping[str, np.ndarray], prefix: str) -> Tree:
   tree: Tree = {}
   for key, value in arrays.items():
     if key.startswith(prefix + '::'):
-      module, name = key[len(prefix) + 2:].rsplit('::', 1)
+      module, name = key[len(prefix) + 2 :].rsplit('::', 1)
       tree.setdefault(module, {})[name] = np.asarray(value)
   return tree
 
@@ -57,10 +57,12 @@ def load_golden(path: str) -> GoldenCase:
     raise ValueError(f'{path}: not a golden file (no __config__ entry)')
   config = json.loads(str(arrays['__config__']))
   inputs = {k.split('::', 1)[1]: v for k, v in arrays.items() if k.startswith('input::')}
-  outputs = {k.split('::', 1)[1] if '::' in k else '': v for k, v in arrays.items()
-             if k == 'output' or k.startswith('output::')}
+  outputs = {
+    k.split('::', 1)[1] if '::' in k else '': v for k, v in arrays.items() if k == 'output' or k.startswith('output::')
+  }
   if any(k.startswith('state_dict::') for k in arrays):
     from perceiver.checkpoints import hf  # Local import: only HF goldens need it.
+
     state_dict = {k.split('::', 1)[1]: v for k, v in arrays.items() if k.startswith('state_dict::')}
     params, state = hf.convert_state_dict(state_dict, config)
     ref_config = hf.hf_config_to_reference(config)
@@ -82,11 +84,13 @@ def run_case(case: GoldenCase) -> Dict[str, np.ndarray]:
   params = jax.tree.map(jnp.asarray, case.params)
   state = jax.tree.map(jnp.asarray, case.state)
   expected_params, expected_state = jax.eval_shape(
-      lambda: model.net.init(jax.random.PRNGKey(0), *args, is_training=True))
+    lambda: model.net.init(jax.random.PRNGKey(0), *args, is_training=True)
+  )
   check_compatible(expected_params, params, what='params')
   check_compatible(expected_state, state, what='state')
   out, _ = jax.jit(lambda p, s, *a: model.net.apply(p, s, jax.random.PRNGKey(0), *a, is_training=False))(
-      params, state, *args)
+    params, state, *args
+  )
   if model.output_names is None:
     return {'': np.asarray(out)}
   return {k: np.asarray(out[k]) for k in model.output_names}

@@ -29,20 +29,20 @@ _LANGS = ('en', 'es', 'fr', 'it', 'ru')
 def photo_paths(max_photos: int) -> list[str]:
   """Real photographs available offline: sklearn's two, then gnome's."""
   import importlib.util  # pylint: disable=g-import-not-at-top
+
   paths = []
   spec = importlib.util.find_spec('sklearn')
   if spec is not None and spec.origin:
     images = os.path.join(os.path.dirname(spec.origin), 'datasets', 'images')
-    paths += [os.path.join(images, n) for n in ('china.jpg', 'flower.jpg')
-              if os.path.exists(os.path.join(images, n))]
+    paths += [os.path.join(images, n) for n in ('china.jpg', 'flower.jpg') if os.path.exists(os.path.join(images, n))]
   paths += sorted(glob.glob('/usr/share/backgrounds/gnome/*.jpg'))
   return paths[:max_photos]
 
 
-def _camera(photo, motion: str, rng: np.random.Generator, frames: int,
-            size: int) -> np.ndarray:
+def _camera(photo, motion: str, rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
   """uint8 [frames, size, size, 3]: a pan or zoom over `photo` (PIL)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   w, h = photo.size
   side0 = min(w, h) * rng.uniform(0.45, 0.6)
   if motion == 'pan':
@@ -68,10 +68,10 @@ def _camera(photo, motion: str, rng: np.random.Generator, frames: int,
   return out
 
 
-def _speech(prompts: list[str], read_prompt, rng: np.random.Generator,
-            seconds: int) -> np.ndarray:
+def _speech(prompts: list[str], read_prompt, rng: np.random.Generator, seconds: int) -> np.ndarray:
   """float32 [seconds * 48000]: voice prompts at 8 kHz, upsampled."""
   from scipy import signal  # pylint: disable=g-import-not-at-top
+
   n = seconds * 8000
   pieces, total = [], 0
   while total < n:
@@ -88,6 +88,7 @@ def _speech(prompts: list[str], read_prompt, rng: np.random.Generator,
 def write_clip(path: str, video: np.ndarray, audio: np.ndarray) -> None:
   """MPEG-4 video [T, H, W, 3] uint8 at 25 fps + AAC mono at 48 kHz."""
   import av  # pylint: disable=g-import-not-at-top
+
   with av.open(path, mode='w') as container:
     v = container.add_stream('mpeg4', rate=FPS)
     v.height, v.width = video.shape[1:3]
@@ -102,8 +103,7 @@ def write_clip(path: str, video: np.ndarray, audio: np.ndarray) -> None:
       container.mux(packet)
     hop = 1024
     for i in range(0, len(audio), hop):
-      frame = av.AudioFrame.from_ndarray(audio[None, i:i + hop],
-                                         format='fltp', layout='mono')
+      frame = av.AudioFrame.from_ndarray(audio[None, i : i + hop], format='fltp', layout='mono')
       frame.sample_rate, frame.pts = SAMPLE_RATE, i
       for packet in a.encode(frame):
         container.mux(packet)
@@ -111,16 +111,28 @@ def write_clip(path: str, video: np.ndarray, audio: np.ndarray) -> None:
       container.mux(packet)
 
 
-def make_kinetics(out: str, *, num_classes: int, train_per_class: int,
-                  valid_per_class: int, seconds: int, size: int, seed: int,
-                  prompts_for, read_prompt, log) -> None:
+def make_kinetics(
+  out: str,
+  *,
+  num_classes: int,
+  train_per_class: int,
+  valid_per_class: int,
+  seconds: int,
+  size: int,
+  seed: int,
+  prompts_for,
+  read_prompt,
+  log,
+) -> None:
   """Writes the clips and CSVs; `prompts_for(lang)` lists voice prompts."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   photos = photo_paths(max_photos=(num_classes + 1) // 2)
   if len(photos) * len(_MOTIONS) < num_classes or num_classes > len(_LANGS):
     raise ValueError(
-        f'kinetics: {num_classes} classes need {(num_classes + 1) // 2} '
-        f'photos (found {len(photos)}) and at most {len(_LANGS)} languages')
+      f'kinetics: {num_classes} classes need {(num_classes + 1) // 2} '
+      f'photos (found {len(photos)}) and at most {len(_LANGS)} languages'
+    )
   rng = np.random.default_rng(seed)
   rows = {'train': [], 'validate': []}
   for k in range(num_classes):
@@ -129,8 +141,7 @@ def make_kinetics(out: str, *, num_classes: int, train_per_class: int,
     name = os.path.splitext(os.path.basename(photo_path))[0]
     label = f'{motion} over {name} ({_LANGS[k]} speech)'
     prompts = prompts_for(_LANGS[k])
-    for split, count in (('train', train_per_class),
-                         ('validate', valid_per_class)):
+    for split, count in (('train', train_per_class), ('validate', valid_per_class)):
       folder = os.path.join(out, split, label)
       os.makedirs(folder, exist_ok=True)
       for j in range(count):
@@ -139,11 +150,9 @@ def make_kinetics(out: str, *, num_classes: int, train_per_class: int,
         end = start + seconds
         video = _camera(photo, motion, rng, seconds * FPS, size)
         audio = _speech(prompts, read_prompt, rng, seconds)
-        write_clip(os.path.join(folder, f'{ytid}_{start:06d}_{end:06d}.mp4'),
-                   video, audio)
+        write_clip(os.path.join(folder, f'{ytid}_{start:06d}_{end:06d}.mp4'), video, audio)
         rows[split].append((label, ytid, start, end, split))
-    log(f'kinetics: class {k} {label!r}: {train_per_class} + '
-        f'{valid_per_class} clips')
+    log(f'kinetics: class {k} {label!r}: {train_per_class} + {valid_per_class} clips')
   for split, split_rows in rows.items():
     with open(os.path.join(out, f'{split}.csv'), 'w') as f:
       f.write('label,youtube_id,time_start,time_end,split\n')

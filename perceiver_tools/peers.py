@@ -83,8 +83,7 @@ def _build_ours(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
   labels = jax.random.randint(rng, (batch,), 0, int(spec['model']['decoder']['num_classes']))
   params, state = jax.jit(lambda x: net.init(rng, {'image': x}, is_training=True))(images[:1])
   num_params = int(sum(x.size for x in jax.tree.leaves(params)))
-  extra = {'jax': jax.__version__, 'backend': jax.default_backend(),
-           'xla_flags': os.environ.get('XLA_FLAGS', '')}
+  extra = {'jax': jax.__version__, 'backend': jax.default_backend(), 'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
   if spec['mode'] == 'infer':
     fwd = jax.jit(lambda p, s, x: net.apply(p, s, None, {'image': x}, is_training=False)[0])
@@ -127,8 +126,7 @@ def _build_reference(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]
   """
   path = spec.get('reference_path') or ''
   if not path or not os.path.isfile(os.path.join(path, 'perceiver', 'perceiver.py')):
-    raise ImportError('--reference_path must be a deepmind-research checkout holding '
-                      'perceiver/perceiver.py')
+    raise ImportError('--reference_path must be a deepmind-research checkout holding perceiver/perceiver.py')
   sys.path.insert(0, os.path.abspath(path))
   import haiku as hk  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -144,26 +142,37 @@ def _build_reference(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]
 
   def forward(images, is_training):
     preprocessor = io_processors.ImagePreprocessor(
-        position_encoding_type='fourier', prep_type='pixels', spatial_downsample=1,
-        fourier_position_encoding_kwargs=dict(
-            concat_pos=True, max_resolution=tuple(inp['max_resolution']),
-            num_bands=int(inp['num_bands']), sine_only=False))
+      position_encoding_type='fourier',
+      prep_type='pixels',
+      spatial_downsample=1,
+      fourier_position_encoding_kwargs=dict(
+        concat_pos=True, max_resolution=tuple(inp['max_resolution']), num_bands=int(inp['num_bands']), sine_only=False
+      ),
+    )
     encoder = perceiver.PerceiverEncoder(
-        num_self_attends_per_block=int(enc['num_self_attends_per_block']),
-        num_blocks=int(enc['num_blocks']), z_index_dim=latents, num_z_channels=channels,
-        num_cross_attend_heads=int(enc['num_cross_attend_heads']),
-        num_self_attend_heads=int(enc['num_self_attend_heads']),
-        cross_attend_widening_factor=int(enc['cross_attend_widening_factor']),
-        self_attend_widening_factor=int(enc['self_attend_widening_factor']),
-        dropout_prob=0.0, z_pos_enc_init_scale=float(enc['latent_init_scale']),
-        cross_attention_shape_for_attn=enc['cross_attention_shape_for_attn'], name='encoder')
+      num_self_attends_per_block=int(enc['num_self_attends_per_block']),
+      num_blocks=int(enc['num_blocks']),
+      z_index_dim=latents,
+      num_z_channels=channels,
+      num_cross_attend_heads=int(enc['num_cross_attend_heads']),
+      num_self_attend_heads=int(enc['num_self_attend_heads']),
+      cross_attend_widening_factor=int(enc['cross_attend_widening_factor']),
+      self_attend_widening_factor=int(enc['self_attend_widening_factor']),
+      dropout_prob=0.0,
+      z_pos_enc_init_scale=float(enc['latent_init_scale']),
+      cross_attention_shape_for_attn=enc['cross_attention_shape_for_attn'],
+      name='encoder',
+    )
     decoder = perceiver.ClassificationDecoder(
-        int(model['decoder']['num_classes']), num_z_channels=channels,
-        position_encoding_type='trainable',
-        trainable_position_encoding_kwargs=dict(num_channels=channels, init_scale=0.02),
-        use_query_residual=True)
-    return perceiver.Perceiver(encoder=encoder, decoder=decoder,
-                               input_preprocessor=preprocessor)(images, is_training=is_training)
+      int(model['decoder']['num_classes']),
+      num_z_channels=channels,
+      position_encoding_type='trainable',
+      trainable_position_encoding_kwargs=dict(num_channels=channels, init_scale=0.02),
+      use_query_residual=True,
+    )
+    return perceiver.Perceiver(encoder=encoder, decoder=decoder, input_preprocessor=preprocessor)(
+      images, is_training=is_training
+    )
 
   net = hk.transform(forward)
   batch, (height, width) = int(spec['batch_size']), spec['input_size']
@@ -180,8 +189,7 @@ def _build_reference(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]
 
   def step(carry, x, y):
     p, o = carry
-    loss_fn = lambda p: optax.softmax_cross_entropy_with_integer_labels(
-        net.apply(p, None, x, True), y).mean()
+    loss_fn = lambda p: optax.softmax_cross_entropy_with_integer_labels(net.apply(p, None, x, True), y).mean()
     loss, grads = jax.value_and_grad(loss_fn)(p)
     updates, o = tx.update(grads, o, p)
     return (optax.apply_updates(p, updates), o), loss
@@ -210,10 +218,10 @@ def _torch_step(model: Any, forward: Callable[[], Any], labels: Any, spec: Spec)
   our config computes in bf16, as ours does with jmp."""
   import contextlib  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
+
   device = _torch_device(spec)
   bf16 = spec['model'].get('compute_dtype') == 'bfloat16'
-  cast = lambda: (torch.autocast(device, dtype=torch.bfloat16) if bf16
-                  else contextlib.nullcontext())
+  cast = lambda: torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
   sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
   if spec['mode'] == 'infer':
     model.eval()
@@ -222,6 +230,7 @@ def _torch_step(model: Any, forward: Callable[[], Any], labels: Any, spec: Spec)
       with torch.inference_mode(), cast():
         forward()
       sync()
+
     return infer
   model.train()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
@@ -235,11 +244,13 @@ def _torch_step(model: Any, forward: Callable[[], Any], labels: Any, spec: Spec)
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
     opt.step()
     sync()
+
   return train
 
 
 def _torch_inputs(spec: Spec, channels_first: bool):
   import torch  # pylint: disable=g-import-not-at-top
+
   torch.manual_seed(0)
   batch, (height, width) = int(spec['batch_size']), spec['input_size']
   shape = (batch, 3, height, width) if channels_first else (batch, height, width, 3)
@@ -260,28 +271,39 @@ def _build_hf(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
     raise ValueError('the Hugging Face encoder has a single cross-attend: Perceiver IO configs only')
   channels = int(enc['latent_channels'])
   cfg = transformers.PerceiverConfig(
-      num_latents=int(enc['num_latents']), d_latents=channels, d_model=_input_channels(spec),
-      # HF's encoder runs ONE set of self-attends num_blocks times (shared),
-      # like ours with share_latent_transformers=True.
-      num_blocks=int(enc['num_blocks']),
-      num_self_attends_per_block=int(enc['num_self_attends_per_block']),
-      num_self_attention_heads=int(enc['num_self_attend_heads']),
-      num_cross_attention_heads=int(enc['num_cross_attend_heads']),
-      cross_attention_shape_for_attention=enc['cross_attention_shape_for_attn'],
-      self_attention_widening_factor=int(enc['self_attend_widening_factor']),
-      cross_attention_widening_factor=int(enc['cross_attend_widening_factor']),
-      attention_probs_dropout_prob=0.0, num_labels=int(model['decoder']['num_classes']),
-      use_query_residual=True)
+    num_latents=int(enc['num_latents']),
+    d_latents=channels,
+    d_model=_input_channels(spec),
+    # HF's encoder runs ONE set of self-attends num_blocks times (shared),
+    # like ours with share_latent_transformers=True.
+    num_blocks=int(enc['num_blocks']),
+    num_self_attends_per_block=int(enc['num_self_attends_per_block']),
+    num_self_attention_heads=int(enc['num_self_attend_heads']),
+    num_cross_attention_heads=int(enc['num_cross_attend_heads']),
+    cross_attention_shape_for_attention=enc['cross_attention_shape_for_attn'],
+    self_attention_widening_factor=int(enc['self_attend_widening_factor']),
+    cross_attention_widening_factor=int(enc['cross_attend_widening_factor']),
+    attention_probs_dropout_prob=0.0,
+    num_labels=int(model['decoder']['num_classes']),
+    use_query_residual=True,
+  )
   net = hf.PerceiverModel(
+    cfg,
+    input_preprocessor=hf.PerceiverImagePreprocessor(
       cfg,
-      input_preprocessor=hf.PerceiverImagePreprocessor(
-          cfg, prep_type='pixels', spatial_downsample=1,
-          fourier_position_encoding_kwargs=dict(
-              concat_pos=True, max_resolution=tuple(inp['max_resolution']),
-              num_bands=int(inp['num_bands']), sine_only=False)),
-      decoder=hf.PerceiverClassificationDecoder(
-          cfg, num_channels=channels, use_query_residual=True,
-          trainable_position_encoding_kwargs=dict(num_channels=channels, index_dims=1)))
+      prep_type='pixels',
+      spatial_downsample=1,
+      fourier_position_encoding_kwargs=dict(
+        concat_pos=True, max_resolution=tuple(inp['max_resolution']), num_bands=int(inp['num_bands']), sine_only=False
+      ),
+    ),
+    decoder=hf.PerceiverClassificationDecoder(
+      cfg,
+      num_channels=channels,
+      use_query_residual=True,
+      trainable_position_encoding_kwargs=dict(num_channels=channels, index_dims=1),
+    ),
+  )
   net.to(_torch_device(spec))
   images, labels = _torch_inputs(spec, channels_first=True)
   num_params = sum(p.numel() for p in net.parameters())
@@ -312,18 +334,18 @@ def _build_lucidrains(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any
   if model['name'] != 'perceiver':
     raise ValueError("only the original Perceiver (model.name='perceiver') maps onto lucidrains'")
   if int(enc['num_cross_attends']) != int(enc['num_blocks']):
-    raise ValueError('lucidrains interleaves one cross-attend per block: need '
-                     'num_cross_attends == num_blocks')
+    raise ValueError('lucidrains interleaves one cross-attend per block: need num_cross_attends == num_blocks')
   widening = int(enc['self_attend_widening_factor'])
 
   class MatchedFeedForward(nn.Module):
     """Our MLP's shape: Linear(C, wC) -> GELU -> Linear(wC, C)."""
 
-    def __init__(self, dim, mult=4, dropout=0.):
+    def __init__(self, dim, mult=4, dropout=0.0):
       del mult, dropout
       super().__init__()
-      self.net = nn.Sequential(nn.Linear(dim, dim * widening), nn.GELU(approximate='tanh'),
-                               nn.Linear(dim * widening, dim))
+      self.net = nn.Sequential(
+        nn.Linear(dim, dim * widening), nn.GELU(approximate='tanh'), nn.Linear(dim * widening, dim)
+      )
 
     def forward(self, x):
       return self.net(x)
@@ -331,14 +353,21 @@ def _build_lucidrains(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any
   lr.FeedForward = MatchedFeedForward
   channels, heads = int(enc['latent_channels']), int(enc['num_self_attend_heads'])
   net = lr.Perceiver(
-      num_freq_bands=int(inp['num_bands']), depth=int(enc['num_blocks']),
-      max_freq=float(inp['max_resolution'][0]), input_channels=3, input_axis=2,
-      num_latents=int(enc['num_latents']), latent_dim=channels,
-      cross_heads=int(enc['num_cross_attend_heads']),
-      latent_heads=heads, cross_dim_head=_input_channels(spec) // int(enc['num_cross_attend_heads']),
-      latent_dim_head=channels // heads, num_classes=int(model['decoder']['num_classes']),
-      weight_tie_layers=bool(enc['share_cross_attends']),
-      self_per_cross_attn=int(enc['num_self_attends_per_block']))
+    num_freq_bands=int(inp['num_bands']),
+    depth=int(enc['num_blocks']),
+    max_freq=float(inp['max_resolution'][0]),
+    input_channels=3,
+    input_axis=2,
+    num_latents=int(enc['num_latents']),
+    latent_dim=channels,
+    cross_heads=int(enc['num_cross_attend_heads']),
+    latent_heads=heads,
+    cross_dim_head=_input_channels(spec) // int(enc['num_cross_attend_heads']),
+    latent_dim_head=channels // heads,
+    num_classes=int(model['decoder']['num_classes']),
+    weight_tie_layers=bool(enc['share_cross_attends']),
+    self_per_cross_attn=int(enc['num_self_attends_per_block']),
+  )
   net.to(_torch_device(spec))
   images, labels = _torch_inputs(spec, channels_first=False)
   count = lambda module: sum(p.numel() for p in module.parameters())
@@ -348,19 +377,26 @@ def _build_lucidrains(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any
   # biases lucidrains leaves out.
   first = count(net.layers[0].self_attns) if enc['share_latent_transformers'] else 0
   dropped = set(map(id, net.layers[0].self_attns.modules())) if first else set()
-  biases = sum(m.to_q.out_features + m.to_kv.out_features for m in net.modules()
-               if isinstance(m, lr.Attention) and id(m) not in dropped)
+  biases = sum(
+    m.to_q.out_features + m.to_kv.out_features
+    for m in net.modules()
+    if isinstance(m, lr.Attention) and id(m) not in dropped
+  )
   comparable = num_params - first - count(net.to_logits[1]) + biases
-  note = (f'lucidrains has {first} parameters in its separate first latent Transformer, '
-          f'{count(net.to_logits[1])} in its head LayerNorm, and lacks {biases} q/k/v biases')
+  note = (
+    f'lucidrains has {first} parameters in its separate first latent Transformer, '
+    f'{count(net.to_logits[1])} in its head LayerNorm, and lacks {biases} q/k/v biases'
+  )
   call = _torch_step(net, lambda: net(images), labels, spec)
   version = getattr(perceiver_pytorch, '__version__', '')
-  return call, num_params, {'torch': torch.__version__, 'perceiver_pytorch': version,
-                            'comparable_params': comparable, 'params_note': note}
+  return (
+    call,
+    num_params,
+    {'torch': torch.__version__, 'perceiver_pytorch': version, 'comparable_params': comparable, 'params_note': note},
+  )
 
 
-BUILDERS = {'ours': _build_ours, 'reference': _build_reference, 'hf': _build_hf,
-            'lucidrains': _build_lucidrains}
+BUILDERS = {'ours': _build_ours, 'reference': _build_reference, 'hf': _build_hf, 'lucidrains': _build_lucidrains}
 
 
 def worker(impl: str) -> int:
@@ -374,6 +410,7 @@ def worker(impl: str) -> int:
   try:
     if impl in ('hf', 'lucidrains'):
       import torch  # pylint: disable=g-import-not-at-top
+
       if threads:
         torch.set_num_threads(threads)
     call, num_params, extra = BUILDERS[impl](spec)
@@ -386,9 +423,9 @@ def worker(impl: str) -> int:
   call()  # Warm-up: compiles (JAX) or allocates (PyTorch).
   if impl in ('hf', 'lucidrains'):
     import torch  # pylint: disable=g-import-not-at-top
+
     extra['threads'] = torch.get_num_threads()
-  _reply(dict(ready=True, num_params=num_params, setup_s=time.perf_counter() - t0,
-              rss_bytes=_rss_now(), **extra))
+  _reply(dict(ready=True, num_params=num_params, setup_s=time.perf_counter() - t0, rss_bytes=_rss_now(), **extra))
   for line in sys.stdin:
     cmd = json.loads(line)
     if cmd.get('quit'):
@@ -399,8 +436,7 @@ def worker(impl: str) -> int:
       call()
       times.append(time.perf_counter() - start)
     _reply({'times': times})
-  _reply({'rss_peak_bytes': _rss_peak(), 'rss_bytes': _rss_now(),
-          'device_peak_bytes': _device_peak(impl)})
+  _reply({'rss_peak_bytes': _rss_peak(), 'rss_bytes': _rss_now(), 'device_peak_bytes': _device_peak(impl)})
   return 0
 
 
@@ -408,8 +444,10 @@ def _device_peak(impl: str) -> Any:
   """Peak accelerator memory of this process (None on CPU)."""
   if impl in ('hf', 'lucidrains'):
     import torch  # pylint: disable=g-import-not-at-top
+
     return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
   import jax  # pylint: disable=g-import-not-at-top
+
   stats = jax.devices()[0].memory_stats() if jax.default_backend() != 'cpu' else None
   return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
 

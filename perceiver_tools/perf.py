@@ -39,6 +39,7 @@ from jax.extend import core as jex_core
 class FlopCount:
   """Multiply-adds counted as 2 FLOPs. `while_loops`: loops of unknown trip
   count, counted once (none are expected: static fori_loops lower to scan)."""
+
   matmul: int = 0
   while_loops: int = 0
 
@@ -118,8 +119,10 @@ def xla_cost(compiled) -> Dict[str, float]:
   if isinstance(cost, (list, tuple)):  # Older jax: one dict per device.
     cost = cost[0]
   cost = cost or {}
-  return {'xla_flops': float(cost.get('flops', float('nan'))),
-          'xla_bytes_accessed': float(cost.get('bytes accessed', float('nan')))}
+  return {
+    'xla_flops': float(cost.get('flops', float('nan'))),
+    'xla_bytes_accessed': float(cost.get('bytes accessed', float('nan'))),
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -137,8 +140,12 @@ def compiled_memory(compiled) -> Dict[str, int]:
   m = compiled.memory_analysis()
   if m is None:
     return {}
-  out = {'temp': int(m.temp_size_in_bytes), 'argument': int(m.argument_size_in_bytes),
-         'output': int(m.output_size_in_bytes), 'alias': int(m.alias_size_in_bytes)}
+  out = {
+    'temp': int(m.temp_size_in_bytes),
+    'argument': int(m.argument_size_in_bytes),
+    'output': int(m.output_size_in_bytes),
+    'alias': int(m.alias_size_in_bytes),
+  }
   out['peak'] = out['temp'] + out['argument'] + out['output'] - out['alias']
   return out
 
@@ -169,8 +176,7 @@ def time_calls(call: Callable[[], Any], steps: int, warmup: int = 1) -> List[flo
 
 
 def summarize_times(times: Sequence[float]) -> Dict[str, float]:
-  return {'median_s': statistics.median(times), 'min_s': min(times), 'max_s': max(times),
-          'steps': len(times)}
+  return {'median_s': statistics.median(times), 'min_s': min(times), 'max_s': max(times), 'steps': len(times)}
 
 
 def matmul_peak(n: int = 2048, steps: int = 5, dtype=jnp.float32) -> Dict[str, float]:
@@ -180,10 +186,14 @@ def matmul_peak(n: int = 2048, steps: int = 5, dtype=jnp.float32) -> Dict[str, f
   b = jax.random.normal(key_b, (n, n), dtype)
   fn = jax.jit(lambda x, y: x @ y).lower(a, b).compile()
   times = time_calls(lambda: fn(a, b), steps)
-  flops = 2 * n ** 3
-  return {'n': n, 'flops': flops, 'median_s': statistics.median(times),
-          'flops_per_s': flops / statistics.median(times),
-          'best_flops_per_s': flops / min(times)}
+  flops = 2 * n**3
+  return {
+    'n': n,
+    'flops': flops,
+    'median_s': statistics.median(times),
+    'flops_per_s': flops / statistics.median(times),
+    'best_flops_per_s': flops / min(times),
+  }
 
 
 # The torch measurement runs in whichever interpreter has torch (often a
@@ -213,8 +223,12 @@ def _best_of(call: Callable[[], Any], repeats: int) -> float:
   return best
 
 
-def hardware_matmul_peak(dtype: str = 'float32', sizes: Sequence[int] = (1024, 2048, 4096),
-                         repeats: int = 5, torch_python: Optional[str] = None) -> Dict[str, Any]:
+def hardware_matmul_peak(
+  dtype: str = 'float32',
+  sizes: Sequence[int] = (1024, 2048, 4096),
+  repeats: int = 5,
+  torch_python: Optional[str] = None,
+) -> Dict[str, Any]:
   """The machine's matmul FLOP/s for `dtype`: the best over square sizes and
   repeats by every path available, so MFU is against what the hardware does
   rather than against XLA's own (possibly slower) matmul.
@@ -230,34 +244,48 @@ def hardware_matmul_peak(dtype: str = 'float32', sizes: Sequence[int] = (1024, 2
   for n in sizes:
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(jdtype)
     fn = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
-    xla[n] = 2 * n ** 3 / _best_of(lambda: jax.block_until_ready(fn(a, a)), repeats)
+    xla[n] = 2 * n**3 / _best_of(lambda: jax.block_until_ready(fn(a, a)), repeats)
   paths['xla'] = {'flops_per_s': xla}
   if dtype == 'float32':
     rng = np.random.default_rng(0)
     out = {}
     for n in sizes:
       a = rng.standard_normal((n, n), dtype=np.float32)
-      out[n] = 2 * n ** 3 / _best_of(lambda: a @ a, repeats)
+      out[n] = 2 * n**3 / _best_of(lambda: a @ a, repeats)
     paths['numpy'] = {'flops_per_s': out}
   if torch_python:
     import subprocess  # pylint: disable=g-import-not-at-top
-    proc = subprocess.run([torch_python, '-c', _TORCH_PEAK, dtype, ','.join(map(str, sizes)),
-                           str(repeats)], capture_output=True, text=True, timeout=1800)
+
+    proc = subprocess.run(
+      [torch_python, '-c', _TORCH_PEAK, dtype, ','.join(map(str, sizes)), str(repeats)],
+      capture_output=True,
+      text=True,
+      timeout=1800,
+    )
     if proc.returncode == 0:
       import json  # pylint: disable=g-import-not-at-top
+
       got = json.loads(proc.stdout.strip().splitlines()[-1])
       paths['torch'] = dict(got, flops_per_s={int(k): v for k, v in got['flops_per_s'].items()})
     else:
-      paths['torch'] = {'error': proc.stderr.strip().splitlines()[-1][:200] if proc.stderr else
-                        f'exit {proc.returncode}'}
-  best_path, best = max(((name, max(p['flops_per_s'].values())) for name, p in paths.items()
-                         if 'flops_per_s' in p), key=lambda kv: kv[1])
+      paths['torch'] = {
+        'error': proc.stderr.strip().splitlines()[-1][:200] if proc.stderr else f'exit {proc.returncode}'
+      }
+  best_path, best = max(
+    ((name, max(p['flops_per_s'].values())) for name, p in paths.items() if 'flops_per_s' in p), key=lambda kv: kv[1]
+  )
   for p in paths.values():
     if 'flops_per_s' in p:
       p['best_flops_per_s'] = max(p['flops_per_s'].values())
       p['flops_per_s'] = {str(k): v for k, v in p['flops_per_s'].items()}
-  return {'dtype': dtype, 'sizes': list(sizes), 'repeats': repeats, 'paths': paths,
-          'peak_flops_per_s': best, 'peak_path': best_path}
+  return {
+    'dtype': dtype,
+    'sizes': list(sizes),
+    'repeats': repeats,
+    'paths': paths,
+    'peak_flops_per_s': best,
+    'peak_path': best_path,
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -269,8 +297,20 @@ _COMP_RE = re.compile(r'^%?([\w.\-]+)\s.*\{\s*$')
 _CALLS_RE = re.compile(r'calls=%?([\w.\-]+)')
 _OPNAME_RE = re.compile(r'op_name="([^"]*)"')
 _MATMUL_OPS = ('dot', 'convolution')
-_MOVE_OPS = ('copy', 'transpose', 'dynamic-update-slice', 'dynamic-slice', 'concatenate',
-             'pad', 'slice', 'gather', 'scatter', 'broadcast', 'reshape', 'bitcast')
+_MOVE_OPS = (
+  'copy',
+  'transpose',
+  'dynamic-update-slice',
+  'dynamic-slice',
+  'concatenate',
+  'pad',
+  'slice',
+  'gather',
+  'scatter',
+  'broadcast',
+  'reshape',
+  'bitcast',
+)
 _CONTROL_OPS = ('while', 'conditional', 'call')
 
 
@@ -300,8 +340,9 @@ def parse_hlo(hlo_text: str) -> Tuple[Dict[str, HloInstruction], Dict[str, List[
     name, shape, opcode = m.group(1), m.group(2), m.group(3)
     calls = _CALLS_RE.search(line)
     op_name = _OPNAME_RE.search(line)
-    instrs[name] = HloInstruction(name, opcode, current, calls.group(1) if calls else None,
-                                  op_name.group(1) if op_name else '', shape.split('{')[0])
+    instrs[name] = HloInstruction(
+      name, opcode, current, calls.group(1) if calls else None, op_name.group(1) if op_name else '', shape.split('{')[0]
+    )
     comps[current].append(opcode)
   return instrs, comps
 
@@ -310,9 +351,11 @@ def hlo_structure(hlo_text: str) -> Dict[str, int]:
   """Counts that show whether repeated blocks were compiled once or unrolled."""
   _, comps = parse_hlo(hlo_text)
   opcodes = [op for ops in comps.values() for op in ops]
-  return {'hlo_while_loops': opcodes.count('while'),
-          'hlo_dots': sum(op in _MATMUL_OPS for op in opcodes),
-          'hlo_instructions': len(opcodes)}
+  return {
+    'hlo_while_loops': opcodes.count('while'),
+    'hlo_dots': sum(op in _MATMUL_OPS for op in opcodes),
+    'hlo_instructions': len(opcodes),
+  }
 
 
 def _category(instr: Optional[HloInstruction], comps: Mapping[str, List[str]]) -> str:
@@ -327,8 +370,7 @@ def _category(instr: Optional[HloInstruction], comps: Mapping[str, List[str]]) -
     return 'loop/control'
   if any(op in ('reduce', 'reduce-window') for op in ops):
     return 'reduction'
-  compute = [op for op in ops if op not in _MOVE_OPS + ('parameter', 'constant', 'tuple',
-                                                        'get-tuple-element')]
+  compute = [op for op in ops if op not in _MOVE_OPS + ('parameter', 'constant', 'tuple', 'get-tuple-element')]
   if not compute:
     return 'data movement'
   return 'elementwise'
@@ -344,6 +386,7 @@ def _self_times(events: List[Tuple[int, int, str]]) -> Dict[str, float]:
     out[name] += dur - child
     if stack:
       stack[-1][2] += dur
+
   for start, dur, name in sorted(events, key=lambda e: (e[0], -e[1])):
     while stack and stack[-1][0] <= start:
       pop()
@@ -353,8 +396,7 @@ def _self_times(events: List[Tuple[int, int, str]]) -> Dict[str, float]:
   return out
 
 
-def profile_step(call: Callable[[], Any], hlo_text: str, steps: int = 2,
-                 top: int = 8) -> Dict[str, Any]:
+def profile_step(call: Callable[[], Any], hlo_text: str, steps: int = 2, top: int = 8) -> Dict[str, Any]:
   """Where a compiled step's time goes, from a `jax.profiler` trace.
 
   Runs `call` `steps` times under the profiler, takes the XLA CPU runtime's
@@ -391,18 +433,17 @@ def profile_step(call: Callable[[], Any], hlo_text: str, steps: int = 2,
     instr = instrs.get(name)
     by_cat[_category(instr, comps)] += t
     # Group by the JAX primitive that produced it (last op_name component).
-    label = (instr.op_name.rsplit('/', 1)[-1] if instr and instr.op_name else name)
+    label = instr.op_name.rsplit('/', 1)[-1] if instr and instr.op_name else name
     by_op[f'{_category(instr, comps)}:{label}'] += t
   top_instrs = []
   for name, t in sorted(per_instr.items(), key=lambda kv: -kv[1])[:top]:
     instr = instrs.get(name)
-    top_instrs.append((name, instr.shape if instr else '', instr.op_name[-90:] if instr else '',
-                       round(t / total, 4)))
+    top_instrs.append((name, instr.shape if instr else '', instr.op_name[-90:] if instr else '', round(t / total, 4)))
   return {
-      'busy_thread_s_per_step': total / 1e9 / steps,
-      'share_by_kind': {k: round(v / total, 4) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
-      'top_ops': [(k, round(v / total, 4)) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:top]],
-      'top_instructions': top_instrs,
+    'busy_thread_s_per_step': total / 1e9 / steps,
+    'share_by_kind': {k: round(v / total, 4) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
+    'top_ops': [(k, round(v / total, 4)) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:top]],
+    'top_instructions': top_instrs,
   }
 
 

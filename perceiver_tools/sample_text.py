@@ -46,8 +46,7 @@ class FortunesMissing(RuntimeError):
 def read_fortunes(directory: str = FORTUNES_DIR) -> Dict[str, List[str]]:
   """{category: [entry, ...]} with each entry normalised to one line."""
   if not os.path.isdir(directory):
-    raise FortunesMissing(f'{directory} not found; install Debian `fortunes` '
-                          '(bash scripts/install_sample_sources.sh)')
+    raise FortunesMissing(f'{directory} not found; install Debian `fortunes` (bash scripts/install_sample_sources.sh)')
   out: Dict[str, List[str]] = {}
   for name in sorted(os.listdir(directory)):
     path = os.path.join(directory, name)
@@ -96,8 +95,9 @@ def _write_tsv(path: str, header: List[str], rows: List[List[str]]) -> None:
       f.write('\t'.join(row) + '\n')
 
 
-def write_text_sample(out: str, *, seed: int = 0, heldout_percent: int = 10,
-                      directory: str = FORTUNES_DIR, log=print) -> Dict[str, int]:
+def write_text_sample(
+  out: str, *, seed: int = 0, heldout_percent: int = 10, directory: str = FORTUNES_DIR, log=print
+) -> Dict[str, int]:
   """Writes the corpus and both tasks under ``out``; returns counts per file."""
   fortunes = read_fortunes(directory)
   rng = np.random.default_rng(seed)
@@ -139,8 +139,7 @@ def write_text_sample(out: str, *, seed: int = 0, heldout_percent: int = 10,
       else:
         label = 'entailment'
       rows.append([str(len(rows)), first, second, label])
-    _write_tsv(os.path.join(out, 'glue', 'RTE', f'{split}.tsv'),
-               ['index', 'sentence1', 'sentence2', 'label'], rows)
+    _write_tsv(os.path.join(out, 'glue', 'RTE', f'{split}.tsv'), ['index', 'sentence1', 'sentence2', 'label'], rows)
     counts[f'glue/RTE/{split}.tsv'] = len(rows)
   for name, n in counts.items():
     log(f'text: wrote {os.path.join(out, name)} ({n} rows)')

@@ -153,8 +153,7 @@ def read_results(workdir: str) -> list[Result]:
   for column in columns:
     metric, scale = table.metric_of(column)
     if metric not in metrics:
-      raise TableError(f'{workdir}: table {tag.table!r} needs metric {metric!r}; the eval has '
-                       f'{sorted(metrics)}')
+      raise TableError(f'{workdir}: table {tag.table!r} needs metric {metric!r}; the eval has {sorted(metrics)}')
     value = float(metrics[metric])
     if not math.isfinite(value):
       raise TableError(f'{workdir}: {metric} is {value}')
@@ -223,10 +222,15 @@ def render_table(table: pr.Table, cells: Cells) -> str:
     for row in table.rows:
       raw, perm = (_ours(cells, pr.Tag(table.key, row.name, c)) for c in ('raw', 'permuted'))
       paper = pr.TABLES['perceiver_t2'].row(row.static['paper_row']).paper
-      rows.append([row.name, _cell_text(cells, pr.Tag(table.key, row.name, 'raw')),
-                   _cell_text(cells, pr.Tag(table.key, row.name, 'permuted')),
-                   _fmt(_diff(perm, raw), signed=True),
-                   _fmt(_diff(paper['permuted'], paper['raw']), signed=True)])
+      rows.append(
+        [
+          row.name,
+          _cell_text(cells, pr.Tag(table.key, row.name, 'raw')),
+          _cell_text(cells, pr.Tag(table.key, row.name, 'permuted')),
+          _fmt(_diff(perm, raw), signed=True),
+          _fmt(_diff(paper['permuted'], paper['raw']), signed=True),
+        ]
+      )
   else:
     multi = len(table.columns) > 1
     header = ['model']
@@ -245,14 +249,20 @@ def render_table(table: pr.Table, cells: Cells) -> str:
           ours = _derived(cells, table, row, c)
           line += [_fmt(ours, decimals=d), _fmt(paper, decimals=d), _fmt(_diff(ours, paper), signed=True, decimals=d)]
           continue
-        line += [_cell_text(cells, tag, d), _fmt(paper, decimals=d),
-                 _fmt(_diff(_ours(cells, tag), paper), signed=True, decimals=d)]
+        line += [
+          _cell_text(cells, tag, d),
+          _fmt(paper, decimals=d),
+          _fmt(_diff(_ours(cells, tag), paper), signed=True, decimals=d),
+        ]
       line += [row.static.get(s, '') for s in table.static_columns]
       rows.append(line)
   lines += _markdown(header, rows)
   notes = [table.note] if table.note else []
-  notes.append(f'{MISSING}: not run (or not reported by the paper). Δ = ours − paper.'
-               if table.kind == 'paper' else f'{MISSING}: not run.')
+  notes.append(
+    f'{MISSING}: not run (or not reported by the paper). Δ = ours − paper.'
+    if table.kind == 'paper'
+    else f'{MISSING}: not run.'
+  )
   for n in notes:
     lines += ['', f'_{n}_']
   return '\n'.join(lines) + '\n'
@@ -262,8 +272,9 @@ def sources(cells: Cells) -> str:
   """Which workdir each figure came from (so every number can be traced)."""
   seen = sorted({(r.tag, r.workdir, r.step) for rs in cells.values() for r in rs})
   lines = ['### Sources', '']
-  lines += [f'- {t.table} / {t.row} / {t.column}: `{w}`' + (f' (step {s})' if s is not None else '')
-            for t, w, s in seen]
+  lines += [
+    f'- {t.table} / {t.row} / {t.column}: `{w}`' + (f' (step {s})' if s is not None else '') for t, w, s in seen
+  ]
   return '\n'.join(lines) + '\n'
 
 
@@ -274,8 +285,10 @@ def make_tables(workdirs: Sequence[str], tables: Optional[Sequence[str]] = None)
   for workdir in workdirs:
     found = read_results(workdir)
     if not found:
-      raise TableError(f'{workdir}: no table tag (config.table in {CONFIG_NAME}, {TAG_NAME} or '
-                       f'{RESULT_NAME}); tag it with scripts/make_tables.py --tag')
+      raise TableError(
+        f'{workdir}: no table tag (config.table in {CONFIG_NAME}, {TAG_NAME} or '
+        f'{RESULT_NAME}); tag it with scripts/make_tables.py --tag'
+      )
     results.extend(found)
   cells = collect(results)
   if tables is None:

@@ -68,46 +68,67 @@ from perceiver import models
 from perceiver_tools import perf
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config file (configs/x.py:preset); its `model` section is '
-    'benchmarked, and its `train`/`optimizer` sections if perceiver.train is present.',
-    lock_config=False)
+  'config',
+  None,
+  'Experiment config file (configs/x.py:preset); its `model` section is '
+  'benchmarked, and its `train`/`optimizer` sections if perceiver.train is present.',
+  lock_config=False,
+)
 _PRESET = flags.DEFINE_string('model_preset', 'tiny', 'Built-in model when --config is absent.')
-_BATCH = flags.DEFINE_integer('batch_size', 0, 'Examples per step (0: the preset\'s).')
-_INPUT = flags.DEFINE_string('input_size', '', 'Index dims of one example: "H,W" (image), '
-                             '"T,H,W" (video), "N" (points, audio samples).')
+_BATCH = flags.DEFINE_integer('batch_size', 0, "Examples per step (0: the preset's).")
+_INPUT = flags.DEFINE_string(
+  'input_size', '', 'Index dims of one example: "H,W" (image), "T,H,W" (video), "N" (points, audio samples).'
+)
 _STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps after one warm-up step.')
 _MODE = flags.DEFINE_enum('mode', 'all', ['train', 'infer', 'all', 'compile'], 'What to measure.')
 _SWEEP = flags.DEFINE_enum('sweep', None, ['input_size'], 'Measure the cost as this grows.')
-_SWEEP_SIZES = flags.DEFINE_string('sweep_sizes', '32,64,128',
-                                   'Image sides (or N for 1-D inputs) of the sweep.')
+_SWEEP_SIZES = flags.DEFINE_string('sweep_sizes', '32,64,128', 'Image sides (or N for 1-D inputs) of the sweep.')
 _CHUNK = flags.DEFINE_integer('chunk_size', -1, 'Override encoder.attention_chunk_size (-1: keep).')
 _REMAT = flags.DEFINE_enum('remat', 'keep', ['keep', 'true', 'false'], 'Override encoder.remat.')
-_DTYPE = flags.DEFINE_enum('compute_dtype', 'keep', ['keep', 'float32', 'bfloat16'],
-                           'Override model.compute_dtype.')
-_UNROLL = flags.DEFINE_bool('unroll', False, 'Build the encoder with use_loops=False (shared '
-                            'blocks unrolled), to compare compile times.')
+_DTYPE = flags.DEFINE_enum('compute_dtype', 'keep', ['keep', 'float32', 'bfloat16'], 'Override model.compute_dtype.')
+_UNROLL = flags.DEFINE_bool(
+  'unroll', False, 'Build the encoder with use_loops=False (shared blocks unrolled), to compare compile times.'
+)
 _PEAK_N = flags.DEFINE_integer('peak_size', 2048, 'Side of the square matmul for the peak (0: skip).')
 _HW_SIZES = flags.DEFINE_list(
-    'hw_peak_sizes', ['1024', '2048', '4096'], 'Square matmul sizes whose best FLOP/s (over '
-    'XLA, numpy and --torch_python) is the hardware peak MFU divides by (empty: skip).')
-_TORCH_PYTHON = flags.DEFINE_string('torch_python', '', 'An interpreter with torch, for its '
-                                    'oneDNN/MKL matmul in the hardware peak (empty: skip).')
+  'hw_peak_sizes',
+  ['1024', '2048', '4096'],
+  'Square matmul sizes whose best FLOP/s (over '
+  'XLA, numpy and --torch_python) is the hardware peak MFU divides by (empty: skip).',
+)
+_TORCH_PYTHON = flags.DEFINE_string(
+  'torch_python', '', 'An interpreter with torch, for its oneDNN/MKL matmul in the hardware peak (empty: skip).'
+)
 _PROFILE = flags.DEFINE_bool('profile', False, 'Profile the train step and summarise it.')
-_COMPARE = flags.DEFINE_string('compare_chunk_sizes', '', 'Comma-separated attention chunk sizes '
-                               '(0: plain) measured one after another in this process, then their '
-                               'memory and step-time ratios to the first ("0,512").')
+_COMPARE = flags.DEFINE_string(
+  'compare_chunk_sizes',
+  '',
+  'Comma-separated attention chunk sizes '
+  '(0: plain) measured one after another in this process, then their '
+  'memory and step-time ratios to the first ("0,512").',
+)
 
 # Built-in models for use without configs/ (tests, quick checks).
 BUILTIN_PRESETS: Dict[str, Dict[str, Any]] = {
-    'tiny': dict(
-        batch_size=2, input_size=(16, 16),
-        model=dict(name='perceiver_io',
-                   input=dict(modality='image', num_bands=4, max_resolution=(16, 16)),
-                   # 3 blocks: block 0 follows the cross-attend, 1-2 run as a loop.
-                   encoder=dict(num_latents=8, latent_channels=16, num_blocks=3,
-                                num_self_attends_per_block=1, num_cross_attends=1,
-                                cross_attend_placement='start', num_self_attend_heads=2),
-                   decoder=dict(num_classes=10))),
+  'tiny': dict(
+    batch_size=2,
+    input_size=(16, 16),
+    model=dict(
+      name='perceiver_io',
+      input=dict(modality='image', num_bands=4, max_resolution=(16, 16)),
+      # 3 blocks: block 0 follows the cross-attend, 1-2 run as a loop.
+      encoder=dict(
+        num_latents=8,
+        latent_channels=16,
+        num_blocks=3,
+        num_self_attends_per_block=1,
+        num_cross_attends=1,
+        cross_attend_placement='start',
+        num_self_attend_heads=2,
+      ),
+      decoder=dict(num_classes=10),
+    ),
+  ),
 }
 
 _DEFAULT_POINTS = 2048
@@ -116,6 +137,7 @@ _DEFAULT_AUDIO_SAMPLES = 61440
 
 class _State(NamedTuple):
   """Train state of the fallback step (perceiver.train absent)."""
+
   step: jax.Array
   params: hk.Params
   model_state: hk.State
@@ -124,6 +146,7 @@ class _State(NamedTuple):
 
 def emit(record: Dict[str, Any]) -> None:
   """One JSON line on stdout (numbers rounded for reading)."""
+
   def clean(v):
     if isinstance(v, float):
       return v if math.isnan(v) else float(f'{v:.6g}')
@@ -132,6 +155,7 @@ def emit(record: Dict[str, Any]) -> None:
     if isinstance(v, (list, tuple)):
       return [clean(x) for x in v]
     return v
+
   print(json.dumps(clean(record), allow_nan=True), flush=True)
 
 
@@ -155,8 +179,12 @@ def load_config() -> Tuple[ml_collections.ConfigDict, str, int, Optional[Tuple[i
   if _PRESET.value not in BUILTIN_PRESETS:
     raise app.UsageError(f'unknown --model_preset {_PRESET.value!r}; built-in: {sorted(BUILTIN_PRESETS)}')
   preset = BUILTIN_PRESETS[_PRESET.value]
-  return (ml_collections.ConfigDict(dict(model=preset['model'])), f'builtin:{_PRESET.value}',
-          preset['batch_size'], tuple(preset['input_size']))
+  return (
+    ml_collections.ConfigDict(dict(model=preset['model'])),
+    f'builtin:{_PRESET.value}',
+    preset['batch_size'],
+    tuple(preset['input_size']),
+  )
 
 
 def apply_overrides(model_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -188,8 +216,9 @@ def default_input_size(config: ml_collections.ConfigDict) -> Tuple[int, ...]:
   raise app.UsageError(f'give --input_size for modality {inp.modality!r}')
 
 
-def make_batch(model_cfg: ml_collections.ConfigDict, batch: int, size: Sequence[int],
-               seed: int = 0) -> Dict[str, jax.Array]:
+def make_batch(
+  model_cfg: ml_collections.ConfigDict, batch: int, size: Sequence[int], seed: int = 0
+) -> Dict[str, jax.Array]:
   """Random inputs [B, *size, C] keyed by modality, and int32 labels [B]."""
   modality = model_cfg.input.modality
   channels = {'image': (3,), 'video': (3,), 'points': (3,), 'audio': ()}
@@ -218,13 +247,11 @@ def maybe_unrolled(unroll: bool) -> Iterator[None]:
   if not unroll:
     yield
     return
-  with mock.patch.object(models, 'PerceiverEncoder',
-                         functools.partial(encoders.PerceiverEncoder, use_loops=False)):
+  with mock.patch.object(models, 'PerceiverEncoder', functools.partial(encoders.PerceiverEncoder, use_loops=False)):
     yield
 
 
-def make_train_step(net: hk.TransformedWithState, config: ml_collections.ConfigDict
-                    ) -> Tuple[Callable, Callable, str]:
+def make_train_step(net: hk.TransformedWithState, config: ml_collections.ConfigDict) -> Tuple[Callable, Callable, str]:
   """(train_step(state, batch, rng), init_state(params, model_state), source).
 
   The project's `perceiver.train.make_train_step` when it and the config's
@@ -256,7 +283,8 @@ def make_train_step(net: hk.TransformedWithState, config: ml_collections.ConfigD
 
   def step(state: _State, batch, rng):
     (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.model_state, jax.random.fold_in(rng, state.step), batch)
+      state.params, state.model_state, jax.random.fold_in(rng, state.step), batch
+    )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return _State(state.step + 1, params, model_state, opt_state), {'loss': loss}
@@ -288,16 +316,18 @@ def _memory_fields(compiled, rss_before: int) -> Dict[str, Any]:
   return out
 
 
-def _mfu(flops: int, t: Dict[str, float], peak: Optional[Dict[str, float]],
-         hw_peak: Optional[float]) -> Dict[str, float]:
+def _mfu(
+  flops: int, t: Dict[str, float], peak: Optional[Dict[str, float]], hw_peak: Optional[float]
+) -> Dict[str, float]:
   """`mfu`: against the hardware's measured peak for the dtype (the honest
   figure); `mfu_xla`: against XLA's own square matmul in this process."""
   out = {}
   if hw_peak:
     out.update(mfu=flops / t['median_s'] / hw_peak, mfu_best=flops / t['min_s'] / hw_peak)
   if peak:
-    out.update(mfu_xla=flops / t['median_s'] / peak['flops_per_s'],
-               mfu_xla_best=flops / t['min_s'] / peak['best_flops_per_s'])
+    out.update(
+      mfu_xla=flops / t['median_s'] / peak['flops_per_s'], mfu_xla_best=flops / t['min_s'] / peak['best_flops_per_s']
+    )
   return out
 
 
@@ -306,8 +336,14 @@ class Bench:
 
   hw_peak: Optional[float] = None  # The machine's matmul FLOP/s (set by main).
 
-  def __init__(self, config: ml_collections.ConfigDict, model_cfg: ml_collections.ConfigDict,
-               batch: int, size: Sequence[int], unroll: bool = False):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    model_cfg: ml_collections.ConfigDict,
+    batch: int,
+    size: Sequence[int],
+    unroll: bool = False,
+  ):
     self.config = config
     self.model_cfg = model_cfg
     self.batch_size = batch
@@ -319,21 +355,27 @@ class Bench:
       self.net = models.build_model(model_cfg)
       # Parameter shapes do not depend on the batch: init on one example.
       one = {k: v[:1] for k, v in self.inputs.items()}
-      self.params, self.model_state = jax.jit(
-          functools.partial(self.net.init, is_training=True))(jax.random.PRNGKey(0), one)
+      self.params, self.model_state = jax.jit(functools.partial(self.net.init, is_training=True))(
+        jax.random.PRNGKey(0), one
+      )
     self.num_params = int(sum(x.size for x in jax.tree.leaves(self.params)))
     self.rng = jax.random.PRNGKey(1)
 
   def describe(self) -> Dict[str, Any]:
     enc = self.model_cfg.encoder
-    return dict(batch_size=self.batch_size, input_size=list(self.size),
-                num_inputs=num_inputs(self.model_cfg, self.size), num_params=self.num_params,
-                model=self.model_cfg.name, num_latents=int(enc.get('num_latents', 512)),
-                latent_channels=int(enc.get('latent_channels', 1024)),
-                attention_chunk_size=int(enc.get('attention_chunk_size', 0)),
-                remat=bool(enc.get('remat', False)),
-                compute_dtype=self.model_cfg.get('compute_dtype', 'float32'),
-                unrolled=self.unroll)
+    return dict(
+      batch_size=self.batch_size,
+      input_size=list(self.size),
+      num_inputs=num_inputs(self.model_cfg, self.size),
+      num_params=self.num_params,
+      model=self.model_cfg.name,
+      num_latents=int(enc.get('num_latents', 512)),
+      latent_channels=int(enc.get('latent_channels', 1024)),
+      attention_chunk_size=int(enc.get('attention_chunk_size', 0)),
+      remat=bool(enc.get('remat', False)),
+      compute_dtype=self.model_cfg.get('compute_dtype', 'float32'),
+      unrolled=self.unroll,
+    )
 
   def _train_parts(self):
     with maybe_unrolled(self.unroll):
@@ -352,7 +394,9 @@ class Bench:
     rec.update(_memory_fields(compiled, rss0))
     return rec
 
-  def train(self, steps: int, peak: Optional[Dict[str, float]], profile: bool = False) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+  def train(
+    self, steps: int, peak: Optional[Dict[str, float]], profile: bool = False
+  ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
     rss0 = perf.max_rss_bytes()
     step, state, source = self._train_parts()
     args = (state, self.batch, self.rng)
@@ -417,8 +461,7 @@ def sweep_sizes(model_cfg: ml_collections.ConfigDict) -> List[Tuple[int, ...]]:
   return [(s,) for s in sides]
 
 
-def run_sweep(config, model_cfg, batch: int, steps: int, step_kind: str,
-              common: Dict[str, Any]) -> None:
+def run_sweep(config, model_cfg, batch: int, steps: int, step_kind: str, common: Dict[str, Any]) -> None:
   """Step cost vs input size: whole model and its input-dependent part.
 
   `step_kind` 'train' times the train step, 'infer' the forward pass.
@@ -430,21 +473,22 @@ def run_sweep(config, model_cfg, batch: int, steps: int, step_kind: str,
       bench = Bench(config, cfg, batch, size)
       rec = bench.train(steps, peak=None)[0] if step_kind == 'train' else bench.infer(steps, None)
       keep = ('flops', 'step_median_s', 'step_min_s', 'xla_temp_bytes', 'compile_s')
-      row = dict(common, measurement='sweep', step=step_kind, part=part, **bench.describe(),
-                 **{k: rec[k] for k in keep})
+      row = dict(
+        common, measurement='sweep', step=step_kind, part=part, **bench.describe(), **{k: rec[k] for k in keep}
+      )
       results[(part, size)] = row
       emit(row)
   for small, big in zip(sizes, sizes[1:]):
     m_small = num_inputs(model_cfg, small)
     m_big = num_inputs(model_cfg, big)
-    row = dict(common, measurement='sweep_ratio', step=step_kind, num_inputs=[m_small, m_big],
-               input_ratio=m_big / m_small)
+    row = dict(
+      common, measurement='sweep_ratio', step=step_kind, num_inputs=[m_small, m_big], input_ratio=m_big / m_small
+    )
     for part in ('full', 'input_dependent'):
       a, b = results[(part, small)], results[(part, big)]
       row[f'{part}_time_ratio'] = b['step_median_s'] / a['step_median_s']
       row[f'{part}_flops_ratio'] = b['flops'] / a['flops']
-    latent = [results[('full', s)]['flops'] - results[('input_dependent', s)]['flops']
-              for s in (small, big)]
+    latent = [results[('full', s)]['flops'] - results[('input_dependent', s)]['flops'] for s in (small, big)]
     row['latent_flops'] = latent
     row['latent_flops_constant'] = latent[0] == latent[1]
     row['target_input_dependent_time_ratio'] = 1.1 * m_big / m_small
@@ -452,8 +496,15 @@ def run_sweep(config, model_cfg, batch: int, steps: int, step_kind: str,
     emit(row)
 
 
-def run_chunk_comparison(config, model_cfg, batch: int, size: Sequence[int], steps: int,
-                         peak: Optional[Dict[str, float]], common: Dict[str, Any]) -> None:
+def run_chunk_comparison(
+  config,
+  model_cfg,
+  batch: int,
+  size: Sequence[int],
+  steps: int,
+  peak: Optional[Dict[str, float]],
+  common: Dict[str, Any],
+) -> None:
   """Train steps at each --compare_chunk_sizes value, then ratios to the first.
 
   Memory is XLA's buffer assignment (`xla_peak_bytes`, `xla_temp_bytes`):
@@ -486,11 +537,17 @@ def run_chunk_comparison(config, model_cfg, batch: int, size: Sequence[int], ste
     emit(dict(common, measurement='train', **bench.describe(), **rec))
   base = records[0]
   for chunk, rec in zip(chunks[1:], records[1:]):
-    emit(dict(common, measurement='chunk_ratio', chunk_sizes=[chunks[0], chunk],
-              peak_memory_ratio=rec['xla_peak_bytes'] / base['xla_peak_bytes'],
-              temp_memory_ratio=rec['xla_temp_bytes'] / base['xla_temp_bytes'],
-              step_time_ratio=rec['step_median_s'] / base['step_median_s'],
-              step_time_ratio_best=rec['step_min_s'] / base['step_min_s']))
+    emit(
+      dict(
+        common,
+        measurement='chunk_ratio',
+        chunk_sizes=[chunks[0], chunk],
+        peak_memory_ratio=rec['xla_peak_bytes'] / base['xla_peak_bytes'],
+        temp_memory_ratio=rec['xla_temp_bytes'] / base['xla_temp_bytes'],
+        step_time_ratio=rec['step_median_s'] / base['step_median_s'],
+        step_time_ratio_best=rec['step_min_s'] / base['step_min_s'],
+      )
+    )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -502,8 +559,9 @@ def main(argv: Sequence[str]) -> None:
   if _INPUT.value:
     size = tuple(int(s) for s in _INPUT.value.split(','))
   size = size or default_input_size(config)
-  common = dict(config=name, devices=[str(d) for d in jax.devices()],
-                loadavg_1m=os.getloadavg()[0], cpu_count=os.cpu_count())
+  common = dict(
+    config=name, devices=[str(d) for d in jax.devices()], loadavg_1m=os.getloadavg()[0], cpu_count=os.cpu_count()
+  )
   peak = None
   if _PEAK_N.value > 0 and _MODE.value != 'compile':
     peak = perf.matmul_peak(_PEAK_N.value, max(_STEPS.value, 8))
@@ -511,16 +569,18 @@ def main(argv: Sequence[str]) -> None:
   hw_peak = None
   if _HW_SIZES.value and _MODE.value != 'compile':
     hw = perf.hardware_matmul_peak(
-        model_cfg.get('compute_dtype', 'float32'), [int(n) for n in _HW_SIZES.value],
-        repeats=max(_STEPS.value, 3), torch_python=_TORCH_PYTHON.value or None)
+      model_cfg.get('compute_dtype', 'float32'),
+      [int(n) for n in _HW_SIZES.value],
+      repeats=max(_STEPS.value, 3),
+      torch_python=_TORCH_PYTHON.value or None,
+    )
     emit(dict(common, measurement='hardware_peak', **hw))
     hw_peak = hw['peak_flops_per_s']
   Bench.hw_peak = hw_peak  # Read by every Bench made below.
   if _SWEEP.value == 'input_size':
     if _MODE.value == 'compile':
       raise app.UsageError('--sweep times steps: use --mode=train, infer or all (= train)')
-    run_sweep(config, model_cfg, batch, _STEPS.value, 'infer' if _MODE.value == 'infer' else 'train',
-              common)
+    run_sweep(config, model_cfg, batch, _STEPS.value, 'infer' if _MODE.value == 'infer' else 'train', common)
     return
   if _COMPARE.value:
     run_chunk_comparison(config, model_cfg, batch, size, _STEPS.value, peak, common)

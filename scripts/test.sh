@@ -17,4 +17,5 @@ fi
 python -m pip install -q -c constraints.txt -e '.[test]'
 bash scripts/install_sample_sources.sh
 ruff check .
+ruff format --check .
 python -m pytest -q -m "not slow" tests "$@"

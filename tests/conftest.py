@@ -3,5 +3,5 @@
 
 def pytest_configure(config):
   config.addinivalue_line(
-      'markers', 'slow: minutes-long tests (multi-process, kill/restart, full '
-      'quickstart); deselect with -m "not slow"')
+    'markers', 'slow: minutes-long tests (multi-process, kill/restart, full quickstart); deselect with -m "not slow"'
+  )

@@ -18,12 +18,36 @@ from unittest import mock
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Top-level modules that only the extras install (absl-py comes with dm-haiku).
-EXTRA_MODULES = ('tensorflow', 'tensorflow_datasets', 'optax', 'orbax', 'ml_collections', 'chex',
-                 'etils', 'matplotlib', 'trimesh', 'mlxtend', 'sklearn', 'h5py', 'soundfile', 'PIL',
-                 'safetensors', 'av', 'importlib_resources')
-MODEL_MODULES = ('perceiver', 'perceiver.attention', 'perceiver.encoders', 'perceiver.decoders',
-                 'perceiver.io_processors', 'perceiver.position_encoding', 'perceiver.models',
-                 'perceiver.baselines', 'perceiver.checkpoints')
+EXTRA_MODULES = (
+  'tensorflow',
+  'tensorflow_datasets',
+  'optax',
+  'orbax',
+  'ml_collections',
+  'chex',
+  'etils',
+  'matplotlib',
+  'trimesh',
+  'mlxtend',
+  'sklearn',
+  'h5py',
+  'soundfile',
+  'PIL',
+  'safetensors',
+  'av',
+  'importlib_resources',
+)
+MODEL_MODULES = (
+  'perceiver',
+  'perceiver.attention',
+  'perceiver.encoders',
+  'perceiver.decoders',
+  'perceiver.io_processors',
+  'perceiver.position_encoding',
+  'perceiver.models',
+  'perceiver.baselines',
+  'perceiver.checkpoints',
+)
 
 
 def _setup_kwargs() -> dict:
@@ -35,7 +59,7 @@ def _setup_kwargs() -> dict:
 
 def test_model_imports_and_runs_without_the_extras():
   tiny = runpy.run_path(os.path.join(REPO, 'tests', 'model', 'conftest.py'))['tiny_config']()
-  code = textwrap.dedent(f'''
+  code = textwrap.dedent(f"""
       import importlib.abc, json, sys
 
       class Blocker(importlib.abc.MetaPathFinder):
@@ -56,15 +80,17 @@ def test_model_imports_and_runs_without_the_extras():
       logits, _ = net.apply(params, state, None, x, is_training=False)
       assert not any(m.split('.')[0] in {EXTRA_MODULES!r} for m in sys.modules)
       print('logits', tuple(logits.shape))
-  ''')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO,
-                        timeout=300, check=False)
+  """)
+  proc = subprocess.run(
+    [sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, timeout=300, check=False
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'logits (2, 5)' in proc.stdout
 
 
 def test_install_requires_are_model_only_and_the_constraints_pin_every_requirement():
   from packaging.requirements import Requirement  # pylint: disable=import-outside-toplevel
+
   kwargs = _setup_kwargs()
   base = [Requirement(r) for r in kwargs['install_requires']]
   assert {r.name for r in base} == {'jax', 'dm-haiku', 'numpy', 'jmp', 'einops'}
@@ -90,8 +116,12 @@ def test_console_scripts_resolve_and_the_packages_exist():
   kwargs = _setup_kwargs()
   scripts = kwargs['entry_points']['console_scripts']
   assert {s.split('=')[0] for s in scripts} >= {
-      'perceiver-train', 'perceiver-check-golden', 'perceiver-convert', 'perceiver-eval',
-      'perceiver-tables'}
+    'perceiver-train',
+    'perceiver-check-golden',
+    'perceiver-convert',
+    'perceiver-eval',
+    'perceiver-tables',
+  }
   for script in scripts:  # Parsed, not imported: some tools import TensorFlow.
     module, func = script.split('=')[1].split(':')
     path = kwargs['package_dir'].get(module.split('.')[0], module.split('.')[0])
@@ -107,8 +137,7 @@ def test_console_scripts_resolve_and_the_packages_exist():
   assert os.path.isfile(os.path.join(REPO, 'perceiver', 'py.typed'))
 
 
-_SHIMS = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, 'scripts'))
-                if f.endswith('.py') and f != 'benchmark.py')
+_SHIMS = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, 'scripts')) if f.endswith('.py') and f != 'benchmark.py')
 
 
 def test_script_shims_call_their_tool():
@@ -117,8 +146,14 @@ def test_script_shims_call_their_tool():
       text = f.read()
     assert f'from perceiver_tools.cli import {name}\n' in text and f'{name}.run()' in text, name
   # One for real, as a user runs it from the checkout.
-  proc = subprocess.run([sys.executable, os.path.join('scripts', 'make_tables.py'), '--help'],
-                        capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+  proc = subprocess.run(
+    [sys.executable, os.path.join('scripts', 'make_tables.py'), '--help'],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    timeout=120,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'scripts/make_tables.py' in proc.stdout and 'flags:' in proc.stdout
 

@@ -43,9 +43,15 @@ def test_readme_python_block_runs(index):
 def test_library_tour_runs(tmp_path):
   pytest.importorskip('matplotlib')
   env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-  proc = subprocess.run([sys.executable, 'examples/library_tour.py', '--workdir', str(tmp_path),
-                         '--preset', 'smoke'], cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=1200, check=False)
+  proc = subprocess.run(
+    [sys.executable, 'examples/library_tour.py', '--workdir', str(tmp_path), '--preset', 'smoke'],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=1200,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.splitlines()
   runner = float(re.search(r'runner top-1 ([\d.]+)', proc.stdout).group(1))

@@ -25,17 +25,16 @@ def _shape(value: Any) -> Shape:
 
 def shapes_of(tree: Mapping[str, Mapping[str, Any]]) -> ShapeTree:
   """``{module: {name: array}}`` (numpy, jax or ShapeDtypeStruct) -> shapes."""
-  return {module: {name: _shape(v) for name, v in leaves.items()}
-          for module, leaves in tree.items()}
+  return {module: {name: _shape(v) for name, v in leaves.items()} for module, leaves in tree.items()}
 
 
 def _flat(tree: Mapping[str, Mapping[str, Any]]) -> Dict[str, Shape]:
-  return {f'{module}::{name}': _shape(v)
-          for module, leaves in tree.items() for name, v in leaves.items()}
+  return {f'{module}::{name}': _shape(v) for module, leaves in tree.items() for name, v in leaves.items()}
 
 
-def check_compatible(expected: Mapping[str, Mapping[str, Any]],
-                     got: Mapping[str, Mapping[str, Any]], *, what: str = 'params') -> None:
+def check_compatible(
+  expected: Mapping[str, Mapping[str, Any]], got: Mapping[str, Mapping[str, Any]], *, what: str = 'params'
+) -> None:
   """Raises CheckpointMismatchError unless ``got`` has exactly ``expected``'s shapes.
 
   Args:
@@ -47,16 +46,17 @@ def check_compatible(expected: Mapping[str, Mapping[str, Any]],
   ``.missing``, ``.unexpected`` and ``.mis_shaped`` for programmatic use.
   """
   want, have = _flat(expected), _flat(got)
-  missing: List[Tuple[str, Shape]] = sorted(
-      (k, s) for k, s in want.items() if k not in have)
-  unexpected: List[Tuple[str, Shape]] = sorted(
-      (k, s) for k, s in have.items() if k not in want)
+  missing: List[Tuple[str, Shape]] = sorted((k, s) for k, s in want.items() if k not in have)
+  unexpected: List[Tuple[str, Shape]] = sorted((k, s) for k, s in have.items() if k not in want)
   mis_shaped: List[Tuple[str, Shape, Shape]] = sorted(
-      (k, want[k], have[k]) for k in want.keys() & have.keys() if want[k] != have[k])
+    (k, want[k], have[k]) for k in want.keys() & have.keys() if want[k] != have[k]
+  )
   if not (missing or unexpected or mis_shaped):
     return
-  lines = [f'checkpoint {what} do not fit the model: {len(missing)} missing, '
-           f'{len(unexpected)} unexpected, {len(mis_shaped)} mis-shaped']
+  lines = [
+    f'checkpoint {what} do not fit the model: {len(missing)} missing, '
+    f'{len(unexpected)} unexpected, {len(mis_shaped)} mis-shaped'
+  ]
   lines += [f'  missing     {k}  (model expects shape {s})' for k, s in missing]
   lines += [f'  unexpected  {k}  (checkpoint shape {s})' for k, s in unexpected]
   lines += [f'  mis-shaped  {k}  model {w} vs checkpoint {h}' for k, w, h in mis_shaped]

@@ -46,8 +46,7 @@ def format_errors(source: str, what: str) -> Iterator[None]:
   except CheckpointError:
     raise
   except (Exception, MemoryError, RecursionError) as e:  # pylint: disable=broad-except
-    raise CheckpointFormatError(
-        f'{source}: corrupt or truncated {what} ({type(e).__name__})') from None
+    raise CheckpointFormatError(f'{source}: corrupt or truncated {what} ({type(e).__name__})') from None
 
 
 def existing_file(path: 'os.PathLike | str') -> str:

@@ -84,34 +84,55 @@ TORCH_LAYER_NORM_EPS = 1e-5
 
 # PerceiverConfig defaults (config.json files store only non-default values).
 HF_CONFIG_DEFAULTS: Dict[str, Any] = {
-    'num_latents': 256, 'd_latents': 1280, 'd_model': 768, 'num_blocks': 1,
-    'num_self_attends_per_block': 26, 'num_self_attention_heads': 8,
-    'num_cross_attention_heads': 8, 'qk_channels': None, 'v_channels': None,
-    'cross_attention_shape_for_attention': 'kv', 'self_attention_widening_factor': 1,
-    'cross_attention_widening_factor': 1, 'hidden_act': 'gelu',
-    'attention_probs_dropout_prob': 0.1, 'initializer_range': 0.02,
-    'layer_norm_eps': 1e-12, 'use_query_residual': True, 'vocab_size': 262,
-    'max_position_embeddings': 2048, 'image_size': 56,
+  'num_latents': 256,
+  'd_latents': 1280,
+  'd_model': 768,
+  'num_blocks': 1,
+  'num_self_attends_per_block': 26,
+  'num_self_attention_heads': 8,
+  'num_cross_attention_heads': 8,
+  'qk_channels': None,
+  'v_channels': None,
+  'cross_attention_shape_for_attention': 'kv',
+  'self_attention_widening_factor': 1,
+  'cross_attention_widening_factor': 1,
+  'hidden_act': 'gelu',
+  'attention_probs_dropout_prob': 0.1,
+  'initializer_range': 0.02,
+  'layer_norm_eps': 1e-12,
+  'use_query_residual': True,
+  'vocab_size': 262,
+  'max_position_embeddings': 2048,
+  'image_size': 56,
 }
-_GELU_APPROXIMATE = {'gelu': False, 'gelu_new': True, 'gelu_pytorch_tanh': True,
-                     'gelu_fast': True}
+_GELU_APPROXIMATE = {'gelu': False, 'gelu_new': True, 'gelu_pytorch_tanh': True, 'gelu_fast': True}
 
 # Type and range of every config.json field we use (checked before any use:
 # a config.json is as untrusted as the weights beside it). Ranges are far
 # beyond any released Perceiver but keep derived sizes sane.
 _INT_FIELDS = {
-    'num_latents': (1, 1 << 16), 'd_latents': (1, 1 << 16), 'd_model': (1, 1 << 16),
-    'num_blocks': (1, 1024), 'num_self_attends_per_block': (1, 1024),
-    'num_self_attention_heads': (1, 1024), 'num_cross_attention_heads': (1, 1024),
-    'self_attention_widening_factor': (1, 64), 'cross_attention_widening_factor': (1, 64),
-    'vocab_size': (1, 1 << 24), 'max_position_embeddings': (1, 1 << 20),
-    'num_labels': (1, 1 << 20), 'qk_channels': (1, 1 << 16), 'v_channels': (1, 1 << 16),
+  'num_latents': (1, 1 << 16),
+  'd_latents': (1, 1 << 16),
+  'd_model': (1, 1 << 16),
+  'num_blocks': (1, 1024),
+  'num_self_attends_per_block': (1, 1024),
+  'num_self_attention_heads': (1, 1024),
+  'num_cross_attention_heads': (1, 1024),
+  'self_attention_widening_factor': (1, 64),
+  'cross_attention_widening_factor': (1, 64),
+  'vocab_size': (1, 1 << 24),
+  'max_position_embeddings': (1, 1 << 20),
+  'num_labels': (1, 1 << 20),
+  'qk_channels': (1, 1 << 16),
+  'v_channels': (1, 1 << 16),
 }
 _OPTIONAL_INT_FIELDS = frozenset({'qk_channels', 'v_channels', 'num_labels'})
-_FLOAT_FIELDS = {'attention_probs_dropout_prob': (0.0, 1.0), 'initializer_range': (0.0, 10.0),
-                 'layer_norm_eps': (0.0, 1.0)}
-_CHOICE_FIELDS = {'cross_attention_shape_for_attention': ('kv', 'q'),
-                  'hidden_act': tuple(_GELU_APPROXIMATE)}
+_FLOAT_FIELDS = {
+  'attention_probs_dropout_prob': (0.0, 1.0),
+  'initializer_range': (0.0, 10.0),
+  'layer_norm_eps': (0.0, 1.0),
+}
+_CHOICE_FIELDS = {'cross_attention_shape_for_attention': ('kv', 'q'), 'hidden_act': tuple(_GELU_APPROXIMATE)}
 _MAX_IMAGE_SIDE = 1 << 13
 _MAX_LABELS = 1 << 20
 
@@ -136,29 +157,34 @@ def validate_hf_config(hf_config: Any) -> None:
     if field in hf_config and (type(value) not in (int, float) or not low <= value <= high):  # pylint: disable=unidiomatic-typecheck
       raise bad(field, f'a number in [{low}, {high}]')
   for field, choices in _CHOICE_FIELDS.items():
-    if field in hf_config and (not isinstance(hf_config[field], str)
-                               or hf_config[field] not in choices):
+    if field in hf_config and (not isinstance(hf_config[field], str) or hf_config[field] not in choices):
       raise bad(field, f'one of {", ".join(choices)}')
   if 'use_query_residual' in hf_config and not isinstance(hf_config['use_query_residual'], bool):
     raise bad('use_query_residual', 'true or false')
   if 'image_size' in hf_config:
     size = hf_config['image_size']
     sides = [size] if type(size) is int else size  # pylint: disable=unidiomatic-typecheck
-    if (not isinstance(sides, list) or len(sides) not in (1, 2) or sides is size and len(sides) != 2
-        or not all(type(d) is int and 1 <= d <= _MAX_IMAGE_SIDE for d in sides)):  # pylint: disable=unidiomatic-typecheck
+    if (
+      not isinstance(sides, list)
+      or len(sides) not in (1, 2)
+      or sides is size
+      and len(sides) != 2
+      or not all(type(d) is int and 1 <= d <= _MAX_IMAGE_SIDE for d in sides)
+    ):  # pylint: disable=unidiomatic-typecheck
       raise bad('image_size', f'an integer or a list of 2 integers in [1, {_MAX_IMAGE_SIDE}]')
   if 'architectures' in hf_config and hf_config['architectures'] is not None:
     names = hf_config['architectures']
-    if not isinstance(names, list) or not all(isinstance(n, str) and len(n) <= 200
-                                              for n in names):
+    if not isinstance(names, list) or not all(isinstance(n, str) and len(n) <= 200 for n in names):
       raise bad('architectures', 'a list of class names')
   for field in ('hf_class', 'transformers_version'):
     value = hf_config.get(field)
     if value is not None and (not isinstance(value, str) or len(value) > 200):
       raise bad(field, 'a string of at most 200 characters')
   if hf_config.get('id2label') is not None and (
-      not isinstance(hf_config['id2label'], dict) or len(hf_config['id2label']) > _MAX_LABELS):
+    not isinstance(hf_config['id2label'], dict) or len(hf_config['id2label']) > _MAX_LABELS
+  ):
     raise bad('id2label', f'a mapping of at most {_MAX_LABELS} labels')
+
 
 # ---------------------------------------------------------------------------
 # state_dict -> reference names.
@@ -208,22 +234,23 @@ def _as_is(name: str) -> Converter:
 # LayerNorms in call order: cross-attention = q, kv, pre-MLP; self = pre-attn,
 # pre-MLP; MultiHeadAttention's Linears = q, k, v, output.
 _LAYER_PARTS: Dict[str, Tuple[Converter, str, Optional[str]]] = {
-    'attention.self.layernorm1': (_layer_norm, 'layer_norm', 'layer_norm'),
-    'attention.self.layernorm2': (_layer_norm, 'layer_norm_1', None),
-    'layernorm': (_layer_norm, 'layer_norm_2', 'layer_norm_1'),
-    'attention.self.query': (_linear, 'attention/linear', 'attention/linear'),
-    'attention.self.key': (_linear, 'attention/linear_1', 'attention/linear_1'),
-    'attention.self.value': (_linear, 'attention/linear_2', 'attention/linear_2'),
-    'attention.output.dense': (_linear, 'attention/linear_3', 'attention/linear_3'),
-    'mlp.dense1': (_linear, 'mlp/linear', 'mlp/linear'),
-    'mlp.dense2': (_linear, 'mlp/linear_1', 'mlp/linear_1'),
+  'attention.self.layernorm1': (_layer_norm, 'layer_norm', 'layer_norm'),
+  'attention.self.layernorm2': (_layer_norm, 'layer_norm_1', None),
+  'layernorm': (_layer_norm, 'layer_norm_2', 'layer_norm_1'),
+  'attention.self.query': (_linear, 'attention/linear', 'attention/linear'),
+  'attention.self.key': (_linear, 'attention/linear_1', 'attention/linear_1'),
+  'attention.self.value': (_linear, 'attention/linear_2', 'attention/linear_2'),
+  'attention.output.dense': (_linear, 'attention/linear_3', 'attention/linear_3'),
+  'mlp.dense1': (_linear, 'mlp/linear', 'mlp/linear'),
+  'mlp.dense2': (_linear, 'mlp/linear_1', 'mlp/linear_1'),
 }
 _LAYER_RE = re.compile(
-    r'^(?P<layer>perceiver\.encoder\.cross_attention'
-    r'|perceiver\.encoder\.self_attends\.(?P<index>\d+)'
-    r'|perceiver\.decoder\.decoder\.decoding_cross_attention'
-    r'|perceiver\.decoder\.decoding_cross_attention)'
-    r'\.(?P<part>.+)\.(?:weight|bias)$')
+  r'^(?P<layer>perceiver\.encoder\.cross_attention'
+  r'|perceiver\.encoder\.self_attends\.(?P<index>\d+)'
+  r'|perceiver\.decoder\.decoder\.decoding_cross_attention'
+  r'|perceiver\.decoder\.decoding_cross_attention)'
+  r'\.(?P<part>.+)\.(?:weight|bias)$'
+)
 _CLS_DECODER = 'classification_decoder/~/basic_decoder'
 _CONV_STEM = 'image_preprocessor/~/conv2_d_downsample/~'
 _NETWORK_INPUTS = 'image_preprocessor/~_build_network_inputs'
@@ -231,25 +258,31 @@ _NETWORK_INPUTS = 'image_preprocessor/~_build_network_inputs'
 # Keys outside the attention layers: prefix (before .weight/.bias or the leaf
 # name) -> (reference module, converter).
 _STATIC: Dict[str, Tuple[str, Converter]] = {
-    'perceiver.embeddings.latents':
-        ('perceiver_encoder/~/trainable_position_encoding', _as_is('pos_embs')),
-    'perceiver.decoder.decoder.output_position_encodings.position_embeddings':
-        (f'{_CLS_DECODER}/~/trainable_position_encoding', _as_is('pos_embs')),
-    'perceiver.decoder.decoder.final_layer': (f'{_CLS_DECODER}/output', _linear),
-    'perceiver.decoder.output_position_encodings.position_embeddings':
-        ('basic_decoder/~/trainable_position_encoding', _as_is('pos_embs')),
-    'perceiver.decoder.final_layer': ('basic_decoder/output', _linear),
-    'perceiver.input_preprocessor.convnet_1x1': ('image_preprocessor/~/conv2_d', _conv),
-    'perceiver.input_preprocessor.position_embeddings.position_embeddings':
-        (f'{_NETWORK_INPUTS}/trainable_position_encoding', _as_is('pos_embs')),
-    'perceiver.input_preprocessor.positions_projection':
-        (f'{_NETWORK_INPUTS}/position_encoding_projector/linear', _linear),
-    'perceiver.input_preprocessor.convnet.conv': (f'{_CONV_STEM}/conv', _conv),
-    'perceiver.input_preprocessor.convnet.batchnorm': (f'{_CONV_STEM}/batchnorm', _batch_norm),
-    'perceiver.input_preprocessor.embeddings.weight': ('embed', _as_is('embeddings')),
-    'perceiver.input_preprocessor.position_embeddings.weight':
-        ('trainable_position_encoding', _as_is('pos_embs')),
-    'embedding_decoder.bias': ('embedding_decoder', _as_is('bias')),
+  'perceiver.embeddings.latents': ('perceiver_encoder/~/trainable_position_encoding', _as_is('pos_embs')),
+  'perceiver.decoder.decoder.output_position_encodings.position_embeddings': (
+    f'{_CLS_DECODER}/~/trainable_position_encoding',
+    _as_is('pos_embs'),
+  ),
+  'perceiver.decoder.decoder.final_layer': (f'{_CLS_DECODER}/output', _linear),
+  'perceiver.decoder.output_position_encodings.position_embeddings': (
+    'basic_decoder/~/trainable_position_encoding',
+    _as_is('pos_embs'),
+  ),
+  'perceiver.decoder.final_layer': ('basic_decoder/output', _linear),
+  'perceiver.input_preprocessor.convnet_1x1': ('image_preprocessor/~/conv2_d', _conv),
+  'perceiver.input_preprocessor.position_embeddings.position_embeddings': (
+    f'{_NETWORK_INPUTS}/trainable_position_encoding',
+    _as_is('pos_embs'),
+  ),
+  'perceiver.input_preprocessor.positions_projection': (
+    f'{_NETWORK_INPUTS}/position_encoding_projector/linear',
+    _linear,
+  ),
+  'perceiver.input_preprocessor.convnet.conv': (f'{_CONV_STEM}/conv', _conv),
+  'perceiver.input_preprocessor.convnet.batchnorm': (f'{_CONV_STEM}/batchnorm', _batch_norm),
+  'perceiver.input_preprocessor.embeddings.weight': ('embed', _as_is('embeddings')),
+  'perceiver.input_preprocessor.position_embeddings.weight': ('trainable_position_encoding', _as_is('pos_embs')),
+  'embedding_decoder.bias': ('embedding_decoder', _as_is('bias')),
 }
 _WEIGHT_AND_BIAS = (_linear, _conv, _batch_norm)
 _BN_PREFIX = 'perceiver.input_preprocessor.convnet.batchnorm.'
@@ -266,9 +299,11 @@ def _layer_module(match: 're.Match[str]', key: str) -> Tuple[str, Converter]:
       raise KeyError(key)
     i = int(index)
     return f'perceiver_encoder/~/self_attention{"_" + str(i) if i else ""}/{self_name}', converter
-  base = {'perceiver.encoder.cross_attention': 'perceiver_encoder/~/cross_attention',
-          'perceiver.decoder.decoder.decoding_cross_attention': f'{_CLS_DECODER}/cross_attention',
-          'perceiver.decoder.decoding_cross_attention': 'basic_decoder/cross_attention'}[layer]
+  base = {
+    'perceiver.encoder.cross_attention': 'perceiver_encoder/~/cross_attention',
+    'perceiver.decoder.decoder.decoding_cross_attention': f'{_CLS_DECODER}/cross_attention',
+    'perceiver.decoder.decoding_cross_attention': 'basic_decoder/cross_attention',
+  }[layer]
   return f'{base}/{cross_name}', converter
 
 
@@ -281,8 +316,7 @@ def _static_module(key: str) -> Tuple[str, Converter]:
   raise KeyError(key)
 
 
-def _batchnorm_state(running: np.ndarray, num_batches_tracked: Optional[np.ndarray]
-                     ) -> Dict[str, np.ndarray]:
+def _batchnorm_state(running: np.ndarray, num_batches_tracked: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
   """torch running_mean/var -> Haiku ExponentialMovingAverage state.
 
   Haiku's BatchNorm reads ``average`` at inference; an update computes
@@ -311,9 +345,9 @@ def convert_hf_state_dict(state_dict: Mapping[str, np.ndarray]) -> Tuple[Params,
   nbt = state_dict.get(_BN_PREFIX + 'num_batches_tracked')
   for key in sorted(state_dict):
     array = np.asarray(state_dict[key])
-    if key.startswith(_BN_PREFIX) and key[len(_BN_PREFIX):] in _BN_STATS:
+    if key.startswith(_BN_PREFIX) and key[len(_BN_PREFIX) :] in _BN_STATS:
       _expect_ndim(array, 1, key)
-      module = f'{_CONV_STEM}/batchnorm/~/{_BN_STATS[key[len(_BN_PREFIX):]]}'
+      module = f'{_CONV_STEM}/batchnorm/~/{_BN_STATS[key[len(_BN_PREFIX) :]]}'
       state[module] = _batchnorm_state(array, None if nbt is None else np.asarray(nbt))
       continue
     if key == _BN_PREFIX + 'num_batches_tracked':
@@ -330,13 +364,14 @@ def convert_hf_state_dict(state_dict: Mapping[str, np.ndarray]) -> Tuple[Params,
       params.setdefault(module, {})[name] = value
   if unknown:
     raise CheckpointFormatError(
-        'state_dict keys with no reference counterpart (unsupported Perceiver class?): '
-        + ', '.join(unknown))
+      'state_dict keys with no reference counterpart (unsupported Perceiver class?): ' + ', '.join(unknown)
+    )
   return params, state
 
 
-def convert_state_dict(state_dict: Mapping[str, np.ndarray],
-                       hf_config: Optional[Mapping[str, Any]] = None) -> Tuple[Params, Params]:
+def convert_state_dict(
+  state_dict: Mapping[str, np.ndarray], hf_config: Optional[Mapping[str, Any]] = None
+) -> Tuple[Params, Params]:
   """``convert_hf_state_dict``, checking the weights fit ``hf_config``'s class."""
   if hf_config is not None and hf_class_of(hf_config) is not None:
     expected, inferred = hf_class_of(hf_config), infer_hf_class(state_dict)
@@ -345,8 +380,9 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray],
   return convert_hf_state_dict(state_dict)
 
 
-def convert_inputs(inputs: Mapping[str, np.ndarray],
-                   hf_config: Optional[Mapping[str, Any]] = None) -> Dict[str, np.ndarray]:
+def convert_inputs(
+  inputs: Mapping[str, np.ndarray], hf_config: Optional[Mapping[str, Any]] = None
+) -> Dict[str, np.ndarray]:
   """HF model inputs -> the reference model's (``input::<name>`` of the goldens).
 
   ``pixel_values[_nchw]`` [B, C, H, W] -> ``images`` [B, H, W, C];
@@ -386,8 +422,9 @@ def infer_hf_class(keys: Iterable[str]) -> str:
     return CONV
   if any(k.startswith('perceiver.decoder.decoder.final_layer.') for k in keys):
     return FOURIER  # raw pixels: no preprocessor parameters at all
-  raise CheckpointFormatError('cannot tell which PerceiverFor* class this state_dict '
-                              f'belongs to (supported: {", ".join(SUPPORTED_HF_CLASSES)})')
+  raise CheckpointFormatError(
+    f'cannot tell which PerceiverFor* class this state_dict belongs to (supported: {", ".join(SUPPORTED_HF_CLASSES)})'
+  )
 
 
 def hf_class_of(hf_config: Mapping[str, Any]) -> Optional[str]:
@@ -415,50 +452,64 @@ def _num_labels(c: Mapping[str, Any]) -> int:
 
 def _encoder(c: Mapping[str, Any]) -> Dict[str, Any]:
   encoder = {
-      'num_self_attends_per_block': c['num_self_attends_per_block'],
-      'num_blocks': c['num_blocks'],
-      'z_index_dim': c['num_latents'],
-      'num_z_channels': c['d_latents'],
-      'qk_channels': c['qk_channels'],
-      'v_channels': c['v_channels'],
-      'num_cross_attend_heads': c['num_cross_attention_heads'],
-      'num_self_attend_heads': c['num_self_attention_heads'],
-      'cross_attend_widening_factor': c['cross_attention_widening_factor'],
-      'self_attend_widening_factor': c['self_attention_widening_factor'],
-      'dropout_prob': 0.0,
-      'z_pos_enc_init_scale': c['initializer_range'],
-      'cross_attention_shape_for_attn': c['cross_attention_shape_for_attention'],
-      'use_query_residual': c['use_query_residual'],
+    'num_self_attends_per_block': c['num_self_attends_per_block'],
+    'num_blocks': c['num_blocks'],
+    'z_index_dim': c['num_latents'],
+    'num_z_channels': c['d_latents'],
+    'qk_channels': c['qk_channels'],
+    'v_channels': c['v_channels'],
+    'num_cross_attend_heads': c['num_cross_attention_heads'],
+    'num_self_attend_heads': c['num_self_attention_heads'],
+    'cross_attend_widening_factor': c['cross_attention_widening_factor'],
+    'self_attend_widening_factor': c['self_attention_widening_factor'],
+    'dropout_prob': 0.0,
+    'z_pos_enc_init_scale': c['initializer_range'],
+    'cross_attention_shape_for_attn': c['cross_attention_shape_for_attention'],
+    'use_query_residual': c['use_query_residual'],
   }
   return {k: v for k, v in encoder.items() if v is not None}
 
 
 def _classification_decoder(c: Mapping[str, Any]) -> Dict[str, Any]:
-  return {'num_z_channels': c['d_latents'], 'position_encoding_type': 'trainable',
-          'trainable_position_encoding_kwargs': {'init_scale': c['initializer_range'],
-                                                 'num_channels': c['d_latents']},
-          'use_query_residual': True}
+  return {
+    'num_z_channels': c['d_latents'],
+    'position_encoding_type': 'trainable',
+    'trainable_position_encoding_kwargs': {'init_scale': c['initializer_range'], 'num_channels': c['d_latents']},
+    'use_query_residual': True,
+  }
 
 
 def _fourier(max_resolution: int) -> Dict[str, Any]:
-  return {'concat_pos': True, 'max_resolution': [max_resolution, max_resolution],
-          'num_bands': 64, 'sine_only': False}
+  return {'concat_pos': True, 'max_resolution': [max_resolution, max_resolution], 'num_bands': 64, 'sine_only': False}
 
 
 def _input_preprocessor(hf_class: str, c: Mapping[str, Any]) -> Dict[str, Any]:
   if hf_class == LEARNED:
-    return {'prep_type': 'conv1x1', 'spatial_downsample': 1, 'num_channels': 256,
-            'position_encoding_type': 'trainable', 'concat_or_add_pos': 'concat',
-            'project_pos_dim': 256,
-            'trainable_position_encoding_kwargs': {'init_scale': c['initializer_range'],
-                                                   'num_channels': 256}}
+    return {
+      'prep_type': 'conv1x1',
+      'spatial_downsample': 1,
+      'num_channels': 256,
+      'position_encoding_type': 'trainable',
+      'concat_or_add_pos': 'concat',
+      'project_pos_dim': 256,
+      'trainable_position_encoding_kwargs': {'init_scale': c['initializer_range'], 'num_channels': 256},
+    }
   if hf_class == FOURIER:
-    return {'prep_type': 'pixels', 'spatial_downsample': 1,
-            'position_encoding_type': 'fourier', 'fourier_position_encoding_kwargs': _fourier(224)}
+    return {
+      'prep_type': 'pixels',
+      'spatial_downsample': 1,
+      'position_encoding_type': 'fourier',
+      'fourier_position_encoding_kwargs': _fourier(224),
+    }
   # ConvProcessing: HF passes spatial_downsample=1 but its Conv2DDownsample
   # always applies one conv+pool layer, i.e. the reference's spatial_downsample=4.
-  return {'prep_type': 'conv', 'spatial_downsample': 4, 'num_channels': 64,
-          'position_encoding_type': 'fourier', 'fourier_position_encoding_kwargs': _fourier(56)}
+  return {
+    'prep_type': 'conv',
+    'spatial_downsample': 4,
+    'num_channels': 64,
+    'position_encoding_type': 'fourier',
+    'fourier_position_encoding_kwargs': _fourier(56),
+  }
 
 
 def hf_config_to_reference(hf_config: Mapping[str, Any]) -> Dict[str, Any]:
@@ -471,43 +522,52 @@ def hf_config_to_reference(hf_config: Mapping[str, Any]) -> Dict[str, Any]:
   """
   hf_class = hf_class_of(hf_config)  # (validates every field we use)
   if hf_class not in SUPPORTED_HF_CLASSES:
-    raise CheckpointFormatError(f'unsupported Hugging Face class (architectures/hf_class); '
-                                f'supported: {", ".join(SUPPORTED_HF_CLASSES)}')
+    raise CheckpointFormatError(
+      f'unsupported Hugging Face class (architectures/hf_class); supported: {", ".join(SUPPORTED_HF_CLASSES)}'
+    )
   c = dict(HF_CONFIG_DEFAULTS)
   c.update({k: v for k, v in hf_config.items() if k in HF_CONFIG_DEFAULTS})
   hf_compat: Dict[str, Any] = {
-      'gelu_approximate': _GELU_APPROXIMATE[c['hidden_act']],
-      'attention_probs_dropout_prob': c['attention_probs_dropout_prob'],  # training only
+    'gelu_approximate': _GELU_APPROXIMATE[c['hidden_act']],
+    'attention_probs_dropout_prob': c['attention_probs_dropout_prob'],  # training only
   }
-  source = {'format': 'huggingface', 'hf_class': hf_class,
-            'transformers_version': hf_config.get('transformers_version')}
+  source = {
+    'format': 'huggingface',
+    'hf_class': hf_class,
+    'transformers_version': hf_config.get('transformers_version'),
+  }
   if hf_class == MASKED_LM:
     config: Dict[str, Any] = {
-        'model': 'masked_lm',
-        'vocab_size': c['vocab_size'],
-        'max_seq_len': c['max_position_embeddings'],
-        'd_model': c['d_model'],
-        'encoder': _encoder(c),
-        'decoder': {
-            'output_num_channels': c['d_latents'], 'position_encoding_type': 'trainable',
-            'output_index_dims': c['max_position_embeddings'],
-            'num_z_channels': c['d_latents'], 'qk_channels': 8 * 32,
-            'v_channels': c['d_model'], 'num_heads': 8, 'final_project': False,
-            'use_query_residual': False,
-            'trainable_position_encoding_kwargs': {'num_channels': c['d_model']}},
-        'tokenizer': 'UTF-8 bytes + 6 special tokens (pad=0, bos=1, eos=2, mask=3, cls=4, sep=5)',
-        'transform': 'transform',
+      'model': 'masked_lm',
+      'vocab_size': c['vocab_size'],
+      'max_seq_len': c['max_position_embeddings'],
+      'd_model': c['d_model'],
+      'encoder': _encoder(c),
+      'decoder': {
+        'output_num_channels': c['d_latents'],
+        'position_encoding_type': 'trainable',
+        'output_index_dims': c['max_position_embeddings'],
+        'num_z_channels': c['d_latents'],
+        'qk_channels': 8 * 32,
+        'v_channels': c['d_model'],
+        'num_heads': 8,
+        'final_project': False,
+        'use_query_residual': False,
+        'trainable_position_encoding_kwargs': {'num_channels': c['d_model']},
+      },
+      'tokenizer': 'UTF-8 bytes + 6 special tokens (pad=0, bos=1, eos=2, mask=3, cls=4, sep=5)',
+      'transform': 'transform',
     }
     hf_compat['decoder_query_mask'] = False
   else:
     config = {
-        'model': 'image_classifier',
-        'num_classes': _num_labels(hf_config),
-        'image_shape': _image_shape(c['image_size']),
-        'input_preprocessor': _input_preprocessor(hf_class, c),
-        'encoder': _encoder(c),
-        'decoder': _classification_decoder(c),
-        'transform': 'transform_with_state',
+      'model': 'image_classifier',
+      'num_classes': _num_labels(hf_config),
+      'image_shape': _image_shape(c['image_size']),
+      'input_preprocessor': _input_preprocessor(hf_class, c),
+      'encoder': _encoder(c),
+      'decoder': _classification_decoder(c),
+      'transform': 'transform_with_state',
     }
     if hf_class == CONV:
       hf_compat['conv_stem_padding'] = [[3, 3], [3, 3]]

@@ -22,11 +22,8 @@ import numpy as np
 
 from perceiver.checkpoints import hf as hf_lib
 from perceiver.checkpoints import npz_format
-from perceiver.checkpoints.errors import (CheckpointError,
-                                          CheckpointFormatError, existing_file,
-                                          format_errors)
-from perceiver.checkpoints.safe_pickle import (DEFAULT_BUDGET, LoadBudget, Params, PathLike,
-                                               load_deepmind_checkpoint)
+from perceiver.checkpoints.errors import CheckpointError, CheckpointFormatError, existing_file, format_errors
+from perceiver.checkpoints.safe_pickle import DEFAULT_BUDGET, LoadBudget, Params, PathLike, load_deepmind_checkpoint
 from perceiver.checkpoints.safetensors_io import is_safetensors, load_safetensors
 from perceiver.checkpoints.torch_zip import is_legacy_torch_file, load_torch_state_dict
 
@@ -53,27 +50,29 @@ def detect_format(path: PathLike) -> str:
       return 'hf-torch'
     if names and all(n.endswith('.npy') for n in names):
       return 'hf-npz' if any(n.startswith(HF_STATE_DICT_PREFIX) for n in names) else 'npz'
-    raise CheckpointFormatError(f'{path}: a zip archive that is neither an .npz of .npy '
-                                'files nor a torch checkpoint')
+    raise CheckpointFormatError(f'{path}: a zip archive that is neither an .npz of .npy files nor a torch checkpoint')
   if head[:1] == b'\x80':
     if is_legacy_torch_file(head):
       raise CheckpointFormatError(
-          f'{path}: legacy (torch < 1.6, non-zip) serialization is not supported; '
-          're-save it with a recent torch or convert it to safetensors')
+        f'{path}: legacy (torch < 1.6, non-zip) serialization is not supported; '
+        're-save it with a recent torch or convert it to safetensors'
+      )
     return 'pickle' if path.endswith('.pickle') else 'pystate'
   if is_safetensors(head):
     return 'hf-safetensors'
   raise CheckpointFormatError(
-      f'{path}: unknown checkpoint format (expected .npz, a DeepMind .pystate/.pickle, '
-      'a safetensors file or a torch zip .bin/.pt)')
+    f'{path}: unknown checkpoint format (expected .npz, a DeepMind .pystate/.pickle, '
+    'a safetensors file or a torch zip .bin/.pt)'
+  )
 
 
 def _hf_config_for(path: str, given: Optional[Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
   return given if given is not None else hf_lib.find_hf_config(path)
 
 
-def _from_hf(state_dict: Mapping[str, np.ndarray], hf_config: Optional[Mapping[str, Any]],
-             path: str) -> Tuple[Params, Params, Config]:
+def _from_hf(
+  state_dict: Mapping[str, np.ndarray], hf_config: Optional[Mapping[str, Any]], path: str
+) -> Tuple[Params, Params, Config]:
   try:
     params, state = hf_lib.convert_hf_state_dict(state_dict)
   except CheckpointError as e:
@@ -100,11 +99,14 @@ def _check_forced_format(path: str, format: str) -> None:  # pylint: disable=red
     raise CheckpointFormatError(f'{path}: asked to read it as {format!r}, but the file is {found!r}')
 
 
-def load_checkpoint(path: PathLike, format: str = 'auto', *,  # pylint: disable=redefined-builtin
-                    config: Optional[Mapping[str, Any]] = None,
-                    hf_config: Optional[Mapping[str, Any]] = None,
-                    budget: LoadBudget = DEFAULT_BUDGET
-                    ) -> Tuple[Params, Params, Config]:
+def load_checkpoint(
+  path: PathLike,
+  format: str = 'auto',
+  *,  # pylint: disable=redefined-builtin
+  config: Optional[Mapping[str, Any]] = None,
+  hf_config: Optional[Mapping[str, Any]] = None,
+  budget: LoadBudget = DEFAULT_BUDGET,
+) -> Tuple[Params, Params, Config]:
   """Reads any supported checkpoint: ``(params, state, config)``.
 
   Args:
@@ -137,8 +139,7 @@ def load_checkpoint(path: PathLike, format: str = 'auto', *,  # pylint: disable=
     return tree['params'], tree['state'], override
   if format == 'hf-npz':
     arrays = npz_format.read_npz(path)
-    state_dict = {k[len(HF_STATE_DICT_PREFIX):]: v for k, v in arrays.items()
-                  if k.startswith(HF_STATE_DICT_PREFIX)}
+    state_dict = {k[len(HF_STATE_DICT_PREFIX) :]: v for k, v in arrays.items() if k.startswith(HF_STATE_DICT_PREFIX)}
     own_hf = hf_config if hf_config is not None else npz_format.decode_config(arrays, source=path)
     params, state, converted = _from_hf(state_dict, own_hf, path)
   elif format == 'hf-safetensors':

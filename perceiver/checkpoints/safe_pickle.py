@@ -38,8 +38,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from perceiver.checkpoints.errors import (CheckpointFormatError,
-                                          UnsafeCheckpointError, existing_file)
+from perceiver.checkpoints.errors import CheckpointFormatError, UnsafeCheckpointError, existing_file
 
 # module path -> parameter name -> array, e.g.
 # {'perceiver_encoder/~/cross_attention/attention/linear': {'w': [C, D]}}
@@ -48,18 +47,64 @@ PathLike = Union[str, os.PathLike]
 
 # Opcodes that plain data (dicts, tuples, strings, numbers) and our allow-listed
 # REDUCE/BUILD calls need. Everything else is refused by name.
-_DATA_OPCODES = frozenset({
-    'PROTO', 'FRAME', 'STOP', 'MARK', 'POP', 'POP_MARK', 'DUP',
-    'NONE', 'NEWTRUE', 'NEWFALSE', 'INT', 'BININT', 'BININT1', 'BININT2',
-    'LONG', 'LONG1', 'LONG4', 'FLOAT', 'BINFLOAT',
-    'STRING', 'BINSTRING', 'SHORT_BINSTRING', 'BINBYTES', 'SHORT_BINBYTES',
-    'BINBYTES8', 'BYTEARRAY8', 'UNICODE', 'BINUNICODE', 'SHORT_BINUNICODE',
+_DATA_OPCODES = frozenset(
+  {
+    'PROTO',
+    'FRAME',
+    'STOP',
+    'MARK',
+    'POP',
+    'POP_MARK',
+    'DUP',
+    'NONE',
+    'NEWTRUE',
+    'NEWFALSE',
+    'INT',
+    'BININT',
+    'BININT1',
+    'BININT2',
+    'LONG',
+    'LONG1',
+    'LONG4',
+    'FLOAT',
+    'BINFLOAT',
+    'STRING',
+    'BINSTRING',
+    'SHORT_BINSTRING',
+    'BINBYTES',
+    'SHORT_BINBYTES',
+    'BINBYTES8',
+    'BYTEARRAY8',
+    'UNICODE',
+    'BINUNICODE',
+    'SHORT_BINUNICODE',
     'BINUNICODE8',
-    'EMPTY_TUPLE', 'TUPLE', 'TUPLE1', 'TUPLE2', 'TUPLE3', 'EMPTY_LIST', 'LIST',
-    'APPEND', 'APPENDS', 'EMPTY_DICT', 'DICT', 'SETITEM', 'SETITEMS',
-    'GET', 'BINGET', 'LONG_BINGET', 'PUT', 'BINPUT', 'LONG_BINPUT', 'MEMOIZE',
-    'GLOBAL', 'STACK_GLOBAL', 'REDUCE', 'BUILD',
-})
+    'EMPTY_TUPLE',
+    'TUPLE',
+    'TUPLE1',
+    'TUPLE2',
+    'TUPLE3',
+    'EMPTY_LIST',
+    'LIST',
+    'APPEND',
+    'APPENDS',
+    'EMPTY_DICT',
+    'DICT',
+    'SETITEM',
+    'SETITEMS',
+    'GET',
+    'BINGET',
+    'LONG_BINGET',
+    'PUT',
+    'BINPUT',
+    'LONG_BINPUT',
+    'MEMOIZE',
+    'GLOBAL',
+    'STACK_GLOBAL',
+    'REDUCE',
+    'BUILD',
+  }
+)
 _PERSISTENT_OPCODES = frozenset({'PERSID', 'BINPERSID'})
 
 
@@ -97,8 +142,7 @@ class _Meter:
 
   def __init__(self, budget: LoadBudget, input_size: int):
     self.budget = budget
-    self.byte_limit = min(budget.max_total_bytes,
-                          int(budget.max_bytes_per_input_byte * max(input_size, 4096)))
+    self.byte_limit = min(budget.max_total_bytes, int(budget.max_bytes_per_input_byte * max(input_size, 4096)))
     self.bytes = 0
     self.objects = 0
 
@@ -106,19 +150,18 @@ class _Meter:
     self.bytes += n
     if self.bytes > self.byte_limit:
       raise CheckpointFormatError(
-          f'refused: the file builds more than {self.byte_limit} bytes of array data '
-          '(payloads shared or expanded beyond the LoadBudget)')
+        f'refused: the file builds more than {self.byte_limit} bytes of array data '
+        '(payloads shared or expanded beyond the LoadBudget)'
+      )
 
   def charge_object(self) -> None:
     self.objects += 1
     if self.objects > self.budget.max_objects:
-      raise CheckpointFormatError(
-          f'refused: the file builds more than {self.budget.max_objects} objects (LoadBudget)')
+      raise CheckpointFormatError(f'refused: the file builds more than {self.budget.max_objects} objects (LoadBudget)')
 
 
 # The meter of the load in progress (our numpy/torch stand-ins charge it).
-_METER: 'contextvars.ContextVar[Optional[_Meter]]' = contextvars.ContextVar(
-    'perceiver_checkpoint_meter', default=None)
+_METER: 'contextvars.ContextVar[Optional[_Meter]]' = contextvars.ContextVar('perceiver_checkpoint_meter', default=None)
 
 
 def charge_bytes(n: int) -> None:
@@ -156,14 +199,17 @@ def describe_name(name: Any) -> str:
 
 def _refuse_opcode(name: str) -> Callable[[Any], None]:
   def refuse(self: Any) -> None:
-    raise UnsafeCheckpointError(f'refused pickle opcode {name}: checkpoints only '
-                                'need plain data and allow-listed globals')
+    raise UnsafeCheckpointError(
+      f'refused pickle opcode {name}: checkpoints only need plain data and allow-listed globals'
+    )
+
   return refuse
 
 
 def _invalid_opcode(code: int) -> Callable[[Any], None]:
   def invalid(self: Any) -> None:
     raise CheckpointFormatError(f'invalid pickle opcode byte 0x{code:02x}')
+
   return invalid
 
 
@@ -178,8 +224,9 @@ def _checked_build(self: 'RestrictedUnpickler') -> None:
   """
   target = self.stack[-2] if len(self.stack) >= 2 else None  # [..., instance, state]
   if not isinstance(target, self.buildable_types):
-    raise UnsafeCheckpointError(f'refused BUILD on {type(target).__name__}: state may only be '
-                                'set on arrays, dtypes and state dicts')
+    raise UnsafeCheckpointError(
+      f'refused BUILD on {type(target).__name__}: state may only be set on arrays, dtypes and state dicts'
+    )
   _BASE_DISPATCH[pickle.BUILD[0]](self)
 
 
@@ -188,8 +235,9 @@ def _checked_build(self: 'RestrictedUnpickler') -> None:
 # levels deep, each level the previous one twice (memo sharing), is a 137-byte
 # pickle whose hash or repr takes 2**64 steps; as a dict key it would hang the
 # load. Real checkpoints only ever key dicts by str.
-_NEW_CONTAINER = frozenset({'EMPTY_TUPLE', 'TUPLE', 'TUPLE1', 'TUPLE2', 'TUPLE3',
-                            'EMPTY_LIST', 'LIST', 'EMPTY_DICT', 'DICT'})
+_NEW_CONTAINER = frozenset(
+  {'EMPTY_TUPLE', 'TUPLE', 'TUPLE1', 'TUPLE2', 'TUPLE3', 'EMPTY_LIST', 'LIST', 'EMPTY_DICT', 'DICT'}
+)
 _FILL_CONTAINER = frozenset({'APPEND', 'APPENDS', 'SETITEM', 'SETITEMS'})
 
 
@@ -200,8 +248,9 @@ def _children(obj: Any) -> Any:
 def _check_keys(keys: Any) -> None:
   for key in keys:
     if type(key) is not str:  # pylint: disable=unidiomatic-typecheck
-      raise CheckpointFormatError(f'refused dict key of type {type(key).__name__}: '
-                                  'checkpoint mappings are keyed by strings')
+      raise CheckpointFormatError(
+        f'refused dict key of type {type(key).__name__}: checkpoint mappings are keyed by strings'
+      )
 
 
 def _new_container(base: Callable) -> Callable:
@@ -211,6 +260,7 @@ def _new_container(base: Callable) -> Callable:
     base(self)
     obj = self.stack[-1]
     self._track(obj, 1 + max((self._depth(c) for c in _children(obj)), default=0))
+
   return handler
 
 
@@ -242,6 +292,7 @@ def _fill_container(name: str, base: Callable) -> Callable:
       if entry[2]:  # already inside another container: its recorded depth would lie
         raise CheckpointFormatError(f'refused {name} that deepens an already nested container')
       self._track(container, depth)
+
   return handler
 
 
@@ -279,11 +330,14 @@ class RestrictedUnpickler(pickle._Unpickler):  # pylint: disable=protected-acces
 
   dispatch = _DISPATCH_DATA
 
-  def __init__(self, file: io.BufferedIOBase,
-               allowed: Mapping[Tuple[str, str], Any],
-               persistent_load: Optional[Callable[[Any], Any]] = None,
-               buildable_types: Tuple[type, ...] = (),
-               budget: LoadBudget = DEFAULT_BUDGET):
+  def __init__(
+    self,
+    file: io.BufferedIOBase,
+    allowed: Mapping[Tuple[str, str], Any],
+    persistent_load: Optional[Callable[[Any], Any]] = None,
+    buildable_types: Tuple[type, ...] = (),
+    budget: LoadBudget = DEFAULT_BUDGET,
+  ):
     # encoding='latin1' is what numpy needs for Python-2 era array payloads.
     super().__init__(file, fix_imports=False, encoding='latin1', errors='strict')
     self._allowed = dict(allowed)
@@ -304,8 +358,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # pylint: disable=protected-acces
 
   def _track(self, obj: Any, depth: int) -> None:
     if depth > self.budget.max_depth:
-      raise CheckpointFormatError(f'refused: containers nested deeper than '
-                                  f'{self.budget.max_depth} levels (LoadBudget)')
+      raise CheckpointFormatError(f'refused: containers nested deeper than {self.budget.max_depth} levels (LoadBudget)')
     entry = self._depths.get(id(obj))
     if entry is None:
       charge_object()
@@ -318,24 +371,28 @@ class RestrictedUnpickler(pickle._Unpickler):  # pylint: disable=protected-acces
       return self._allowed[(module, name)]
     except (KeyError, TypeError):
       raise UnsafeCheckpointError(
-          f'refused global {describe_name(module)}.{describe_name(name)}: not in the '
-          'checkpoint allow-list (nothing from the file was executed)') from None
+        f'refused global {describe_name(module)}.{describe_name(name)}: not in the '
+        'checkpoint allow-list (nothing from the file was executed)'
+      ) from None
 
 
-def unpickle_restricted(data: bytes, allowed: Mapping[Tuple[str, str], Any], *,
-                        source: str,
-                        persistent_load: Optional[Callable[[Any], Any]] = None,
-                        buildable_types: Tuple[type, ...] = (),
-                        budget: LoadBudget = DEFAULT_BUDGET,
-                        meter: Optional[_Meter] = None) -> Any:
+def unpickle_restricted(
+  data: bytes,
+  allowed: Mapping[Tuple[str, str], Any],
+  *,
+  source: str,
+  persistent_load: Optional[Callable[[Any], Any]] = None,
+  buildable_types: Tuple[type, ...] = (),
+  budget: LoadBudget = DEFAULT_BUDGET,
+  meter: Optional[_Meter] = None,
+) -> Any:
   """Unpickles ``data`` with the allow-list; every failure names ``source``.
 
   ``meter`` (default: a fresh one sized to ``len(data)``) is charged for every
   container and array built; a caller reading several parts of one file (the
   torch zip reader) passes one meter sized to the whole file.
   """
-  unpickler = RestrictedUnpickler(io.BytesIO(data), allowed, persistent_load, buildable_types,
-                                  budget)
+  unpickler = RestrictedUnpickler(io.BytesIO(data), allowed, persistent_load, buildable_types, budget)
   token = _METER.set(meter if meter is not None else _Meter(budget, len(data)))
   try:
     return unpickler.load()
@@ -351,8 +408,7 @@ def unpickle_restricted(data: bytes, allowed: Mapping[Tuple[str, str], Any], *,
     # EOFError, UnpicklingError, struct.error, KeyError (bad memo index), ...
     # Only the exception's type is shown: its text may quote the file's values.
     if isinstance(e, EOFError) or 'truncated' in str(e)[:200]:
-      raise CheckpointFormatError(
-          f'{source}: truncated pickle (the data ends before its STOP opcode)') from None
+      raise CheckpointFormatError(f'{source}: truncated pickle (the data ends before its STOP opcode)') from None
     raise CheckpointFormatError(f'{source}: corrupt pickle ({type(e).__name__})') from None
   finally:
     _METER.reset(token)
@@ -374,23 +430,24 @@ def checked_dtype(spec: Any) -> np.dtype:
   # The spec is never quoted: it may be any object (e.g. a deep tuple whose
   # repr alone would not finish).
   if not isinstance(spec, str) or not _DTYPE_SPEC.match(spec):
-    raise UnsafeCheckpointError(f'refused dtype ({type(spec).__name__} that is not a numeric '
-                                'type code): only numeric dtypes are allowed')
+    raise UnsafeCheckpointError(
+      f'refused dtype ({type(spec).__name__} that is not a numeric type code): only numeric dtypes are allowed'
+    )
   try:
     dtype = np.dtype(spec)
   except TypeError:
     raise CheckpointFormatError('invalid numeric dtype code') from None
   if dtype.kind not in _NUMERIC_KINDS:
-    raise UnsafeCheckpointError(f'refused dtype of kind {dtype.kind}: only numeric dtypes '
-                                'are allowed')
+    raise UnsafeCheckpointError(f'refused dtype of kind {dtype.kind}: only numeric dtypes are allowed')
   return dtype
 
 
 def checked_shape(shape: Any) -> Tuple[int, ...]:
   """Validates a shape tuple (non-negative Python ints, bounded rank)."""
   if not isinstance(shape, (tuple, list)) or len(shape) > _MAX_NDIM:
-    raise CheckpointFormatError(f'invalid array shape ({type(shape).__name__}; a tuple of at '
-                                f'most {_MAX_NDIM} sizes expected)')
+    raise CheckpointFormatError(
+      f'invalid array shape ({type(shape).__name__}; a tuple of at most {_MAX_NDIM} sizes expected)'
+    )
   for d in shape:
     if type(d) is not int or d < 0:  # pylint: disable=unidiomatic-typecheck
       raise CheckpointFormatError('invalid array shape (sizes must be non-negative ints)')
@@ -407,15 +464,13 @@ def _as_bytes(raw: Any) -> bytes:
   raise CheckpointFormatError(f'array data must be bytes, got {type(raw).__name__}')
 
 
-def array_from_bytes(raw: Any, dtype: np.dtype, shape: Tuple[int, ...],
-                     fortran_order: bool = False) -> np.ndarray:
+def array_from_bytes(raw: Any, dtype: np.dtype, shape: Tuple[int, ...], fortran_order: bool = False) -> np.ndarray:
   """A native-endian C-ordered copy of ``raw`` viewed as ``dtype[shape]``."""
   shape = checked_shape(shape)
   need = math.prod(shape) * dtype.itemsize
   raw_len = len(raw) if isinstance(raw, (str, bytes, bytearray)) else -1
   if raw_len != need:
-    raise CheckpointFormatError(
-        f'array data has {raw_len} bytes; shape {shape} of {dtype} needs {need}')
+    raise CheckpointFormatError(f'array data has {raw_len} bytes; shape {shape} of {dtype} needs {need}')
   charge_bytes(need)
   charge_object()
   raw = _as_bytes(raw)
@@ -506,8 +561,11 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
 def _codecs_encode(obj: Any, encoding: Any = 'utf-8', errors: Any = 'strict') -> bytes:
   """Stand-in for ``_codecs.encode``: only the latin-1 str->bytes that pickles use."""
   del errors
-  if not isinstance(obj, str) or not isinstance(encoding, str) or (
-      encoding.lower().replace('_', '-') not in ('latin1', 'latin-1', 'iso-8859-1')):
+  if (
+    not isinstance(obj, str)
+    or not isinstance(encoding, str)
+    or (encoding.lower().replace('_', '-') not in ('latin1', 'latin-1', 'iso-8859-1'))
+  ):
     raise UnsafeCheckpointError('refused _codecs.encode call other than str -> latin-1 bytes')
   charge_bytes(len(obj))
   return obj.encode('latin1')
@@ -573,32 +631,32 @@ def _module_tree(tree: Any, where: str) -> Params:
     for name, value in leaves.items():
       if not isinstance(name, str):
         raise CheckpointFormatError(f'{where}: parameter names must be strings')
-      out[module][name] = _as_array(
-          value, f'{where} {describe_key(module)}::{describe_key(name)}')
+      out[module][name] = _as_array(value, f'{where} {describe_key(module)}::{describe_key(name)}')
   return out
 
 
 def _is_params_and_state(obj: Any) -> bool:
-  return (isinstance(obj, dict) and 'params' in obj and set(obj) <= {'params', 'state'}
-          and all(isinstance(v, dict) and all(isinstance(m, dict) for m in v.values())
-                  for v in obj.values()))
+  return (
+    isinstance(obj, dict)
+    and 'params' in obj
+    and set(obj) <= {'params', 'state'}
+    and all(isinstance(v, dict) and all(isinstance(m, dict) for m in v.values()) for v in obj.values())
+  )
 
 
-def loads_deepmind_checkpoint(data: bytes, *, source: str = '<bytes>',
-                              budget: LoadBudget = DEFAULT_BUDGET) -> Dict[str, Params]:
+def loads_deepmind_checkpoint(
+  data: bytes, *, source: str = '<bytes>', budget: LoadBudget = DEFAULT_BUDGET
+) -> Dict[str, Params]:
   """Like ``load_deepmind_checkpoint`` but from bytes already in memory."""
-  obj = unpickle_restricted(data, DEEPMIND_ALLOWED, source=source,
-                            buildable_types=NUMPY_BUILDABLE, budget=budget)
+  obj = unpickle_restricted(data, DEEPMIND_ALLOWED, source=source, buildable_types=NUMPY_BUILDABLE, budget=budget)
   if _is_params_and_state(obj):
     params, state = obj['params'], obj.get('state', {})
   else:  # language .pickle, optical-flow and video .pystate: params alone
     params, state = obj, {}
-  return {'params': _module_tree(params, f'{source}: params'),
-          'state': _module_tree(state, f'{source}: state')}
+  return {'params': _module_tree(params, f'{source}: params'), 'state': _module_tree(state, f'{source}: state')}
 
 
-def load_deepmind_checkpoint(path: PathLike, *,
-                             budget: LoadBudget = DEFAULT_BUDGET) -> Dict[str, Params]:
+def load_deepmind_checkpoint(path: PathLike, *, budget: LoadBudget = DEFAULT_BUDGET) -> Dict[str, Params]:
   """Loads a released ``.pystate``/``.pickle`` safely.
 
   Returns ``{'params': {module: {name: np.ndarray}}, 'state': {...}}`` as plain
@@ -606,5 +664,4 @@ def load_deepmind_checkpoint(path: PathLike, *,
   UnsafeCheckpointError for anything outside the allow-list,
   CheckpointFormatError for corrupt or truncated files (message has the path).
   """
-  return loads_deepmind_checkpoint(read_file_bytes(path), source=os.fspath(path),
-                                   budget=budget)
+  return loads_deepmind_checkpoint(read_file_bytes(path), source=os.fspath(path), budget=budget)

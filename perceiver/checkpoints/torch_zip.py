@@ -29,13 +29,17 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from perceiver.checkpoints.errors import (CheckpointFormatError,
-                                          UnsafeCheckpointError, existing_file,
-                                          format_errors)
-from perceiver.checkpoints.safe_pickle import (DEFAULT_BUDGET, LoadBudget,
-                                               PathLike, _Meter, charge_bytes,
-                                               checked_shape, describe_key,
-                                               unpickle_restricted)
+from perceiver.checkpoints.errors import CheckpointFormatError, UnsafeCheckpointError, existing_file, format_errors
+from perceiver.checkpoints.safe_pickle import (
+  DEFAULT_BUDGET,
+  LoadBudget,
+  PathLike,
+  _Meter,
+  charge_bytes,
+  checked_shape,
+  describe_key,
+  unpickle_restricted,
+)
 
 # Legacy (torch < 1.6) files start with a pickled magic number:
 # PROTO 2, LONG1 10 bytes 0x1950a86a20f9469cfc6c.
@@ -59,10 +63,16 @@ class _StorageType:
 
 
 _STORAGE_TYPES = {
-    'DoubleStorage': np.float64, 'FloatStorage': np.float32, 'HalfStorage': np.float16,
-    'BFloat16Storage': BFLOAT16, 'LongStorage': np.int64, 'IntStorage': np.int32,
-    'ShortStorage': np.int16, 'CharStorage': np.int8, 'ByteStorage': np.uint8,
-    'BoolStorage': np.bool_,
+  'DoubleStorage': np.float64,
+  'FloatStorage': np.float32,
+  'HalfStorage': np.float16,
+  'BFloat16Storage': BFLOAT16,
+  'LongStorage': np.int64,
+  'IntStorage': np.int32,
+  'ShortStorage': np.int16,
+  'CharStorage': np.int8,
+  'ByteStorage': np.uint8,
+  'BoolStorage': np.bool_,
 }
 
 
@@ -87,8 +97,7 @@ def check_view(size: Tuple[int, ...], stride: Tuple[int, ...]) -> None:
   reach = 0  # elements spanned by the dims with smaller strides, minus one
   for s, n in dims:
     if s <= reach:
-      raise CheckpointFormatError('refused tensor view that repeats storage elements '
-                                  '(stride 0 or overlapping strides)')
+      raise CheckpointFormatError('refused tensor view that repeats storage elements (stride 0 or overlapping strides)')
     reach += s * (n - 1)
 
 
@@ -102,9 +111,15 @@ class _StateDict(dict):
     self.__dict__['metadata'] = state.get('_metadata')
 
 
-def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any,
-                       requires_grad: Any = False, backward_hooks: Any = None,
-                       metadata: Any = None) -> np.ndarray:
+def _rebuild_tensor_v2(
+  storage: Any,
+  storage_offset: Any,
+  size: Any,
+  stride: Any,
+  requires_grad: Any = False,
+  backward_hooks: Any = None,
+  metadata: Any = None,
+) -> np.ndarray:
   """Stand-in for ``torch._utils._rebuild_tensor_v2``: a numpy copy of the view."""
   del requires_grad, backward_hooks, metadata
   if not isinstance(storage, _Storage):
@@ -112,8 +127,9 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
   size = checked_shape(size)
   stride = checked_shape(stride)
   if type(storage_offset) is not int or storage_offset < 0 or len(size) != len(stride):  # pylint: disable=unidiomatic-typecheck
-    raise CheckpointFormatError(f'invalid tensor view ({type(storage_offset).__name__} offset, '
-                                f'{len(size)} sizes, {len(stride)} strides)')
+    raise CheckpointFormatError(
+      f'invalid tensor view ({type(storage_offset).__name__} offset, {len(size)} sizes, {len(stride)} strides)'
+    )
   flat = storage.flat
   if math.prod(size) == 0:
     return np.zeros(size, dtype=flat.dtype)
@@ -122,16 +138,18 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
   last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
   if last >= flat.size:
     raise CheckpointFormatError(
-        f'tensor view (offset {storage_offset}, size {size}, stride {stride}) '
-        f'reads past its storage of {flat.size} elements')
+      f'tensor view (offset {storage_offset}, size {size}, stride {stride}) '
+      f'reads past its storage of {flat.size} elements'
+    )
   view = np.lib.stride_tricks.as_strided(
-      flat[storage_offset:], shape=size,
-      strides=tuple(s * flat.itemsize for s in stride), writeable=False)
+    flat[storage_offset:], shape=size, strides=tuple(s * flat.itemsize for s in stride), writeable=False
+  )
   return np.array(view, order='C')
 
 
-def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None,
-                       state: Any = None) -> np.ndarray:
+def _rebuild_parameter(
+  data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None
+) -> np.ndarray:
   """Stand-in for ``torch._utils._rebuild_parameter[_with_state]``."""
   del requires_grad, backward_hooks, state
   if not isinstance(data, np.ndarray):
@@ -140,10 +158,10 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: An
 
 
 TORCH_ALLOWED: Dict[Tuple[str, str], Any] = {
-    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor_v2,
-    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
-    ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
-    ('collections', 'OrderedDict'): _StateDict,
+  ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor_v2,
+  ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+  ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
+  ('collections', 'OrderedDict'): _StateDict,
 }
 for _name, _dtype in _STORAGE_TYPES.items():
   TORCH_ALLOWED[('torch', _name)] = _StorageType(_name, _dtype)
@@ -162,13 +180,11 @@ def is_legacy_torch_file(head: bytes) -> bool:
 def _find_data_pkl(names: list, path: str) -> str:
   pkls = [n for n in names if n == 'data.pkl' or n.endswith('/data.pkl')]
   if len(pkls) != 1:
-    raise CheckpointFormatError(f'{path}: not a torch zip checkpoint '
-                                f'(expected one data.pkl, found {len(pkls)})')
+    raise CheckpointFormatError(f'{path}: not a torch zip checkpoint (expected one data.pkl, found {len(pkls)})')
   return pkls[0]
 
 
-def load_torch_state_dict(path: PathLike, *,
-                          budget: LoadBudget = DEFAULT_BUDGET) -> Dict[str, np.ndarray]:
+def load_torch_state_dict(path: PathLike, *, budget: LoadBudget = DEFAULT_BUDGET) -> Dict[str, np.ndarray]:
   """Reads a torch zip checkpoint into ``{key: np.ndarray}`` (torch not needed).
 
   bfloat16 tensors are widened to float32 (exact); other dtypes are kept.
@@ -181,8 +197,9 @@ def load_torch_state_dict(path: PathLike, *,
     head = f.read(len(_LEGACY_TORCH_MAGIC))
   if is_legacy_torch_file(head):
     raise CheckpointFormatError(
-        f'{path}: legacy (torch < 1.6, non-zip) serialization is not supported; '
-        're-save it with a recent torch or convert it to safetensors')
+      f'{path}: legacy (torch < 1.6, non-zip) serialization is not supported; '
+      're-save it with a recent torch or convert it to safetensors'
+    )
   meter = _Meter(budget, os.path.getsize(path))
   with format_errors(path, 'torch zip'), zipfile.ZipFile(path) as zf:
     return _read_archive(zf, path, budget, meter)
@@ -194,12 +211,11 @@ def _read_member(zf: zipfile.ZipFile, name: str, meter: _Meter) -> bytes:
   return zf.read(name)
 
 
-def _read_archive(zf: zipfile.ZipFile, path: str, budget: LoadBudget,
-                  meter: _Meter) -> Dict[str, np.ndarray]:
+def _read_archive(zf: zipfile.ZipFile, path: str, budget: LoadBudget, meter: _Meter) -> Dict[str, np.ndarray]:
   """Unpickles ``data.pkl`` with storages served from ``data/<key>``."""
   names = zf.namelist()
   pkl_name = _find_data_pkl(names, path)
-  root = pkl_name[:-len('data.pkl')]
+  root = pkl_name[: -len('data.pkl')]
   byteorder = '<'
   if root + 'byteorder' in names:
     order = _read_member(zf, root + 'byteorder', meter).decode('ascii', 'replace').strip()
@@ -209,11 +225,16 @@ def _read_archive(zf: zipfile.ZipFile, path: str, budget: LoadBudget,
   storages: Dict[str, _Storage] = {}
 
   def persistent_load(pid: Any) -> _Storage:
-    if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != 'storage'
-        or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
-        or type(pid[4]) is not int or pid[4] < 0):  # pylint: disable=unidiomatic-typecheck
-      raise UnsafeCheckpointError(f'refused persistent id ({type(pid).__name__}): '
-                                  'only tensor storages')
+    if (
+      not isinstance(pid, tuple)
+      or len(pid) != 5
+      or pid[0] != 'storage'
+      or not isinstance(pid[1], _StorageType)
+      or not isinstance(pid[2], str)
+      or type(pid[4]) is not int
+      or pid[4] < 0
+    ):  # pylint: disable=unidiomatic-typecheck
+      raise UnsafeCheckpointError(f'refused persistent id ({type(pid).__name__}): only tensor storages')
     storage_type, key, numel = pid[1], pid[2], pid[4]
     if key not in storages:
       member = f'{root}data/{key}'
@@ -222,8 +243,9 @@ def _read_archive(zf: zipfile.ZipFile, path: str, budget: LoadBudget,
       nbytes = numel * storage_type.itemsize
       if zf.getinfo(member).file_size != nbytes:
         raise CheckpointFormatError(
-            f'storage {describe_key(key)} has {zf.getinfo(member).file_size} bytes, '
-            f'{numel} x {storage_type.name} needs {nbytes}')
+          f'storage {describe_key(key)} has {zf.getinfo(member).file_size} bytes, '
+          f'{numel} x {storage_type.name} needs {nbytes}'
+        )
       raw = _read_member(zf, member, meter)
       if storage_type.dtype == BFLOAT16:
         flat = _widen_bfloat16(np.frombuffer(raw, np.dtype('u2').newbyteorder(byteorder)))
@@ -233,15 +255,22 @@ def _read_archive(zf: zipfile.ZipFile, path: str, budget: LoadBudget,
       storages[key] = _Storage(flat, storage_type.itemsize)
     return storages[key]
 
-  obj = unpickle_restricted(_read_member(zf, pkl_name, meter), TORCH_ALLOWED,
-                            source=f'{path}:{pkl_name}', persistent_load=persistent_load,
-                            buildable_types=(_StateDict,), budget=budget, meter=meter)
+  obj = unpickle_restricted(
+    _read_member(zf, pkl_name, meter),
+    TORCH_ALLOWED,
+    source=f'{path}:{pkl_name}',
+    persistent_load=persistent_load,
+    buildable_types=(_StateDict,),
+    budget=budget,
+    meter=meter,
+  )
   if not isinstance(obj, dict):
     raise CheckpointFormatError(f'{path}: expected a state_dict, got {type(obj).__name__}')
   out: Dict[str, np.ndarray] = {}
   for key, value in obj.items():
     if not isinstance(key, str) or not _KEY.match(key) or not isinstance(value, np.ndarray):
-      raise CheckpointFormatError(f'{path}: expected a state_dict of tensors, found '
-                                  f'{describe_key(key)}: {type(value).__name__}')
+      raise CheckpointFormatError(
+        f'{path}: expected a state_dict of tensors, found {describe_key(key)}: {type(value).__name__}'
+      )
     out[key] = value
   return out

@@ -64,11 +64,16 @@ def __getattr__(name: str):
   # default_config, so the launcher can check its flags without loading TF.
   if name in ('get_builder', 'get_dataset'):
     from perceiver.data import pipeline  # pylint: disable=g-import-not-at-top
+
     return getattr(pipeline, name)
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 __all__ = [
-    'CorruptDataError', 'MissingDataError', 'default_config', 'get_builder',
-    'get_dataset', 'resolve_config',
+  'CorruptDataError',
+  'MissingDataError',
+  'default_config',
+  'get_builder',
+  'get_dataset',
+  'resolve_config',
 ]

@@ -50,17 +50,18 @@ from perceiver.data._tf import tf
 SAMPLE_RATE = 48_000
 FPS = 25
 SEGMENT_CSVS = {
-    'balanced_train': 'balanced_train_segments.csv',
-    'unbalanced_train': 'unbalanced_train_segments.csv',
-    'eval': 'eval_segments.csv',
+  'balanced_train': 'balanced_train_segments.csv',
+  'unbalanced_train': 'unbalanced_train_segments.csv',
+  'eval': 'eval_segments.csv',
 }
 CLASS_CSV = 'class_labels_indices.csv'
 HOW_TO_GET = (
-    'download the segment lists and class_labels_indices.csv from the '
-    'AudioSet website (research.google.com/audioset/download.html) and put '
-    'one audio file per segment (Y<ytid>.wav / <ytid>.flac ...) under '
-    'manual_dir/audio (videos, optional, under manual_dir/video); for small '
-    'real data in this layout run scripts/make_sample_data.py --what audioset')
+  'download the segment lists and class_labels_indices.csv from the '
+  'AudioSet website (research.google.com/audioset/download.html) and put '
+  'one audio file per segment (Y<ytid>.wav / <ytid>.flac ...) under '
+  'manual_dir/audio (videos, optional, under manual_dir/video); for small '
+  'real data in this layout run scripts/make_sample_data.py --what audioset'
+)
 _AUDIO_EXTS = ('.wav', '.flac', '.ogg', '.mp3', '.aiff', '.aif')
 _VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.avi', '.mov')
 
@@ -109,8 +110,8 @@ def read_segments(path: str) -> list[tuple[str, float, float, list[str]]]:
   for number, row in _csv_rows(path, lines, skipinitialspace=True):
     if len(row) != 4:
       raise errors.CorruptDataError(
-          path, f'line {number}: expected 4 fields (YTID, start, end, '
-          f'"mid,..."), got {len(row)}: {row!r}')
+        path, f'line {number}: expected 4 fields (YTID, start, end, "mid,..."), got {len(row)}: {row!r}'
+      )
     ytid = row[0].strip()
     try:
       start, end = float(row[1]), float(row[2])
@@ -118,10 +119,10 @@ def read_segments(path: str) -> list[tuple[str, float, float, list[str]]]:
       start = end = float('nan')
     if not (ytid and 0 <= start < end <= start + MAX_SEGMENT_S):
       raise errors.CorruptDataError(
-          path, f'line {number}: expected a YTID and 0 <= start < end <= '
-          f'start + {MAX_SEGMENT_S:g} seconds, got {row[:3]!r}')
-    rows.append((ytid, start, end,
-                 [m.strip() for m in row[3].split(',') if m.strip()]))
+        path,
+        f'line {number}: expected a YTID and 0 <= start < end <= start + {MAX_SEGMENT_S:g} seconds, got {row[:3]!r}',
+      )
+    rows.append((ytid, start, end, [m.strip() for m in row[3].split(',') if m.strip()]))
   return rows
 
 
@@ -134,8 +135,7 @@ def read_class_labels(path: str) -> list[tuple[str, str]]:
   """
   rows = list(_csv_rows(path, _read_csv_lines(path)))
   if not rows or rows[0][1][:3] != ['index', 'mid', 'display_name']:
-    raise errors.CorruptDataError(
-        path, "expected the header 'index,mid,display_name'")
+    raise errors.CorruptDataError(path, "expected the header 'index,mid,display_name'")
   by_index = {}
   for number, row in rows[1:]:
     try:
@@ -143,12 +143,10 @@ def read_class_labels(path: str) -> list[tuple[str, str]]:
     except ValueError:
       index = -1
     if index < 0 or not row[1].strip():
-      raise errors.CorruptDataError(
-          path, f'line {number}: expected index,mid,display_name, got {row!r}')
+      raise errors.CorruptDataError(path, f'line {number}: expected index,mid,display_name, got {row!r}')
     by_index.setdefault(index, (row[1].strip(), row[2]))
   if sorted(by_index) != list(range(len(rows) - 1)):
-    raise errors.CorruptDataError(
-        path, f'indices are not 0..K-1 without repeats ({len(rows) - 1} rows)')
+    raise errors.CorruptDataError(path, f'indices are not 0..K-1 without repeats ({len(rows) - 1} rows)')
   classes = [by_index[i] for i in range(len(by_index))]
   if not classes or len({m for m, _ in classes}) != len(classes):
     raise errors.CorruptDataError(path, 'no classes or repeated mids')
@@ -170,10 +168,8 @@ def _index_files(directory: str, exts: tuple[str, ...]) -> dict[str, str]:
   return found
 
 
-def _find(files: dict[str, str], ytid: str, start: float,
-          end: float) -> str | None:
-  for stem in (f'Y{ytid}', ytid,
-               f'{ytid}_{int(round(start * 1000))}_{int(round(end * 1000))}'):
+def _find(files: dict[str, str], ytid: str, start: float, end: float) -> str | None:
+  for stem in (f'Y{ytid}', ytid, f'{ytid}_{int(round(start * 1000))}_{int(round(end * 1000))}'):
     if stem in files:
       return files[stem]
   return None
@@ -192,6 +188,7 @@ def _timed_stems(files: dict[str, str]) -> dict[str, str]:
 def read_audio(path: str, num_samples: int) -> np.ndarray:
   """Mono int16 [num_samples] at 48 kHz from any libsndfile-readable file."""
   import soundfile as sf  # pylint: disable=g-import-not-at-top
+
   with tf.io.gfile.GFile(path, 'rb') as f:
     x, rate = sf.read(io.BytesIO(f.read()), dtype='float32', always_2d=True)
   return to_int16_48k(x.mean(axis=1), int(rate), num_samples)
@@ -200,6 +197,7 @@ def read_audio(path: str, num_samples: int) -> np.ndarray:
 def to_int16_48k(x: np.ndarray, rate: int, num_samples: int) -> np.ndarray:
   """Mono float [T] at `rate` -> int16 [num_samples] at 48 kHz (padded/cut)."""
   from scipy import signal  # pylint: disable=g-import-not-at-top
+
   if len(x) == 0:
     raise ValueError('no samples')
   if rate != SAMPLE_RATE:
@@ -217,6 +215,7 @@ def read_video(path: str, num_frames: int, max_side: int) -> list:
   """
   import av  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   frames, times = [], []
   with av.open(path) as container:
     stream = container.streams.video[0]
@@ -225,9 +224,7 @@ def read_video(path: str, num_frames: int, max_side: int) -> list:
       img = frame.to_image().convert('RGB')
       scale = max_side / min(img.size)
       if scale < 1:
-        img = img.resize((max(1, round(img.size[0] * scale)),
-                          max(1, round(img.size[1] * scale))),
-                         Image.BILINEAR)
+        img = img.resize((max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))), Image.BILINEAR)
       frames.append(img)
   if not frames:
     raise ValueError('no video frames')
@@ -245,29 +242,25 @@ def clip_features() -> dict:
   """The stored `audio` (int16 at 48 kHz) and `video` (JPEG frames at
   25 fps) features, shared with the Kinetics builder."""
   return {
-      'audio': tfds.features.Tensor(
-          shape=(None,), dtype=np.int16,
-          encoding=tfds.features.Encoding.BYTES),  # Raw, fast to parse.
-      'video': tfds.features.Sequence(tfds.features.Image(
-          shape=(None, None, 3), encoding_format='jpeg')),
+    'audio': tfds.features.Tensor(
+      shape=(None,), dtype=np.int16, encoding=tfds.features.Encoding.BYTES
+    ),  # Raw, fast to parse.
+    'video': tfds.features.Sequence(tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg')),
   }
 
 
-class AudioSet(errors.SkipsCorruptFiles,
-                    tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class AudioSet(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """AudioSet segments with 48 kHz audio and optional 25 fps video."""
 
   name = 'audioset'
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
 
-  def __init__(self, *, stored_video_size: int = 256,
-               on_corrupt: str = 'raise', **kwargs):
+  def __init__(self, *, stored_video_size: int = 256, on_corrupt: str = 'raise', **kwargs):
     self._video_size = stored_video_size
     self._init_corrupt(on_corrupt, logging)
     self._missing_audio: list[str] = []
-    kwargs.setdefault('config', tfds.core.BuilderConfig(
-        name=f'video{stored_video_size}'))
+    kwargs.setdefault('config', tfds.core.BuilderConfig(name=f'video{stored_video_size}'))
     super().__init__(**kwargs)
 
   @property
@@ -276,15 +269,17 @@ class AudioSet(errors.SkipsCorruptFiles,
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        features=tfds.features.FeaturesDict({
-            **clip_features(),
-            'labels': tfds.features.Tensor(shape=(None,), dtype=np.int64),
-            'ytid': tfds.features.Text(),
-        }),
-        # class_mids, class_names, skipped_files, missing_audio.
-        metadata=tfds.core.MetadataDict(),
-        homepage='https://research.google.com/audioset/',
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          **clip_features(),
+          'labels': tfds.features.Tensor(shape=(None,), dtype=np.int64),
+          'ytid': tfds.features.Text(),
+        }
+      ),
+      # class_mids, class_names, skipped_files, missing_audio.
+      metadata=tfds.core.MetadataDict(),
+      homepage='https://research.google.com/audioset/',
     )
 
   def _split_generators(self, dl_manager):
@@ -298,16 +293,13 @@ class AudioSet(errors.SkipsCorruptFiles,
     audio = _index_files(audio_dir, _AUDIO_EXTS)
     video = _index_files(os.path.join(manual, 'video'), _VIDEO_EXTS)
     if not audio:
-      raise errors.MissingDataError(
-          'audioset', [os.path.join(audio_dir, 'Y<ytid>.wav (or .flac, ...)')],
-          HOW_TO_GET)
+      raise errors.MissingDataError('audioset', [os.path.join(audio_dir, 'Y<ytid>.wav (or .flac, ...)')], HOW_TO_GET)
     mid_index = {m: i for i, (m, _) in enumerate(classes)}
     splits = {}
     for split, csv_name in SEGMENT_CSVS.items():
       path = os.path.join(manual, csv_name)
       if tf.io.gfile.exists(path):
-        splits[split] = self._generate_examples(
-            read_segments(path), mid_index, audio, video, path)
+        splits[split] = self._generate_examples(read_segments(path), mid_index, audio, video, path)
     return splits
 
   def _generate_examples(self, rows, mid_index, audio, video, csv_path):
@@ -321,18 +313,21 @@ class AudioSet(errors.SkipsCorruptFiles,
         near = timed.get(ytid) or timed.get(f'Y{ytid}')
         if near:
           # Usually a name that rounds start/end differently from the row.
-          self._corrupt.note('missing', near, (
+          self._corrupt.note(
+            'missing',
+            near,
+            (
               f'{csv_path}: segment {ytid} {start:g}-{end:g} s expects '
               f'{ytid}_{int(round(start * 1000))}_{int(round(end * 1000))}'
-              '.<ext> (or Y<ytid> / <ytid>); this file has other times'))
+              '.<ext> (or Y<ytid> / <ytid>); this file has other times'
+            ),
+          )
         else:
-          self._corrupt.note('missing', f'{ytid}', f'{csv_path}: no audio '
-                             'file for this segment')
+          self._corrupt.note('missing', f'{ytid}', f'{csv_path}: no audio file for this segment')
         continue
       unknown = [m for m in mids if m not in mid_index]
       if unknown:
-        self._corrupt.report(csv_path, ValueError(
-            f'segment {ytid}: labels {unknown} not in {CLASS_CSV}'))
+        self._corrupt.report(csv_path, ValueError(f'segment {ytid}: labels {unknown} not in {CLASS_CSV}'))
         continue
       seconds = end - start
       try:
@@ -344,29 +339,31 @@ class AudioSet(errors.SkipsCorruptFiles,
       video_path = _find(video, ytid, start, end)
       if video_path is not None:
         try:
-          frames = read_video(video_path, int(round(seconds * FPS)),
-                              self._video_size)
+          frames = read_video(video_path, int(round(seconds * FPS)), self._video_size)
         except Exception as e:  # pylint: disable=broad-except
           self._corrupt.report(video_path, e)
-      yield ytid, {'audio': wav, 'video': frames, 'ytid': ytid,
-                   'labels': np.array([mid_index[m] for m in mids], np.int64)}
+      yield (
+        ytid,
+        {'audio': wav, 'video': frames, 'ytid': ytid, 'labels': np.array([mid_index[m] for m in mids], np.int64)},
+      )
     if self._missing_audio:
-      logging.warning('%s: %d segments without audio so far (listed in the '
-                      "records' build_report.tsv)", csv_path,
-                      len(self._missing_audio))
+      logging.warning(
+        "%s: %d segments without audio so far (listed in the records' build_report.tsv)",
+        csv_path,
+        len(self._missing_audio),
+      )
 
 
 def expected_manual_files(config) -> dict[str, list[str]]:
   manual = config.manual_dir or ''
   common = [os.path.join(manual, CLASS_CSV), os.path.join(manual, 'audio')]
-  return {split: [os.path.join(manual, name)] + common
-          for split, name in SEGMENT_CSVS.items()}
+  return {split: [os.path.join(manual, name)] + common for split, name in SEGMENT_CSVS.items()}
 
 
 def make_builder(config) -> tfds.core.DatasetBuilder:
-  return AudioSet(data_dir=config.data_dir or None,
-                  stored_video_size=config.stored_video_size,
-                  on_corrupt=config.on_corrupt)
+  return AudioSet(
+    data_dir=config.data_dir or None, stored_video_size=config.stored_video_size, on_corrupt=config.on_corrupt
+  )
 
 
 def decoders(config) -> dict:
@@ -383,23 +380,25 @@ def log_mel(audio: tf.Tensor, num_frames: int, num_bins: int) -> tf.Tensor:
   25 ms window, hop T / num_frames (640 samples for 61,440 and 96 frames).
   """
   hop = audio.shape[-1] // num_frames
-  stft = tf.signal.stft(audio, frame_length=1200, frame_step=hop,
-                        fft_length=2048, pad_end=True)[..., :num_frames, :]
+  stft = tf.signal.stft(audio, frame_length=1200, frame_step=hop, fft_length=2048, pad_end=True)[..., :num_frames, :]
   mel = tf.signal.linear_to_mel_weight_matrix(
-      num_mel_bins=num_bins, num_spectrogram_bins=1025,
-      sample_rate=SAMPLE_RATE, lower_edge_hertz=20.0,
-      upper_edge_hertz=SAMPLE_RATE / 2)
+    num_mel_bins=num_bins,
+    num_spectrogram_bins=1025,
+    sample_rate=SAMPLE_RATE,
+    lower_edge_hertz=20.0,
+    upper_edge_hertz=SAMPLE_RATE / 2,
+  )
   return tf.math.log(tf.matmul(tf.abs(stft), mel) + 1e-6)
 
 
-def spec_augment(mel: tf.Tensor, config,
-                 rng: rng_lib.SeedStream) -> tf.Tensor:
+def spec_augment(mel: tf.Tensor, config, rng: rng_lib.SeedStream) -> tf.Tensor:
   """SpecAugment (Park et al. 2019) frequency and time masking; [T, F]."""
   t, f = mel.shape
   fill = tf.reduce_mean(mel)
   for axis, count, width, size in (
-      (1, config.spec_num_freq_masks, config.spec_freq_mask_max, f),
-      (0, config.spec_num_time_masks, config.spec_time_mask_max, t)):
+    (1, config.spec_num_freq_masks, config.spec_freq_mask_max, f),
+    (0, config.spec_num_time_masks, config.spec_time_mask_max, t),
+  ):
     for _ in range(count):
       w = rng.randint(0, width + 1)
       start = rng.randint(0, size - w + 1)
@@ -410,8 +409,7 @@ def spec_augment(mel: tf.Tensor, config,
   return mel
 
 
-def audio_inputs(clip: tf.Tensor, config,
-                 rng: rng_lib.SeedStream | None) -> tf.Tensor:
+def audio_inputs(clip: tf.Tensor, config, rng: rng_lib.SeedStream | None) -> tf.Tensor:
   """A float clip [61440] -> [480, 128] (raw) or [96, 50] (mel frames).
 
   `rng` is None for evaluation (no SpecAugment).
@@ -438,10 +436,11 @@ def patch_video(video: tf.Tensor, patch_shape) -> tf.Tensor:
 
 def _decode_frames(encoded: tf.Tensor) -> tf.Tensor:
   """[T] JPEG strings -> float32 [T, H, W, 3] in [0, 255]."""
-  return tf.map_fn(lambda s: tf.cast(tf.io.decode_jpeg(s, channels=3),
-                                     tf.float32),
-                   encoded, fn_output_signature=tf.TensorSpec(
-                       [None, None, 3], tf.float32))
+  return tf.map_fn(
+    lambda s: tf.cast(tf.io.decode_jpeg(s, channels=3), tf.float32),
+    encoded,
+    fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32),
+  )
 
 
 def _take_frames(encoded: tf.Tensor, start: tf.Tensor, count: int):
@@ -451,8 +450,7 @@ def _take_frames(encoded: tf.Tensor, start: tf.Tensor, count: int):
   return tf.gather(encoded, idx)
 
 
-def video_clip(frames: tf.Tensor, config,
-               rng: rng_lib.SeedStream | None) -> tf.Tensor:
+def video_clip(frames: tf.Tensor, config, rng: rng_lib.SeedStream | None) -> tf.Tensor:
   """float [T, H, W, 3] in [0, 255] -> [T, S, S, 3] or patches.
 
   With `rng` (training): one random crop, flip and colour jitter for the
@@ -463,26 +461,31 @@ def video_clip(frames: tf.Tensor, config,
   is_training = rng is not None
   if is_training:
     begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape[1:], tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=rng(),
-        min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
-        area_range=tuple(config.video_crop_area_range), max_attempts=10,
-        use_image_if_no_bounding_boxes=True)
-    frames = tf.slice(frames, tf.concat([[0], begin], 0),
-                      tf.concat([[-1], crop], 0))
+      shape[1:],
+      tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+      seed=rng(),
+      min_object_covered=0.1,
+      aspect_ratio_range=(3 / 4, 4 / 3),
+      area_range=tuple(config.video_crop_area_range),
+      max_attempts=10,
+      use_image_if_no_bounding_boxes=True,
+    )
+    frames = tf.slice(frames, tf.concat([[0], begin], 0), tf.concat([[-1], crop], 0))
   else:
     side = tf.minimum(shape[1], shape[2])
-    frames = frames[:, (shape[1] - side) // 2:(shape[1] - side) // 2 + side,
-                    (shape[2] - side) // 2:(shape[2] - side) // 2 + side]
+    frames = frames[
+      :, (shape[1] - side) // 2 : (shape[1] - side) // 2 + side, (shape[2] - side) // 2 : (shape[2] - side) // 2 + side
+    ]
   frames = tf.image.resize(frames, [size, size], method='bilinear')
   frames = tf.clip_by_value(frames, 0.0, 255.0) / 255.0
   if is_training and config.video_random_flip:
     frames = tf.cond(rng.coin(), lambda: frames[:, :, ::-1], lambda: frames)
   if is_training and config.video_color_augment:
     # One colour jitter for the whole clip, SimCLR-style strengths.
-    frames = tf.image.adjust_brightness(frames, rng.uniform([], -.3, .3))
-    frames = tf.image.adjust_contrast(frames, rng.uniform([], .6, 1.4))
-    frames = tf.image.adjust_saturation(frames, rng.uniform([], .6, 1.4))
-    frames = tf.image.adjust_hue(frames, rng.uniform([], -.1, .1))
+    frames = tf.image.adjust_brightness(frames, rng.uniform([], -0.3, 0.3))
+    frames = tf.image.adjust_contrast(frames, rng.uniform([], 0.6, 1.4))
+    frames = tf.image.adjust_saturation(frames, rng.uniform([], 0.6, 1.4))
+    frames = tf.image.adjust_hue(frames, rng.uniform([], -0.1, 0.1))
     frames = tf.clip_by_value(frames, 0.0, 1.0)
   frames = imagenet.normalize(frames * 255.0)
   frames = tf.ensure_shape(frames, [config.video_frames, size, size, 3])
@@ -512,20 +515,20 @@ def usable_fn(config):
 def filter_reason(config) -> str:
   """Why `filter_fn` rejects an example: for the pipeline's error message."""
   del config
-  return ('no decodable video: install PyAV (pip install av) and rebuild the records '
-          '(delete the audioset folder in data_dir), or use an audio-only preset '
-          '(modality=audio)')
+  return (
+    'no decodable video: install PyAV (pip install av) and rebuild the records '
+    '(delete the audioset folder in data_dir), or use an audio-only preset '
+    '(modality=audio)'
+  )
 
 
 def clip_starts(num_samples: tf.Tensor, config) -> tf.Tensor:
   """Evaluation clip starts (samples), evenly spaced over the segment [C]."""
   last = tf.maximum(num_samples - config.clip_samples, 0)
-  return tf.cast(tf.round(tf.linspace(0.0, tf.cast(last, tf.float32),
-                                      config.num_eval_clips)), tf.int32)
+  return tf.cast(tf.round(tf.linspace(0.0, tf.cast(last, tf.float32), config.num_eval_clips)), tf.int32)
 
 
-def preprocess(example: dict, config, is_training: bool,
-               rng: rng_lib.SeedStream | None) -> dict:
+def preprocess(example: dict, config, is_training: bool, rng: rng_lib.SeedStream | None) -> dict:
   audio = tf.cast(example['audio'], tf.float32) / 32768.0  # [T]
   n = config.clip_samples
   audio = tf.pad(audio, [[0, tf.maximum(0, n - tf.shape(audio)[0])]])
@@ -538,56 +541,49 @@ def preprocess(example: dict, config, is_training: bool,
   use_audio = config.modality in ('audio', 'audio_video')
   use_video = config.modality in ('video', 'audio_video')
   if use_audio:
-    clip = lambda s: tf.ensure_shape(audio[s:s + n], [n])  # pylint: disable=unnecessary-lambda-assignment
+    clip = lambda s: tf.ensure_shape(audio[s : s + n], [n])  # pylint: disable=unnecessary-lambda-assignment
     if is_training:
       out['audio'] = audio_inputs(clip(starts[0]), config, rng)
     else:
-      out['audio'] = tf.map_fn(lambda s: audio_inputs(clip(s), config, None),
-                               starts, fn_output_signature=tf.float32)
+      out['audio'] = tf.map_fn(lambda s: audio_inputs(clip(s), config, None), starts, fn_output_signature=tf.float32)
   if use_video:
     out['video'] = _video(example['video'], starts, config, rng)
-  labels = tf.reduce_max(tf.one_hot(example['labels'], _num_classes(config)),
-                         axis=0)  # [K]
+  labels = tf.reduce_max(tf.one_hot(example['labels'], _num_classes(config)), axis=0)  # [K]
   out['label'] = labels
   return out
 
 
-def _video(encoded: tf.Tensor, starts: tf.Tensor, config,
-           rng: rng_lib.SeedStream | None) -> tf.Tensor:
+def _video(encoded: tf.Tensor, starts: tf.Tensor, config, rng: rng_lib.SeedStream | None) -> tf.Tensor:
   """Video clips aligned with the audio clips; zeros where no video."""
   t = config.video_frames
   size = config.video_size
   frame_starts = starts * FPS // SAMPLE_RATE
   pt, ph, pw = config.video_patch_shape
-  single = ([(t // pt) * (size // ph) * (size // pw), pt * ph * pw * 3]
-            if config.video_patched else [t, size, size, 3])
+  single = [(t // pt) * (size // ph) * (size // pw), pt * ph * pw * 3] if config.video_patched else [t, size, size, 3]
 
   is_training = rng is not None
 
   def present():
     if is_training:
-      clip = video_clip(_decode_frames(_take_frames(encoded, frame_starts[0],
-                                                    t)), config, rng)
+      clip = video_clip(_decode_frames(_take_frames(encoded, frame_starts[0], t)), config, rng)
       if config.modality == 'audio_video':
         clip *= tf.cast(rng.uniform([]) >= config.video_dropout, tf.float32)
       return clip
     frames = _decode_frames(encoded)  # Decode each frame once.
     n = tf.shape(frames)[0]
     return tf.map_fn(
-        lambda s: video_clip(tf.gather(frames, tf.minimum(s + tf.range(t),
-                                                          n - 1)),
-                             config, None),
-        frame_starts, fn_output_signature=tf.float32)
+      lambda s: video_clip(tf.gather(frames, tf.minimum(s + tf.range(t), n - 1)), config, None),
+      frame_starts,
+      fn_output_signature=tf.float32,
+    )
 
   shape = single if is_training else [config.num_eval_clips] + single
-  return tf.cond(tf.size(encoded) > 0, present,
-                 lambda: tf.zeros(shape, tf.float32))
+  return tf.cond(tf.size(encoded) > 0, present, lambda: tf.zeros(shape, tf.float32))
 
 
 def _num_classes(config) -> int:
   if not config.num_classes:
-    raise ValueError('audioset: num_classes must be known (get_dataset fills '
-                     'it from class_labels_indices.csv)')
+    raise ValueError('audioset: num_classes must be known (get_dataset fills it from class_labels_indices.csv)')
   return config.num_classes
 
 
@@ -617,8 +613,7 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
   scores = np.asarray(scores, np.float64)
   labels = np.asarray(labels) > 0
   if scores.shape != labels.shape or scores.ndim != 2:
-    raise ValueError(f'scores {scores.shape} and labels {labels.shape} must '
-                     'both be [N, K]')
+    raise ValueError(f'scores {scores.shape} and labels {labels.shape} must both be [N, K]')
   order = np.argsort(-scores, axis=0, kind='stable')  # [N, K]
   s = np.take_along_axis(scores, order, axis=0)
   y = np.take_along_axis(labels, order, axis=0)

@@ -29,8 +29,8 @@ class CorruptDataError(ValueError):
     self.path = path
     self.reason = reason
     super().__init__(
-        f'unreadable or corrupt file: {path}: {reason}\n'
-        "(set data_config.on_corrupt='skip' to skip and count such files)")
+      f"unreadable or corrupt file: {path}: {reason}\n(set data_config.on_corrupt='skip' to skip and count such files)"
+    )
 
 
 class CorruptCounter:
@@ -43,8 +43,7 @@ class CorruptCounter:
 
   def __init__(self, on_corrupt: str, log=None):
     if on_corrupt not in ('skip', 'raise'):
-      raise ValueError(
-          f"on_corrupt must be 'skip' or 'raise', got {on_corrupt!r}")
+      raise ValueError(f"on_corrupt must be 'skip' or 'raise', got {on_corrupt!r}")
     self.on_corrupt = on_corrupt
     self.skipped: list[str] = []
     # (kind, path, reason) of every file skipped, converted or missing: the
@@ -66,8 +65,7 @@ class CorruptCounter:
     self.skipped.append(path)
     self.entries.append(('skipped', path, reason))
     if self._log is not None:
-      self._log.warning('skipping corrupt file %s (%s); %d skipped so far',
-                        path, reason, len(self.skipped))
+      self._log.warning('skipping corrupt file %s (%s); %d skipped so far', path, reason, len(self.skipped))
 
 
 class SkipsCorruptFiles:
@@ -112,6 +110,5 @@ def write_report(record_dir: str, entries, log) -> str | None:
       f.write(f'{kind}\t{where}\t{clean}\n')
   counts = collections.Counter(kind for kind, _, _ in entries)
   summary = ', '.join(f'{n} {kind}' for kind, n in sorted(counts.items()))
-  log.warning('build of %s: %s file(s); every one is listed in %s',
-              record_dir, summary, path)
+  log.warning('build of %s: %s file(s); every one is listed in %s', record_dir, summary, path)
   return path

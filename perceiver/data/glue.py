@@ -71,26 +71,41 @@ class GlueTask:
 
 _NLI = ('entailment', 'not_entailment')
 TASKS: Dict[str, GlueTask] = {
-    'cola': GlueTask('CoLA', (3,), 1, ('0', '1'), ('mcc',), header=False,
-                     test_text_columns=('sentence',), tfds_text=('sentence',)),
-    'sst2': GlueTask('SST-2', ('sentence',), 'label', ('0', '1'), ('accuracy',),
-                     tfds_text=('sentence',)),
-    'mrpc': GlueTask('MRPC', ('#1 String', '#2 String'), 'Quality', ('0', '1'), ('f1', 'accuracy'),
-                     tfds_text=('sentence1', 'sentence2')),
-    'qqp': GlueTask('QQP', ('question1', 'question2'), 'is_duplicate', ('0', '1'), ('f1', 'accuracy'),
-                    tfds_text=('question1', 'question2')),
-    'stsb': GlueTask('STS-B', ('sentence1', 'sentence2'), 'score', None, ('pearson', 'spearman'),
-                     tfds_text=('sentence1', 'sentence2')),
-    # Label order of TFDS glue/mnli.
-    'mnli': GlueTask('MNLI', ('sentence1', 'sentence2'), 'gold_label',
-                     ('entailment', 'neutral', 'contradiction'), ('accuracy',),
-                     eval_splits=('dev_matched', 'dev_mismatched'), tfds_text=('premise', 'hypothesis')),
-    'qnli': GlueTask('QNLI', ('question', 'sentence'), 'label', _NLI, ('accuracy',),
-                     tfds_text=('question', 'sentence')),
-    'rte': GlueTask('RTE', ('sentence1', 'sentence2'), 'label', _NLI, ('accuracy',),
-                    tfds_text=('sentence1', 'sentence2')),
-    'wnli': GlueTask('WNLI', ('sentence1', 'sentence2'), 'label', ('0', '1'), ('accuracy',),
-                     tfds_text=('sentence1', 'sentence2')),
+  'cola': GlueTask(
+    'CoLA', (3,), 1, ('0', '1'), ('mcc',), header=False, test_text_columns=('sentence',), tfds_text=('sentence',)
+  ),
+  'sst2': GlueTask('SST-2', ('sentence',), 'label', ('0', '1'), ('accuracy',), tfds_text=('sentence',)),
+  'mrpc': GlueTask(
+    'MRPC', ('#1 String', '#2 String'), 'Quality', ('0', '1'), ('f1', 'accuracy'), tfds_text=('sentence1', 'sentence2')
+  ),
+  'qqp': GlueTask(
+    'QQP',
+    ('question1', 'question2'),
+    'is_duplicate',
+    ('0', '1'),
+    ('f1', 'accuracy'),
+    tfds_text=('question1', 'question2'),
+  ),
+  'stsb': GlueTask(
+    'STS-B', ('sentence1', 'sentence2'), 'score', None, ('pearson', 'spearman'), tfds_text=('sentence1', 'sentence2')
+  ),
+  # Label order of TFDS glue/mnli.
+  'mnli': GlueTask(
+    'MNLI',
+    ('sentence1', 'sentence2'),
+    'gold_label',
+    ('entailment', 'neutral', 'contradiction'),
+    ('accuracy',),
+    eval_splits=('dev_matched', 'dev_mismatched'),
+    tfds_text=('premise', 'hypothesis'),
+  ),
+  'qnli': GlueTask('QNLI', ('question', 'sentence'), 'label', _NLI, ('accuracy',), tfds_text=('question', 'sentence')),
+  'rte': GlueTask(
+    'RTE', ('sentence1', 'sentence2'), 'label', _NLI, ('accuracy',), tfds_text=('sentence1', 'sentence2')
+  ),
+  'wnli': GlueTask(
+    'WNLI', ('sentence1', 'sentence2'), 'label', ('0', '1'), ('accuracy',), tfds_text=('sentence1', 'sentence2')
+  ),
 }
 
 
@@ -118,15 +133,16 @@ def _split_line(raw: bytes, path: str, lineno: int) -> List[str]:
   return text.rstrip('\r\n').split('\t')
 
 
-def read_tsv(path: str, task: GlueTask, *, labelled: bool = True,
-             on_malformed: str = 'raise') -> GlueExamples:
+def read_tsv(path: str, task: GlueTask, *, labelled: bool = True, on_malformed: str = 'raise') -> GlueExamples:
   """One GLUE TSV file of ``task``. ``labelled=False`` for test files."""
   if on_malformed not in ('raise', 'skip'):
     raise ValueError(f"data.on_malformed must be 'raise' or 'skip', got {on_malformed!r}")
   if not os.path.isfile(path):
-    raise MissingDataError(f'GLUE {task.name}', [path],
-                           'the GLUE data (https://gluebenchmark.com/tasks) unpacked as '
-                           '{task}/{train,dev,test}.tsv under data.glue_dir')
+    raise MissingDataError(
+      f'GLUE {task.name}',
+      [path],
+      'the GLUE data (https://gluebenchmark.com/tasks) unpacked as {task}/{train,dev,test}.tsv under data.glue_dir',
+    )
   has_header = task.header or not labelled
   text_cols = task.text_columns if labelled else (task.test_text_columns or task.text_columns)
   texts: List[Tuple[str, ...]] = []
@@ -164,8 +180,9 @@ def read_tsv(path: str, task: GlueTask, *, labelled: bool = True,
         elif value in task.labels:
           label = task.labels.index(value)
         else:
-          raise GlueFormatError(f'{path}:{lineno}: column {label_col + 1} is not one of the '
-                                f'{task.name} labels {list(task.labels)}')
+          raise GlueFormatError(
+            f'{path}:{lineno}: column {label_col + 1} is not one of the {task.name} labels {list(task.labels)}'
+          )
       else:
         label = -1
     except GlueFormatError:
@@ -210,21 +227,24 @@ def encode_examples(texts: Sequence[Tuple[str, ...]], seq_len: int) -> Tuple[np.
     row = [tokenizer.CLS]
     for p in pieces:
       row += p + [tokenizer.SEP]
-    ids[i, :len(row)] = row
-    mask[i, :len(row)] = 1
+    ids[i, : len(row)] = row
+    mask[i, : len(row)] = 1
   return ids, mask
 
 
 def read_tfds(task: GlueTask, split: str, data_dir: Optional[str]) -> GlueExamples:
   """TFDS ``glue/<task>`` when prepared (never downloads)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   name = 'glue/' + [k for k, v in TASKS.items() if v is task][0]
   builder = tfds.builder(name, data_dir=data_dir)
   if not os.path.isdir(builder.data_dir):
-    raise MissingDataError(f'tfds {name}', [builder.data_dir],
-                           'prepare it with `tfds build` (this pipeline never downloads)')
-  split = {'dev': 'validation', 'dev_matched': 'validation_matched',
-           'dev_mismatched': 'validation_mismatched'}.get(split, split)
+    raise MissingDataError(
+      f'tfds {name}', [builder.data_dir], 'prepare it with `tfds build` (this pipeline never downloads)'
+    )
+  split = {'dev': 'validation', 'dev_matched': 'validation_matched', 'dev_mismatched': 'validation_mismatched'}.get(
+    split, split
+  )
   texts, labels = [], []
   for ex in builder.as_dataset(split=split, shuffle_files=False).as_numpy_iterator():
     texts.append(tuple(ex[k].decode('utf-8', errors='replace') for k in task.tfds_text))
@@ -242,11 +262,11 @@ def load_split(data_config, split: str) -> Tuple[np.ndarray, np.ndarray, np.ndar
   if key not in _CACHE:
     task = get_task(data_config.task)
     if data_config.source == 'tfds':
-      examples = read_tfds(task, 'dev' if split != 'train' and split != 'test' else split,
-                           data_config.data_dir or None)
+      examples = read_tfds(task, 'dev' if split != 'train' and split != 'test' else split, data_config.data_dir or None)
     elif data_config.source == 'tsv':
-      path, labelled = split_file(data_config.glue_dir, task, data_config.eval_split
-                                  if split not in ('train', 'test') else split)
+      path, labelled = split_file(
+        data_config.glue_dir, task, data_config.eval_split if split not in ('train', 'test') else split
+      )
       examples = read_tsv(path, task, labelled=labelled, on_malformed=data_config.on_malformed)
     else:
       raise ValueError(f"data.source must be 'tsv' or 'tfds', got {data_config.source!r}")
@@ -256,16 +276,23 @@ def load_split(data_config, split: str) -> Tuple[np.ndarray, np.ndarray, np.ndar
   return _CACHE[key]
 
 
-def get_dataset(data_config, *, split: str, batch_size: int, shuffle_seed: Optional[int],
-                process_index: int, process_count: int):
+def get_dataset(
+  data_config, *, split: str, batch_size: int, shuffle_seed: Optional[int], process_index: int, process_count: int
+):
   """tf.data batches {tokens, input_mask, label}; train: one epoch in shuffle_seed's order."""
   from perceiver.data._tf import tf  # pylint: disable=g-import-not-at-top
+
   ids, mask, labels = load_split(data_config, split)
   train = split == 'train'
-  order = text.example_order(len(ids), train=train, shuffle_seed=shuffle_seed, batch_size=batch_size,
-                             process_index=process_index, process_count=process_count)
-  ds = tf.data.Dataset.from_tensor_slices(dict(tokens=ids[order], input_mask=mask[order],
-                                               label=labels[order]))
+  order = text.example_order(
+    len(ids),
+    train=train,
+    shuffle_seed=shuffle_seed,
+    batch_size=batch_size,
+    process_index=process_index,
+    process_count=process_count,
+  )
+  ds = tf.data.Dataset.from_tensor_slices(dict(tokens=ids[order], input_mask=mask[order], label=labels[order]))
   return ds.batch(batch_size, drop_remainder=train)
 
 

@@ -54,10 +54,12 @@ STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 TRAIN_TAR = 'ILSVRC2012_img_train.tar'
 VAL_TAR = 'ILSVRC2012_img_val.tar'
-_HOW_TO_GET = ('register at https://image-net.org/download-images and put '
-               f'{TRAIN_TAR} and {VAL_TAR} (ILSVRC 2012) into manual_dir; for '
-               'small real data in the same layout run '
-               'scripts/make_sample_data.py --what imagenet')
+_HOW_TO_GET = (
+  'register at https://image-net.org/download-images and put '
+  f'{TRAIN_TAR} and {VAL_TAR} (ILSVRC 2012) into manual_dir; for '
+  'small real data in the same layout run '
+  'scripts/make_sample_data.py --what imagenet'
+)
 _VAL_NAME = re.compile(r'ILSVRC2012_val_(\d+)\.JPEG$')
 
 
@@ -71,6 +73,7 @@ def training_decodable(data: bytes) -> bytes:
   error) for a file neither decoder reads.
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   try:
     tf.image.extract_jpeg_shape(data)
     tf.io.decode_jpeg(data, channels=3)
@@ -94,8 +97,7 @@ def _read_lines(path: str, field: str) -> list[str]:
     with tf.io.gfile.GFile(path) as f:
       names = [line.strip() for line in f.read().splitlines()]
   except (tf.errors.NotFoundError, OSError) as e:
-    raise errors.MissingDataError(
-        'imagenet2012', [path], f'data.{field} names this file') from e
+    raise errors.MissingDataError('imagenet2012', [path], f'data.{field} names this file') from e
   except UnicodeDecodeError:
     raise errors.CorruptDataError(path, f'data.{field}: not UTF-8 text') from None
   names = [n for n in names if n]
@@ -112,15 +114,19 @@ def read_class_list(path: str) -> list[str]:
   return names
 
 
-class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
-                   skip_registration=True):
+class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder, skip_registration=True):
   """TFDS imagenet2012 with index-based val labels and corrupt-file checks."""
 
   name = 'imagenet2012'
 
-  def __init__(self, *, on_corrupt: str = 'raise',
-               class_names: list[str] | None = None,
-               validation_synsets: list[str] | None = None, **kwargs):
+  def __init__(
+    self,
+    *,
+    on_corrupt: str = 'raise',
+    class_names: list[str] | None = None,
+    validation_synsets: list[str] | None = None,
+    **kwargs,
+  ):
     """class_names: label order (None: TFDS's labels.txt);
     validation_synsets: line i = class of ILSVRC2012_val_<i>.JPEG (None:
     TFDS's validation_labels.txt)."""
@@ -134,31 +140,32 @@ class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
     if self._class_names is not None:
       # Same features, the user's labels: K = len(class_names).
       info = self.dataset_info_from_configs(
-          features=tfds.features.FeaturesDict({
-              'image': tfds.features.Image(encoding_format='jpeg'),
-              'label': tfds.features.ClassLabel(names=self._class_names),
-              'file_name': tfds.features.Text(),
-          }),
-          supervised_keys=('image', 'label'),
-          homepage='https://image-net.org/')
+        features=tfds.features.FeaturesDict(
+          {
+            'image': tfds.features.Image(encoding_format='jpeg'),
+            'label': tfds.features.ClassLabel(names=self._class_names),
+            'file_name': tfds.features.Text(),
+          }
+        ),
+        supervised_keys=('image', 'label'),
+        homepage='https://image-net.org/',
+      )
     return info
 
   def _split_generators(self, dl_manager):
     manual = dl_manager.manual_dir
     splits = []
     for split, tar, labels in (
-        (tfds.Split.TRAIN, TRAIN_TAR, None),
-        (tfds.Split.VALIDATION, VAL_TAR,
-         lambda: _validation_labels(self._validation_synsets)),
+      (tfds.Split.TRAIN, TRAIN_TAR, None),
+      (tfds.Split.VALIDATION, VAL_TAR, lambda: _validation_labels(self._validation_synsets)),
     ):
       path = os.path.join(manual, tar)
       if tf.io.gfile.exists(path):
-        splits.append(tfds.core.SplitGenerator(
-            name=split, gen_kwargs=dict(path=path, val_labels=labels)))
+        splits.append(tfds.core.SplitGenerator(name=split, gen_kwargs=dict(path=path, val_labels=labels)))
     if not splits:
       raise errors.MissingDataError(
-          'imagenet2012', [os.path.join(manual, TRAIN_TAR),
-                           os.path.join(manual, VAL_TAR)], _HOW_TO_GET)
+        'imagenet2012', [os.path.join(manual, TRAIN_TAR), os.path.join(manual, VAL_TAR)], _HOW_TO_GET
+      )
     return splits
 
   def _generate_examples(self, path: str, val_labels):
@@ -170,11 +177,9 @@ class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
       if val_labels is not None:
         labels = val_labels()
         for name, data in _iter_tar(outer, path, self._corrupt):
-          yield from self._example(f'{path}:{name}', name, data,
-                                   labels.get(name))
+          yield from self._example(f'{path}:{name}', name, data, labels.get(name))
         return
-      for inner_name, inner_data in _iter_tar(outer, path, self._corrupt,
-                                              MAX_INNER_TAR_BYTES):
+      for inner_name, inner_data in _iter_tar(outer, path, self._corrupt, MAX_INNER_TAR_BYTES):
         synset = os.path.basename(inner_name)[:-4]  # 'n01440764.tar'
         inner_path = f'{path}:{inner_name}'
         try:
@@ -184,20 +189,22 @@ class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
           continue
         with inner:
           for name, data in _iter_tar(inner, inner_path, self._corrupt):
-            yield from self._example(f'{inner_path}:{name}', name, data,
-                                     synset)
+            yield from self._example(f'{inner_path}:{name}', name, data, synset)
 
   def _example(self, where: str, name: str, data: bytes, label):
     if label is None:
-      self._corrupt.report(where, ValueError(
+      self._corrupt.report(
+        where,
+        ValueError(
           'no label: file name not of the form ILSVRC2012_val_<index>.JPEG '
-          'or its index is past the end of the validation labels'))
+          'or its index is past the end of the validation labels'
+        ),
+      )
       return
     names = self.info.features['label'].names
     if label not in names:
       # Deliberate for a subset (the user's class_list); listed, not fatal.
-      self._corrupt.note('not_in_class_list', where,
-                         'class not in the class list; left out')
+      self._corrupt.note('not_in_class_list', where, 'class not in the class list; left out')
       return
     try:
       image = training_decodable(data)
@@ -205,10 +212,10 @@ class Imagenet2012(errors.SkipsCorruptFiles, tfds_imagenet.Builder,
       self._corrupt.report(where, e)
       return
     if image is not data:
-      self._corrupt.note('converted', where, 'not an RGB/greyscale JPEG that '
-                         "TF's decoder reads; re-encoded as an RGB JPEG")
-    yield name, {'file_name': name, 'image': io.BytesIO(image),
-                 'label': label}
+      self._corrupt.note(
+        'converted', where, "not an RGB/greyscale JPEG that TF's decoder reads; re-encoded as an RGB JPEG"
+      )
+    yield name, {'file_name': name, 'image': io.BytesIO(image), 'label': label}
 
 
 # Largest member read into memory: an image, or one class's inner tar of the
@@ -233,8 +240,7 @@ def _skip_member_data(tar: tarfile.TarFile) -> None:
     remaining -= len(chunk)
 
 
-def _iter_tar(tar: tarfile.TarFile, path: str, corrupt: errors.CorruptCounter,
-              max_bytes: int = MAX_IMAGE_BYTES):
+def _iter_tar(tar: tarfile.TarFile, path: str, corrupt: errors.CorruptCounter, max_bytes: int = MAX_IMAGE_BYTES):
   """Yields (member name, bytes) of the regular files of a streamed tar.
 
   Sparse members and members over ``max_bytes`` are reported to ``corrupt``
@@ -246,10 +252,12 @@ def _iter_tar(tar: tarfile.TarFile, path: str, corrupt: errors.CorruptCounter,
         continue
       name = os.path.basename(member.name)
       if member.issparse() or member.size > max_bytes:
-        why = ('sparse tar member refused' if member.issparse() else
-               f'tar member of {member.size} bytes refused (limit {max_bytes})')
-        corrupt.report(f'{path}:{name[:200]}', errors.CorruptDataError(
-            f'{path}:{name[:200]}', why))
+        why = (
+          'sparse tar member refused'
+          if member.issparse()
+          else f'tar member of {member.size} bytes refused (limit {max_bytes})'
+        )
+        corrupt.report(f'{path}:{name[:200]}', errors.CorruptDataError(f'{path}:{name[:200]}', why))
         _skip_member_data(tar)
         continue
       yield name, tar.extractfile(member).read()
@@ -261,8 +269,7 @@ def _iter_tar(tar: tarfile.TarFile, path: str, corrupt: errors.CorruptCounter,
 def _validation_labels(synsets: list[str] | None = None) -> dict[str, str]:
   """File name -> synset, by the index in the name (see module docstring)."""
   if synsets is None:
-    with tf.io.gfile.GFile(os.fspath(
-        tfds.core.tfds_path(imagenet_common._VALIDATION_LABELS_FNAME))) as f:  # pylint: disable=protected-access
+    with tf.io.gfile.GFile(os.fspath(tfds.core.tfds_path(imagenet_common._VALIDATION_LABELS_FNAME))) as f:  # pylint: disable=protected-access
       synsets = f.read().split()
   return {f'ILSVRC2012_val_{i + 1:08d}.JPEG': s for i, s in enumerate(synsets)}
 
@@ -270,8 +277,7 @@ def _validation_labels(synsets: list[str] | None = None) -> dict[str, str]:
 def expected_manual_files(config) -> dict[str, list[str]]:
   """TFDS split -> manual files it is built from."""
   manual = config.manual_dir or ''
-  return {'train': [os.path.join(manual, TRAIN_TAR)],
-          'validation': [os.path.join(manual, VAL_TAR)]}
+  return {'train': [os.path.join(manual, TRAIN_TAR)], 'validation': [os.path.join(manual, VAL_TAR)]}
 
 
 HOW_TO_GET = _HOW_TO_GET
@@ -279,20 +285,20 @@ HOW_TO_GET = _HOW_TO_GET
 
 def _user_file(config, path: str) -> str:
   """A relative class_list / validation_labels path is under manual_dir."""
-  return path if os.path.isabs(path) else os.path.join(config.manual_dir,
-                                                          path)
+  return path if os.path.isabs(path) else os.path.join(config.manual_dir, path)
 
 
 def make_builder(config) -> tfds.core.DatasetBuilder:
-  class_names = (read_class_list(_user_file(config, config.class_list))
-                 if config.class_list else None)
-  validation = (_read_lines(_user_file(config, config.validation_labels),
-                            'validation_labels')
-                if config.validation_labels else None)
-  builder = Imagenet2012(data_dir=config.data_dir or None,
-                         on_corrupt=config.on_corrupt,
-                         class_names=class_names,
-                         validation_synsets=validation)
+  class_names = read_class_list(_user_file(config, config.class_list)) if config.class_list else None
+  validation = (
+    _read_lines(_user_file(config, config.validation_labels), 'validation_labels') if config.validation_labels else None
+  )
+  builder = Imagenet2012(
+    data_dir=config.data_dir or None,
+    on_corrupt=config.on_corrupt,
+    class_names=class_names,
+    validation_synsets=validation,
+  )
   built = os.path.join(builder.data_dir, 'label.labels.txt')
   if tf.io.gfile.exists(built):
     with tf.io.gfile.GFile(built) as f:
@@ -301,11 +307,12 @@ def make_builder(config) -> tfds.core.DatasetBuilder:
     wanted = list(builder.info.features['label'].names)
     if built_names != wanted:
       raise errors.CorruptDataError(
-          os.fspath(builder.data_dir),
-          f'these records were built with another class list '
-          f'({len(built_names)} classes) than data.class_list='
-          f'{config.class_list!r} ({len(wanted)}); point data.data_dir at a '
-          'fresh directory (or delete this one) to rebuild')
+        os.fspath(builder.data_dir),
+        f'these records were built with another class list '
+        f'({len(built_names)} classes) than data.class_list='
+        f'{config.class_list!r} ({len(wanted)}); point data.data_dir at a '
+        'fresh directory (or delete this one) to rebuild',
+      )
   return builder
 
 
@@ -317,19 +324,22 @@ def decoders(config) -> dict:
 # ------------------------------------------------------------ preprocessing
 
 
-def _crop_window_train(shape: tf.Tensor, config,
-                       rng: rng_lib.SeedStream) -> tf.Tensor:
+def _crop_window_train(shape: tf.Tensor, config, rng: rng_lib.SeedStream) -> tf.Tensor:
   """Inception-style random crop window [y, x, h, w] of a [H, W, C] image."""
   bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, shape=[1, 1, 4])
   begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      shape, bounding_boxes=bbox, seed=rng(), min_object_covered=0.1,
-      aspect_ratio_range=tuple(config.crop_aspect_range),
-      area_range=tuple(config.crop_area_range), max_attempts=10,
-      use_image_if_no_bounding_boxes=True)
+    shape,
+    bounding_boxes=bbox,
+    seed=rng(),
+    min_object_covered=0.1,
+    aspect_ratio_range=tuple(config.crop_aspect_range),
+    area_range=tuple(config.crop_area_range),
+    max_attempts=10,
+    use_image_if_no_bounding_boxes=True,
+  )
   window = tf.stack([begin[0], begin[1], size[0], size[1]])
   # After 10 failed attempts TF returns the whole image; use the eval crop.
-  return tf.cond(tf.reduce_all(size[:2] == shape[:2]),
-                 lambda: _crop_window_eval(shape, config), lambda: window)
+  return tf.cond(tf.reduce_all(size[:2] == shape[:2]), lambda: _crop_window_eval(shape, config), lambda: window)
 
 
 def _crop_window_eval(shape: tf.Tensor, config) -> tf.Tensor:
@@ -340,8 +350,7 @@ def _crop_window_eval(shape: tf.Tensor, config) -> tf.Tensor:
   return tf.stack([(h - side + 1) // 2, (w - side + 1) // 2, side, side])
 
 
-def crop_positions(window: tf.Tensor, image_shape: tf.Tensor, size: int,
-                   mode: str, flipped: tf.Tensor) -> tf.Tensor:
+def crop_positions(window: tf.Tensor, image_shape: tf.Tensor, size: int, mode: str, flipped: tf.Tensor) -> tf.Tensor:
   """(y, x) positions in [-1, 1] of a size x size crop; float32 [size**2, 2].
 
   mode 'crop': the crop's own grid. mode 'image': the original-image
@@ -365,8 +374,7 @@ def normalize(image: tf.Tensor) -> tf.Tensor:
   return (image - tf.constant(MEAN_RGB)) / tf.constant(STDDEV_RGB)
 
 
-def preprocess(example: dict, config, is_training: bool,
-               rng: rng_lib.SeedStream | None) -> dict:
+def preprocess(example: dict, config, is_training: bool, rng: rng_lib.SeedStream | None) -> dict:
   """One encoded example -> {'image' [S, S, 3], 'label' [], 'pos'?}."""
   size = config.image_size
   data = example['image']  # Encoded JPEG bytes.
@@ -376,18 +384,18 @@ def preprocess(example: dict, config, is_training: bool,
   else:
     window = _crop_window_eval(shape, config)
   image = tf.image.decode_and_crop_jpeg(data, window, channels=3)
-  image = tf.image.resize(tf.cast(image, tf.float32), [size, size],
-                          method='bicubic')
+  image = tf.image.resize(tf.cast(image, tf.float32), [size, size], method='bicubic')
   image = tf.clip_by_value(image, 0.0, 255.0)
   flipped = tf.constant(False)
   if is_training and config.random_flip:
     flipped = rng.coin()
     image = tf.where(flipped, image[:, ::-1], image)
   if is_training and config.randaugment_num_layers > 0:
-    image = randaugment.randaugment(image, config.randaugment_num_layers,
-                                    config.randaugment_magnitude, rng)
-  out = {'image': normalize(image),  # [S, S, 3]
-         'label': tf.cast(example['label'], tf.int32)}
+    image = randaugment.randaugment(image, config.randaugment_num_layers, config.randaugment_magnitude, rng)
+  out = {
+    'image': normalize(image),  # [S, S, 3]
+    'label': tf.cast(example['label'], tf.int32),
+  }
   if config.pos != 'none':
     out['pos'] = crop_positions(window, shape, size, config.pos, flipped)
   return out
@@ -402,8 +410,7 @@ def _beta(alpha: float, shape, rng: rng_lib.SeedStream) -> tf.Tensor:
   return a / (a + b)
 
 
-def mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float,
-          rng: rng_lib.SeedStream):
+def mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float, rng: rng_lib.SeedStream):
   """MixUp of each example with the batch reversed.
 
   Args:
@@ -419,8 +426,7 @@ def mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float,
   return _mix(images, labels, lam[:, None, None, None], lam)
 
 
-def cutmix(images: tf.Tensor, labels: tf.Tensor, alpha: float,
-           rng: rng_lib.SeedStream):
+def cutmix(images: tf.Tensor, labels: tf.Tensor, alpha: float, rng: rng_lib.SeedStream):
   """CutMix: paste a box of the reversed batch; label weight = area kept."""
   b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
   lam = _beta(alpha, [b], rng)  # [B] target fraction kept
@@ -460,9 +466,10 @@ def mix_batch(batch: dict, config, rng: rng_lib.SeedStream) -> dict:
   use_cutmix = config.cutmix_alpha > 0
   if use_mixup and use_cutmix:
     images, labels, _ = tf.cond(
-        rng.coin(config.mix_switch_prob),
-        lambda: cutmix(images, labels, config.cutmix_alpha, rng),
-        lambda: mixup(images, labels, config.mixup_alpha, rng))
+      rng.coin(config.mix_switch_prob),
+      lambda: cutmix(images, labels, config.cutmix_alpha, rng),
+      lambda: mixup(images, labels, config.mixup_alpha, rng),
+    )
   elif use_cutmix:
     images, labels, _ = cutmix(images, labels, config.cutmix_alpha, rng)
   elif use_mixup:

@@ -36,15 +36,15 @@ from perceiver.data._tf import tf
 
 SAMPLE_RATE = audioset.SAMPLE_RATE  # 48 kHz
 FPS = audioset.FPS  # 25
-SPLIT_CSVS = {'train': 'train.csv', 'validate': 'validate.csv',
-              'test': 'test.csv'}
+SPLIT_CSVS = {'train': 'train.csv', 'validate': 'validate.csv', 'test': 'test.csv'}
 HEADER = ('label', 'youtube_id', 'time_start', 'time_end', 'split')
 HOW_TO_GET = (
-    'put the Kinetics annotation CSVs (train.csv, validate.csv, test.csv with '
-    'the header label,youtube_id,time_start,time_end,split) in manual_dir and '
-    'the downloaded clips (<youtube_id>_<start 6 digits>_<end 6 digits>.mp4, '
-    'any sub-folders) below it; for small real data in this layout run '
-    'scripts/make_sample_data.py --what kinetics')
+  'put the Kinetics annotation CSVs (train.csv, validate.csv, test.csv with '
+  'the header label,youtube_id,time_start,time_end,split) in manual_dir and '
+  'the downloaded clips (<youtube_id>_<start 6 digits>_<end 6 digits>.mp4, '
+  'any sub-folders) below it; for small real data in this layout run '
+  'scripts/make_sample_data.py --what kinetics'
+)
 _VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.avi', '.mov')
 # Kinetics clips last 10 s; a longer row is a typo that would otherwise
 # allocate end - start seconds of frames and audio.
@@ -52,7 +52,6 @@ MAX_CLIP_S = 60.0
 # Bounds on what a hostile manual_dir can make the indexer walk.
 MAX_INDEXED_FILES = 2_000_000
 MAX_CSV_BYTES = 512 * 2**20
-
 
 
 # ------------------------------------------------------------ CSV parsing
@@ -85,15 +84,12 @@ def read_annotations(path: str) -> list[tuple[str, str, int, int]]:
   header = [h.strip() for h in lines[0][1]]
   needed = ('youtube_id', 'time_start', 'time_end')
   if any(h not in header for h in needed) or len(set(header)) != len(header):
-    raise errors.CorruptDataError(
-        path, f'line 1: expected the header {",".join(HEADER)}')
+    raise errors.CorruptDataError(path, f'line 1: expected the header {",".join(HEADER)}')
   col = {h: i for i, h in enumerate(header)}
   rows = []
   for number, row in lines[1:]:
     if len(row) != len(header):
-      raise errors.CorruptDataError(
-          path, f'line {number}: expected {len(header)} fields, got '
-          f'{len(row)}')
+      raise errors.CorruptDataError(path, f'line {number}: expected {len(header)} fields, got {len(row)}')
     ytid = row[col['youtube_id']].strip()
     try:
       start, end = int(row[col['time_start']]), int(row[col['time_end']])
@@ -101,8 +97,10 @@ def read_annotations(path: str) -> list[tuple[str, str, int, int]]:
       start = end = -1
     if not (ytid and 0 <= start < end <= start + MAX_CLIP_S):
       raise errors.CorruptDataError(
-          path, f'line {number}: expected a youtube_id and integer seconds '
-          f'0 <= time_start < time_end <= time_start + {MAX_CLIP_S:g}')
+        path,
+        f'line {number}: expected a youtube_id and integer seconds '
+        f'0 <= time_start < time_end <= time_start + {MAX_CLIP_S:g}',
+      )
     label = row[col['label']].strip() if 'label' in col else ''
     rows.append((label, ytid, start, end))
   return rows
@@ -120,8 +118,7 @@ def index_clips(root: str) -> dict[str, str]:
     for name in names:
       seen += 1
       if seen > MAX_INDEXED_FILES:
-        raise errors.CorruptDataError(
-            root, f'more than {MAX_INDEXED_FILES} files below it')
+        raise errors.CorruptDataError(root, f'more than {MAX_INDEXED_FILES} files below it')
       stem, ext = os.path.splitext(name)
       if ext.lower() in _VIDEO_EXTS:
         found.setdefault(stem, os.path.join(directory, name))
@@ -135,13 +132,13 @@ def read_audio_track(path: str, num_samples: int) -> np.ndarray | None:
   and rate conversion (any codec/layout/rate FFmpeg decodes).
   """
   import av  # pylint: disable=g-import-not-at-top
+
   chunks, total = [], 0
   with av.open(path) as container:
     if not container.streams.audio:
       return None
     stream = container.streams.audio[0]
-    resampler = av.AudioResampler(format='flt', layout='mono',
-                                  rate=SAMPLE_RATE)
+    resampler = av.AudioResampler(format='flt', layout='mono', rate=SAMPLE_RATE)
     for frame in container.decode(stream):
       for out in resampler.resample(frame):
         chunks.append(out.to_ndarray().reshape(-1))
@@ -158,49 +155,46 @@ def read_audio_track(path: str, num_samples: int) -> np.ndarray | None:
 # --------------------------------------------------------------- builder
 
 
-class Kinetics(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
-               skip_registration=True):
+class Kinetics(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Kinetics-style clips: 25 fps JPEG frames, 48 kHz audio, class label."""
 
   name = 'kinetics'
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
 
-  def __init__(self, *, stored_video_size: int = 256,
-               on_corrupt: str = 'raise', **kwargs):
+  def __init__(self, *, stored_video_size: int = 256, on_corrupt: str = 'raise', **kwargs):
     self._video_size = stored_video_size
     self._init_corrupt(on_corrupt, logging)
     self._missing_clips: list[str] = []
     self._no_audio: list[str] = []
-    kwargs.setdefault('config', tfds.core.BuilderConfig(
-        name=f'video{stored_video_size}'))
+    kwargs.setdefault('config', tfds.core.BuilderConfig(name=f'video{stored_video_size}'))
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        features=tfds.features.FeaturesDict({
-            **audioset.clip_features(),
-            'label': tfds.features.Tensor(shape=(), dtype=np.int64),
-            'clip': tfds.features.Text(),
-        }),
-        # class_names, skipped_files, missing_clips, no_audio.
-        metadata=tfds.core.MetadataDict(),
-        homepage='https://github.com/cvdfoundation/kinetics-dataset',
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          **audioset.clip_features(),
+          'label': tfds.features.Tensor(shape=(), dtype=np.int64),
+          'clip': tfds.features.Text(),
+        }
+      ),
+      # class_names, skipped_files, missing_clips, no_audio.
+      metadata=tfds.core.MetadataDict(),
+      homepage='https://github.com/cvdfoundation/kinetics-dataset',
     )
 
   def _split_generators(self, dl_manager):
     manual = os.fspath(dl_manager.manual_dir)
-    tables = {split: (os.path.join(manual, name),
-                      read_annotations(os.path.join(manual, name)))
-              for split, name in SPLIT_CSVS.items()
-              if tf.io.gfile.exists(os.path.join(manual, name))}
+    tables = {
+      split: (os.path.join(manual, name), read_annotations(os.path.join(manual, name)))
+      for split, name in SPLIT_CSVS.items()
+      if tf.io.gfile.exists(os.path.join(manual, name))
+    }
     if not tables:
-      raise errors.MissingDataError(
-          'kinetics', [os.path.join(manual, n) for n in SPLIT_CSVS.values()],
-          HOW_TO_GET)
-    classes = sorted({r[0] for _, rows in tables.values() for r in rows
-                      if r[0]})
+      raise errors.MissingDataError('kinetics', [os.path.join(manual, n) for n in SPLIT_CSVS.values()], HOW_TO_GET)
+    classes = sorted({r[0] for _, rows in tables.values() for r in rows if r[0]})
     self.info.metadata['class_names'] = classes
     self.info.metadata['skipped_files'] = self._corrupt.skipped
     self.info.metadata['missing_clips'] = self._missing_clips
@@ -208,11 +202,10 @@ class Kinetics(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
     clips = index_clips(manual)
     if not clips:
       raise errors.MissingDataError(
-          'kinetics', [os.path.join(manual, '**', '<youtube_id>_<start>_<end>'
-                                    '.mp4')], HOW_TO_GET)
+        'kinetics', [os.path.join(manual, '**', '<youtube_id>_<start>_<end>.mp4')], HOW_TO_GET
+      )
     index = {name: i for i, name in enumerate(classes)}
-    return {split: self._generate_examples(rows, index, clips)
-            for split, (_, rows) in tables.items()}
+    return {split: self._generate_examples(rows, index, clips) for split, (_, rows) in tables.items()}
 
   def _generate_examples(self, rows, class_index, clips):
     for label, ytid, start, end in rows:
@@ -225,8 +218,7 @@ class Kinetics(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
         continue
       seconds = end - start
       try:
-        frames = audioset.read_video(path, int(round(seconds * FPS)),
-                                     self._video_size)
+        frames = audioset.read_video(path, int(round(seconds * FPS)), self._video_size)
         wav = read_audio_track(path, int(round(seconds * SAMPLE_RATE)))
       except Exception as e:  # pylint: disable=broad-except
         self._corrupt.report(path, e)
@@ -234,23 +226,18 @@ class Kinetics(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder,
       if wav is None:
         self._no_audio.append(stem)
         wav = np.zeros([int(round(seconds * SAMPLE_RATE))], np.int16)
-      yield stem, {'audio': wav, 'video': frames, 'clip': stem,
-                   'label': class_index[label]}
+      yield stem, {'audio': wav, 'video': frames, 'clip': stem, 'label': class_index[label]}
     if self._missing_clips:
-      logging.info('kinetics: %d rows without a clip file so far',
-                   len(self._missing_clips))
+      logging.info('kinetics: %d rows without a clip file so far', len(self._missing_clips))
 
 
 def expected_manual_files(config) -> dict[str, list[str]]:
   manual = config.manual_dir or ''
-  return {split: [os.path.join(manual, name)]
-          for split, name in SPLIT_CSVS.items()}
+  return {split: [os.path.join(manual, name)] for split, name in SPLIT_CSVS.items()}
 
 
 def make_builder(config) -> tfds.core.DatasetBuilder:
-  return Kinetics(data_dir=config.data_dir,
-                  stored_video_size=config.stored_video_size,
-                  on_corrupt=config.on_corrupt)
+  return Kinetics(data_dir=config.data_dir, stored_video_size=config.stored_video_size, on_corrupt=config.on_corrupt)
 
 
 # Frames stay JPEG strings until the window is chosen; no batch transform.
@@ -261,8 +248,7 @@ batch_fn = audioset.batch_fn
 # ------------------------------------------------------------ transforms
 
 
-def window(num_frames_stored: tf.Tensor, config,
-           rng: rng_lib.SeedStream | None) -> tf.Tensor:
+def window(num_frames_stored: tf.Tensor, config, rng: rng_lib.SeedStream | None) -> tf.Tensor:
   """First frame of the window: random in training, centred otherwise."""
   last = tf.maximum(num_frames_stored - config.num_frames, 0)
   if rng is None:
@@ -270,27 +256,27 @@ def window(num_frames_stored: tf.Tensor, config,
   return rng.randint(0, last + 1, shape=[1])[0]
 
 
-def preprocess(example: dict, config, is_training: bool,
-               rng: rng_lib.SeedStream | None) -> dict:
+def preprocess(example: dict, config, is_training: bool, rng: rng_lib.SeedStream | None) -> dict:
   t, size = config.num_frames, config.video_size
   n = t * config.audio_samples_per_frame
   encoded = example['video']  # [F] JPEG strings
   start = window(tf.shape(encoded)[0], config, rng if is_training else None)
   idx = tf.minimum(start + tf.range(t), tf.shape(encoded)[0] - 1)
   frames = tf.map_fn(
-      lambda s: tf.io.decode_jpeg(s, channels=3), tf.gather(encoded, idx),
-      fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    lambda s: tf.io.decode_jpeg(s, channels=3),
+    tf.gather(encoded, idx),
+    fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+  )
   shape = tf.shape(frames)
   side = tf.minimum(shape[1], shape[2])
   top, left = (shape[1] - side) // 2, (shape[2] - side) // 2
-  frames = frames[:, top:top + side, left:left + side]
-  video = tf.image.resize(tf.cast(frames, tf.float32) / 255.0, [size, size],
-                          method='area')  # area: no aliasing when shrinking.
-  video = tf.ensure_shape(tf.clip_by_value(video, 0.0, 1.0),
-                          [t, size, size, 3])
+  frames = frames[:, top : top + side, left : left + side]
+  video = tf.image.resize(
+    tf.cast(frames, tf.float32) / 255.0, [size, size], method='area'
+  )  # area: no aliasing when shrinking.
+  video = tf.ensure_shape(tf.clip_by_value(video, 0.0, 1.0), [t, size, size, 3])
   audio = tf.cast(example['audio'], tf.float32) / 32768.0
   a0 = start * SAMPLE_RATE // FPS
-  audio = audio[a0:a0 + n]
+  audio = audio[a0 : a0 + n]
   audio = tf.pad(audio, [[0, n - tf.shape(audio)[0]]])
-  return {'video': video, 'audio': tf.reshape(audio, [n, 1]),
-          'label': tf.cast(example['label'], tf.int32)}
+  return {'video': video, 'audio': tf.reshape(audio, [n, 1]), 'label': tf.cast(example['label'], tf.int32)}

@@ -31,6 +31,7 @@ _WHITESPACE_BYTES = np.array([32, 9, 10, 11, 12, 13]) + tokenizer.NUM_SPECIAL
 @dataclasses.dataclass(frozen=True)
 class MaskingConfig:
   """Rates of the masked-LM corruption (defaults: BERT, Sec. 3.1)."""
+
   mask_rate: float = 0.15  # fraction of content bytes to predict
   mask_token_prob: float = 0.8  # of those: replaced by [MASK]
   random_token_prob: float = 0.1  # of those: replaced by a random byte
@@ -39,10 +40,11 @@ class MaskingConfig:
   def __post_init__(self):
     if not 0.0 < self.mask_rate < 1.0:
       raise ValueError(f'masking.mask_rate must be in (0, 1), got {self.mask_rate}')
-    if (self.mask_token_prob < 0 or self.random_token_prob < 0
-        or self.mask_token_prob + self.random_token_prob > 1.0):
-      raise ValueError('masking.mask_token_prob and masking.random_token_prob must be >= 0 '
-                       f'with a sum <= 1, got {self.mask_token_prob} and {self.random_token_prob}')
+    if self.mask_token_prob < 0 or self.random_token_prob < 0 or self.mask_token_prob + self.random_token_prob > 1.0:
+      raise ValueError(
+        'masking.mask_token_prob and masking.random_token_prob must be >= 0 '
+        f'with a sum <= 1, got {self.mask_token_prob} and {self.random_token_prob}'
+      )
 
 
 def word_ids(ids: np.ndarray) -> np.ndarray:
@@ -57,8 +59,7 @@ def word_ids(ids: np.ndarray) -> np.ndarray:
   return np.where(content, words, -1)
 
 
-def mask_window(ids: np.ndarray, rng: np.random.Generator, cfg: MaskingConfig
-                ) -> Tuple[np.ndarray, np.ndarray]:
+def mask_window(ids: np.ndarray, rng: np.random.Generator, cfg: MaskingConfig) -> Tuple[np.ndarray, np.ndarray]:
   """One window: ids int32 [T] -> (corrupted inputs int32 [T], weights f32 [T]).
 
   weights is 1 at the positions to predict (the targets are `ids`).
@@ -89,12 +90,13 @@ def mask_window(ids: np.ndarray, rng: np.random.Generator, cfg: MaskingConfig
   return inputs, selected.astype(np.float32)
 
 
-def mask_windows(ids: np.ndarray, example_index: np.ndarray, seed: int, cfg: MaskingConfig
-                 ) -> Tuple[np.ndarray, np.ndarray]:
+def mask_windows(
+  ids: np.ndarray, example_index: np.ndarray, seed: int, cfg: MaskingConfig
+) -> Tuple[np.ndarray, np.ndarray]:
   """ids [N, T] -> (inputs [N, T], weights [N, T]); row i uses rng(seed, example_index[i])."""
   inputs = np.empty_like(ids, dtype=np.int32)
   weights = np.empty(ids.shape, np.float32)
   for row, index in enumerate(np.asarray(example_index)):
-    rng = np.random.default_rng([int(seed), int(index), 0x6d6c6d])
+    rng = np.random.default_rng([int(seed), int(index), 0x6D6C6D])
     inputs[row], weights[row] = mask_window(ids[row], rng, cfg)
   return inputs, weights

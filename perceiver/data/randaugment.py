@@ -42,8 +42,13 @@ def _transform(image: tf.Tensor, matrix: list[tf.Tensor]) -> tf.Tensor:
   m = tf.cast(tf.stack(matrix), tf.float32)[tf.newaxis]  # [1, 8]
   h, w = tf.shape(image)[0], tf.shape(image)[1]
   out = tf.raw_ops.ImageProjectiveTransformV3(
-      images=image[tf.newaxis], transforms=m, output_shape=tf.stack([h, w]),
-      fill_value=_FILL, interpolation='BILINEAR', fill_mode='CONSTANT')
+    images=image[tf.newaxis],
+    transforms=m,
+    output_shape=tf.stack([h, w]),
+    fill_value=_FILL,
+    interpolation='BILINEAR',
+    fill_mode='CONSTANT',
+  )
   return out[0]
 
 
@@ -71,8 +76,7 @@ def _shear_y(image: tf.Tensor, level: tf.Tensor, rng) -> tf.Tensor:
   return _transform(image, [one, zero, zero, s, one, zero, zero, zero])
 
 
-def _translate(image: tf.Tensor, level: tf.Tensor, axis: int,
-               rng) -> tf.Tensor:
+def _translate(image: tf.Tensor, level: tf.Tensor, axis: int, rng) -> tf.Tensor:
   size = tf.cast(tf.shape(image)[1 - axis], tf.float32)
   d = _random_sign(level * (100.0 / 224.0) * size, rng)
   one, zero = tf.constant(1.0), tf.constant(0.0)
@@ -109,8 +113,7 @@ def _equalize(image: tf.Tensor) -> tf.Tensor:
 def _sharpness(image: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
   kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
   kernel = tf.tile(kernel[:, :, tf.newaxis, tf.newaxis], [1, 1, 3, 1])
-  smooth = tf.nn.depthwise_conv2d(image[tf.newaxis], kernel, [1, 1, 1, 1],
-                                  'VALID')[0]
+  smooth = tf.nn.depthwise_conv2d(image[tf.newaxis], kernel, [1, 1, 1, 1], 'VALID')[0]
   # Keep the border pixels as they are (as PIL does).
   smooth = tf.pad(smooth, [[1, 1], [1, 1], [0, 0]])
   mask = tf.pad(tf.ones_like(smooth[2:, 2:]), [[1, 1], [1, 1], [0, 0]])
@@ -120,12 +123,11 @@ def _sharpness(image: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
 
 def _cutout(image: tf.Tensor, level: tf.Tensor, rng) -> tf.Tensor:
   h, w = tf.shape(image)[0], tf.shape(image)[1]
-  side = tf.cast(level * (80.0 / 224.0) * tf.cast(tf.minimum(h, w),
-                                                  tf.float32), tf.int32)
+  side = tf.cast(level * (80.0 / 224.0) * tf.cast(tf.minimum(h, w), tf.float32), tf.int32)
   cy = rng.randint(0, h)
   cx = rng.randint(0, w)
   ys, xs = tf.range(h)[:, tf.newaxis], tf.range(w)[tf.newaxis, :]
-  inside = ((tf.abs(ys - cy) * 2 < side) & (tf.abs(xs - cx) * 2 < side))
+  inside = (tf.abs(ys - cy) * 2 < side) & (tf.abs(xs - cx) * 2 < side)
   return tf.where(inside[..., tf.newaxis], _FILL, image)
 
 
@@ -136,44 +138,43 @@ def _enhance_factor(level: tf.Tensor, rng) -> tf.Tensor:
 def _posterize(image: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
   shift = tf.cast(level * 4.0, tf.int32)  # Drop up to 4 low bits.
   x = tf.cast(image, tf.int32)
-  return tf.cast(tf.bitwise.left_shift(tf.bitwise.right_shift(x, shift),
-                                       shift), tf.float32)
+  return tf.cast(tf.bitwise.left_shift(tf.bitwise.right_shift(x, shift), shift), tf.float32)
 
 
-def _ops(image: tf.Tensor, level: tf.Tensor,
-         rng: rng_lib.SeedStream) -> list:
+def _ops(image: tf.Tensor, level: tf.Tensor, rng: rng_lib.SeedStream) -> list:
   """The 16 RandAugment ops as thunks; `level` = M / 10 in [0, 1]."""
   return [
-      lambda: _auto_contrast(image),
-      lambda: _equalize(image),
-      lambda: 255.0 - image,  # Invert.
-      lambda: _rotate(image, level, rng),
-      lambda: _posterize(image, level),
-      # Solarize: invert pixels above a threshold falling with M.
-      lambda: tf.where(image >= 256.0 - level * 256.0, 255.0 - image, image),
-      lambda: _blend(_grey(image), image, _enhance_factor(level, rng)),  # Color.
-      lambda: _blend(  # Contrast: blend with the mean grey level.
-          tf.fill(tf.shape(image), tf.reduce_mean(_grey(image))), image,
-          _enhance_factor(level, rng)),
-      lambda: _blend(tf.zeros_like(image), image,  # Brightness.
-                     _enhance_factor(level, rng)),
-      lambda: _sharpness(image, _enhance_factor(level, rng)),
-      lambda: _shear_x(image, level, rng),
-      lambda: _shear_y(image, level, rng),
-      lambda: _translate(image, level, 0, rng),
-      lambda: _translate(image, level, 1, rng),
-      lambda: _cutout(image, level, rng),
-      # SolarizeAdd: add up to 110 to pixels below 128.
-      lambda: tf.where(image < 128.0,
-                       tf.minimum(image + level * 110.0, 255.0), image),
+    lambda: _auto_contrast(image),
+    lambda: _equalize(image),
+    lambda: 255.0 - image,  # Invert.
+    lambda: _rotate(image, level, rng),
+    lambda: _posterize(image, level),
+    # Solarize: invert pixels above a threshold falling with M.
+    lambda: tf.where(image >= 256.0 - level * 256.0, 255.0 - image, image),
+    lambda: _blend(_grey(image), image, _enhance_factor(level, rng)),  # Color.
+    lambda: _blend(  # Contrast: blend with the mean grey level.
+      tf.fill(tf.shape(image), tf.reduce_mean(_grey(image))), image, _enhance_factor(level, rng)
+    ),
+    lambda: _blend(
+      tf.zeros_like(image),
+      image,  # Brightness.
+      _enhance_factor(level, rng),
+    ),
+    lambda: _sharpness(image, _enhance_factor(level, rng)),
+    lambda: _shear_x(image, level, rng),
+    lambda: _shear_y(image, level, rng),
+    lambda: _translate(image, level, 0, rng),
+    lambda: _translate(image, level, 1, rng),
+    lambda: _cutout(image, level, rng),
+    # SolarizeAdd: add up to 110 to pixels below 128.
+    lambda: tf.where(image < 128.0, tf.minimum(image + level * 110.0, 255.0), image),
   ]
 
 
 NUM_OPS = 16
 
 
-def randaugment(image: tf.Tensor, num_layers: int, magnitude: float,
-                rng: rng_lib.SeedStream) -> tf.Tensor:
+def randaugment(image: tf.Tensor, num_layers: int, magnitude: float, rng: rng_lib.SeedStream) -> tf.Tensor:
   """Applies `num_layers` uniformly chosen ops at magnitude M.
 
   Args:
@@ -193,12 +194,14 @@ def randaugment(image: tf.Tensor, num_layers: int, magnitude: float,
   return image
 
 
-@tf.function(input_signature=[
+@tf.function(
+  input_signature=[
     tf.TensorSpec([None, None, 3], tf.float32),
     tf.TensorSpec([], tf.float32),
-    tf.TensorSpec([2], tf.int32)])
-def _one_layer(image: tf.Tensor, level: tf.Tensor,
-               seed: tf.Tensor) -> tf.Tensor:
+    tf.TensorSpec([2], tf.int32),
+  ]
+)
+def _one_layer(image: tf.Tensor, level: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   """One uniformly chosen op. A tf.function so that its 16 branches are
   traced once, not once per layer (tracing dominates pipeline start-up)."""
   rng = rng_lib.SeedStream(seed)

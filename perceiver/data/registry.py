@@ -27,6 +27,7 @@ class DataSource:
   shard once, unshuffled. `num_examples(data_config, split)` counts a
   split over all hosts.
   """
+
   name: str
   get_dataset: Callable[..., Any]
   num_examples: Callable[[ml_collections.ConfigDict, str], int]
@@ -34,10 +35,11 @@ class DataSource:
 
 # name -> 'module:attribute' of a DataSource, imported on first use.
 _BUILTIN: dict[str, str] = {
-    'mnist': 'perceiver.data.mnist:SOURCE',
-    'flow': 'perceiver.data.flow:SOURCE',
-    'synthetic': 'perceiver.train.input_pipeline:SYNTHETIC',
-    'text': 'perceiver.data.text:SOURCE', 'glue': 'perceiver.data.glue:SOURCE',
+  'mnist': 'perceiver.data.mnist:SOURCE',
+  'flow': 'perceiver.data.flow:SOURCE',
+  'synthetic': 'perceiver.train.input_pipeline:SYNTHETIC',
+  'text': 'perceiver.data.text:SOURCE',
+  'glue': 'perceiver.data.glue:SOURCE',
 }
 _REGISTERED: dict[str, DataSource] = {}
 

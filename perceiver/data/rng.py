@@ -23,14 +23,12 @@ class SeedStream:
     self._count += 1
     return tf.random.experimental.stateless_fold_in(self._seed, self._count)
 
-  def uniform(self, shape, minval=0.0, maxval=1.0,
-              dtype=tf.float32) -> tf.Tensor:
+  def uniform(self, shape, minval=0.0, maxval=1.0, dtype=tf.float32) -> tf.Tensor:
     return tf.random.stateless_uniform(shape, self(), minval, maxval, dtype)
 
   def randint(self, minval, maxval, shape=()) -> tf.Tensor:
     """int32 in [minval, maxval) (maxval may be a tensor)."""
-    return tf.random.stateless_uniform(shape, self(), minval, maxval,
-                                       tf.int32)
+    return tf.random.stateless_uniform(shape, self(), minval, maxval, tf.int32)
 
   def coin(self, p: float = 0.5) -> tf.Tensor:
     """A bool that is True with probability p."""

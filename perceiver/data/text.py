@@ -40,8 +40,10 @@ PACKINGS = ('pack', 'cut')
 SPECIAL_TOKENS = ('none', 'cls_sep')
 # A single line longer than this is refused (bounded memory on hostile input).
 MAX_LINE_BYTES = 16 << 20
-_HOW_TO_GET = ('point data.train_files / data.eval_files at UTF-8 text (see docs/language.md); '
-               'real sample text: python scripts/make_sample_data.py --out DIR --what text')
+_HOW_TO_GET = (
+  'point data.train_files / data.eval_files at UTF-8 text (see docs/language.md); '
+  'real sample text: python scripts/make_sample_data.py --out DIR --what text'
+)
 
 
 def expand_files(pattern: str, field: str) -> List[str]:
@@ -84,8 +86,9 @@ def _decode(raw: bytes, path: str, lineno: int) -> str:
     raise CorruptDataError(path, f'line {lineno} is not valid UTF-8') from None
 
 
-def read_documents(files: Sequence[str], fmt: str = 'lines', *, text_key: str = 'text',
-                   max_doc_bytes: int = MAX_LINE_BYTES) -> Iterator[str]:
+def read_documents(
+  files: Sequence[str], fmt: str = 'lines', *, text_key: str = 'text', max_doc_bytes: int = MAX_LINE_BYTES
+) -> Iterator[str]:
   """Documents of ``files`` in order; CorruptDataError names file and line."""
   if fmt not in FORMATS:
     raise ValueError(f'data.format must be one of {FORMATS}, got {fmt!r}')
@@ -122,9 +125,14 @@ def document_ids(doc: str, special_tokens: str = 'none') -> List[int]:
   return ids
 
 
-def make_windows(docs: Iterable[str], seq_len: int, *, packing: str = 'pack',
-                 special_tokens: str = 'none', max_windows: Optional[int] = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def make_windows(
+  docs: Iterable[str],
+  seq_len: int,
+  *,
+  packing: str = 'pack',
+  special_tokens: str = 'none',
+  max_windows: Optional[int] = None,
+) -> tuple[np.ndarray, np.ndarray]:
   """Documents -> (ids int32 [N, seq_len], input_mask int32 [N, seq_len])."""
   if packing not in PACKINGS:
     raise ValueError(f'data.packing must be one of {PACKINGS}, got {packing!r}')
@@ -142,7 +150,7 @@ def make_windows(docs: Iterable[str], seq_len: int, *, packing: str = 'pack',
     ids = document_ids(doc, special_tokens)
     if packing == 'cut':
       for start in range(0, len(ids), seq_len):
-        windows.append(ids[start:start + seq_len])
+        windows.append(ids[start : start + seq_len])
         if full():
           break
     else:
@@ -159,22 +167,25 @@ def make_windows(docs: Iterable[str], seq_len: int, *, packing: str = 'pack',
   out = np.full((len(windows), seq_len), tokenizer.PAD, np.int32)
   mask = np.zeros((len(windows), seq_len), np.int32)
   for i, w in enumerate(windows):
-    out[i, :len(w)] = w
-    mask[i, :len(w)] = 1
+    out[i, : len(w)] = w
+    mask[i, : len(w)] = 1
   return out, mask
 
 
 def _tfds_documents(name: str, split: str, data_dir: Optional[str], text_key: str) -> Iterator[str]:
   """Documents of a prepared TFDS text dataset (``c4/en``, ``wikipedia/...``)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # pylint: disable=broad-except  # tfds raises many types
-    raise MissingDataError(f'tfds {name}', [str(data_dir or '~/tensorflow_datasets')],
-                           f'prepare it with tfds first ({type(e).__name__})') from None
+    raise MissingDataError(
+      f'tfds {name}', [str(data_dir or '~/tensorflow_datasets')], f'prepare it with tfds first ({type(e).__name__})'
+    ) from None
   if not os.path.isdir(builder.data_dir):
-    raise MissingDataError(f'tfds {name}', [builder.data_dir],
-                           'prepare it with `tfds build` (this pipeline never downloads)')
+    raise MissingDataError(
+      f'tfds {name}', [builder.data_dir], 'prepare it with `tfds build` (this pipeline never downloads)'
+    )
   ds = builder.as_dataset(split=split, shuffle_files=False)
   for example in ds.as_numpy_iterator():
     yield example[text_key].decode('utf-8', errors='replace')
@@ -186,20 +197,28 @@ def split_windows(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
   max_windows = data_config.max_windows if data_config.max_windows > 0 else None
   if data_config.tfds_name:
     tfds_split = data_config.train_split if train else data_config.eval_split
-    docs = _tfds_documents(data_config.tfds_name, tfds_split, data_config.data_dir or None,
-                           data_config.text_key)
+    docs = _tfds_documents(data_config.tfds_name, tfds_split, data_config.data_dir or None, data_config.text_key)
   else:
     field = 'data.train_files' if train else 'data.eval_files'
     files = expand_files(data_config.train_files if train else data_config.eval_files, field)
     docs = read_documents(files, data_config.format, text_key=data_config.text_key)
-  return make_windows(docs, data_config.seq_len, packing=data_config.packing,
-                      special_tokens=data_config.special_tokens, max_windows=max_windows)
+  return make_windows(
+    docs,
+    data_config.seq_len,
+    packing=data_config.packing,
+    special_tokens=data_config.special_tokens,
+    max_windows=max_windows,
+  )
 
 
 def masking_config(data_config) -> masking.MaskingConfig:
   m = data_config.masking
-  return masking.MaskingConfig(mask_rate=m.mask_rate, mask_token_prob=m.mask_token_prob,
-                               random_token_prob=m.random_token_prob, whole_words=m.whole_words)
+  return masking.MaskingConfig(
+    mask_rate=m.mask_rate,
+    mask_token_prob=m.mask_token_prob,
+    random_token_prob=m.random_token_prob,
+    whole_words=m.whole_words,
+  )
 
 
 _CACHE: dict = {}
@@ -215,8 +234,9 @@ def _cached_windows(data_config, split: str):
   return _CACHE[key]
 
 
-def example_order(n: int, *, train: bool, shuffle_seed: Optional[int], batch_size: int,
-                  process_index: int, process_count: int) -> np.ndarray:
+def example_order(
+  n: int, *, train: bool, shuffle_seed: Optional[int], batch_size: int, process_index: int, process_count: int
+) -> np.ndarray:
   """Indices of this host's examples: train = one shuffled epoch, remainder dropped."""
   if train:
     global_batch = batch_size * process_count
@@ -226,18 +246,30 @@ def example_order(n: int, *, train: bool, shuffle_seed: Optional[int], batch_siz
   return np.arange(process_index, n, process_count)
 
 
-def get_dataset(data_config, *, split: str, batch_size: int, shuffle_seed: Optional[int],
-                process_index: int, process_count: int):
+def get_dataset(
+  data_config, *, split: str, batch_size: int, shuffle_seed: Optional[int], process_index: int, process_count: int
+):
   """tf.data batches of masked windows (train: one epoch, order and masks from shuffle_seed)."""
   from perceiver.data._tf import tf  # pylint: disable=g-import-not-at-top
+
   ids, input_mask = _cached_windows(data_config, split)
   train = split == 'train'
-  order = example_order(len(ids), train=train, shuffle_seed=shuffle_seed, batch_size=batch_size,
-                        process_index=process_index, process_count=process_count)
+  order = example_order(
+    len(ids),
+    train=train,
+    shuffle_seed=shuffle_seed,
+    batch_size=batch_size,
+    process_index=process_index,
+    process_count=process_count,
+  )
   seed = shuffle_seed if train else data_config.masking.eval_seed
   inputs, weights = masking.mask_windows(ids[order], order, seed, masking_config(data_config))
-  data = dict(tokens=inputs, input_mask=input_mask[order], targets=ids[order],
-              target_weights=(weights * input_mask[order]).astype(np.float32))
+  data = dict(
+    tokens=inputs,
+    input_mask=input_mask[order],
+    targets=ids[order],
+    target_weights=(weights * input_mask[order]).astype(np.float32),
+  )
   ds = tf.data.Dataset.from_tensor_slices(data)
   return ds.batch(batch_size, drop_remainder=train)
 

@@ -32,38 +32,47 @@ class Task(Protocol):
   def check_config(self, config: ml_collections.ConfigDict) -> None:
     """Raises `perceiver.train.config_checks.ConfigError` naming a field."""
 
-  def build_model(self, config: ml_collections.ConfigDict
-                  ) -> hk.TransformedWithState:
+  def build_model(self, config: ml_collections.ConfigDict) -> hk.TransformedWithState:
     """The network; `init`/`apply` take `model_inputs(batch)` positionally."""
 
   def model_inputs(self, batch: Batch) -> Any:
     """The single positional input of `net.init` / `net.apply`."""
 
-  def train_loss(self, net: hk.TransformedWithState, params: hk.Params,
-                 model_state: hk.State, rng: jax.Array, batch: Batch,
-                 config: ml_collections.ConfigDict
-                 ) -> tuple[jax.Array, tuple[hk.State, dict[str, jax.Array]]]:
+  def train_loss(
+    self,
+    net: hk.TransformedWithState,
+    params: hk.Params,
+    model_state: hk.State,
+    rng: jax.Array,
+    batch: Batch,
+    config: ml_collections.ConfigDict,
+  ) -> tuple[jax.Array, tuple[hk.State, dict[str, jax.Array]]]:
     """(scalar loss, (new model state, scalar metrics to log))."""
 
-  def eval_outputs(self, net: hk.TransformedWithState, params: hk.Params,
-                   model_state: hk.State, batch: Batch,
-                   config: ml_collections.ConfigDict) -> dict[str, Any]:
+  def eval_outputs(
+    self,
+    net: hk.TransformedWithState,
+    params: hk.Params,
+    model_state: hk.State,
+    batch: Batch,
+    config: ml_collections.ConfigDict,
+  ) -> dict[str, Any]:
     """Per-example float metrics [B] (averaged over rows with mask > 0) and
     optionally `collect`: {name: [B, ...]} gathered over the evaluation set
     (valid rows only) for `finalize_eval`."""
 
-  def finalize_eval(self, collected: Mapping[str, np.ndarray],
-                    config: ml_collections.ConfigDict) -> dict[str, float]:
+  def finalize_eval(self, collected: Mapping[str, np.ndarray], config: ml_collections.ConfigDict) -> dict[str, float]:
     """Metrics that need the whole evaluation set (mAP, F1, correlation)."""
 
 
 # name -> 'module:factory', imported on first use (each task pulls in its own
 # dependencies only when a run asks for it).
 _BUILTIN: dict[str, str] = {
-    'classification': 'perceiver.tasks.classification:ClassificationTask',
-    'mlm': 'perceiver.tasks.language:MaskedLMTask', 'glue': 'perceiver.tasks.language:GlueTask',
-    'flow': 'perceiver.tasks.flow:FlowTask',
-    'autoencoding': 'perceiver.tasks.autoencoding:AutoencodingTask',
+  'classification': 'perceiver.tasks.classification:ClassificationTask',
+  'mlm': 'perceiver.tasks.language:MaskedLMTask',
+  'glue': 'perceiver.tasks.language:GlueTask',
+  'flow': 'perceiver.tasks.flow:FlowTask',
+  'autoencoding': 'perceiver.tasks.autoencoding:AutoencodingTask',
 }
 _REGISTERED: dict[str, Callable[[], Task]] = {}
 

@@ -28,13 +28,18 @@ import numpy as np
 
 from perceiver import multimodal
 
-SECTION_KEYS = ('label_mask_prob', 'train_image_queries', 'train_audio_queries', 'loss_weights',
-                'eval_chunks', 'dataset_mean_baseline')
+SECTION_KEYS = (
+  'label_mask_prob',
+  'train_image_queries',
+  'train_audio_queries',
+  'loss_weights',
+  'eval_chunks',
+  'dataset_mean_baseline',
+)
 
 
 def _build(config) -> multimodal.Autoencoder:
-  return multimodal.build_autoencoder(config.model,
-                                      label_mask_prob=float(config.autoencoding.label_mask_prob))
+  return multimodal.build_autoencoder(config.model, label_mask_prob=float(config.autoencoding.label_mask_prob))
 
 
 class AutoencodingTask:
@@ -45,6 +50,7 @@ class AutoencodingTask:
 
   def check_config(self, config: ml_collections.ConfigDict) -> None:
     from perceiver.train.config_checks import ConfigError  # pylint: disable=g-import-not-at-top
+
     if 'autoencoding' not in config:
       raise ConfigError(f'config has no autoencoding section (fields: {", ".join(SECTION_KEYS)})')
     a = config.autoencoding
@@ -55,21 +61,30 @@ class AutoencodingTask:
     data = config.data
     kinetics = data.get('name') == 'kinetics'  # (synthetic smoke data has no such fields)
     checks = (
-        (not kinetics or data.get('num_frames') == model['num_frames'],
-         f"data.num_frames={data.get('num_frames')} but model.num_frames={model['num_frames']}"),
-        (not kinetics or data.get('video_size') == multimodal.frame_size(model),
-         f"data.video_size={data.get('video_size')} but the model's frames are "
-         f'{multimodal.frame_size(model)} (model.frame_size)'),
-        (not kinetics or data.get('audio_samples_per_frame') == model['audio_samples_per_frame'],
-         f"data.audio_samples_per_frame={data.get('audio_samples_per_frame')} but "
-         f"model.audio_samples_per_frame={model['audio_samples_per_frame']}"),
-        (data.get('num_classes') in (None, model['num_classes']),
-         f"data.num_classes={data.get('num_classes')} but model.num_classes={model['num_classes']}"),
-        (0.0 <= a.label_mask_prob <= 1.0,
-         f'autoencoding.label_mask_prob={a.label_mask_prob} not in [0, 1]'),
-        (a.eval_chunks >= 1, f'autoencoding.eval_chunks={a.eval_chunks} must be >= 1'),
-        (set(a.loss_weights) == {'video', 'audio', 'label'},
-         'autoencoding.loss_weights needs exactly video, audio and label'),
+      (
+        not kinetics or data.get('num_frames') == model['num_frames'],
+        f'data.num_frames={data.get("num_frames")} but model.num_frames={model["num_frames"]}',
+      ),
+      (
+        not kinetics or data.get('video_size') == multimodal.frame_size(model),
+        f"data.video_size={data.get('video_size')} but the model's frames are "
+        f'{multimodal.frame_size(model)} (model.frame_size)',
+      ),
+      (
+        not kinetics or data.get('audio_samples_per_frame') == model['audio_samples_per_frame'],
+        f'data.audio_samples_per_frame={data.get("audio_samples_per_frame")} but '
+        f'model.audio_samples_per_frame={model["audio_samples_per_frame"]}',
+      ),
+      (
+        data.get('num_classes') in (None, model['num_classes']),
+        f'data.num_classes={data.get("num_classes")} but model.num_classes={model["num_classes"]}',
+      ),
+      (0.0 <= a.label_mask_prob <= 1.0, f'autoencoding.label_mask_prob={a.label_mask_prob} not in [0, 1]'),
+      (a.eval_chunks >= 1, f'autoencoding.eval_chunks={a.eval_chunks} must be >= 1'),
+      (
+        set(a.loss_weights) == {'video', 'audio', 'label'},
+        'autoencoding.loss_weights needs exactly video, audio and label',
+      ),
     )
     for ok, message in checks:
       if not ok:
@@ -101,30 +116,42 @@ class AutoencodingTask:
     k_image, k_audio, k_apply = jax.random.split(rng, 3)
     idx_image = multimodal.sample_queries(k_image, n_image, int(a.train_image_queries))
     idx_audio = multimodal.sample_queries(k_audio, n_audio, int(a.train_audio_queries))
-    out, model_state = net.apply(params, model_state, k_apply, {
-        'video': batch['video'], 'audio': batch['audio'], 'label': batch['label'],
-        'subsample_image': idx_image, 'subsample_audio': idx_audio}, is_training=True)
+    out, model_state = net.apply(
+      params,
+      model_state,
+      k_apply,
+      {
+        'video': batch['video'],
+        'audio': batch['audio'],
+        'label': batch['label'],
+        'subsample_image': idx_image,
+        'subsample_audio': idx_audio,
+      },
+      is_training=True,
+    )
     loss, terms = multimodal.reconstruction_losses(
-        out, multimodal.video_targets(batch['video'], idx_image),
-        multimodal.audio_targets(batch['audio'], idx_audio, spp), batch['label'],
-        weights=dict(a.loss_weights))
+      out,
+      multimodal.video_targets(batch['video'], idx_image),
+      multimodal.audio_targets(batch['audio'], idx_audio, spp),
+      batch['label'],
+      weights=dict(a.loss_weights),
+    )
     top1 = jnp.mean(jnp.argmax(out['label'], -1) == batch['label']).astype(jnp.float32)
     return loss, (model_state, dict(terms, top1=top1))
 
   def eval_outputs(self, net, params, model_state, batch, config):
     ae = multimodal.Autoencoder(net, multimodal.check_model_config(config.model))
     video, audio = batch['video'], batch['audio']
-    out = multimodal.reconstruct(ae, params, model_state, video, audio,
-                                 chunks=int(config.autoencoding.eval_chunks))
+    out = multimodal.reconstruct(ae, params, model_state, video, audio, chunks=int(config.autoencoding.eval_chunks))
     audio = audio.reshape(audio.shape[0], -1)
     clip_mean = jnp.mean(video, axis=1)  # [B, H, W, 3]
     result = dict(
-        video_psnr=multimodal.psnr(out['image'], video),
-        audio_psnr=multimodal.psnr(out['audio'], audio),
-        top1=(jnp.argmax(out['label'], -1) == batch['label']).astype(jnp.float32),
-        baseline_clip_mean_frame_psnr=multimodal.psnr(
-            jnp.broadcast_to(clip_mean[:, None], video.shape), video),
-        baseline_silence_psnr=multimodal.psnr(jnp.zeros_like(audio), audio))
+      video_psnr=multimodal.psnr(out['image'], video),
+      audio_psnr=multimodal.psnr(out['audio'], audio),
+      top1=(jnp.argmax(out['label'], -1) == batch['label']).astype(jnp.float32),
+      baseline_clip_mean_frame_psnr=multimodal.psnr(jnp.broadcast_to(clip_mean[:, None], video.shape), video),
+      baseline_silence_psnr=multimodal.psnr(jnp.zeros_like(audio), audio),
+    )
     if config.autoencoding.dataset_mean_baseline:
       result['collect'] = dict(frame_mean=clip_mean, frame_sq=jnp.mean(video**2, axis=1))
     return result
@@ -132,8 +159,7 @@ class AutoencodingTask:
   def finalize_eval(self, collected, config) -> dict[str, float]:
     out = {'chance_top1': 1.0 / float(multimodal.check_model_config(config.model)['num_classes'])}
     if 'frame_mean' in collected:
-      out['baseline_mean_frame_psnr'] = mean_frame_psnr(collected['frame_mean'],
-                                                        collected['frame_sq'])
+      out['baseline_mean_frame_psnr'] = mean_frame_psnr(collected['frame_mean'], collected['frame_sq'])
     return out
 
 

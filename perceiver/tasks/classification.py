@@ -28,6 +28,7 @@ class ClassificationTask:
   def check_config(self, config: ml_collections.ConfigDict) -> None:
     from perceiver.train.config_checks import ConfigError  # pylint: disable=g-import-not-at-top
     from perceiver import config as model_schema  # pylint: disable=g-import-not-at-top
+
     try:  # The model's typed schema: every field, compute_dtype included.
       model_schema.parse_model_config(config.model)
     except model_schema.ModelConfigError as e:
@@ -43,23 +44,20 @@ class ClassificationTask:
     model_classes = config.model.decoder.num_classes
     # 0 / None: the data's own label list (checked once the data is open).
     if data_classes and data_classes != model_classes:
-      raise ConfigError(f'data.num_classes={data_classes} but '
-                        f'model.decoder.num_classes={model_classes}')
+      raise ConfigError(f'data.num_classes={data_classes} but model.decoder.num_classes={model_classes}')
 
-  def build_model(self, config: ml_collections.ConfigDict
-                  ) -> hk.TransformedWithState:
+  def build_model(self, config: ml_collections.ConfigDict) -> hk.TransformedWithState:
     from perceiver import models  # pylint: disable=g-import-not-at-top
+
     return models.build_model(config.model)
 
   def model_inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
     return input_pipeline.split_inputs(batch)
 
   def train_loss(self, net, params, model_state, rng, batch, config):
-    logits, model_state = net.apply(params, model_state, rng,
-                                    self.model_inputs(batch), is_training=True)
+    logits, model_state = net.apply(params, model_state, rng, self.model_inputs(batch), is_training=True)
     logits = logits.astype(jnp.float32)  # [B, K]
-    targets = losses.make_targets(batch, config.model.decoder.num_classes,
-                                  config.train.label_smoothing)
+    targets = losses.make_targets(batch, config.model.decoder.num_classes, config.train.label_smoothing)
     loss = losses.per_example_loss(logits, targets, config.train.loss).mean()
     top1 = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
     return loss, (model_state, dict(top1=top1.astype(jnp.float32)))
@@ -86,19 +84,16 @@ class ClassificationTask:
     if loss_type == 'sigmoid':
       out['collect'] = dict(scores=probs, labels=targets)
     else:
-      out.update(top1=losses.topk_correct(probs, batch['label'], 1),
-                 top5=losses.topk_correct(probs, batch['label'], 5))
+      out.update(top1=losses.topk_correct(probs, batch['label'], 1), top5=losses.topk_correct(probs, batch['label'], 5))
     return out
 
-  def finalize_eval(self, collected: Mapping[str, np.ndarray],
-                    config: ml_collections.ConfigDict) -> dict[str, float]:
+  def finalize_eval(self, collected: Mapping[str, np.ndarray], config: ml_collections.ConfigDict) -> dict[str, float]:
     if 'scores' not in collected:
       return {}
     # AP per class, then the mean over classes with positives (AudioSet's
     # metric), with the number of classes that had none.
     return losses.map_metrics(collected['scores'], collected['labels'])
 
-  def check_batch(self, batch: Mapping[str, Any], config: ml_collections.ConfigDict,
-                  where: str) -> None:
+  def check_batch(self, batch: Mapping[str, Any], config: ml_collections.ConfigDict, where: str) -> None:
     """Host-side label check at the runner boundary (see losses.check_labels)."""
     losses.check_labels(batch, config.model.decoder.num_classes, where=where)

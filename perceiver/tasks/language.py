@@ -28,6 +28,7 @@ from perceiver import language
 
 def _config_error(message: str):
   from perceiver.train.config_checks import ConfigError  # pylint: disable=g-import-not-at-top
+
   return ConfigError(message)
 
 
@@ -63,8 +64,7 @@ class MaskedLMTask:
     return _inputs(batch)
 
   def train_loss(self, net, params, model_state, rng, batch, config):
-    logits, model_state = net.apply(params, model_state, rng, self.model_inputs(batch),
-                                    is_training=True)
+    logits, model_state = net.apply(params, model_state, rng, self.model_inputs(batch), is_training=True)
     seq = batch['targets'].shape[1]
     out = language.masked_lm_outputs(logits[:, :seq], batch['targets'], batch['target_weights'])
     count = jnp.maximum(jnp.sum(out['count']), 1.0)
@@ -80,9 +80,11 @@ class MaskedLMTask:
 
   def finalize_eval(self, collected: Mapping[str, np.ndarray], config) -> dict[str, float]:
     count = float(np.sum(collected['count'], dtype=np.float64))
-    return dict(masked_accuracy=float(np.sum(collected['correct'], dtype=np.float64)) / max(count, 1.0),
-                masked_loss=float(np.sum(collected['loss_sum'], dtype=np.float64)) / max(count, 1.0),
-                masked_bytes=count)
+    return dict(
+      masked_accuracy=float(np.sum(collected['correct'], dtype=np.float64)) / max(count, 1.0),
+      masked_loss=float(np.sum(collected['loss_sum'], dtype=np.float64)) / max(count, 1.0),
+      masked_bytes=count,
+    )
 
 
 class GlueTask:
@@ -93,6 +95,7 @@ class GlueTask:
 
   def _spec(self, config):
     from perceiver.data import glue  # pylint: disable=g-import-not-at-top
+
     return glue.get_task(config.data.task)
 
   def check_config(self, config: ml_collections.ConfigDict) -> None:
@@ -106,15 +109,18 @@ class GlueTask:
       raise _config_error(str(e)) from None
     got = config.model.classifier.num_outputs
     if got != spec.num_outputs:
-      raise _config_error(f'model.classifier.num_outputs={got} but GLUE {spec.name} has '
-                          f'{spec.num_outputs} output(s)')
+      raise _config_error(f'model.classifier.num_outputs={got} but GLUE {spec.name} has {spec.num_outputs} output(s)')
     _check_lengths(config)
 
   def build_model(self, config: ml_collections.ConfigDict) -> hk.TransformedWithState:
     c = config.model.classifier
-    return language.build_classifier(config.model, c.num_outputs, num_heads=c.num_heads,
-                                     query_channels=c.query_channels,
-                                     use_query_residual=c.use_query_residual)
+    return language.build_classifier(
+      config.model,
+      c.num_outputs,
+      num_heads=c.num_heads,
+      query_channels=c.query_channels,
+      use_query_residual=c.use_query_residual,
+    )
 
   def model_inputs(self, batch):
     return _inputs(batch)
@@ -126,19 +132,21 @@ class GlueTask:
 
   def train_loss(self, net, params, model_state, rng, batch, config):
     regression = self._spec(config).is_regression
-    logits, model_state = net.apply(params, model_state, rng, self.model_inputs(batch),
-                                    is_training=True)
+    logits, model_state = net.apply(params, model_state, rng, self.model_inputs(batch), is_training=True)
     loss = self._per_example(logits, batch['label'], regression).mean()
-    metrics = {} if regression else dict(
-        accuracy=jnp.mean(jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32))
+    metrics = (
+      {} if regression else dict(accuracy=jnp.mean(jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32))
+    )
     return loss, (model_state, metrics)
 
   def eval_outputs(self, net, params, model_state, batch, config):
     regression = self._spec(config).is_regression
     logits, _ = net.apply(params, model_state, None, self.model_inputs(batch), is_training=False)
     prediction = logits[:, 0] if regression else jnp.argmax(logits, -1).astype(jnp.float32)
-    return dict(loss=self._per_example(logits, batch['label'], regression),
-                collect=dict(prediction=prediction, label=batch['label'].astype(jnp.float32)))
+    return dict(
+      loss=self._per_example(logits, batch['label'], regression),
+      collect=dict(prediction=prediction, label=batch['label'].astype(jnp.float32)),
+    )
 
   def finalize_eval(self, collected: Mapping[str, np.ndarray], config) -> dict[str, float]:
     spec = self._spec(config)
@@ -154,14 +162,20 @@ class GlueTask:
   def load_params(self, fresh: hk.Params, loaded: hk.Params, config) -> hk.Params:
     """Encoder from the file (masked LM or classifier), head fresh unless present."""
     from absl import logging  # pylint: disable=g-import-not-at-top
+
     params, report = language.transfer_encoder(jax.device_get(fresh), loaded)
-    logging.info('init_from: %d encoder modules loaded; fresh: %s; not used: %s',
-                 len(report['loaded']), report['fresh'] or 'none', report['dropped'] or 'none')
+    logging.info(
+      'init_from: %d encoder modules loaded; fresh: %s; not used: %s',
+      len(report['loaded']),
+      report['fresh'] or 'none',
+      report['dropped'] or 'none',
+    )
     return params
 
   def wrap_optimizer(self, tx: optax.GradientTransformation, config) -> optax.GradientTransformation:
     if not config.model.classifier.freeze_encoder:
       return tx
     return optax.multi_transform(
-        {'train': tx, 'freeze': optax.set_to_zero()},
-        lambda params: language.trainable_labels(params, freeze_encoder=True))
+      {'train': tx, 'freeze': optax.set_to_zero()},
+      lambda params: language.trainable_labels(params, freeze_encoder=True),
+    )

@@ -7,5 +7,4 @@ from perceiver.train.trainer import make_eval_step
 from perceiver.train.trainer import make_train_step
 from perceiver.train.trainer import train_and_evaluate
 
-__all__ = ['TrainState', 'make_eval_step', 'make_train_step',
-           'train_and_evaluate']
+__all__ = ['TrainState', 'make_eval_step', 'make_train_step', 'train_and_evaluate']

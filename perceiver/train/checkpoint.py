@@ -35,8 +35,7 @@ def _leaf_fingerprint(x: jax.Array) -> jax.Array:
     bits = jax.lax.bitcast_convert_type(x, uint).astype(jnp.uint32)
   bits = bits.reshape(-1)
   weights = 2 * jnp.arange(bits.shape[0], dtype=jnp.uint32) + 1
-  return jnp.stack([jnp.sum(bits, dtype=jnp.uint32),
-                    jnp.sum(bits * weights, dtype=jnp.uint32)])
+  return jnp.stack([jnp.sum(bits, dtype=jnp.uint32), jnp.sum(bits * weights, dtype=jnp.uint32)])
 
 
 @jax.jit
@@ -63,15 +62,13 @@ class Checkpointer:
   the step, the fingerprint of ``state`` and whatever the caller adds).
   """
 
-  def __init__(self, directory: str, max_to_keep: int,
-               async_save: bool = True):
+  def __init__(self, directory: str, max_to_keep: int, async_save: bool = True):
     self.directory = epath.Path(directory)
     self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True,
-            enable_async_checkpointing=async_save),
-        item_names=('state', 'meta'))
+      self.directory,
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save),
+      item_names=('state', 'meta'),
+    )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -79,16 +76,15 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def save(self, step: int, state: Any, meta: dict[str, Any],
-           wait: bool = False) -> None:
+  def save(self, step: int, state: Any, meta: dict[str, Any], wait: bool = False) -> None:
     """Writes step ``step`` (async unless ``wait``); the caller checked that
     ``state`` is finite."""
     meta = dict(meta, step=int(step), fingerprint=fingerprint(state))
     self._manager.save(
-        int(step), force=True,
-        args=ocp.args.Composite(
-            state=ocp.args.PyTreeSave(_skip_empty(state)),
-            meta=ocp.args.JsonSave(meta)))
+      int(step),
+      force=True,
+      args=ocp.args.Composite(state=ocp.args.PyTreeSave(_skip_empty(state)), meta=ocp.args.JsonSave(meta)),
+    )
     if wait:
       self.wait()
 
@@ -99,19 +95,25 @@ class Checkpointer:
     self._manager.wait_until_finished()
     self._manager.close()
 
-  def _restore_step(self, step: int, abstract_state: Any
-                    ) -> tuple[Any, dict[str, Any]]:
+  def _restore_step(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
     target = _skip_empty(abstract_state)
     restore_args = jax.tree.map(
-        lambda a: a if a is ocp.PLACEHOLDER else ocp.ArrayRestoreArgs(
-            sharding=a.sharding, global_shape=a.shape, dtype=a.dtype), target)
+      lambda a: (
+        a if a is ocp.PLACEHOLDER else ocp.ArrayRestoreArgs(sharding=a.sharding, global_shape=a.shape, dtype=a.dtype)
+      ),
+      target,
+    )
     restored = self._manager.restore(
-        step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(target, restore_args=restore_args),
-            meta=ocp.args.JsonRestore()))
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(target, restore_args=restore_args), meta=ocp.args.JsonRestore()
+      ),
+    )
     state = jax.tree.map(
-        lambda r, a: jax.device_put(np.zeros(a.shape, a.dtype), a.sharding)
-        if r is ocp.PLACEHOLDER else r, restored['state'], abstract_state)
+      lambda r, a: jax.device_put(np.zeros(a.shape, a.dtype), a.sharding) if r is ocp.PLACEHOLDER else r,
+      restored['state'],
+      abstract_state,
+    )
     meta = dict(restored['meta'])
     if meta.get('step') != step:
       raise ValueError(f'meta says step {meta.get("step")}')
@@ -119,8 +121,7 @@ class Checkpointer:
       raise ValueError('content fingerprint mismatch: files were modified')
     return state, meta
 
-  def restore_latest(self, abstract_state: Any
-                     ) -> tuple[Any, dict[str, Any]] | None:
+  def restore_latest(self, abstract_state: Any) -> tuple[Any, dict[str, Any]] | None:
     """Restores the newest verifiable step; None if there is no step.
 
     A step that fails to restore or verify is skipped for the next older
@@ -139,18 +140,21 @@ class Checkpointer:
         failures.append((step, e))
         older = [s for s in steps if s < step]
         logging.warning(
-            'Checkpoint %s is corrupt or unreadable (%s: %s); falling back to '
-            '%s.', self.directory / str(step), type(e).__name__, e,
-            self.directory / str(older[-1]) if older else 'nothing')
+          'Checkpoint %s is corrupt or unreadable (%s: %s); falling back to %s.',
+          self.directory / str(step),
+          type(e).__name__,
+          e,
+          self.directory / str(older[-1]) if older else 'nothing',
+        )
         continue
       self._quarantine([s for s, _ in failures])
       return state, meta
     if failures:
       raise RuntimeError(
-          f'no checkpoint in {self.directory} can be restored for this '
-          'config (if the model or optimizer changed, use a new workdir): '
-          + '; '.join(f'step {s}: {type(e).__name__}: {e}'
-                      for s, e in failures))
+        f'no checkpoint in {self.directory} can be restored for this '
+        'config (if the model or optimizer changed, use a new workdir): '
+        + '; '.join(f'step {s}: {type(e).__name__}: {e}' for s, e in failures)
+      )
     return None
 
   def _quarantine(self, steps: list[int]) -> None:
@@ -169,5 +173,6 @@ class Checkpointer:
         src.rename(dst)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
+
       multihost_utils.sync_global_devices('perceiver_checkpoint_quarantine')
     self._manager.reload()

@@ -18,8 +18,7 @@ LABEL_KEYS = ('label', 'mix_label', 'mix_ratio')
 LOSSES = ('softmax', 'sigmoid')
 
 
-def make_targets(batch: Mapping[str, jax.Array], num_classes: int,
-                 label_smoothing: float = 0.0) -> jax.Array:
+def make_targets(batch: Mapping[str, jax.Array], num_classes: int, label_smoothing: float = 0.0) -> jax.Array:
   """Float32 targets [B, K]: one-hot or soft, mixed, then label-smoothed.
 
   Smoothing is applied after mixing, as the reference does:
@@ -39,8 +38,7 @@ def make_targets(batch: Mapping[str, jax.Array], num_classes: int,
   return targets
 
 
-def per_example_loss(logits: jax.Array, targets: jax.Array,
-                     loss: str) -> jax.Array:
+def per_example_loss(logits: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
   """Loss per example [B] for logits and targets [B, K] (float32).
 
   Sigmoid loss is the binary cross-entropy averaged over the K classes (the
@@ -55,15 +53,13 @@ def per_example_loss(logits: jax.Array, targets: jax.Array,
   raise ValueError(f'train.loss={loss!r}; expected one of {LOSSES}')
 
 
-def per_example_loss_from_probs(probs: jax.Array, targets: jax.Array,
-                                loss: str, eps: float = 1e-7) -> jax.Array:
+def per_example_loss_from_probs(probs: jax.Array, targets: jax.Array, loss: str, eps: float = 1e-7) -> jax.Array:
   """Loss per example [B] from probabilities (e.g. averaged over clips)."""
   probs = jnp.clip(probs.astype(jnp.float32), eps, 1.0 - eps)
   if loss == 'softmax':
     return -jnp.sum(targets * jnp.log(probs), axis=-1)
   if loss == 'sigmoid':
-    return -jnp.mean(targets * jnp.log(probs)
-                     + (1.0 - targets) * jnp.log1p(-probs), axis=-1)
+    return -jnp.mean(targets * jnp.log(probs) + (1.0 - targets) * jnp.log1p(-probs), axis=-1)
   raise ValueError(f'train.loss={loss!r}; expected one of {LOSSES}')
 
 
@@ -133,8 +129,10 @@ def check_labels(batch: Mapping[str, Any], num_classes: int, *, where: str) -> N
       what = f'class id {int(label[bad[0]])}' if bad.size else ''
     else:
       if label.shape[-1] != num_classes:
-        raise LabelError(f'{where}: {key} has {label.shape[-1]} columns; the model predicts '
-                         f'{num_classes} classes (model.decoder.num_classes)')
+        raise LabelError(
+          f'{where}: {key} has {label.shape[-1]} columns; the model predicts '
+          f'{num_classes} classes (model.decoder.num_classes)'
+        )
       rows = label.reshape(label.shape[0], -1)
       bad = np.flatnonzero(valid & ~np.all(np.isfinite(rows) & (rows >= 0) & (rows <= 1), -1))
       what = 'a target outside [0, 1] or non-finite'
@@ -144,9 +142,11 @@ def check_labels(batch: Mapping[str, Any], num_classes: int, *, where: str) -> N
         name = np.asarray(names).reshape(-1)[bad[0]]
         name = name.decode('utf-8', 'replace') if isinstance(name, bytes) else str(name)
         example += f' ({name[:200]})'
-      raise LabelError(f'{where}: {example} has {key} {what}, outside [0, {num_classes}) '
-                       f'({bad.size} such examples in the batch); fix the data or set '
-                       'data.num_classes / model.decoder.num_classes to cover every class')
+      raise LabelError(
+        f'{where}: {example} has {key} {what}, outside [0, {num_classes}) '
+        f'({bad.size} such examples in the batch); fix the data or set '
+        'data.num_classes / model.decoder.num_classes to cover every class'
+      )
 
 
 def map_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -157,17 +157,19 @@ def map_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
   ``mAP_classes_without_positives`` rather than skipped silently.
   """
   from perceiver.data import audioset  # pylint: disable=g-import-not-at-top
+
   scores = np.asarray(scores, np.float64)
   scores = np.where(np.isfinite(scores), scores, -np.inf)
   ap = audioset.average_precision(scores, labels)  # [K], NaN: no positive
   scored = int(np.sum(~np.isnan(ap)))
-  return {'mAP': float(np.nanmean(ap)) if scored else float('nan'),
-          'mAP_classes': float(scored),
-          'mAP_classes_without_positives': float(ap.size - scored)}
+  return {
+    'mAP': float(np.nanmean(ap)) if scored else float('nan'),
+    'mAP_classes': float(scored),
+    'mAP_classes_without_positives': float(ap.size - scored),
+  }
 
 
-def check_eval_finite(result: Mapping[str, float], *, step: int, split: str,
-                      stop: bool) -> Optional[str]:
+def check_eval_finite(result: Mapping[str, float], *, step: int, split: str, stop: bool) -> Optional[str]:
   """A warning line if evaluation saw non-finite scores; raises if ``stop``.
 
   ``stop`` is ``eval.stop_on_nonfinite``: like training's NaN stop, but for
@@ -177,8 +179,10 @@ def check_eval_finite(result: Mapping[str, float], *, step: int, split: str,
   if not fraction:
     return None
   count = int(round(fraction * result.get('num_examples', 0)))
-  message = (f'eval {split} at step {step}: {count} of {int(result.get("num_examples", 0))} '
-             'examples have NaN/Inf scores (counted as wrong)')
+  message = (
+    f'eval {split} at step {step}: {count} of {int(result.get("num_examples", 0))} '
+    'examples have NaN/Inf scores (counted as wrong)'
+  )
   if stop:
     raise FloatingPointError(message + '; stopping (eval.stop_on_nonfinite=True)')
   return message

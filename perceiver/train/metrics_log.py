@@ -33,12 +33,14 @@ class MetricsLog:
     if enabled:
       os.makedirs(workdir, exist_ok=True)
       import tensorflow as tf  # Lazy: keeps `import perceiver.train` light.
+
       self._tf = tf
       self._tb = tf.summary.create_file_writer(os.path.join(workdir, 'tb'))
       from tensorflow.core.framework import summary_pb2
+
       self._scalar_metadata = summary_pb2.SummaryMetadata(
-          plugin_data=summary_pb2.SummaryMetadata.PluginData(
-              plugin_name='scalars')).SerializeToString()
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars')
+      ).SerializeToString()
 
   def truncate_after(self, step: int) -> None:
     """Drops JSON lines of steps > ``step``: a resumed run re-does them."""
@@ -61,16 +63,16 @@ class MetricsLog:
   def write(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
     if not self._enabled:
       return
-    record = {'step': int(step), 'split': split,
-              **{k: float(v) for k, v in scalars.items()}}
+    record = {'step': int(step), 'split': split, **{k: float(v) for k, v in scalars.items()}}
     with open(self._jsonl_path, 'a') as f:
       f.write(json.dumps(record) + '\n')
     with self._tb.as_default(step=int(step)):
       for k, v in scalars.items():
         # tf.summary.scalar lives in the tensorboard package; the core op
         # with the scalars-plugin tag writes the same event without it.
-        self._tf.summary.write(f'{split}/{k}', self._tf.constant(
-            float(v), self._tf.float32), metadata=self._scalar_metadata)
+        self._tf.summary.write(
+          f'{split}/{k}', self._tf.constant(float(v), self._tf.float32), metadata=self._scalar_metadata
+        )
     self._tb.flush()
 
   def close(self) -> None:
@@ -96,7 +98,9 @@ class Progress:
     overall = (step - self._step0) / max(now - self._t0, 1e-9)
     eta = (self._total - step) / overall if overall > 0 else float('inf')
     self._last_t, self._last_step = now, step
-    text = (f'step {step}/{self._total} | loss {loss:.4f} | {rate:.2f} steps/s '
-            f'| {rate * self._batch:.1f} examples/s | ETA '
-            f'{format_duration(eta)}')
+    text = (
+      f'step {step}/{self._total} | loss {loss:.4f} | {rate:.2f} steps/s '
+      f'| {rate * self._batch:.1f} examples/s | ETA '
+      f'{format_duration(eta)}'
+    )
     return text, rate

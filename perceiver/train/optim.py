@@ -22,16 +22,14 @@ OPTIMIZERS = ('lamb', 'adamw', 'adam')
 SCHEDULES = ('step', 'constant_cosine', 'cosine', 'constant')
 
 
-def step_decay_schedule(base_lr: float, boundaries: list[int],
-                        decay_rate: float) -> Schedule:
+def step_decay_schedule(base_lr: float, boundaries: list[int], decay_rate: float) -> Schedule:
   """lr = base_lr * decay_rate ** (number of boundaries <= step).
 
   ``optax.piecewise_constant_schedule`` scales from ``step >= boundary`` on,
   so the first step of epoch 84 already uses the new rate.
   """
   counts = collections.Counter(int(b) for b in boundaries)  # A repeated boundary decays twice.
-  return optax.piecewise_constant_schedule(
-      base_lr, {b: float(decay_rate) ** n for b, n in sorted(counts.items())})
+  return optax.piecewise_constant_schedule(base_lr, {b: float(decay_rate) ** n for b, n in sorted(counts.items())})
 
 
 def with_linear_warmup(schedule: Schedule, warmup_steps: int) -> Schedule:
@@ -46,8 +44,7 @@ def with_linear_warmup(schedule: Schedule, warmup_steps: int) -> Schedule:
   return warmed
 
 
-def make_schedule(cfg: ml_collections.ConfigDict, *, steps_per_epoch: int,
-                  total_steps: int) -> Schedule:
+def make_schedule(cfg: ml_collections.ConfigDict, *, steps_per_epoch: int, total_steps: int) -> Schedule:
   """Builds the learning-rate schedule of ``config.optimizer.schedule``.
 
   Epoch quantities are converted with ``steps_per_epoch`` so that "divide by
@@ -58,22 +55,20 @@ def make_schedule(cfg: ml_collections.ConfigDict, *, steps_per_epoch: int,
   if cfg.name == 'constant':
     schedule = optax.constant_schedule(base_lr)
   elif cfg.name == 'step':
-    schedule = step_decay_schedule(
-        base_lr, [to_steps(e) for e in cfg.decay_epochs], cfg.decay_rate)
+    schedule = step_decay_schedule(base_lr, [to_steps(e) for e in cfg.decay_epochs], cfg.decay_rate)
   elif cfg.name == 'cosine':
-    schedule = optax.cosine_decay_schedule(
-        base_lr, max(1, total_steps), alpha=cfg.end_value / base_lr)
+    schedule = optax.cosine_decay_schedule(base_lr, max(1, total_steps), alpha=cfg.end_value / base_lr)
   elif cfg.name == 'constant_cosine':
     constant_steps = min(to_steps(cfg.constant_epochs), total_steps)
     schedule = optax.join_schedules(
-        [optax.constant_schedule(base_lr),
-         optax.cosine_decay_schedule(
-             base_lr, max(1, total_steps - constant_steps),
-             alpha=cfg.end_value / base_lr)],
-        [constant_steps])
+      [
+        optax.constant_schedule(base_lr),
+        optax.cosine_decay_schedule(base_lr, max(1, total_steps - constant_steps), alpha=cfg.end_value / base_lr),
+      ],
+      [constant_steps],
+    )
   else:
-    raise ValueError(f'optimizer.schedule.name={cfg.name!r}; expected one of '
-                     f'{SCHEDULES}')
+    raise ValueError(f'optimizer.schedule.name={cfg.name!r}; expected one of {SCHEDULES}')
   return with_linear_warmup(schedule, to_steps(cfg.warmup_epochs))
 
 
@@ -101,8 +96,7 @@ def weight_decay_mask(params: Any, decay_pos_embs: bool = True) -> Any:
   return jax.tree_util.tree_map_with_path(decide, params)
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, schedule: Schedule
-                   ) -> optax.GradientTransformation:
+def make_optimizer(cfg: ml_collections.ConfigDict, schedule: Schedule) -> optax.GradientTransformation:
   """Clipping then LAMB / AdamW / Adam, as in the reference ``make_optimizer``.
 
   ``optax.lamb`` and ``optax.adamw`` are exactly the reference chain
@@ -110,19 +104,17 @@ def make_optimizer(cfg: ml_collections.ConfigDict, schedule: Schedule
   """
   mask = lambda p: weight_decay_mask(p, cfg.decay_pos_embs)
   if cfg.name == 'lamb':
-    opt = optax.lamb(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                     weight_decay=cfg.weight_decay, mask=mask)
+    opt = optax.lamb(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay, mask=mask)
   elif cfg.name == 'adamw':
-    opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                      weight_decay=cfg.weight_decay, mask=mask)
+    opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay, mask=mask)
   elif cfg.name == 'adam':
     if cfg.weight_decay:
-      raise ValueError('optimizer.name=adam has no weight decay; use adamw for '
-                       f'optimizer.weight_decay={cfg.weight_decay}')
+      raise ValueError(
+        f'optimizer.name=adam has no weight decay; use adamw for optimizer.weight_decay={cfg.weight_decay}'
+      )
     opt = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
   else:
-    raise ValueError(f'optimizer.name={cfg.name!r}; expected one of '
-                     f'{OPTIMIZERS}')
+    raise ValueError(f'optimizer.name={cfg.name!r}; expected one of {OPTIMIZERS}')
   if cfg.max_norm > 0:
     opt = optax.chain(optax.clip_by_global_norm(cfg.max_norm), opt)
   return opt

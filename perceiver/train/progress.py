@@ -16,8 +16,15 @@ class Progress:
   (done within ``every_s``) report nothing.
   """
 
-  def __init__(self, total: Optional[int], what: str, *, unit: str = 'batches', every_s: float = 10.0,
-               report: Optional[Callable[[str], None]] = None):
+  def __init__(
+    self,
+    total: Optional[int],
+    what: str,
+    *,
+    unit: str = 'batches',
+    every_s: float = 10.0,
+    report: Optional[Callable[[str], None]] = None,
+  ):
     self.total = total
     self.what = what
     self.unit = unit

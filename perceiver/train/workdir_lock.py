@@ -56,8 +56,7 @@ def unwritable_error(workdir: str, error: OSError) -> WorkdirError:
     fix = 'free space or use another --workdir; the checkpoints already there are intact'
   else:
     why = 'is read-only or not writable'
-    fix = ('use a writable --workdir (--mode=eval can read a read-only one and prints its '
-           'results)')
+    fix = 'use a writable --workdir (--mode=eval can read a read-only one and prints its results)'
   where = getattr(error, 'filename', None) or workdir
   return WorkdirError(f'workdir {workdir} {why} ({os.strerror(error.errno)}: {where}); {fix}')
 
@@ -123,8 +122,9 @@ class WorkdirLock:
   def _busy(self) -> WorkdirError:
     pid, host = _holder(self.path)
     return WorkdirError(
-        f'workdir {self.workdir} is in use by another run (PID {pid} on host {host}, '
-        f'lock {self.path}); wait for it to finish or stop it, or use another --workdir')
+      f'workdir {self.workdir} is in use by another run (PID {pid} on host {host}, '
+      f'lock {self.path}); wait for it to finish or stop it, or use another --workdir'
+    )
 
   def release(self) -> None:
     if self._fd is None:

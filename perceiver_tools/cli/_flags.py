@@ -15,8 +15,14 @@ from typing import List, Optional, Sequence
 from absl import flags
 
 
-def parse(flag_values: flags.FlagValues, argv: Optional[Sequence[str]], doc: str,
-          *, max_positional: Optional[int] = 0, min_positional: int = 0) -> List[str]:
+def parse(
+  flag_values: flags.FlagValues,
+  argv: Optional[Sequence[str]],
+  doc: str,
+  *,
+  max_positional: Optional[int] = 0,
+  min_positional: int = 0,
+) -> List[str]:
   """Parses ``argv`` (without the program name) into ``flag_values``.
 
   Returns the positional arguments. ``doc`` (the tool's module docstring) is
@@ -35,8 +41,7 @@ def parse(flag_values: flags.FlagValues, argv: Optional[Sequence[str]], doc: str
   if max_positional is not None and len(positional) > max_positional:
     sys.exit(_usage_error(program, f'unexpected arguments {positional[max_positional:]}'))
   if len(positional) < min_positional:
-    sys.exit(_usage_error(program, f'expected at least {min_positional} positional '
-                          f'argument(s), got {len(positional)}'))
+    sys.exit(_usage_error(program, f'expected at least {min_positional} positional argument(s), got {len(positional)}'))
   return positional
 
 

@@ -41,48 +41,47 @@ from perceiver_tools.cli import _flags
 FLAGS = flags.FlagValues()
 _WORKDIR = flags.DEFINE_string('workdir', None, 'the run', flag_values=FLAGS)
 _OUT = flags.DEFINE_string('out', None, 'PNG file', flag_values=FLAGS)
-_INDEX = flags.DEFINE_integer('index', 0, 'example of the eval split', lower_bound=0,
-                              flag_values=FLAGS)
+_INDEX = flags.DEFINE_integer('index', 0, 'example of the eval split', lower_bound=0, flag_values=FLAGS)
 _SPLIT = flags.DEFINE_string('split', None, "default: the run's eval split", flag_values=FLAGS)
-_LATENTS = flags.DEFINE_list('latents', None, 'latent indices (default: 4 spread out)',
-                             flag_values=FLAGS)
+_LATENTS = flags.DEFINE_list('latents', None, 'latent indices (default: 4 spread out)', flag_values=FLAGS)
 flags.mark_flags_as_required(['workdir', 'out'], flag_values=FLAGS)
 
 
 def load_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, Any], Dict[str, Any], int]:
   """(config, params, model_state restored from the run, step) of the latest checkpoint."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
   with open(os.path.join(workdir, 'config.json')) as f:
     config = ml_collections.ConfigDict(json.load(f))
   manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'), item_names=('state', 'meta'))
   step = manager.latest_step()
   if step is None:
     raise FileNotFoundError(f'{workdir}: no checkpoint')
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.PyTreeRestore(), meta=ocp.args.JsonRestore()))
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(), meta=ocp.args.JsonRestore()))
   manager.close()
   state = restored['state']
   return config, state['params'], state.get('model_state') or {}, step
 
 
-def eval_example(config: ml_collections.ConfigDict, index: int, split: Optional[str] = None
-                 ) -> Dict[str, np.ndarray]:
+def eval_example(config: ml_collections.ConfigDict, index: int, split: Optional[str] = None) -> Dict[str, np.ndarray]:
   """Example `index` of the run's eval split, batch of one, through the run's pipeline."""
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
-  batches = input_pipeline.eval_batches(config.data, split=split or config.eval.split,
-                                        host_batch=config.eval.batch_size, process_index=0,
-                                        process_count=1)
+
+  batches = input_pipeline.eval_batches(
+    config.data, split=split or config.eval.split, host_batch=config.eval.batch_size, process_index=0, process_count=1
+  )
   seen = 0
   for batch in batches:
     n = int(batch['mask'].sum())
     if index < seen + n:
-      return {k: v[index - seen:index - seen + 1] for k, v in batch.items()}
+      return {k: v[index - seen : index - seen + 1] for k, v in batch.items()}
     seen += n
   raise IndexError(f'--index {index}: the split has {seen} examples')
 
 
-def cross_attention_maps(net: hk.TransformedWithState, params, state, inputs: Dict[str, Any],
-                         num_heads: int) -> List[np.ndarray]:
+def cross_attention_maps(
+  net: hk.TransformedWithState, params, state, inputs: Dict[str, Any], num_heads: int
+) -> List[np.ndarray]:
   """Attention weights [N, M] (heads averaged) of each encoder cross-attend, in call order."""
 
   def queries_and_keys(params, state, inputs):
@@ -92,15 +91,25 @@ def cross_attention_maps(net: hk.TransformedWithState, params, state, inputs: Di
       module = context.module
       if isinstance(module, PerceiverEncoder) and context.method_name == '__call__':
         module._use_loops = False  # pylint: disable=protected-access  # Unroll shared blocks.
-      if (isinstance(module, attn_lib.MultiHeadAttention) and context.method_name == '__call__'
-          and 'perceiver_encoder' in module.module_name and 'cross_attention' in module.module_name):
+      if (
+        isinstance(module, attn_lib.MultiHeadAttention)
+        and context.method_name == '__call__'
+        and 'perceiver_encoder' in module.module_name
+        and 'cross_attention' in module.module_name
+      ):
         records.append([])
       out = next_f(*args, **kwargs)
       # out.ndim == 3: attention.linear's own call, not the hk.Linear call on
       # the flattened [B*N, C] input that runs inside it.
-      if (isinstance(module, hk.Linear) and context.method_name == '__call__' and records
-          and out.ndim == 3 and len(records[-1]) < 2 and module.module_name.rsplit('/', 1)[-1] in ('linear', 'linear_1')
-          and 'cross_attention' in module.module_name):
+      if (
+        isinstance(module, hk.Linear)
+        and context.method_name == '__call__'
+        and records
+        and out.ndim == 3
+        and len(records[-1]) < 2
+        and module.module_name.rsplit('/', 1)[-1] in ('linear', 'linear_1')
+        and 'cross_attention' in module.module_name
+      ):
         records[-1].append(out)  # q [B, N, D], then k [B, M, D].
       return out
 
@@ -133,12 +142,15 @@ def to_grid(weights: np.ndarray, image_hw: Tuple[int, int], permute_seed: int) -
   return weights.reshape(n, gh, gw)
 
 
-def render(image: np.ndarray, maps: Sequence[np.ndarray], rows: Sequence[int], latents: Sequence[int],
-           out: str, title: str) -> None:
+def render(
+  image: np.ndarray, maps: Sequence[np.ndarray], rows: Sequence[int], latents: Sequence[int], out: str, title: str
+) -> None:
   """Rows: the chosen cross-attends; columns: the input, then one map per latent."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   cols = 1 + len(latents)
   fig, axes = plt.subplots(len(rows), cols, figsize=(2.1 * cols, 2.2 * len(rows)), squeeze=False)
   shown = image[..., 0] if image.shape[-1] == 1 else (image - image.min()) / (np.ptp(image) + 1e-9)
@@ -168,6 +180,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   _flags.parse(FLAGS, argv, __doc__)
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   from perceiver import models  # pylint: disable=g-import-not-at-top
+
   config, params, restored_state, step = load_run(_WORKDIR.value)
   model_cfg = config.model.to_dict()
   if model_cfg.get('name') not in ('perceiver', 'perceiver_io'):
@@ -180,22 +193,31 @@ def main(argv: Optional[List[str]] = None) -> int:
   # Zero-size state (input specs) is not written to checkpoints: start from a
   # fresh state and put back what the run saved (e.g. BatchNorm statistics).
   _, state = net.init(jax.random.PRNGKey(0), inputs, is_training=False)
-  state = {m: {**state.get(m, {}), **{k: v for k, v in restored_state.get(m, {}).items()
-                                      if hasattr(v, 'shape')}}  # Skips orbax placeholders.
-           for m in set(state) | set(restored_state)}
+  state = {
+    m: {
+      **state.get(m, {}),
+      **{k: v for k, v in restored_state.get(m, {}).items() if hasattr(v, 'shape')},
+    }  # Skips orbax placeholders.
+    for m in set(state) | set(restored_state)
+  }
   heads = int(model_cfg['encoder'].get('num_cross_attend_heads', 1))
   maps = cross_attention_maps(net, params, state, inputs, heads)
   image = np.asarray(batch['image'][0])  # [H, W, C]
   seed = int(model_cfg['input'].get('permute_seed', -1))
   grids = [to_grid(m, image.shape[:2], seed) for m in maps]
   n = grids[0].shape[0]
-  latents = ([int(x) for x in _LATENTS.value] if _LATENTS.value
-             else sorted({round(i * (n - 1) / 3) for i in range(4)}))
+  latents = [int(x) for x in _LATENTS.value] if _LATENTS.value else sorted({round(i * (n - 1) / 3) for i in range(4)})
   rows = sorted({0, min(1, len(grids) - 1), len(grids) - 1})  # First, second, last.
   label = int(batch['label'][0]) if batch['label'].ndim == 1 else None
-  render(image, grids, rows, latents, _OUT.value,
-         f'{os.path.basename(os.path.normpath(_WORKDIR.value))} (step {step}), example {_INDEX.value}'
-         + (f', label {label}' if label is not None else ''))
+  render(
+    image,
+    grids,
+    rows,
+    latents,
+    _OUT.value,
+    f'{os.path.basename(os.path.normpath(_WORKDIR.value))} (step {step}), example {_INDEX.value}'
+    + (f', label {label}' if label is not None else ''),
+  )
   print(f'wrote {_OUT.value}: {len(grids)} cross-attends, rows {[r + 1 for r in rows]}, latents {latents}')
   return 0
 

@@ -30,16 +30,19 @@ _CLIP = flags.DEFINE_string('clip', None, 'video file with an audio track (any c
 _OUT = flags.DEFINE_string('out', None, 'output directory')
 _START = flags.DEFINE_float('start_s', 0.0, 'window start within the clip, seconds')
 _FRAMES = flags.DEFINE_integer('strip_frames', 8, 'frames shown in the strip')
-_CONFIG = flags.DEFINE_string('config_json', None, 'reference-style model config (JSON) for a '
-                              'checkpoint that has none and is not the released one')
-_CHUNKS = flags.DEFINE_integer('chunks', 0, 'decode the outputs in this many slices '
-                               '(0: one per frame; more slices, less memory)')
+_CONFIG = flags.DEFINE_string(
+  'config_json', None, 'reference-style model config (JSON) for a checkpoint that has none and is not the released one'
+)
+_CHUNKS = flags.DEFINE_integer(
+  'chunks', 0, 'decode the outputs in this many slices (0: one per frame; more slices, less memory)'
+)
 
 
 def load_autoencoder(path: str, config_json: str | None = None):
   """(Autoencoder, params, state, frame_size) from a checkpoint file."""
   from perceiver import checkpoints  # pylint: disable=g-import-not-at-top
   from perceiver import multimodal  # pylint: disable=g-import-not-at-top
+
   params, state, config = checkpoints.load_checkpoint(path)
   if config_json:
     try:
@@ -56,8 +59,8 @@ def load_autoencoder(path: str, config_json: str | None = None):
     raise ValueError(f'--checkpoint={path}: not a video autoencoder checkpoint')
   ae = multimodal.build_autoencoder({k: v for k, v in config.items() if k != 'note'})
   checkpoints.check_compatible(
-      jax.eval_shape(lambda: ae.net.init(jax.random.PRNGKey(0), _dummy(ae), is_training=False))[0],
-      params)
+    jax.eval_shape(lambda: ae.net.init(jax.random.PRNGKey(0), _dummy(ae), is_training=False))[0], params
+  )
   state = {m: v for m, v in state.items() if m != 'input_spec'}
   return ae, params, state, multimodal.frame_size(config)
 
@@ -65,10 +68,12 @@ def load_autoencoder(path: str, config_json: str | None = None):
 def _dummy(ae) -> dict:
   """Smallest inputs of the model's shape (parameters do not depend on H, W)."""
   t = int(ae.config['num_frames'])
-  return {'video': np.zeros((1, t, 4, 4, 3), np.float32),
-          'audio': np.zeros((1, ae.num_audio_samples(), 1), np.float32),
-          'subsample_image': np.arange(1, dtype=np.int32),
-          'subsample_audio': np.arange(1, dtype=np.int32)}
+  return {
+    'video': np.zeros((1, t, 4, 4, 3), np.float32),
+    'audio': np.zeros((1, ae.num_audio_samples(), 1), np.float32),
+    'subsample_image': np.arange(1, dtype=np.int32),
+    'subsample_audio': np.arange(1, dtype=np.int32),
+  }
 
 
 def read_clip(path: str, num_frames: int, size: int, start_s: float, samples_per_frame: int):
@@ -76,6 +81,7 @@ def read_clip(path: str, num_frames: int, size: int, start_s: float, samples_per
   from perceiver.data import audioset  # pylint: disable=g-import-not-at-top
   from perceiver.data import kinetics  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   first = int(round(start_s * kinetics.FPS))
   frames = audioset.read_video(path, first + num_frames, max_side=4 * size)[first:]
   video = []
@@ -98,16 +104,26 @@ def picture_strip(inputs: np.ndarray, outputs: np.ndarray, count: int) -> np.nda
   strip = np.full((2 * s + 2, len(idx) * (s + 2), 3), 255, np.uint8)
   for j, i in enumerate(idx):
     for row, frames in enumerate((inputs, outputs)):
-      strip[row * (s + 2):row * (s + 2) + s, j * (s + 2):j * (s + 2) + s] = (
-          np.clip(frames[i], 0, 1) * 255).round().astype(np.uint8)
+      strip[row * (s + 2) : row * (s + 2) + s, j * (s + 2) : j * (s + 2) + s] = (
+        (np.clip(frames[i], 0, 1) * 255).round().astype(np.uint8)
+      )
   return strip
 
 
-def autoencode(checkpoint: str, clip: str, out: str, *, start_s: float = 0.0,
-               strip_frames: int = 8, chunks: int = 0, config_json: str | None = None) -> dict:
+def autoencode(
+  checkpoint: str,
+  clip: str,
+  out: str,
+  *,
+  start_s: float = 0.0,
+  strip_frames: int = 8,
+  chunks: int = 0,
+  config_json: str | None = None,
+) -> dict:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   import soundfile as sf  # pylint: disable=g-import-not-at-top
   from perceiver import multimodal  # pylint: disable=g-import-not-at-top
+
   for flag, path in (('--checkpoint', checkpoint), ('--clip', clip)):
     if not os.path.isfile(path):
       raise FileNotFoundError(f'{flag}={path}: no such file')
@@ -115,21 +131,19 @@ def autoencode(checkpoint: str, clip: str, out: str, *, start_s: float = 0.0,
   num_frames = int(ae.config['num_frames'])
   video, audio = read_clip(clip, num_frames, size, start_s, int(ae.config['audio_samples_per_frame']))
   if video.shape[1] < num_frames:
-    raise ValueError(f'--clip={clip}: {video.shape[1]} frames after --start_s={start_s}, the model '
-                     f'needs {num_frames}')
+    raise ValueError(f'--clip={clip}: {video.shape[1]} frames after --start_s={start_s}, the model needs {num_frames}')
   recon = jax.jit(functools.partial(multimodal.reconstruct, ae, chunks=chunks or num_frames))
   result = jax.device_get(recon(params, state, video, audio))
   os.makedirs(out, exist_ok=True)
-  Image.fromarray(picture_strip(video[0], result['image'][0], strip_frames)).save(
-      os.path.join(out, 'strip.png'))
-  sf.write(os.path.join(out, 'reconstruction.wav'), np.clip(result['audio'][0], -1, 1),
-           48_000, subtype='PCM_16')
+  Image.fromarray(picture_strip(video[0], result['image'][0], strip_frames)).save(os.path.join(out, 'strip.png'))
+  sf.write(os.path.join(out, 'reconstruction.wav'), np.clip(result['audio'][0], -1, 1), 48_000, subtype='PCM_16')
   sf.write(os.path.join(out, 'input.wav'), audio[0, :, 0], 48_000, subtype='PCM_16')
   probs = np.asarray(jax.nn.softmax(result['label'][0]))
   metrics = {
-      'video_psnr': float(multimodal.psnr(result['image'], video)[0]),
-      'audio_psnr': float(multimodal.psnr(result['audio'], audio.reshape(1, -1))[0]),
-      'label': int(np.argmax(probs)), 'label_prob': float(probs.max()),
+    'video_psnr': float(multimodal.psnr(result['image'], video)[0]),
+    'audio_psnr': float(multimodal.psnr(result['audio'], audio.reshape(1, -1))[0]),
+    'label': int(np.argmax(probs)),
+    'label_prob': float(probs.max()),
   }
   with open(os.path.join(out, 'metrics.json'), 'w') as f:
     json.dump(metrics, f, indent=1)
@@ -139,13 +153,20 @@ def autoencode(checkpoint: str, clip: str, out: str, *, start_s: float = 0.0,
 def main(argv):
   del argv
   from perceiver import checkpoints  # pylint: disable=g-import-not-at-top
+
   for flag in (_CHECKPOINT, _CLIP, _OUT):
     if not flag.value:
       raise app.UsageError(f'--{flag.name} is required')
   try:
-    metrics = autoencode(_CHECKPOINT.value, _CLIP.value, _OUT.value, start_s=_START.value,
-                         strip_frames=_FRAMES.value, chunks=_CHUNKS.value,
-                         config_json=_CONFIG.value)
+    metrics = autoencode(
+      _CHECKPOINT.value,
+      _CLIP.value,
+      _OUT.value,
+      start_s=_START.value,
+      strip_frames=_FRAMES.value,
+      chunks=_CHUNKS.value,
+      config_json=_CONFIG.value,
+    )
   except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
     print(f'autoencode.py: error: {e}', file=sys.stderr)
     return 2

@@ -32,8 +32,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       print(f'{name} ERROR {type(e).__name__}: {e}', flush=True)
       failed += 1
       continue
-    print(f'{name} max_abs_err={abs_err:.3e} max_rel_err={rel_err:.3e} {"OK" if ok else "FAIL"}',
-          flush=True)
+    print(f'{name} max_abs_err={abs_err:.3e} max_rel_err={rel_err:.3e} {"OK" if ok else "FAIL"}', flush=True)
     failed += not ok
   return 1 if failed else 0
 

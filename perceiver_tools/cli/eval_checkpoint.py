@@ -46,9 +46,9 @@ from perceiver_tools.cli import _flags
 
 # Released ImageNet checkpoint -> its row of the Perceiver IO ImageNet table.
 TABLE_ROWS = {
-    'imagenet_learned_position_encoding': 'Learned position (no 2-D information)',
-    'imagenet_fourier_position_encoding': '2-D Fourier features',
-    'imagenet_conv_preprocessing': 'Conv preprocessing',
+  'imagenet_learned_position_encoding': 'Learned position (no 2-D information)',
+  'imagenet_fourier_position_encoding': '2-D Fourier features',
+  'imagenet_conv_preprocessing': 'Conv preprocessing',
 }
 _COLUMN = 'released checkpoint'
 
@@ -81,14 +81,22 @@ def _num_examples(ds, batch_size: int, max_examples: int) -> Optional[int]:
   return min(batches * batch_size, max_examples or batches * batch_size)
 
 
-def evaluate(checkpoint: str, data_config: Dict[str, Any], *, split: str = 'validation',
-             config: Optional[Dict[str, Any]] = None, batch_size: int = 50,
-             max_examples: int = 0, keep_logits: bool = False) -> Dict[str, Any]:
+def evaluate(
+  checkpoint: str,
+  data_config: Dict[str, Any],
+  *,
+  split: str = 'validation',
+  config: Optional[Dict[str, Any]] = None,
+  batch_size: int = 50,
+  max_examples: int = 0,
+  keep_logits: bool = False,
+) -> Dict[str, Any]:
   """Top-1 / top-5 (fractions) and the example count of `checkpoint` on `split`
   (plus `logits` [N, K] and `labels` [N] with `keep_logits`)."""
   import jax  # pylint: disable=g-import-not-at-top
   from perceiver import data  # pylint: disable=g-import-not-at-top
   from perceiver import models  # pylint: disable=g-import-not-at-top
+
   params, state, config = checkpoints.load_checkpoint(checkpoint, config=config)
   if config is None:
     raise ValueError(f'{checkpoint} carries no config: pass --preset or --config')
@@ -97,23 +105,26 @@ def evaluate(checkpoint: str, data_config: Dict[str, Any], *, split: str = 'vali
   image_size = int((config.get('image_shape') or (224,))[0])
   model = models.build_from_reference_config(config)
   example = jax.numpy.zeros((1, image_size, image_size, 3), jax.numpy.float32)
-  want_params, want_state = jax.eval_shape(
-      lambda: model.net.init(jax.random.PRNGKey(0), example, is_training=True))
+  want_params, want_state = jax.eval_shape(lambda: model.net.init(jax.random.PRNGKey(0), example, is_training=True))
   checkpoints.check_compatible(want_params, params, what='params')
   checkpoints.check_compatible(want_state, state, what='state')
   apply = jax.jit(lambda p, s, x: model.net.apply(p, s, None, x, is_training=False)[0])
-  ds = data.get_dataset(dict(data_config, name='imagenet2012', image_size=image_size, pos='none',
-                             eval_crop_padding=32, test_split=split),
-                        split='test', batch_size=batch_size, shuffle_seed=None)
+  ds = data.get_dataset(
+    dict(data_config, name='imagenet2012', image_size=image_size, pos='none', eval_crop_padding=32, test_split=split),
+    split='test',
+    batch_size=batch_size,
+    shuffle_seed=None,
+  )
   correct1 = correct5 = count = 0
   kept = []
   total = _num_examples(ds, batch_size, max_examples)
-  progress = Progress(total, f'eval {split}:', unit='images',
-                      report=lambda line: print(line, file=sys.stderr, flush=True))
+  progress = Progress(
+    total, f'eval {split}:', unit='images', report=lambda line: print(line, file=sys.stderr, flush=True)
+  )
   for batch in ds.as_numpy_iterator():
     progress.update(count)
     if max_examples:
-      batch = {k: v[:max_examples - count] for k, v in batch.items()}
+      batch = {k: v[: max_examples - count] for k, v in batch.items()}
     logits = np.asarray(apply(params, state, batch['image']))  # [B, K]
     top5 = np.argsort(-logits, axis=-1)[:, :5]
     labels = batch['label'][:, None]
@@ -139,9 +150,12 @@ def evaluate_export(checkpoint: str, saved: Dict[str, Any]) -> Dict[str, Any]:
   import tempfile  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   from perceiver import train  # pylint: disable=g-import-not-at-top
+
   if not isinstance(saved.get('config'), dict):
-    raise ValueError(f'{checkpoint}: a training export without the run config (written before '
-                     'it was stored); evaluate it with --config.init_from and the preset')
+    raise ValueError(
+      f'{checkpoint}: a training export without the run config (written before '
+      'it was stored); evaluate it with --config.init_from and the preset'
+    )
   config = ml_collections.ConfigDict(saved['config'])
   config.init_from = os.path.abspath(checkpoint)
   with tempfile.TemporaryDirectory() as workdir:
@@ -150,23 +164,20 @@ def evaluate_export(checkpoint: str, saved: Dict[str, Any]) -> Dict[str, Any]:
 
 FLAGS = flags.FlagValues()
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'checkpoint file', flag_values=FLAGS)
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir (prepared imagenet2012 records)',
-                                flag_values=FLAGS)
-_MANUAL_DIR = flags.DEFINE_string('manual_dir', None,
-                                  'ILSVRC2012 tars, to build the records if absent', flag_values=FLAGS)
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir (prepared imagenet2012 records)', flag_values=FLAGS)
+_MANUAL_DIR = flags.DEFINE_string(
+  'manual_dir', None, 'ILSVRC2012 tars, to build the records if absent', flag_values=FLAGS
+)
 _SPLIT = flags.DEFINE_string('split', 'validation', 'TFDS split string', flag_values=FLAGS)
-_CONFIG = flags.DEFINE_string('config', None,
-                              'reference-style config: .json, or an .npz with __config__',
-                              flag_values=FLAGS)
-_PRESET = flags.DEFINE_enum('preset', None, sorted(TABLE_ROWS), 'full-size released config',
-                            flag_values=FLAGS)
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 50, 'examples per batch', lower_bound=1,
-                                   flag_values=FLAGS)
-_MAX_EXAMPLES = flags.DEFINE_integer('max_examples', 0, '0: the whole split', lower_bound=0,
-                                     flag_values=FLAGS)
-_WORKDIR = flags.DEFINE_string('workdir', None,
-                               'write WORKDIR/result.json for scripts/make_tables.py',
-                               flag_values=FLAGS)
+_CONFIG = flags.DEFINE_string(
+  'config', None, 'reference-style config: .json, or an .npz with __config__', flag_values=FLAGS
+)
+_PRESET = flags.DEFINE_enum('preset', None, sorted(TABLE_ROWS), 'full-size released config', flag_values=FLAGS)
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 50, 'examples per batch', lower_bound=1, flag_values=FLAGS)
+_MAX_EXAMPLES = flags.DEFINE_integer('max_examples', 0, '0: the whole split', lower_bound=0, flag_values=FLAGS)
+_WORKDIR = flags.DEFINE_string(
+  'workdir', None, 'write WORKDIR/result.json for scripts/make_tables.py', flag_values=FLAGS
+)
 flags.mark_flag_as_required('checkpoint', flag_values=FLAGS)
 flags.mark_flags_as_mutual_exclusive(['config', 'preset'], flag_values=FLAGS)
 
@@ -174,38 +185,53 @@ flags.mark_flags_as_mutual_exclusive(['config', 'preset'], flag_values=FLAGS)
 def main(argv: Optional[List[str]] = None) -> int:
   _flags.parse(FLAGS, argv, __doc__)
   from perceiver import api  # pylint: disable=g-import-not-at-top
+
   checkpoint = _CHECKPOINT.value
-  own = read_config(checkpoint) if checkpoint.endswith('.npz') and not (
-      _CONFIG.value or _PRESET.value) and os.path.isfile(checkpoint) else None
+  own = (
+    read_config(checkpoint)
+    if checkpoint.endswith('.npz') and not (_CONFIG.value or _PRESET.value) and os.path.isfile(checkpoint)
+    else None
+  )
   if api.is_runner_export(own):  # A training run's params.npz: rerun its evaluation.
     result = evaluate_export(checkpoint, own)
-    print(f'{os.path.basename(checkpoint)} (training export, its run\'s eval split): '
-          + ', '.join(f'{k} {v:.4f}' for k, v in sorted(result.items())))
+    print(
+      f"{os.path.basename(checkpoint)} (training export, its run's eval split): "
+      + ', '.join(f'{k} {v:.4f}' for k, v in sorted(result.items()))
+    )
     if _WORKDIR.value:
-      print('wrote', tables.write_result(_WORKDIR.value, None, result,
-                                         checkpoint=os.path.abspath(checkpoint), split='run'))
+      print(
+        'wrote', tables.write_result(_WORKDIR.value, None, result, checkpoint=os.path.abspath(checkpoint), split='run')
+      )
     return 0
   preset = _PRESET.value or (None if _CONFIG.value else preset_for(_CHECKPOINT.value))
-  config = read_config(_CONFIG.value) if _CONFIG.value else (
-      published.published_config(preset) if preset else None)
+  config = read_config(_CONFIG.value) if _CONFIG.value else (published.published_config(preset) if preset else None)
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   start = time.time()
   try:
-    result = evaluate(_CHECKPOINT.value, dict(data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value),
-                      split=_SPLIT.value, config=config, batch_size=_BATCH_SIZE.value,
-                      max_examples=_MAX_EXAMPLES.value)
+    result = evaluate(
+      _CHECKPOINT.value,
+      dict(data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value),
+      split=_SPLIT.value,
+      config=config,
+      batch_size=_BATCH_SIZE.value,
+      max_examples=_MAX_EXAMPLES.value,
+    )
   except (checkpoints.CheckpointError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   expected = expected_top1(preset) if preset and not _CONFIG.value else None
-  print(f'{os.path.basename(_CHECKPOINT.value)} on {_SPLIT.value} ({int(result["num_examples"])} images, '
-        f'{time.time() - start:.0f} s): top-1 {100 * result["top1"]:.2f}%  top-5 {100 * result["top5"]:.2f}%'
-        + (f'  (published top-1: {expected})' if expected is not None else ''))
+  print(
+    f'{os.path.basename(_CHECKPOINT.value)} on {_SPLIT.value} ({int(result["num_examples"])} images, '
+    f'{time.time() - start:.0f} s): top-1 {100 * result["top1"]:.2f}%  top-5 {100 * result["top5"]:.2f}%'
+    + (f'  (published top-1: {expected})' if expected is not None else '')
+  )
   if _WORKDIR.value:
-    tag = (paper_results.Tag('perceiver_io_imagenet', TABLE_ROWS[preset], _COLUMN)
-           if preset and not _CONFIG.value else None)
-    path = tables.write_result(_WORKDIR.value, tag, result, checkpoint=os.path.abspath(_CHECKPOINT.value),
-                               split=_SPLIT.value)
+    tag = (
+      paper_results.Tag('perceiver_io_imagenet', TABLE_ROWS[preset], _COLUMN) if preset and not _CONFIG.value else None
+    )
+    path = tables.write_result(
+      _WORKDIR.value, tag, result, checkpoint=os.path.abspath(_CHECKPOINT.value), split=_SPLIT.value
+    )
     print(f'wrote {path}' + ('' if tag else ' (no table tag: not a full-size released config)'))
   return 0
 

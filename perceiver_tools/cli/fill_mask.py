@@ -38,8 +38,13 @@ _TEXT = flags.DEFINE_string('text', None, 'text with [MASK] / [MASK:n] placehold
 _SPANS = flags.DEFINE_multi_string('span', [], 'START:END byte span of --text to mask', flag_values=FLAGS)
 _MASK_LEN = flags.DEFINE_integer('mask_len', 9, 'bytes masked by a bare [MASK]', flag_values=FLAGS)
 _MODEL_CONFIG = flags.DEFINE_string('model_config', None, 'JSON or .npz (__config__) model config', flag_values=FLAGS)
-_SPECIAL = flags.DEFINE_enum('special_tokens', 'auto', ['auto', 'none', 'cls_sep'],
-                             'auto: cls_sep for HF weights, none otherwise', flag_values=FLAGS)
+_SPECIAL = flags.DEFINE_enum(
+  'special_tokens',
+  'auto',
+  ['auto', 'none', 'cls_sep'],
+  'auto: cls_sep for HF weights, none otherwise',
+  flag_values=FLAGS,
+)
 _TOP_K = flags.DEFINE_integer('top_k', 3, 'alternatives printed per masked byte span (first byte)', flag_values=FLAGS)
 _DUMP_LOGITS = flags.DEFINE_string('dump_logits', None, 'write the logits [T, V] to this .npy', flag_values=FLAGS)
 
@@ -47,13 +52,14 @@ _PLACEHOLDER = re.compile(r'\[MASK(?::(\d+))?\]')
 MAX_TEXT_BYTES = 1 << 16
 
 
-def parse_text(text: str, mask_len: int, spans: Sequence[str] = (), *,
-               require_mask: bool = True) -> Tuple[bytes, List[Tuple[int, int]]]:
+def parse_text(
+  text: str, mask_len: int, spans: Sequence[str] = (), *, require_mask: bool = True
+) -> Tuple[bytes, List[Tuple[int, int]]]:
   """Text -> (bytes with masked positions as NUL placeholders, [(start, end)] byte spans)."""
   out, masked = bytearray(), []
   pos = 0
   for m in _PLACEHOLDER.finditer(text):
-    out += text[pos:m.start()].encode('utf-8')
+    out += text[pos : m.start()].encode('utf-8')
     n = int(m.group(1)) if m.group(1) else mask_len
     if not 1 <= n <= 4096:
       raise ValueError(f'[MASK:n] needs 1 <= n <= 4096, got {n}')
@@ -74,10 +80,12 @@ def parse_text(text: str, mask_len: int, spans: Sequence[str] = (), *,
   return bytes(out), sorted(masked)
 
 
-def model_inputs(data: bytes, masked: Sequence[Tuple[int, int]], max_seq_len: int,
-                 special_tokens: str) -> Tuple[np.ndarray, np.ndarray, int]:
+def model_inputs(
+  data: bytes, masked: Sequence[Tuple[int, int]], max_seq_len: int, special_tokens: str
+) -> Tuple[np.ndarray, np.ndarray, int]:
   """(tokens int32 [1, max_seq_len], input_mask int32 [1, max_seq_len], offset of byte 0)."""
   from perceiver import tokenizer  # pylint: disable=g-import-not-at-top
+
   ids = np.frombuffer(data, np.uint8).astype(np.int32) + tokenizer.NUM_SPECIAL
   for start, end in masked:
     ids[start:end] = tokenizer.MASK
@@ -89,17 +97,19 @@ def model_inputs(data: bytes, masked: Sequence[Tuple[int, int]], max_seq_len: in
     raise ValueError(f'--text is {len(ids)} tokens; the model takes at most {max_seq_len}')
   tokens = np.full((1, max_seq_len), tokenizer.PAD, np.int32)
   mask = np.zeros((1, max_seq_len), np.int32)
-  tokens[0, :len(ids)] = ids
-  mask[0, :len(ids)] = 1
+  tokens[0, : len(ids)] = ids
+  mask[0, : len(ids)] = 1
   return tokens, mask, offset
 
 
 def _config_from_file(path: str) -> dict:
   if path.endswith('.npz'):
     from perceiver.checkpoints import npz_format  # pylint: disable=g-import-not-at-top
+
     cfg = npz_format.decode_config(npz_format.read_npz(path), source=path)
   else:
     from perceiver.checkpoints import hf  # pylint: disable=g-import-not-at-top
+
     cfg = hf.read_json_object(path)
   if cfg is None:
     raise ValueError(f'--model_config {path} holds no config')
@@ -109,6 +119,7 @@ def _config_from_file(path: str) -> dict:
 def load_masked_lm(checkpoint: str, model_config: Optional[str] = None):
   """(params, reference config, format) of a masked-LM checkpoint."""
   from perceiver import checkpoints  # pylint: disable=g-import-not-at-top
+
   fmt = checkpoints.detect_format(checkpoint)
   params, _, cfg = checkpoints.load_checkpoint(checkpoint, fmt)
   if model_config:
@@ -127,23 +138,26 @@ def load_masked_lm(checkpoint: str, model_config: Optional[str] = None):
 def fill(params, cfg, tokens: np.ndarray, input_mask: np.ndarray) -> np.ndarray:
   """Logits float32 [B, max_seq_len, V] of the masked LM."""
   from perceiver import language  # pylint: disable=g-import-not-at-top
+
   net = language.build_masked_lm(cfg)
   logits, _ = net.apply(params, {}, None, dict(tokens=tokens, input_mask=input_mask), is_training=False)
   return np.asarray(logits, np.float32)
 
 
-def describe(data: bytes, masked: Sequence[Tuple[int, int]], logits: np.ndarray, offset: int,
-             top_k: int = 3) -> List[str]:
+def describe(
+  data: bytes, masked: Sequence[Tuple[int, int]], logits: np.ndarray, offset: int, top_k: int = 3
+) -> List[str]:
   """Printable lines: the filled text, then each span's filling and first-byte alternatives."""
   from perceiver import tokenizer  # pylint: disable=g-import-not-at-top
+
   best = np.argmax(logits, -1)  # [T]
   filled = bytearray(data)
   lines = []
   for start, end in masked:
-    ids = best[offset + start:offset + end]
+    ids = best[offset + start : offset + end]
     piece = tokenizer.decode(ids).encode('utf-8')
     # Pad a short decoding with '?' so the text keeps its length.
-    filled[start:end] = (piece + b'?' * (end - start))[:end - start]
+    filled[start:end] = (piece + b'?' * (end - start))[: end - start]
     first = logits[offset + start]
     alternatives = [tokenizer.decode([int(i)]) for i in np.argsort(-first)[:top_k]]
     lines.append(f'  bytes {start}:{end} -> {tokenizer.decode(ids)!r} (first byte top-{top_k}: {alternatives})')

@@ -30,10 +30,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint', None, 'Flow checkpoint (.pystate / .npz).')
 flags.DEFINE_string('out', None, 'PNG to write.')
 flags.DEFINE_string('flo', None, 'Also write the flow as a .flo file here.')
-flags.DEFINE_float('max_flow', None, 'Flow magnitude (px) drawn fully '
-                   'saturated; default: the largest in the result.')
-flags.DEFINE_integer('min_overlap', None, 'Window overlap (px); default: the '
-                     "model's (20 for the released one).")
+flags.DEFINE_float('max_flow', None, 'Flow magnitude (px) drawn fully saturated; default: the largest in the result.')
+flags.DEFINE_integer('min_overlap', None, "Window overlap (px); default: the model's (20 for the released one).")
 flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
@@ -41,14 +39,16 @@ def model_config_for(config):
   """The flow `config.model` section behind a checkpoint's own config."""
   from perceiver import flow as flow_lib  # pylint: disable=g-import-not-at-top
   from perceiver.checkpoints import published  # pylint: disable=g-import-not-at-top
+
   if config is None:  # A DeepMind pickle: the released architecture.
     config = published.published_config('optical_flow')
   if 'config.model' in config:  # Exported by a flow training run.
     return dict(config['config.model'])
   if config.get('model') == 'optical_flow':
     return flow_lib.model_config_from_reference(config)
-  raise ValueError('the checkpoint is not an optical-flow model (its config '
-                   "names neither 'config.model' nor model='optical_flow')")
+  raise ValueError(
+    "the checkpoint is not an optical-flow model (its config names neither 'config.model' nor model='optical_flow')"
+  )
 
 
 def main(argv):
@@ -72,8 +72,7 @@ def main(argv):
   except errors.CorruptDataError as e:
     raise app.UsageError(str(e).splitlines()[0]) from None
   if frames[0].shape != frames[1].shape:
-    raise app.UsageError(f'the frames differ in size: {frames[0].shape[:2]} '
-                         f'vs {frames[1].shape[:2]}')
+    raise app.UsageError(f'the frames differ in size: {frames[0].shape[:2]} vs {frames[1].shape[:2]}')
   try:
     params, state, config = checkpoints.load_checkpoint(FLAGS.checkpoint)
     model_cfg = model_config_for(config)
@@ -83,30 +82,34 @@ def main(argv):
   except (checkpoints.CheckpointError, ValueError) as e:
     raise app.UsageError(f'--checkpoint={FLAGS.checkpoint}: {e}') from None
   x = np.stack(frames)[None].astype(np.float32) / 255.0 * 2.0 - 1.0
-  expected = jax.eval_shape(lambda f: model.net.init(
-      jax.random.PRNGKey(0), f, is_training=False)[0], jnp.asarray(x))
+  expected = jax.eval_shape(lambda f: model.net.init(jax.random.PRNGKey(0), f, is_training=False)[0], jnp.asarray(x))
   try:
     checkpoints.check_compatible(expected, params)
   except checkpoints.CheckpointError as e:
     raise app.UsageError(f'--checkpoint={FLAGS.checkpoint}: {e}') from None
   h, w = x.shape[2:4]
-  windows = len(flow_lib.tile_origins(
-      (max(h, model.train_size[0]), max(w, model.train_size[1])),
-      model.train_size, model.min_overlap))
-  print(f'{h}x{w} frames, {windows} window(s) of {model.train_size}',
-        flush=True)
+  windows = len(
+    flow_lib.tile_origins(
+      (max(h, model.train_size[0]), max(w, model.train_size[1])), model.train_size, model.min_overlap
+    )
+  )
+  print(f'{h}x{w} frames, {windows} window(s) of {model.train_size}', flush=True)
   start = time.time()
-  out, _ = jax.jit(lambda p, s, f: model.net.apply(
-      p, s, None, f, is_training=False))(params, state, jnp.asarray(x))
+  out, _ = jax.jit(lambda p, s, f: model.net.apply(p, s, None, f, is_training=False))(params, state, jnp.asarray(x))
   flow = np.asarray(out[0], np.float32)
-  print(f'flow computed in {time.time() - start:.1f}s; max |flow| '
-        f'{np.hypot(flow[..., 0], flow[..., 1]).max():.2f} px', flush=True)
+  print(
+    f'flow computed in {time.time() - start:.1f}s; max |flow| {np.hypot(flow[..., 0], flow[..., 1]).max():.2f} px',
+    flush=True,
+  )
   out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
   os.makedirs(out_dir, exist_ok=True)
-  flow_viz.save_flow_png(FLAGS.out, flow, frame=frames[0],
-                         max_flow=FLAGS.max_flow,
-                         title=f'{os.path.basename(frame_paths[0])} -> '
-                         f'{os.path.basename(frame_paths[1])}')
+  flow_viz.save_flow_png(
+    FLAGS.out,
+    flow,
+    frame=frames[0],
+    max_flow=FLAGS.max_flow,
+    title=f'{os.path.basename(frame_paths[0])} -> {os.path.basename(frame_paths[1])}',
+  )
   print(f'wrote {FLAGS.out}')
   if FLAGS.flo:
     flow_data.write_flo(FLAGS.flo, flow)

@@ -30,14 +30,14 @@ from perceiver_tools import tables
 from perceiver_tools.cli import _flags
 
 FLAGS = flags.FlagValues()
-_WORKDIRS = flags.DEFINE_list('workdirs', [], 'workdirs (also taken as arguments)',
-                              flag_values=FLAGS)
-_OUT = flags.DEFINE_string('out', None, 'Markdown file to write (default: stdout)',
-                           flag_values=FLAGS)
-_TABLES = flags.DEFINE_list('tables', None, 'table keys (default: all paper tables and any '
-                            'other table with results)', flag_values=FLAGS)
-_TAG = flags.DEFINE_string('tag', None, 'write TAG/table_row.json (with --table, --row, '
-                           '--column) and exit', flag_values=FLAGS)
+_WORKDIRS = flags.DEFINE_list('workdirs', [], 'workdirs (also taken as arguments)', flag_values=FLAGS)
+_OUT = flags.DEFINE_string('out', None, 'Markdown file to write (default: stdout)', flag_values=FLAGS)
+_TABLES = flags.DEFINE_list(
+  'tables', None, 'table keys (default: all paper tables and any other table with results)', flag_values=FLAGS
+)
+_TAG = flags.DEFINE_string(
+  'tag', None, 'write TAG/table_row.json (with --table, --row, --column) and exit', flag_values=FLAGS
+)
 _TABLE = flags.DEFINE_string('table', None, 'with --tag: the table key', flag_values=FLAGS)
 _ROW = flags.DEFINE_string('row', None, 'with --tag: the row', flag_values=FLAGS)
 _COLUMN = flags.DEFINE_string('column', None, 'with --tag: the column', flag_values=FLAGS)
@@ -51,8 +51,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       missing = [f'--{f.name}' for f in (_TABLE, _ROW, _COLUMN) if f.value is None]
       if missing:
         raise ValueError(f'--tag needs {", ".join(missing)}')
-      print(tables.write_tag(_TAG.value, paper_results.Tag(_TABLE.value, _ROW.value,
-                                                           _COLUMN.value)))
+      print(tables.write_tag(_TAG.value, paper_results.Tag(_TABLE.value, _ROW.value, _COLUMN.value)))
       return 0
     text = tables.make_tables(workdirs, _TABLES.value or None)
   except (tables.TableError, ValueError) as e:

@@ -61,25 +61,37 @@ WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 PEERS = ('hf', 'lucidrains', 'reference')
 
 _VS = flags.DEFINE_list('vs', list(PEERS), f'Peers to compare with: any of {",".join(PEERS)}.')
-_CASES = flags.DEFINE_list('cases', ['io_train_b2', 'io_train_b8', 'io_infer_b16',
-                                     'perceiver_train_b4'], 'Which cases (see the module doc).')
+_CASES = flags.DEFINE_list(
+  'cases', ['io_train_b2', 'io_train_b8', 'io_infer_b16', 'perceiver_train_b4'], 'Which cases (see the module doc).'
+)
 _ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds (one step per implementation each).')
 _STEPS = flags.DEFINE_integer('steps_per_turn', 1, 'Steps an implementation runs per turn.')
-_PEER_PYTHON = flags.DEFINE_string('peer_python', sys.executable,
-                                   'Interpreter with torch/transformers/perceiver-pytorch.')
+_PEER_PYTHON = flags.DEFINE_string(
+  'peer_python', sys.executable, 'Interpreter with torch/transformers/perceiver-pytorch.'
+)
 _REFERENCE = flags.DEFINE_string('reference_path', '', 'deepmind-research checkout (holds perceiver/).')
 _THREADS = flags.DEFINE_integer('threads', 0, 'PyTorch intra-op threads (0: its default).')
 _BATCH = flags.DEFINE_integer('batch_size', 0, "Override every case's batch (0: keep).")
-_DTYPE = flags.DEFINE_enum('compute_dtype', 'keep', ['keep', 'float32', 'bfloat16'],
-                           'Compute dtype of every implementation (PyTorch: autocast).')
-_DEVICE = flags.DEFINE_enum('device', 'cpu', ['cpu', 'gpu'], 'Where the PyTorch peers run '
-                            '(JAX uses its default backend).')
-_AB_FLAGS = flags.DEFINE_string('ours_b_xla_flags', None, 'Also run ours with XLA_FLAGS set '
-                                 'to this, as a peer named "ours+flags": an interleaved A/B '
-                                 'of XLA options in one run.')
-_CPUS = flags.DEFINE_list('cpus', [], 'Pin every worker to these CPUs (e.g. 0 for one core '
-                          'each: robust to load from other processes; PyTorch then runs '
-                          'len(cpus) threads). Empty: no pinning.')
+_DTYPE = flags.DEFINE_enum(
+  'compute_dtype', 'keep', ['keep', 'float32', 'bfloat16'], 'Compute dtype of every implementation (PyTorch: autocast).'
+)
+_DEVICE = flags.DEFINE_enum(
+  'device', 'cpu', ['cpu', 'gpu'], 'Where the PyTorch peers run (JAX uses its default backend).'
+)
+_AB_FLAGS = flags.DEFINE_string(
+  'ours_b_xla_flags',
+  None,
+  'Also run ours with XLA_FLAGS set '
+  'to this, as a peer named "ours+flags": an interleaved A/B '
+  'of XLA options in one run.',
+)
+_CPUS = flags.DEFINE_list(
+  'cpus',
+  [],
+  'Pin every worker to these CPUs (e.g. 0 for one core '
+  'each: robust to load from other processes; PyTorch then runs '
+  'len(cpus) threads). Empty: no pinning.',
+)
 
 
 def _emit(record: Dict[str, Any]) -> None:
@@ -94,8 +106,7 @@ def _perceiver_model() -> Dict[str, Any]:
   """The ImageNet `paper` Perceiver at cpu_bench's size: 4 cross-attends."""
   model = imagenet.paper().model
   model.input.max_resolution = (64, 64)
-  model.encoder = common.model_encoder(num_latents=128, latent_channels=512, num_blocks=4,
-                                       num_cross_attends=4)
+  model.encoder = common.model_encoder(num_latents=128, latent_channels=512, num_blocks=4, num_cross_attends=4)
   return model.to_dict()
 
 
@@ -105,26 +116,30 @@ def _paper_perceiver_model() -> Dict[str, Any]:
 
 
 def _tiny(name: str) -> Dict[str, Any]:
-  model = common.model(name, 10, input=common.model_input(num_bands=4, max_resolution=(16, 16)),
-                       encoder=common.tiny_encoder(
-                           num_cross_attends=1 if name == 'perceiver_io' else 2,
-                           cross_attend_placement='start' if name == 'perceiver_io' else
-                           'interleaved'))
+  model = common.model(
+    name,
+    10,
+    input=common.model_input(num_bands=4, max_resolution=(16, 16)),
+    encoder=common.tiny_encoder(
+      num_cross_attends=1 if name == 'perceiver_io' else 2,
+      cross_attend_placement='start' if name == 'perceiver_io' else 'interleaved',
+    ),
+  )
   return model.to_dict()
 
 
 def case_spec(case: str) -> Dict[str, Any]:
   """(model config dict, batch, input size, mode) of a named case."""
   cases = {
-      'io_train_b2': (_io_model, 2, 64, 'train'),
-      'io_train_b8': (_io_model, 8, 64, 'train'),
-      'io_infer_b16': (_io_model, 16, 64, 'infer'),
-      'perceiver_train_b4': (_perceiver_model, 4, 64, 'train'),
-      # The paper-size models at 224 x 224 (accelerators: scripts/gpu_bench.sh).
-      'paper_perceiver_train': (_paper_perceiver_model, 32, 224, 'train'),
-      'io_a_train': (lambda: imagenet.io_fourier().model.to_dict(), 32, 224, 'train'),
-      'tiny_io_train': (lambda: _tiny('perceiver_io'), 2, 16, 'train'),
-      'tiny_perceiver_train': (lambda: _tiny('perceiver'), 2, 16, 'train'),
+    'io_train_b2': (_io_model, 2, 64, 'train'),
+    'io_train_b8': (_io_model, 8, 64, 'train'),
+    'io_infer_b16': (_io_model, 16, 64, 'infer'),
+    'perceiver_train_b4': (_perceiver_model, 4, 64, 'train'),
+    # The paper-size models at 224 x 224 (accelerators: scripts/gpu_bench.sh).
+    'paper_perceiver_train': (_paper_perceiver_model, 32, 224, 'train'),
+    'io_a_train': (lambda: imagenet.io_fourier().model.to_dict(), 32, 224, 'train'),
+    'tiny_io_train': (lambda: _tiny('perceiver_io'), 2, 16, 'train'),
+    'tiny_perceiver_train': (lambda: _tiny('perceiver'), 2, 16, 'train'),
   }
   if case not in cases:
     raise app.UsageError(f'unknown --cases entry {case!r}; known: {sorted(cases)}')
@@ -132,8 +147,7 @@ def case_spec(case: str) -> Dict[str, Any]:
   model = make()
   if _DTYPE.value != 'keep':
     model['compute_dtype'] = _DTYPE.value
-  return dict(model=model, batch_size=_BATCH.value or batch, input_size=[side, side], mode=mode,
-              device=_DEVICE.value)
+  return dict(model=model, batch_size=_BATCH.value or batch, input_size=[side, side], mode=mode, device=_DEVICE.value)
 
 
 def peers_for(model: Dict[str, Any], wanted: Sequence[str]) -> List[str]:
@@ -147,11 +161,16 @@ def peers_for(model: Dict[str, Any], wanted: Sequence[str]) -> List[str]:
 class Worker:
   """One implementation's process, driven over its stdin/stdout."""
 
-  def __init__(self, impl: str, spec: Dict[str, Any], python: str, env: Dict[str, str],
-               label: Optional[str] = None):
+  def __init__(self, impl: str, spec: Dict[str, Any], python: str, env: Dict[str, str], label: Optional[str] = None):
     self.impl = label or impl
-    self.proc = subprocess.Popen([python, WORKER, f'--impl={impl}'], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    self.proc = subprocess.Popen(
+      [python, WORKER, f'--impl={impl}'],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+      env=env,
+    )
     self._send(spec)
     self.ready = self._recv()
 
@@ -186,8 +205,9 @@ def _load() -> float:
 
 def run_case(case: str, wanted: Sequence[str]) -> None:
   spec = case_spec(case)
-  spec.update(threads=_THREADS.value or len(_CPUS.value), reference_path=_REFERENCE.value,
-              cpus=[int(c) for c in _CPUS.value])
+  spec.update(
+    threads=_THREADS.value or len(_CPUS.value), reference_path=_REFERENCE.value, cpus=[int(c) for c in _CPUS.value]
+  )
   base_env = dict(os.environ)
   workers: List[Worker] = []
   extra = ['ours+flags'] if _AB_FLAGS.value is not None else []
@@ -203,8 +223,9 @@ def run_case(case: str, wanted: Sequence[str]) -> None:
       print(f'peer_bench: {w.ready["unavailable"]}', file=sys.stderr)
       w.close()
       continue
-    _emit(dict(measurement='peer_setup', case=case, impl=impl, batch_size=spec['batch_size'],
-               mode=spec['mode'], **w.ready))
+    _emit(
+      dict(measurement='peer_setup', case=case, impl=impl, batch_size=spec['batch_size'], mode=spec['mode'], **w.ready)
+    )
     workers.append(w)
   times: Dict[str, List[float]] = {w.impl: [] for w in workers}
   loads = []
@@ -212,41 +233,64 @@ def run_case(case: str, wanted: Sequence[str]) -> None:
     for r in range(_ROUNDS.value):
       loads.append(_load())
       # A B, then B A: neither always runs right after the other.
-      for w in (workers if r % 2 == 0 else workers[::-1]):
+      for w in workers if r % 2 == 0 else workers[::-1]:
         times[w.impl] += w.time(_STEPS.value)
   finally:
     closing = {w.impl: w.close() for w in workers}
   results = {}
   for w in workers:
     t = times[w.impl]
-    results[w.impl] = dict(median_s=statistics.median(t), min_s=min(t),
-                           rss_peak_bytes=closing[w.impl].get('rss_peak_bytes'),
-                           device_peak_bytes=closing[w.impl].get('device_peak_bytes'),
-                           num_params=w.ready['num_params'],
-                           comparable_params=w.ready.get('comparable_params', w.ready['num_params']))
-    _emit(dict(measurement='peer_step', case=case, impl=w.impl, mode=spec['mode'],
-               batch_size=spec['batch_size'], times_s=[round(x, 4) for x in t],
-               loadavg_1m=loads, **results[w.impl]))
+    results[w.impl] = dict(
+      median_s=statistics.median(t),
+      min_s=min(t),
+      rss_peak_bytes=closing[w.impl].get('rss_peak_bytes'),
+      device_peak_bytes=closing[w.impl].get('device_peak_bytes'),
+      num_params=w.ready['num_params'],
+      comparable_params=w.ready.get('comparable_params', w.ready['num_params']),
+    )
+    _emit(
+      dict(
+        measurement='peer_step',
+        case=case,
+        impl=w.impl,
+        mode=spec['mode'],
+        batch_size=spec['batch_size'],
+        times_s=[round(x, 4) for x in t],
+        loadavg_1m=loads,
+        **results[w.impl],
+      )
+    )
   ours = results.get('ours')
   for impl, res in results.items():
     if impl == 'ours' or ours is None:
       continue
-    rec = dict(measurement='peer_ratio', case=case, peer=impl, mode=spec['mode'],
-               batch_size=spec['batch_size'], rounds=_ROUNDS.value, loadavg_1m=loads,
-               time_ratio=ours['median_s'] / res['median_s'],
-               time_ratio_best=ours['min_s'] / res['min_s'],
-               rss_ratio=(ours['rss_peak_bytes'] / res['rss_peak_bytes']
-                          if ours['rss_peak_bytes'] and res['rss_peak_bytes'] else None),
-               params=[ours['num_params'], res['num_params']],
-               params_match=ours['num_params'] == res['num_params'])
+    rec = dict(
+      measurement='peer_ratio',
+      case=case,
+      peer=impl,
+      mode=spec['mode'],
+      batch_size=spec['batch_size'],
+      rounds=_ROUNDS.value,
+      loadavg_1m=loads,
+      time_ratio=ours['median_s'] / res['median_s'],
+      time_ratio_best=ours['min_s'] / res['min_s'],
+      rss_ratio=(
+        ours['rss_peak_bytes'] / res['rss_peak_bytes'] if ours['rss_peak_bytes'] and res['rss_peak_bytes'] else None
+      ),
+      params=[ours['num_params'], res['num_params']],
+      params_match=ours['num_params'] == res['num_params'],
+    )
     if not rec['params_match']:
       note = next((w.ready.get('params_note') for w in workers if w.impl == impl), None)
       rec['params_note'] = note
       rec['comparable_params_match'] = ours['num_params'] == res['comparable_params']
       if not rec['comparable_params_match']:
-        print(f'peer_bench: {case}: parameter counts differ and the difference is not '
-              f'explained: ours {ours["num_params"]}, {impl} {res["num_params"]} '
-              f'(comparable {res["comparable_params"]})', file=sys.stderr)
+        print(
+          f'peer_bench: {case}: parameter counts differ and the difference is not '
+          f'explained: ours {ours["num_params"]}, {impl} {res["num_params"]} '
+          f'(comparable {res["comparable_params"]})',
+          file=sys.stderr,
+        )
     _emit(rec)
 
 

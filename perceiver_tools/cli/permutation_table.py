@@ -32,18 +32,16 @@ DEFAULT_ROWS = tuple(mnist_permutation.ROWS)
 FLAGS = flags.FlagValues()
 _OUT = flags.DEFINE_string('out', None, 'output directory', flag_values=FLAGS)
 _ROWS = flags.DEFINE_list('rows', list(DEFAULT_ROWS), 'subset of the rows', flag_values=FLAGS)
-_EPOCHS = flags.DEFINE_float('epochs', None, 'override the shared number of epochs',
-                             flag_values=FLAGS)
-_NUM_STEPS = flags.DEFINE_integer('num_steps', None, 'override with a step count (tests)',
-                                  flag_values=FLAGS)
-_FRESH = flags.DEFINE_bool('fresh', False, 'retrain runs that are already done',
-                           flag_values=FLAGS)
+_EPOCHS = flags.DEFINE_float('epochs', None, 'override the shared number of epochs', flag_values=FLAGS)
+_NUM_STEPS = flags.DEFINE_integer('num_steps', None, 'override with a step count (tests)', flag_values=FLAGS)
+_FRESH = flags.DEFINE_bool('fresh', False, 'retrain runs that are already done', flag_values=FLAGS)
 flags.mark_flag_as_required('out', flag_values=FLAGS)
 
 
 def _total_steps(config) -> int:
   """The runner's step count for `config` (perceiver/train/trainer.py)."""
   from perceiver.train import input_pipeline  # pylint: disable=g-import-not-at-top
+
   if config.train.num_steps > 0:
     return int(config.train.num_steps)
   steps_per_epoch = input_pipeline.num_examples(config.data, 'train') // config.train.batch_size
@@ -59,11 +57,13 @@ def _finished(workdir: str, total_steps: int) -> bool:
   return step == total_steps
 
 
-def run_rows(out: str, rows: List[str], epochs: Optional[float] = None, fresh: bool = False,
-        num_steps: Optional[int] = None) -> dict:
+def run_rows(
+  out: str, rows: List[str], epochs: Optional[float] = None, fresh: bool = False, num_steps: Optional[int] = None
+) -> dict:
   """Trains the raw and permuted preset of every row; returns the timing record."""
   from absl import logging  # pylint: disable=g-import-not-at-top
   from perceiver import train  # pylint: disable=g-import-not-at-top
+
   logging.set_verbosity(logging.WARNING)
   start = time.time()
   timing = {'runs': {}}
@@ -89,8 +89,11 @@ def run_rows(out: str, rows: List[str], epochs: Optional[float] = None, fresh: b
       seconds = time.time() - t0
       timing['runs'][preset] = round(seconds, 1)
       top1 = tables.last_eval(workdir)[0].get('top1')
-      print(f'[permutation_table] {preset}: top-1 {100 * top1:.1f}% '
-            f'({"trained" if result else "already done"}, {seconds:.0f} s)', flush=True)
+      print(
+        f'[permutation_table] {preset}: top-1 {100 * top1:.1f}% '
+        f'({"trained" if result else "already done"}, {seconds:.0f} s)',
+        flush=True,
+      )
   timing['total_s'] = round(time.time() - start, 1)
   text = tables.make_tables(workdirs, ['mnist_permutation'])
   with open(os.path.join(out, 'table.md'), 'w') as f:

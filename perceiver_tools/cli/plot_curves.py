@@ -21,8 +21,7 @@ from perceiver_tools import tables
 from perceiver_tools.cli import _flags
 
 FLAGS = flags.FlagValues()
-_WORKDIRS = flags.DEFINE_list('workdirs', [], 'run workdirs (also taken as arguments)',
-                              flag_values=FLAGS)
+_WORKDIRS = flags.DEFINE_list('workdirs', [], 'run workdirs (also taken as arguments)', flag_values=FLAGS)
 _OUT = flags.DEFINE_string('out', None, 'PNG file', flag_values=FLAGS)
 _METRIC = flags.DEFINE_string('metric', 'top1', 'top1, top5 or mAP', flag_values=FLAGS)
 flags.mark_flag_as_required('out', flag_values=FLAGS)
@@ -39,8 +38,10 @@ def label_of(workdir: str) -> str:
 
 def plot(workdirs: List[str], out: str, metric: str = 'top1') -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
   colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
   for i, workdir in enumerate(workdirs):
@@ -49,8 +50,9 @@ def plot(workdirs: List[str], out: str, metric: str = 'top1') -> None:
     for split, records in tables.read_metrics(workdir).items():
       steps = [r['step'] for r in records]
       train = split == 'train'
-      style = dict(color=colour, linestyle='-' if train else 'none', marker=None if train else 'o',
-                   alpha=0.9 if train else 1.0)
+      style = dict(
+        color=colour, linestyle='-' if train else 'none', marker=None if train else 'o', alpha=0.9 if train else 1.0
+      )
       name = f'{label}, {"train" if train else split}'
       if all('loss' in r for r in records):
         ax_loss.plot(steps, [r['loss'] for r in records], label=name, **style)

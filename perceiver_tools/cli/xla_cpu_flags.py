@@ -24,20 +24,21 @@ from absl import app
 from absl import flags
 
 CANDIDATES = (
-    '',
-    '--xla_cpu_use_thunk_runtime=false',
-    '--xla_cpu_use_onednn=true',
-    '--xla_cpu_experimental_onednn_custom_call=true',
-    '--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot',
-    '--xla_cpu_use_xnnpack=true',
-    '--xla_cpu_experimental_xnn_fusion_type=dot',
-    '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY',
-    '--xla_cpu_experimental_ynn_fusion_type=dot',
-    '--xla_cpu_enable_fast_math=true',
+  '',
+  '--xla_cpu_use_thunk_runtime=false',
+  '--xla_cpu_use_onednn=true',
+  '--xla_cpu_experimental_onednn_custom_call=true',
+  '--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot',
+  '--xla_cpu_use_xnnpack=true',
+  '--xla_cpu_experimental_xnn_fusion_type=dot',
+  '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY',
+  '--xla_cpu_experimental_ynn_fusion_type=dot',
+  '--xla_cpu_enable_fast_math=true',
 )
 
-_FLAG_SETS = flags.DEFINE_list('flag_sets', None, 'XLA_FLAGS values to try, comma-separated '
-                               '(default: the built-in candidates).')
+_FLAG_SETS = flags.DEFINE_list(
+  'flag_sets', None, 'XLA_FLAGS values to try, comma-separated (default: the built-in candidates).'
+)
 _N = flags.DEFINE_integer('n', 2048, 'Side of the square matmul.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per matmul (best is kept).')
 
@@ -62,8 +63,9 @@ print(json.dumps(out))
 
 def measure(flag_set: str, n: int, repeats: int) -> dict:
   env = dict(os.environ, XLA_FLAGS=flag_set)
-  proc = subprocess.run([sys.executable, '-c', _MEASURE, str(n), str(repeats)], env=env,
-                        capture_output=True, text=True, timeout=1800)
+  proc = subprocess.run(
+    [sys.executable, '-c', _MEASURE, str(n), str(repeats)], env=env, capture_output=True, text=True, timeout=1800
+  )
   rec = {'xla_flags': flag_set, 'loadavg_1m': round(os.getloadavg()[0], 2)}
   if proc.returncode != 0:
     lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
@@ -76,7 +78,7 @@ def measure(flag_set: str, n: int, repeats: int) -> dict:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  for flag_set in (_FLAG_SETS.value if _FLAG_SETS.value is not None else CANDIDATES):
+  for flag_set in _FLAG_SETS.value if _FLAG_SETS.value is not None else CANDIDATES:
     print(json.dumps(measure(flag_set, _N.value, _REPEATS.value)), flush=True)
 
 

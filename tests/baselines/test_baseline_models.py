@@ -51,8 +51,7 @@ def test_resnet50_ff_is_haikus_resnet50_with_wider_input():
   """Only the first conv differs from hk.nets.ResNet50: 3 + 2*(2*64+1) = 261 input channels."""
   config = baseline_configs.get_config('resnet50_ff')
   params, _ = _shapes(baselines.build_baseline(config.model), IMAGENET)
-  reference = hk.transform_with_state(
-      lambda x: hk.nets.ResNet50(1000, name='resnet')(x, is_training=True))
+  reference = hk.transform_with_state(lambda x: hk.nets.ResNet50(1000, name='resnet')(x, is_training=True))
   ref_params, _ = jax.eval_shape(lambda x: reference.init(RNG, x), IMAGENET['image'])
   assert params['resnet/~/initial_conv']['w'].shape == (7, 7, 261, 64)
   assert _count(params) == _count(ref_params) + 7 * 7 * (261 - 3) * 64
@@ -75,11 +74,18 @@ def test_baseline_inputs_equal_the_perceivers_byte_array():
   image = jax.random.normal(RNG, (2, 6, 8, 3))
   fourier = dict(num_bands=4, max_resolution=(6, 8), concat_pos=True, sine_only=False)
   for seed in (-1, 0, 3):
-    ours = hk.transform(lambda x, s=seed: baselines.GridInputs(
-        schema.BaselineInputConfig(num_bands=4, permute_seed=s))({'image': x}))
-    perceiver = hk.transform(lambda x, s=seed: io.ImagePreprocessor(
-        prep_type='pixels', spatial_downsample=1, position_encoding_type='fourier',
-        fourier_position_encoding_kwargs=fourier, permute_seed=s)(x, is_training=False)[0])
+    ours = hk.transform(
+      lambda x, s=seed: baselines.GridInputs(schema.BaselineInputConfig(num_bands=4, permute_seed=s))({'image': x})
+    )
+    perceiver = hk.transform(
+      lambda x, s=seed: io.ImagePreprocessor(
+        prep_type='pixels',
+        spatial_downsample=1,
+        position_encoding_type='fourier',
+        fourier_position_encoding_kwargs=fourier,
+        permute_seed=s,
+      )(x, is_training=False)[0]
+    )
     grid = jax.jit(ours.apply)(ours.init(RNG, image), None, image)  # [B, H, W, C]
     byte_array = jax.jit(perceiver.apply)(perceiver.init(RNG, image), None, image)  # [B, M, C]
     np.testing.assert_allclose(np.asarray(grid).reshape(byte_array.shape), byte_array, atol=1e-6)
@@ -101,44 +107,56 @@ def test_pixel_transformer_is_permutation_invariant_and_the_2d_models_are_not():
   (mean-pooled) gives identical outputs on permuted inputs; ResNet and a
   patch ViT see different images."""
   inputs = {'image': jax.random.uniform(RNG, (2, 8, 8, 1))}
-  raw, perm = _raw_and_permuted(_tiny('transformer', vit=dict(
-      patch_size=1, hidden_size=16, num_layers=2, num_heads=2, pool='mean')), inputs)
+  raw, perm = _raw_and_permuted(
+    _tiny('transformer', vit=dict(patch_size=1, hidden_size=16, num_layers=2, num_heads=2, pool='mean')), inputs
+  )
   np.testing.assert_allclose(raw, perm, rtol=1e-4, atol=1e-5)
-  for cfg in (_tiny('vit', vit=dict(patch_size=4, hidden_size=16, num_layers=1, num_heads=2)),
-              _tiny('resnet', resnet=dict(blocks_per_group=(1, 1, 1, 1), channels_per_group=(4, 4, 4, 4),
-                                          bottleneck=False, initial_conv_channels=4))):
+  for cfg in (
+    _tiny('vit', vit=dict(patch_size=4, hidden_size=16, num_layers=1, num_heads=2)),
+    _tiny(
+      'resnet',
+      resnet=dict(
+        blocks_per_group=(1, 1, 1, 1), channels_per_group=(4, 4, 4, 4), bottleneck=False, initial_conv_channels=4
+      ),
+    ),
+  ):
     raw, perm = _raw_and_permuted(cfg, inputs)
     assert np.max(np.abs(raw - perm)) > 1e-3, cfg['name']
 
 
 def test_points_are_laid_out_on_a_grid_with_3d_fourier_features():
   points = jax.random.uniform(RNG, (2, 30, 3), minval=-1, maxval=1)
-  cfg = {'modality': 'points', 'num_bands': 2,
-         'max_resolution': (8, 8, 8), 'grid_size': 5}
-  grid = hk.transform(lambda p: baselines.GridInputs(schema.BaselineInputConfig(**cfg))(
-      {'points': p})).apply({}, None, points)
+  cfg = {'modality': 'points', 'num_bands': 2, 'max_resolution': (8, 8, 8), 'grid_size': 5}
+  grid = hk.transform(lambda p: baselines.GridInputs(schema.BaselineInputConfig(**cfg))({'points': p})).apply(
+    {}, None, points
+  )
   assert grid.shape == (2, 5, 5, 3 * (2 * 2 + 1))
   np.testing.assert_allclose(np.asarray(grid[..., :3]).reshape(2, 25, 3), points[:, :25], atol=1e-6)
-  padded = hk.transform(lambda p: baselines.GridInputs(
-      schema.BaselineInputConfig(**{**cfg, 'grid_size': 6}))({'points': p}))
+  padded = hk.transform(
+    lambda p: baselines.GridInputs(schema.BaselineInputConfig(**{**cfg, 'grid_size': 6}))({'points': p})
+  )
   out = np.asarray(padded.apply({}, None, points)).reshape(2, 36, -1)
   assert np.all(out[:, 30:] == 0) and np.all(np.any(out[:, :30] != 0, axis=-1))
 
 
 def test_transformer_resizes_before_position_features():
-  cfg = _tiny('transformer', input=dict(resize=(4, 4)), vit=dict(
-      patch_size=1, hidden_size=8, num_layers=1, num_heads=2))
+  cfg = _tiny(
+    'transformer', input=dict(resize=(4, 4)), vit=dict(patch_size=1, hidden_size=8, num_layers=1, num_heads=2)
+  )
   params, _ = _shapes(baselines.build_baseline(cfg), {'image': jax.ShapeDtypeStruct((1, 12, 12, 1), jnp.float32)})
   assert params['vit/embedding']['w'].shape == (1 + 2 * (2 * 3 + 1), 8)
 
 
-@pytest.mark.parametrize('bad, message', [
+@pytest.mark.parametrize(
+  'bad, message',
+  [
     (dict(resnet=dict(blocks=3)), 'unknown key'),
     (dict(encoder={}), 'unknown key'),
     (dict(decoder=dict(num_classes=0)), 'num_classes'),
     (dict(name='transformer', vit=dict(patch_size=2)), 'patch_size must be 1'),
     (dict(compute_dtype='bfloat16'), 'vit/transformer only'),
-])
+  ],
+)
 def test_bad_configs_fail_before_tracing(bad, message):
   cfg = _tiny('resnet')
   cfg.update(bad)
@@ -157,8 +175,12 @@ def test_bfloat16_vit_keeps_float32_params_and_outputs():
   assert out.dtype == jnp.float32 and out.shape == (2, 5)
 
 
-_INPUTS = {'imagenet2012': {'image': (224, 224, 3)}, 'modelnet40': {'points': (2048, 3)},
-           'mnist': {'image': (28, 28, 1)}, 'synthetic': None}
+_INPUTS = {
+  'imagenet2012': {'image': (224, 224, 3)},
+  'modelnet40': {'points': (2048, 3)},
+  'mnist': {'image': (28, 28, 1)},
+  'synthetic': None,
+}
 
 
 @pytest.mark.parametrize('preset', sorted(baseline_configs.PRESETS))
@@ -173,14 +195,17 @@ def test_every_preset_builds_and_is_tagged(preset):
     assert tag.column != 'permuted' or config.model.input.permute_seed == baseline_configs.PERMUTE_SEED
   if preset.endswith('_permuted'):
     assert config.model.input.permute_seed >= 0
-    raw = baseline_configs.get_config(preset[:-len('_permuted')])
+    raw = baseline_configs.get_config(preset[: -len('_permuted')])
     assert raw.model.input.permute_seed == -1
-    assert config.model.to_dict() == {**raw.model.to_dict(), 'input': {
-        **raw.model.input.to_dict(), 'permute_seed': baseline_configs.PERMUTE_SEED}}
+    assert config.model.to_dict() == {
+      **raw.model.to_dict(),
+      'input': {**raw.model.input.to_dict(), 'permute_seed': baseline_configs.PERMUTE_SEED},
+    }
 
 
 def test_runner_builds_baselines():
   from perceiver import models  # pylint: disable=import-outside-toplevel
+
   net = models.build_model(_tiny('vit', vit=dict(patch_size=2, hidden_size=8, num_layers=1, num_heads=2)))
   params, _ = jax.eval_shape(lambda x: net.init(RNG, x, is_training=True), {'image': jnp.ones((1, 4, 4, 1))})
   assert 'vit/head' in params

@@ -23,20 +23,21 @@ _ERF = np.vectorize(math.erf)
 class Conventions:
   layer_norm_eps: float = 1e-5
   gelu_approximate: bool = True
-  conv_padding: object = 'SAME'       # or ((3, 3), (3, 3)) like torch
-  pool_padding: str = 'SAME'          # or 'VALID' like torch
+  conv_padding: object = 'SAME'  # or ((3, 3), (3, 3)) like torch
+  pool_padding: str = 'SAME'  # or 'VALID' like torch
   decoder_query_mask: bool = True
 
   @classmethod
   def from_config(cls, config: dict) -> 'Conventions':
     compat = config.get('hf_compat', {})
     conv_padding = compat.get('conv_stem_padding', 'SAME')
-    return cls(layer_norm_eps=config.get('layer_norm_eps', 1e-5),
-               gelu_approximate=compat.get('gelu_approximate', True),
-               conv_padding=conv_padding if isinstance(conv_padding, str)
-               else tuple(map(tuple, conv_padding)),
-               pool_padding=compat.get('conv_stem_pool_padding', 'SAME'),
-               decoder_query_mask=compat.get('decoder_query_mask', True))
+    return cls(
+      layer_norm_eps=config.get('layer_norm_eps', 1e-5),
+      gelu_approximate=compat.get('gelu_approximate', True),
+      conv_padding=conv_padding if isinstance(conv_padding, str) else tuple(map(tuple, conv_padding)),
+      pool_padding=compat.get('conv_stem_pool_padding', 'SAME'),
+      decoder_query_mask=compat.get('decoder_query_mask', True),
+    )
 
 
 def _ln(x, p, eps):
@@ -51,14 +52,15 @@ def _linear(x, p):
 
 def _gelu(x, approximate):
   if approximate:
-    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
   return 0.5 * x * (1 + _ERF(x / np.sqrt(2)))
 
 
 def _attention(q_in, kv_in, params, mod, heads, mask):
   """mask: [B, Nq, Nk] booleans (True = attend) or None."""
-  q, k, v = (_linear(x, params[f'{mod}/attention/{n}'])
-             for x, n in ((q_in, 'linear'), (kv_in, 'linear_1'), (kv_in, 'linear_2')))
+  q, k, v = (
+    _linear(x, params[f'{mod}/attention/{n}']) for x, n in ((q_in, 'linear'), (kv_in, 'linear_1'), (kv_in, 'linear_2'))
+  )
   b, nq, _ = q.shape
   q = q.reshape(b, nq, heads, -1)
   k = k.reshape(b, k.shape[1], heads, -1)
@@ -75,14 +77,19 @@ def _attention(q_in, kv_in, params, mod, heads, mask):
 
 
 def _mlp(x, params, mod, conv):
-  return _linear(_gelu(_linear(x, params[f'{mod}/mlp/linear']), conv.gelu_approximate),
-                 params[f'{mod}/mlp/linear_1'])
+  return _linear(_gelu(_linear(x, params[f'{mod}/mlp/linear']), conv.gelu_approximate), params[f'{mod}/mlp/linear_1'])
 
 
 def _cross(q_in, kv_in, params, mod, heads, residual, conv, mask=None):
   eps = conv.layer_norm_eps
-  x = _attention(_ln(q_in, params[f'{mod}/layer_norm'], eps),
-                 _ln(kv_in, params[f'{mod}/layer_norm_1'], eps), params, mod, heads, mask)
+  x = _attention(
+    _ln(q_in, params[f'{mod}/layer_norm'], eps),
+    _ln(kv_in, params[f'{mod}/layer_norm_1'], eps),
+    params,
+    mod,
+    heads,
+    mask,
+  )
   if residual:
     x = x + q_in
   return x + _mlp(_ln(x, params[f'{mod}/layer_norm_2'], eps), params, mod, conv)
@@ -98,10 +105,21 @@ def _self(x, params, mod, heads, conv):
 def _encode(inputs, params, enc, conv, input_mask=None):
   latents = params['perceiver_encoder/~/trainable_position_encoding']['pos_embs']
   z = np.broadcast_to(latents, (inputs.shape[0],) + latents.shape)
-  mask = None if input_mask is None else np.broadcast_to(
-      input_mask[:, None, :].astype(bool), (inputs.shape[0], z.shape[1], inputs.shape[1]))
-  z = _cross(z, inputs, params, 'perceiver_encoder/~/cross_attention',
-             enc['num_cross_attend_heads'], enc.get('use_query_residual', True), conv, mask)
+  mask = (
+    None
+    if input_mask is None
+    else np.broadcast_to(input_mask[:, None, :].astype(bool), (inputs.shape[0], z.shape[1], inputs.shape[1]))
+  )
+  z = _cross(
+    z,
+    inputs,
+    params,
+    'perceiver_encoder/~/cross_attention',
+    enc['num_cross_attend_heads'],
+    enc.get('use_query_residual', True),
+    conv,
+    mask,
+  )
   for _ in range(enc['num_blocks']):
     for i in range(enc['num_self_attends_per_block']):
       mod = 'perceiver_encoder/~/self_attention' + (f'_{i}' if i else '')
@@ -111,9 +129,9 @@ def _encode(inputs, params, enc, conv, input_mask=None):
 
 def fourier_features(index_dims, max_resolution, num_bands):
   grids = np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in index_dims], indexing='ij')
-  pos = np.stack(grids, -1).reshape(-1, len(index_dims))              # [N, d]
+  pos = np.stack(grids, -1).reshape(-1, len(index_dims))  # [N, d]
   freqs = np.stack([np.linspace(1.0, r / 2, num_bands) for r in max_resolution])  # [d, K]
-  feats = (pos[:, :, None] * freqs[None]).reshape(pos.shape[0], -1)   # [N, d*K]
+  feats = (pos[:, :, None] * freqs[None]).reshape(pos.shape[0], -1)  # [N, d*K]
   return np.concatenate([pos, np.sin(np.pi * feats), np.cos(np.pi * feats)], -1)
 
 
@@ -139,7 +157,7 @@ def _windows(x, k, s, pads_hw, fill):
 def _conv_stem(x, params, state, conv):
   """7x7/2 conv (no bias) -> BatchNorm (running stats) -> relu -> 3x3/2 max-pool."""
   stem = 'image_preprocessor/~/conv2_d_downsample/~'
-  w = params[f'{stem}/conv']['w']                                    # [7, 7, Cin, Cout]
+  w = params[f'{stem}/conv']['w']  # [7, 7, Cin, Cout]
   pad = lambda i: conv.conv_padding if isinstance(conv.conv_padding, str) else conv.conv_padding[i]
   pads = [_pads(n, 7, 2, pad(i)) for i, n in enumerate(x.shape[1:3])]
   y = np.einsum('bhwijc,ijcd->bhwd', _windows(x, 7, 2, pads, 0.0), w)
@@ -161,8 +179,7 @@ def image_classifier(images, params, state, config):
     c = params['image_preprocessor/~/conv2_d']
     x = (x @ c['w'][0, 0] + c['b']).reshape(b, -1, c['w'].shape[-1])
     pos = params['image_preprocessor/~_build_network_inputs/trainable_position_encoding']['pos_embs']
-    pos = _linear(pos, params['image_preprocessor/~_build_network_inputs/'
-                             'position_encoding_projector/linear'])
+    pos = _linear(pos, params['image_preprocessor/~_build_network_inputs/position_encoding_projector/linear'])
   else:
     if prep['prep_type'] == 'conv':
       x = _conv_stem(x, params, state, conv)
@@ -172,10 +189,8 @@ def image_classifier(images, params, state, config):
   inputs = np.concatenate([x, np.broadcast_to(pos, (b,) + pos.shape)], -1)
   z = _encode(inputs, params, config['encoder'], conv)
   dec = 'classification_decoder/~/basic_decoder'
-  query = np.broadcast_to(params[f'{dec}/~/trainable_position_encoding']['pos_embs'],
-                          (b, 1, z.shape[-1]))
-  out = _cross(query, z, params, f'{dec}/cross_attention', 1,
-               config['decoder'].get('use_query_residual', True), conv)
+  query = np.broadcast_to(params[f'{dec}/~/trainable_position_encoding']['pos_embs'], (b, 1, z.shape[-1]))
+  out = _cross(query, z, params, f'{dec}/cross_attention', 1, config['decoder'].get('use_query_residual', True), conv)
   return _linear(out, params[f'{dec}/output'])[:, 0]
 
 
@@ -183,15 +198,17 @@ def masked_lm(tokens, input_mask, params, config):
   """tokens [B, T] int, input_mask [B, T] -> logits [B, T, vocab]."""
   conv = Conventions.from_config(config)
   emb = params['embed']['embeddings']
-  x = emb[tokens] + params['trainable_position_encoding']['pos_embs'][None, :tokens.shape[1]]
+  x = emb[tokens] + params['trainable_position_encoding']['pos_embs'][None, : tokens.shape[1]]
   z = _encode(x, params, config['encoder'], conv, input_mask)
   dec = config['decoder']
-  query = np.broadcast_to(params['basic_decoder/~/trainable_position_encoding']['pos_embs'],
-                          (tokens.shape[0],) + (dec['output_index_dims'], emb.shape[1]))
+  query = np.broadcast_to(
+    params['basic_decoder/~/trainable_position_encoding']['pos_embs'],
+    (tokens.shape[0],) + (dec['output_index_dims'], emb.shape[1]),
+  )
   mask: Optional[np.ndarray] = None
   if conv.decoder_query_mask:
-    mask = np.broadcast_to(input_mask[:, :, None].astype(bool),
-                           query.shape[:2] + (z.shape[1],))
-  out = _cross(query, z, params, 'basic_decoder/cross_attention', dec['num_heads'],
-               dec['use_query_residual'], conv, mask)
+    mask = np.broadcast_to(input_mask[:, :, None].astype(bool), query.shape[:2] + (z.shape[1],))
+  out = _cross(
+    query, z, params, 'basic_decoder/cross_attention', dec['num_heads'], dec['use_query_residual'], conv, mask
+  )
   return out @ emb.T + params['embedding_decoder']['bias']

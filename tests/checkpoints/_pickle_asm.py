@@ -65,21 +65,35 @@ def ndarray(a: np.ndarray, core: str = 'numpy.core') -> bytes:
   fortran = a.flags.f_contiguous and not a.flags.c_contiguous
   raw = a.tobytes(order='F' if fortran else 'C')
   dtype = call(global_('numpy', 'dtype'), unicode(a.dtype.str[1:]), NEWFALSE, NEWTRUE)
-  dtype += tuple_(binint(3), unicode(a.dtype.byteorder if a.dtype.byteorder != '=' else '<'),
-                  NONE, NONE, NONE, binint(-1), binint(-1), binint(0)) + BUILD
+  dtype += (
+    tuple_(
+      binint(3),
+      unicode(a.dtype.byteorder if a.dtype.byteorder != '=' else '<'),
+      NONE,
+      NONE,
+      NONE,
+      binint(-1),
+      binint(-1),
+      binint(0),
+    )
+    + BUILD
+  )
   shape = tuple_(*[binint(d) for d in a.shape])
   state = tuple_(binint(1), shape, dtype, NEWTRUE if fortran else NEWFALSE, latin1_bytes(raw))
-  return call(global_(f'{core}.multiarray', '_reconstruct'), global_('numpy', 'ndarray'),
-              tuple_(binint(0)), latin1_bytes(b'b')) + state + BUILD
+  return (
+    call(
+      global_(f'{core}.multiarray', '_reconstruct'), global_('numpy', 'ndarray'), tuple_(binint(0)), latin1_bytes(b'b')
+    )
+    + state
+    + BUILD
+  )
 
 
 def flat_mapping(tree: dict) -> bytes:
   """Haiku FlatMapping({module: {name: array}}) as the released files have it."""
-  inner = dict_((unicode(m), dict_((unicode(n), ndarray(a)) for n, a in leaves.items()))
-                for m, leaves in tree.items())
+  inner = dict_((unicode(m), dict_((unicode(n), ndarray(a)) for n, a in leaves.items())) for m, leaves in tree.items())
   return call(global_('haiku._src.data_structures', 'FlatMapping'), inner)
 
 
 def pystate(params: dict, state: dict) -> bytes:
-  return PROTO2 + dict_([(unicode('params'), flat_mapping(params)),
-                         (unicode('state'), flat_mapping(state))]) + STOP
+  return PROTO2 + dict_([(unicode('params'), flat_mapping(params)), (unicode('state'), flat_mapping(state))]) + STOP

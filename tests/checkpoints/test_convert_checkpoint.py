@@ -24,8 +24,14 @@ def _golden_config(golden_dir, tmp_path, name):
 def test_pystate_with_config_json_equals_the_golden(golden_dir, tmp_path):
   name = 'imagenet_conv_preprocessing'
   out = tmp_path / 'out.npz'
-  rc = convert.main([str(golden_dir / 'official' / 'pickles' / f'{name}.pystate'), str(out),
-                     '--config_json', str(_golden_config(golden_dir, tmp_path, name))])
+  rc = convert.main(
+    [
+      str(golden_dir / 'official' / 'pickles' / f'{name}.pystate'),
+      str(out),
+      '--config_json',
+      str(_golden_config(golden_dir, tmp_path, name)),
+    ]
+  )
   assert rc == 0
   got = np.load(out)
   ref = np.load(golden_dir / 'official' / f'{name}.npz')
@@ -38,8 +44,19 @@ def test_pystate_with_config_json_equals_the_golden(golden_dir, tmp_path):
 
 def test_preset_is_written_as_the_config(golden_dir, tmp_path):
   out = tmp_path / 'lm.npz'
-  assert convert.main([str(golden_dir / 'official' / 'pickles' / 'language_masked_lm.pickle'),
-                       str(out), '--format', 'pickle', '--preset', 'language_masked_lm']) == 0
+  assert (
+    convert.main(
+      [
+        str(golden_dir / 'official' / 'pickles' / 'language_masked_lm.pickle'),
+        str(out),
+        '--format',
+        'pickle',
+        '--preset',
+        'language_masked_lm',
+      ]
+    )
+    == 0
+  )
   assert read_checkpoint(out)[2] == published_config('language_masked_lm')
 
 
@@ -51,7 +68,9 @@ def test_hf_weights_carry_their_config(golden_dir, tmp_path):
   assert params['image_preprocessor/~/conv2_d']['w'].shape == (1, 1, 3, 256) and state == {}
 
 
-@pytest.mark.parametrize('make, extra, message', [
+@pytest.mark.parametrize(
+  'make, extra, message',
+  [
     (None, [], 'no such checkpoint file'),
     (b'hello world', [], 'unknown checkpoint format'),
     ('cut', ['--preset', 'language_masked_lm'], 'truncated'),
@@ -59,12 +78,13 @@ def test_hf_weights_carry_their_config(golden_dir, tmp_path):
     ('pickle', ['--format', 'hf-torch'], "asked to read it as 'hf-torch', but the file is 'pickle'"),
     (b'PK\x03\x04 not really a zip', ['--format', 'hf-torch'], 'corrupt or truncated torch zip'),
     ('pickle', ['--config_json', 'absent.json'], 'absent.json: no such'),
-])
+  ],
+)
 def test_errors(golden_dir, tmp_path, capsys, make, extra, message):
   path = tmp_path / 'in.pickle'
   pickle_bytes = (golden_dir / 'official' / 'pickles' / 'language_masked_lm.pickle').read_bytes()
   if make == 'cut':
-    path.write_bytes(pickle_bytes[:len(pickle_bytes) // 2])
+    path.write_bytes(pickle_bytes[: len(pickle_bytes) // 2])
   elif make == 'pickle':
     path.write_bytes(pickle_bytes)
   elif make is not None:
@@ -78,10 +98,18 @@ def test_errors(golden_dir, tmp_path, capsys, make, extra, message):
 def test_command_line(golden_dir, tmp_path):
   out = tmp_path / 'cli.npz'
   result = subprocess.run(
-      [sys.executable, str(SCRIPT), str(golden_dir / 'official' / 'pickles' /
-                                        'imagenet_fourier_position_encoding.pystate'),
-       str(out), '--config_json',
-       str(_golden_config(golden_dir, tmp_path, 'imagenet_fourier_position_encoding'))],
-      capture_output=True, text=True, check=False, cwd=tmp_path)
+    [
+      sys.executable,
+      str(SCRIPT),
+      str(golden_dir / 'official' / 'pickles' / 'imagenet_fourier_position_encoding.pystate'),
+      str(out),
+      '--config_json',
+      str(_golden_config(golden_dir, tmp_path, 'imagenet_fourier_position_encoding')),
+    ],
+    capture_output=True,
+    text=True,
+    check=False,
+    cwd=tmp_path,
+  )
   assert result.returncode == 0, result.stderr
   assert '(pystate) ->' in result.stdout and out.exists()

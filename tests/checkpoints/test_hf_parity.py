@@ -15,27 +15,31 @@ from perceiver.checkpoints import hf, load_checkpoint, load_deepmind_checkpoint
 
 golden = pytest.importorskip('perceiver_tools.golden')
 
-@pytest.mark.parametrize('name', [
+
+@pytest.mark.parametrize(
+  'name',
+  [
     'vision_perceiver_learned',
     'vision_perceiver_fourier',
     'vision_perceiver_conv',
     'language_perceiver',
-])
+  ],
+)
 def test_hf_golden_parity(golden_dir, name):
   path = golden_dir / 'hf' / f'{name}.npz'
   data = np.load(path)
   params, state, config = load_checkpoint(path)
-  inputs = hf.convert_inputs({k.split('::', 1)[1]: data[k] for k in data.files
-                              if k.startswith('input::')})
+  inputs = hf.convert_inputs({k.split('::', 1)[1]: data[k] for k in data.files if k.startswith('input::')})
   case = golden.GoldenCase(name, config, params, state, inputs, {'': data['output']})
   abs_err, rel_err = golden.compare(golden.run_case(case), case.outputs)
   print(f'{name} max_abs_err={abs_err:.3e} max_rel_err={rel_err:.3e}')
   assert abs_err <= golden.MAX_ABS_ERR and rel_err <= golden.MAX_REL_ERR
 
 
-@pytest.mark.parametrize('name', ['imagenet_conv_preprocessing.pystate',
-                                  'imagenet_fourier_position_encoding.pystate',
-                                  'language_masked_lm.pickle'])
+@pytest.mark.parametrize(
+  'name',
+  ['imagenet_conv_preprocessing.pystate', 'imagenet_fourier_position_encoding.pystate', 'language_masked_lm.pickle'],
+)
 def test_released_pickle_parity(golden_dir, name):
   stem = name.rsplit('.', 1)[0]
   case = golden.load_golden(str(golden_dir / 'official' / f'{stem}.npz'))

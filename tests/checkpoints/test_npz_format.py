@@ -9,16 +9,29 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perceiver.checkpoints import (CheckpointError, CheckpointFormatError,
-                                   CheckpointNotFoundError, load_checkpoint,
-                                   read_checkpoint, save_checkpoint)
+from perceiver.checkpoints import (
+  CheckpointError,
+  CheckpointFormatError,
+  CheckpointNotFoundError,
+  load_checkpoint,
+  read_checkpoint,
+  save_checkpoint,
+)
 from perceiver.checkpoints.npz_format import read_npz
 
-PARAMS = {'perceiver_encoder/~/cross_attention/attention/linear':
-              {'w': np.arange(6, dtype=np.float32).reshape(2, 3), 'b': np.zeros(3, np.float32)},
-          'embed': {'embeddings': np.ones((4, 2), np.float32)}}
-STATE = {'image_preprocessor/~/conv2_d_downsample/~/batchnorm/~/mean_ema':
-             {'average': np.ones((1, 1, 1, 2), np.float32), 'counter': np.asarray(5, np.int32)}}
+PARAMS = {
+  'perceiver_encoder/~/cross_attention/attention/linear': {
+    'w': np.arange(6, dtype=np.float32).reshape(2, 3),
+    'b': np.zeros(3, np.float32),
+  },
+  'embed': {'embeddings': np.ones((4, 2), np.float32)},
+}
+STATE = {
+  'image_preprocessor/~/conv2_d_downsample/~/batchnorm/~/mean_ema': {
+    'average': np.ones((1, 1, 1, 2), np.float32),
+    'counter': np.asarray(5, np.int32),
+  }
+}
 CONFIG = {'model': 'image_classifier', 'num_classes': 3, 'encoder': {'z_index_dim': 8}}
 
 
@@ -50,8 +63,9 @@ def test_reads_the_golden_layout(golden_dir):
   assert config['model'] == 'image_classifier'
   assert sum(len(v) for v in params.values()) == sum(k.startswith('params::') for k in ref.files)
   np.testing.assert_array_equal(
-      state['image_preprocessor/~/conv2_d_downsample/~/batchnorm/~/var_ema']['average'],
-      ref['state::image_preprocessor/~/conv2_d_downsample/~/batchnorm/~/var_ema::average'])
+    state['image_preprocessor/~/conv2_d_downsample/~/batchnorm/~/var_ema']['average'],
+    ref['state::image_preprocessor/~/conv2_d_downsample/~/batchnorm/~/var_ema::average'],
+  )
 
 
 def test_object_arrays_are_refused_without_unpickling(tmp_path):
@@ -108,10 +122,14 @@ def test_refuses_names_it_could_not_read_back(tmp_path):
     save_checkpoint(tmp_path / 'x.npz', {'m': {'a::b': np.zeros(1)}}, {}, None)
 
 
-_GOOD = _npz_bytes({'params::m::w': np.arange(6, dtype=np.float32).reshape(2, 3),
-                    '__config__': np.asarray('{"model": "x"}')})
-_GOOD_COMPRESSED = (lambda: (lambda b: (np.savez_compressed(b, **{
-    'params::m::w': np.arange(6, dtype=np.float32)}), b.getvalue())[1])(io.BytesIO()))()
+_GOOD = _npz_bytes(
+  {'params::m::w': np.arange(6, dtype=np.float32).reshape(2, 3), '__config__': np.asarray('{"model": "x"}')}
+)
+_GOOD_COMPRESSED = (
+  lambda: (lambda b: (np.savez_compressed(b, **{'params::m::w': np.arange(6, dtype=np.float32)}), b.getvalue())[1])(
+    io.BytesIO()
+  )
+)()
 
 
 def _read_or_our_error(tmp_path_factory, data: bytes) -> None:
@@ -123,24 +141,27 @@ def _read_or_our_error(tmp_path_factory, data: bytes) -> None:
     pass
 
 
-@settings(max_examples=200, deadline=1000,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+  max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(max_size=400))
 def test_fuzz_random_bytes(tmp_path_factory, data):
   _read_or_our_error(tmp_path_factory, b'PK\x03\x04' + data)
 
 
-@settings(max_examples=300, deadline=1000,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(which=st.booleans(), edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True),
-                                                     st.integers(0, 255)), min_size=1, max_size=6),
-       cut=st.floats(0, 1))
+@settings(
+  max_examples=300, deadline=1000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+  which=st.booleans(),
+  edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=6),
+  cut=st.floats(0, 1),
+)
 def test_fuzz_mutated_npz(tmp_path_factory, which, edits, cut):
   data = bytearray(_GOOD if which else _GOOD_COMPRESSED)
   for pos, value in edits:
     data[int(pos * len(data))] = value
-  _read_or_our_error(tmp_path_factory, bytes(data[:max(1, int(cut * len(data)))]
-                                             if cut < 0.9 else data))
+  _read_or_our_error(tmp_path_factory, bytes(data[: max(1, int(cut * len(data)))] if cut < 0.9 else data))
 
 
 def test_fuzz_inputs_are_valid_to_start_with(tmp_path):

@@ -12,14 +12,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import _pickle_asm as asm
-from perceiver.checkpoints import (CheckpointError, CheckpointFormatError,
-                                   CheckpointNotFoundError, UnsafeCheckpointError,
-                                   load_deepmind_checkpoint)
+from perceiver.checkpoints import (
+  CheckpointError,
+  CheckpointFormatError,
+  CheckpointNotFoundError,
+  UnsafeCheckpointError,
+  load_deepmind_checkpoint,
+)
 from perceiver.checkpoints import safe_pickle
 from perceiver.checkpoints.safe_pickle import loads_deepmind_checkpoint
 
-RELEASED = ['imagenet_conv_preprocessing.pystate', 'imagenet_fourier_position_encoding.pystate',
-            'language_masked_lm.pickle']
+RELEASED = [
+  'imagenet_conv_preprocessing.pystate',
+  'imagenet_fourier_position_encoding.pystate',
+  'language_masked_lm.pickle',
+]
 
 
 @pytest.mark.parametrize('filename', RELEASED)
@@ -57,14 +64,14 @@ def _roundtrip(arrays: dict) -> dict:
 def test_numpy1_style_arrays_of_every_layout():
   rng = np.random.default_rng(0)
   arrays = {
-      'f32': rng.normal(size=(3, 4)).astype(np.float32),
-      'fortran': np.asfortranarray(rng.normal(size=(3, 5))),
-      'big_endian': rng.normal(size=(4,)).astype('>f4'),
-      'f16': rng.normal(size=(2, 2)).astype(np.float16),
-      'i32': np.arange(6, dtype=np.int32).reshape(2, 3),
-      'bool': np.array([True, False, True]),
-      'scalar': np.asarray(7, np.int32),
-      'empty': np.zeros((0, 3), np.float32),
+    'f32': rng.normal(size=(3, 4)).astype(np.float32),
+    'fortran': np.asfortranarray(rng.normal(size=(3, 5))),
+    'big_endian': rng.normal(size=(4,)).astype('>f4'),
+    'f16': rng.normal(size=(2, 2)).astype(np.float16),
+    'i32': np.arange(6, dtype=np.int32).reshape(2, 3),
+    'bool': np.array([True, False, True]),
+    'scalar': np.asarray(7, np.int32),
+    'empty': np.zeros((0, 3), np.float32),
   }
   got = _roundtrip(arrays)
   for name, a in arrays.items():
@@ -75,9 +82,10 @@ def test_numpy1_style_arrays_of_every_layout():
 @pytest.mark.parametrize('protocol', [2, 3, 4, 5])
 def test_numpy2_pickles_of_plain_dicts(protocol):
   """numpy 2 writes numpy._core names; protocol 5 uses _frombuffer; scalars use scalar()."""
-  tree = {'params': {'enc/linear': {'w': np.arange(12, dtype=np.float32).reshape(3, 4),
-                                    'b': np.float32(0.5)}},
-          'state': {'bn/~/mean_ema': {'counter': np.asarray(3, np.int32)}}}
+  tree = {
+    'params': {'enc/linear': {'w': np.arange(12, dtype=np.float32).reshape(3, 4), 'b': np.float32(0.5)}},
+    'state': {'bn/~/mean_ema': {'counter': np.asarray(3, np.int32)}},
+  }
   out = loads_deepmind_checkpoint(pickle.dumps(tree, protocol=protocol))
   assert np.array_equal(out['params']['enc/linear']['w'], tree['params']['enc/linear']['w'])
   assert out['params']['enc/linear']['b'] == np.float32(0.5)
@@ -107,30 +115,64 @@ def _payloads(marker):
   """(description, pickle bytes, name the error must mention)."""
   cmd = f'touch {marker}'
   evil_value = asm.call(asm.global_('os', 'system'), asm.unicode(cmd))
-  nested = asm.PROTO2 + asm.dict_([(asm.unicode('params'), asm.call(
-      asm.global_('haiku._src.data_structures', 'FlatMapping'),
-      asm.dict_([(asm.unicode('m'), asm.dict_([(asm.unicode('w'), evil_value)]))])))]) + asm.STOP
+  nested = (
+    asm.PROTO2
+    + asm.dict_(
+      [
+        (
+          asm.unicode('params'),
+          asm.call(
+            asm.global_('haiku._src.data_structures', 'FlatMapping'),
+            asm.dict_([(asm.unicode('m'), asm.dict_([(asm.unicode('w'), evil_value)]))]),
+          ),
+        )
+      ]
+    )
+    + asm.STOP
+  )
   return [
-      ('os.system', asm.PROTO2 + evil_value + asm.STOP, 'os.system'),
-      ('posix.system', asm.PROTO2 + asm.call(asm.global_('posix', 'system'),
-                                             asm.unicode(cmd)) + asm.STOP, 'posix.system'),
-      ('builtins.eval', asm.PROTO2 + asm.call(asm.global_('builtins', 'eval'), asm.unicode(
-          f'open({str(marker)!r}, "w")')) + asm.STOP, 'builtins.eval'),
-      ('subprocess.Popen', asm.PROTO2 + asm.call(asm.global_('subprocess', 'Popen'), asm.tuple_(
-          asm.unicode('touch'), asm.unicode(str(marker)))) + asm.STOP, 'subprocess.Popen'),
-      ('nested REDUCE inside a FlatMapping', nested, 'os.system'),
-      ('pickle.dumps of a __reduce__ object', pickle.dumps(_Evil(marker), protocol=2), 'system'),
-      ('STACK_GLOBAL (protocol 4)', pickle.dumps(_Evil(marker), protocol=4), 'system'),
-      ('INST opcode', b'(S' + repr(cmd).encode() + b'\nios\nsystem\n.', 'INST'),
-      ('OBJ opcode', b'(cos\nsystem\nS' + repr(cmd).encode() + b'\no.', 'os.system'),
-      ('NEWOBJ opcode', asm.PROTO2 + asm.global_('numpy', 'ndarray') + asm.EMPTY_TUPLE
-       + b'\x81' + asm.STOP, 'NEWOBJ'),
-      ('allowed callable on a foreign type', asm.PROTO2 + asm.call(
-          asm.global_('numpy.core.multiarray', '_reconstruct'), asm.global_('os', 'system'),
-          asm.tuple_(asm.binint(0)), asm.unicode('b')) + asm.STOP, 'os.system'),
-      ('object dtype', asm.PROTO2 + asm.call(asm.global_('numpy', 'dtype'), asm.unicode('O8'),
-                                             asm.NEWFALSE, asm.NEWTRUE) + asm.STOP, 'dtype'),
-      ('persistent id', asm.PROTO2 + asm.unicode('x') + asm.BINPERSID + asm.STOP, 'BINPERSID'),
+    ('os.system', asm.PROTO2 + evil_value + asm.STOP, 'os.system'),
+    (
+      'posix.system',
+      asm.PROTO2 + asm.call(asm.global_('posix', 'system'), asm.unicode(cmd)) + asm.STOP,
+      'posix.system',
+    ),
+    (
+      'builtins.eval',
+      asm.PROTO2 + asm.call(asm.global_('builtins', 'eval'), asm.unicode(f'open({str(marker)!r}, "w")')) + asm.STOP,
+      'builtins.eval',
+    ),
+    (
+      'subprocess.Popen',
+      asm.PROTO2
+      + asm.call(asm.global_('subprocess', 'Popen'), asm.tuple_(asm.unicode('touch'), asm.unicode(str(marker))))
+      + asm.STOP,
+      'subprocess.Popen',
+    ),
+    ('nested REDUCE inside a FlatMapping', nested, 'os.system'),
+    ('pickle.dumps of a __reduce__ object', pickle.dumps(_Evil(marker), protocol=2), 'system'),
+    ('STACK_GLOBAL (protocol 4)', pickle.dumps(_Evil(marker), protocol=4), 'system'),
+    ('INST opcode', b'(S' + repr(cmd).encode() + b'\nios\nsystem\n.', 'INST'),
+    ('OBJ opcode', b'(cos\nsystem\nS' + repr(cmd).encode() + b'\no.', 'os.system'),
+    ('NEWOBJ opcode', asm.PROTO2 + asm.global_('numpy', 'ndarray') + asm.EMPTY_TUPLE + b'\x81' + asm.STOP, 'NEWOBJ'),
+    (
+      'allowed callable on a foreign type',
+      asm.PROTO2
+      + asm.call(
+        asm.global_('numpy.core.multiarray', '_reconstruct'),
+        asm.global_('os', 'system'),
+        asm.tuple_(asm.binint(0)),
+        asm.unicode('b'),
+      )
+      + asm.STOP,
+      'os.system',
+    ),
+    (
+      'object dtype',
+      asm.PROTO2 + asm.call(asm.global_('numpy', 'dtype'), asm.unicode('O8'), asm.NEWFALSE, asm.NEWTRUE) + asm.STOP,
+      'dtype',
+    ),
+    ('persistent id', asm.PROTO2 + asm.unicode('x') + asm.BINPERSID + asm.STOP, 'BINPERSID'),
   ]
 
 
@@ -163,8 +205,7 @@ def test_build_cannot_tamper_with_the_stand_ins():
   """BUILD on an allowed function would set e.g. its __defaults__ for later loads."""
   scalar = safe_pickle.NUMPY_ALLOWED[('numpy.core.multiarray', 'scalar')]
   before = scalar.__defaults__
-  slotstate = asm.tuple_(asm.NONE, asm.dict_([(asm.unicode('__defaults__'),
-                                               asm.tuple_(asm.unicode('x')))]))
+  slotstate = asm.tuple_(asm.NONE, asm.dict_([(asm.unicode('__defaults__'), asm.tuple_(asm.unicode('x')))]))
   data = asm.PROTO2 + asm.global_('numpy.core.multiarray', 'scalar') + slotstate + asm.BUILD + asm.STOP
   with pytest.raises(UnsafeCheckpointError, match='refused BUILD on function'):
     loads_deepmind_checkpoint(data)
@@ -175,8 +216,9 @@ def test_payload_is_live_under_plain_pickle(tmp_path):
   """Control: the same bytes do run a command under pickle.loads (in a child)."""
   marker = tmp_path / 'pwned'
   data = pickle.dumps(_Evil(marker), protocol=2)
-  subprocess.run([sys.executable, '-c', 'import pickle,sys; pickle.loads(sys.stdin.buffer.read())'],
-                 input=data, check=True)
+  subprocess.run(
+    [sys.executable, '-c', 'import pickle,sys; pickle.loads(sys.stdin.buffer.read())'], input=data, check=True
+  )
   assert marker.exists()
 
 
@@ -207,8 +249,9 @@ def test_array_payload_size_mismatch():
   good = asm.ndarray(np.zeros(3, np.float32))
   bad = good.replace(asm.binint(3), asm.binint(4), 1)  # shape claims 4 elements
   with pytest.raises(CheckpointFormatError, match='needs 16'):
-    loads_deepmind_checkpoint(asm.PROTO2 + asm.dict_([(asm.unicode('m'), asm.dict_(
-        [(asm.unicode('w'), bad)]))]) + asm.STOP)
+    loads_deepmind_checkpoint(
+      asm.PROTO2 + asm.dict_([(asm.unicode('m'), asm.dict_([(asm.unicode('w'), bad)]))]) + asm.STOP
+    )
 
 
 def test_wrong_structure():
@@ -222,9 +265,10 @@ def test_wrong_structure():
 # Fuzzing: random or mutated bytes only ever raise our errors, quickly.
 # ---------------------------------------------------------------------------
 
-_SMALL = asm.pystate({'enc/linear': {'w': np.arange(6, dtype=np.float32).reshape(2, 3),
-                                     'b': np.zeros(3, np.float32)}},
-                     {'bn/~/mean_ema': {'counter': np.asarray(1, np.int32)}})
+_SMALL = asm.pystate(
+  {'enc/linear': {'w': np.arange(6, dtype=np.float32).reshape(2, 3), 'b': np.zeros(3, np.float32)}},
+  {'bn/~/mean_ema': {'counter': np.asarray(1, np.int32)}},
+)
 
 
 def _load_or_our_error(data: bytes) -> None:
@@ -242,8 +286,11 @@ def test_fuzz_random_bytes(data):
 
 
 @settings(max_examples=300, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, len(_SMALL) - 1), st.integers(0, 255)), max_size=8),
-       st.integers(0, len(_SMALL)), st.binary(max_size=16))
+@given(
+  st.lists(st.tuples(st.integers(0, len(_SMALL) - 1), st.integers(0, 255)), max_size=8),
+  st.integers(0, len(_SMALL)),
+  st.binary(max_size=16),
+)
 def test_fuzz_mutated_checkpoint(edits, cut, insert):
   data = bytearray(_SMALL)
   for pos, value in edits:

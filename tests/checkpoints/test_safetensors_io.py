@@ -8,18 +8,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perceiver.checkpoints import (CheckpointError, CheckpointFormatError,
-                                   load_safetensors, save_safetensors)
+from perceiver.checkpoints import CheckpointError, CheckpointFormatError, load_safetensors, save_safetensors
 from perceiver.checkpoints.loader import detect_format
 from perceiver.checkpoints.safetensors_io import loads_safetensors
 
 _ARRAYS = {
-    'a.weight': np.arange(12, dtype=np.float32).reshape(3, 4),
-    'b': np.array([1.5, -2], np.float64),
-    'c': np.array([[1, -2]], np.int64),
-    'd': np.array([True, False]),
-    'e': np.array(3, np.int32),
-    'f': np.zeros((0, 5), np.float16),
+  'a.weight': np.arange(12, dtype=np.float32).reshape(3, 4),
+  'b': np.array([1.5, -2], np.float64),
+  'c': np.array([[1, -2]], np.int64),
+  'd': np.array([True, False]),
+  'e': np.array(3, np.int32),
+  'f': np.zeros((0, 5), np.float16),
 }
 
 
@@ -55,12 +54,13 @@ def test_bfloat16_is_widened_exactly():
   values = np.array([1.0, -0.15625, 3.0e38], np.float32)
   values = ((values.view(np.uint32) >> 16) << 16).view(np.float32)  # bf16-representable
   bits = (values.view(np.uint32) >> 16).astype('<u2').tobytes()
-  tensors, _ = loads_safetensors(_raw({'x': {'dtype': 'BF16', 'shape': [3],
-                                             'data_offsets': [0, 6]}}, bits))
+  tensors, _ = loads_safetensors(_raw({'x': {'dtype': 'BF16', 'shape': [3], 'data_offsets': [0, 6]}}, bits))
   assert tensors['x'].dtype == np.float32 and np.array_equal(tensors['x'], values)
 
 
-@pytest.mark.parametrize('data, match', [
+@pytest.mark.parametrize(
+  'data, match',
+  [
     (b'', 'no header length'),
     (struct.pack('<Q', 1000) + b'{}', 'truncated'),
     (_raw({'x': {'dtype': 'F32', 'shape': [2], 'data_offsets': [0, 8]}}, b'\0' * 4), 'outside'),
@@ -69,7 +69,8 @@ def test_bfloat16_is_widened_exactly():
     (_raw({'x': {'dtype': 'F32', 'shape': [-1], 'data_offsets': [0, 0]}}, b''), 'shape'),
     (struct.pack('<Q', 3) + b'{x}', 'corrupt'),
     (_raw([1, 2], b''), 'not a JSON object'),
-])
+  ],
+)
 def test_malformed_files(data, match):
   with pytest.raises(CheckpointFormatError, match=match):
     loads_safetensors(data, source='bad.safetensors')

@@ -15,26 +15,43 @@ import numpy as np
 import pytest
 
 import _pickle_asm as asm
-from perceiver.checkpoints import (CheckpointFormatError, UnsafeCheckpointError,
-                                   load_checkpoint, load_torch_state_dict)
+from perceiver.checkpoints import CheckpointFormatError, UnsafeCheckpointError, load_checkpoint, load_torch_state_dict
 from perceiver.checkpoints.loader import detect_format
 from perceiver.checkpoints.torch_zip import TORCH_ALLOWED
 
-_NP_TO_STORAGE = {np.dtype(np.float32): 'FloatStorage', np.dtype(np.int64): 'LongStorage',
-                  np.dtype(np.float16): 'HalfStorage'}
+_NP_TO_STORAGE = {
+  np.dtype(np.float32): 'FloatStorage',
+  np.dtype(np.int64): 'LongStorage',
+  np.dtype(np.float16): 'HalfStorage',
+}
 
 
 def _ordered_dict(items=()):
   return asm.call(asm.global_('collections', 'OrderedDict')) + (
-      asm.MARK + b''.join(k + v for k, v in items) + asm.SETITEMS if items else b'')
+    asm.MARK + b''.join(k + v for k, v in items) + asm.SETITEMS if items else b''
+  )
 
 
 def _tensor(key, storage_type, numel, offset, size, stride):
-  storage = asm.tuple_(asm.unicode('storage'), asm.global_('torch', storage_type),
-                       asm.unicode(key), asm.unicode('cpu'), asm.binint(numel)) + asm.BINPERSID
-  return asm.call(asm.global_('torch._utils', '_rebuild_tensor_v2'), storage, asm.binint(offset),
-                  asm.tuple_(*map(asm.binint, size)), asm.tuple_(*map(asm.binint, stride)),
-                  asm.NEWFALSE, _ordered_dict())
+  storage = (
+    asm.tuple_(
+      asm.unicode('storage'),
+      asm.global_('torch', storage_type),
+      asm.unicode(key),
+      asm.unicode('cpu'),
+      asm.binint(numel),
+    )
+    + asm.BINPERSID
+  )
+  return asm.call(
+    asm.global_('torch._utils', '_rebuild_tensor_v2'),
+    storage,
+    asm.binint(offset),
+    asm.tuple_(*map(asm.binint, size)),
+    asm.tuple_(*map(asm.binint, stride)),
+    asm.NEWFALSE,
+    _ordered_dict(),
+  )
 
 
 def _data_pkl(entries, metadata=True):
@@ -72,15 +89,19 @@ def test_views_offsets_shared_storage_and_dtypes(tmp_path):
   bf16_values = np.array([1.0, -2.5, 3.140625], np.float32)  # exactly representable in bf16
   bf16_bits = (bf16_values.view(np.uint32) >> 16).astype('<u2')
   entries = [
-      ('lin.weight', _tensor('0', 'FloatStorage', 12, 0, (3, 4), (4, 1))),
-      ('lin.weight_t', _tensor('0', 'FloatStorage', 12, 0, (4, 3), (1, 4))),  # transposed view
-      ('lin.bias', _tensor('0', 'FloatStorage', 12, 4, (4,), (1,))),         # offset, shared
-      ('bn.num_batches_tracked', _tensor('1', 'LongStorage', 1, 0, (), ())),
-      ('half', _tensor('2', 'HalfStorage', 2, 0, (2,), (1,))),
-      ('bf16', _tensor('3', 'BFloat16Storage', 3, 0, (3,), (1,))),
+    ('lin.weight', _tensor('0', 'FloatStorage', 12, 0, (3, 4), (4, 1))),
+    ('lin.weight_t', _tensor('0', 'FloatStorage', 12, 0, (4, 3), (1, 4))),  # transposed view
+    ('lin.bias', _tensor('0', 'FloatStorage', 12, 4, (4,), (1,))),  # offset, shared
+    ('bn.num_batches_tracked', _tensor('1', 'LongStorage', 1, 0, (), ())),
+    ('half', _tensor('2', 'HalfStorage', 2, 0, (2,), (1,))),
+    ('bf16', _tensor('3', 'BFloat16Storage', 3, 0, (3,), (1,))),
   ]
-  storages = {'0': base.tobytes(), '1': np.array([7], '<i8').tobytes(),
-              '2': np.array([0.5, -1], '<f2').tobytes(), '3': bf16_bits.tobytes()}
+  storages = {
+    '0': base.tobytes(),
+    '1': np.array([7], '<i8').tobytes(),
+    '2': np.array([0.5, -1], '<f2').tobytes(),
+    '3': bf16_bits.tobytes(),
+  }
   path = tmp_path / 'pytorch_model.bin'
   _write_zip(path, _data_pkl(entries), storages)
   sd = load_torch_state_dict(path)
@@ -99,16 +120,24 @@ def test_views_offsets_shared_storage_and_dtypes(tmp_path):
 def test_big_endian_archive(tmp_path):
   values = np.array([1.5, -2.0, 3.25], np.float32)
   path = tmp_path / 'be.bin'
-  _write_zip(path, _data_pkl([('w', _tensor('0', 'FloatStorage', 3, 0, (3,), (1,)))]),
-             {'0': values.astype('>f4').tobytes()}, byteorder='big')
+  _write_zip(
+    path,
+    _data_pkl([('w', _tensor('0', 'FloatStorage', 3, 0, (3,), (1,)))]),
+    {'0': values.astype('>f4').tobytes()},
+    byteorder='big',
+  )
   out = load_torch_state_dict(path)['w']
   assert out.dtype.isnative and np.array_equal(out, values)
 
 
 def test_any_root_folder_name_and_no_metadata(tmp_path):
   path = tmp_path / 'x.pt'
-  _write_zip(path, _data_pkl([('w', _tensor('0', 'FloatStorage', 1, 0, (1,), (1,)))],
-                             metadata=False), {'0': np.ones(1, '<f4').tobytes()}, root='my_model')
+  _write_zip(
+    path,
+    _data_pkl([('w', _tensor('0', 'FloatStorage', 1, 0, (1,), (1,)))], metadata=False),
+    {'0': np.ones(1, '<f4').tobytes()},
+    root='my_model',
+  )
   assert load_torch_state_dict(path)['w'] == 1
 
 
@@ -126,8 +155,7 @@ def test_storage_types_cannot_be_tampered_with(tmp_path):
   float_storage = TORCH_ALLOWED[('torch', 'FloatStorage')]
   slotstate = asm.tuple_(asm.NONE, asm.dict_([(asm.unicode('dtype'), asm.unicode('f2'))]))
   path = tmp_path / 'tamper.bin'
-  _write_zip(path, asm.PROTO2 + asm.global_('torch', 'FloatStorage') + slotstate + asm.BUILD
-             + asm.STOP, {})
+  _write_zip(path, asm.PROTO2 + asm.global_('torch', 'FloatStorage') + slotstate + asm.BUILD + asm.STOP, {})
   with pytest.raises(UnsafeCheckpointError, match='refused BUILD on _StorageType'):
     load_torch_state_dict(path)
   assert float_storage.dtype == np.float32
@@ -135,17 +163,19 @@ def test_storage_types_cannot_be_tampered_with(tmp_path):
 
 def test_foreign_persistent_id_is_refused(tmp_path):
   path = tmp_path / 'pid.bin'
-  _write_zip(path, asm.PROTO2 + asm.tuple_(asm.unicode('module'), asm.unicode('x'))
-             + asm.BINPERSID + asm.STOP, {})
+  _write_zip(path, asm.PROTO2 + asm.tuple_(asm.unicode('module'), asm.unicode('x')) + asm.BINPERSID + asm.STOP, {})
   with pytest.raises(UnsafeCheckpointError, match='persistent id'):
     load_torch_state_dict(path)
 
 
-@pytest.mark.parametrize('case, match', [
+@pytest.mark.parametrize(
+  'case, match',
+  [
     ('missing_storage', 'missing from the archive'),
     ('storage_too_small', 'needs 16'),
     ('view_past_end', 'reads past its storage'),
-])
+  ],
+)
 def test_inconsistent_archives(tmp_path, case, match):
   numel, size, raw = 4, (4,), np.zeros(4, '<f4').tobytes()
   storages = {'0': raw}
@@ -182,7 +212,7 @@ def test_hf_golden_as_torch_file_converts_like_the_npz(golden_dir, tmp_path):
   """A hub snapshot layout: pytorch_model.bin + config.json, no torch needed."""
   golden = golden_dir / 'hf' / 'vision_perceiver_conv.npz'
   data = np.load(golden)
-  state_dict = {k[len('state_dict::'):]: data[k] for k in data.files if k.startswith('state_dict::')}
+  state_dict = {k[len('state_dict::') :]: data[k] for k in data.files if k.startswith('state_dict::')}
   save_state_dict(tmp_path / 'pytorch_model.bin', state_dict)
   hf_config = json.loads(str(data['__config__']))
   hf_config.pop('hf_class')

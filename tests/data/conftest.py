@@ -14,20 +14,29 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Small enough for a few minutes on 2 cores, large enough for the linear
 # baselines to be meaningful.
-SAMPLE_ARGS = ['--imagenet_per_class', '150', '--audioset_per_language', '12',
-               '--modelnet_off', '3,1', '--modelnet_h5', '80,10']
+SAMPLE_ARGS = [
+  '--imagenet_per_class',
+  '150',
+  '--audioset_per_language',
+  '12',
+  '--modelnet_off',
+  '3,1',
+  '--modelnet_h5',
+  '80,10',
+]
 
 
 def _make_sample_data(out: str, args) -> str:
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'scripts', 'make_sample_data.py'),
-       '--out', out] + list(args),
-      capture_output=True, text=True, check=False)
+    [sys.executable, os.path.join(REPO, 'scripts', 'make_sample_data.py'), '--out', out] + list(args),
+    capture_output=True,
+    text=True,
+    check=False,
+  )
   if proc.returncode != 0:
     pytest.fail(f'make_sample_data.py failed:\n{proc.stderr[-3000:]}')
   return out
@@ -46,30 +55,40 @@ def tfds_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope='session')
 def imagenet_config(sample_dir, tfds_dir) -> dict:
   # 1,350 training images: hold out 100 (the reference holds out 10,000).
-  return dict(name='imagenet2012', manual_dir=f'{sample_dir}/imagenet',
-              data_dir=tfds_dir, train_split='train[100:]',
-              valid_split='train[:100]')
+  return dict(
+    name='imagenet2012',
+    manual_dir=f'{sample_dir}/imagenet',
+    data_dir=tfds_dir,
+    train_split='train[100:]',
+    valid_split='train[:100]',
+  )
 
 
 @pytest.fixture(scope='session')
 def audioset_config(sample_dir, tfds_dir) -> dict:
-  return dict(name='audioset', manual_dir=f'{sample_dir}/audioset',
-              data_dir=tfds_dir)
+  return dict(name='audioset', manual_dir=f'{sample_dir}/audioset', data_dir=tfds_dir)
 
 
 @pytest.fixture(scope='session')
 def modelnet_config(sample_dir, tfds_dir) -> dict:
-  return dict(name='modelnet40', manual_dir=f'{sample_dir}/modelnet',
-              data_dir=tfds_dir)
+  return dict(name='modelnet40', manual_dir=f'{sample_dir}/modelnet', data_dir=tfds_dir)
 
 
 # A few examples per class: for tests that read every example (inspect_data,
 # the docs' commands) and must stay fast.
-TINY_ARGS = ['--imagenet_per_class', '15', '--audioset_per_language', '4',
-             '--modelnet_off', '2,1', '--modelnet_h5', '6,2', '--no_video']
+TINY_ARGS = [
+  '--imagenet_per_class',
+  '15',
+  '--audioset_per_language',
+  '4',
+  '--modelnet_off',
+  '2,1',
+  '--modelnet_h5',
+  '6,2',
+  '--no_video',
+]
 
 
 @pytest.fixture(scope='session')
 def tiny_sample_dir(tmp_path_factory) -> str:
-  return _make_sample_data(str(tmp_path_factory.mktemp('tiny_sample')),
-                           TINY_ARGS)
+  return _make_sample_data(str(tmp_path_factory.mktemp('tiny_sample')), TINY_ARGS)

@@ -17,24 +17,22 @@ from perceiver.data._tf import tf
 
 # Without PyAV the sample copy has no video, which video presets now refuse
 # (test_video_presets_without_any_decodable_video_fail_at_start).
-_NEEDS_PYAV = pytest.mark.skipif(importlib.util.find_spec('av') is None,
-                                 reason='needs av (PyAV: pip install av) to write sample videos')
+_NEEDS_PYAV = pytest.mark.skipif(
+  importlib.util.find_spec('av') is None, reason='needs av (PyAV: pip install av) to write sample videos'
+)
 
 
 def _first(config, split, batch_size=2):
-  return next(pdata.get_dataset(config, split=split, batch_size=batch_size,
-                                shuffle_seed=0).as_numpy_iterator())
+  return next(pdata.get_dataset(config, split=split, batch_size=batch_size, shuffle_seed=0).as_numpy_iterator())
 
 
 def test_segment_csv_parsing(audioset_config):
-  rows = audioset.read_segments(
-      os.path.join(audioset_config['manual_dir'], 'eval_segments.csv'))
+  rows = audioset.read_segments(os.path.join(audioset_config['manual_dir'], 'eval_segments.csv'))
   assert len(rows) == 15  # 3 per language
   ytid, start, end, mids = rows[0]
   assert len(ytid) == 11 and end - start == 10.0
   assert mids[0] == '/m/09x0r' and len(mids) == 3  # Quoted list of 3.
-  classes = audioset.read_class_labels(os.path.join(
-      audioset_config['manual_dir'], 'class_labels_indices.csv'))
+  classes = audioset.read_class_labels(os.path.join(audioset_config['manual_dir'], 'class_labels_indices.csv'))
   assert classes[1] == ('/m/05zppz', 'Male speech, man speaking')
 
 
@@ -49,10 +47,10 @@ def test_builder_splits_and_labels(audioset_config):
   assert ex['audio'].shape == (480_000,)  # 10 s resampled to 48 kHz.
 
 
-@pytest.mark.parametrize('name,rate', [('Y{}.wav', 16000),
-                                       ('{}.flac', 44100)])
+@pytest.mark.parametrize('name,rate', [('Y{}.wav', 16000), ('{}.flac', 44100)])
 def test_resampling_to_48khz_keeps_the_signal(tmp_path, name, rate):
   import soundfile as sf  # pylint: disable=g-import-not-at-top
+
   t = np.arange(rate) / rate
   path = str(tmp_path / name.format('abc'))
   sf.write(path, 0.5 * np.sin(2 * np.pi * 440 * t), rate)
@@ -97,8 +95,7 @@ def test_audio_video_batch_has_12544_patches(audioset_config):
 
 @_NEEDS_PYAV
 def test_eval_has_16_clips_covering_the_segment(audioset_config):
-  batch = _first(dict(audioset_config, modality='audio_video', video_size=16),
-                 'test')
+  batch = _first(dict(audioset_config, modality='audio_video', video_size=16), 'test')
   assert batch['audio'].shape == (2, 16, 480, 128)
   assert batch['video'].shape == (2, 16, 32, 16, 16, 3)
   config = pdata.resolve_config(audioset_config)
@@ -109,15 +106,13 @@ def test_eval_has_16_clips_covering_the_segment(audioset_config):
 
 @_NEEDS_PYAV
 def test_video_dropout_zeroes_whole_streams(audioset_config):
-  config = dict(audioset_config, modality='audio_video', video_dropout=1.0,
-                video_size=16)
+  config = dict(audioset_config, modality='audio_video', video_dropout=1.0, video_size=16)
   batch = _first(config, 'train', batch_size=4)
   assert np.all(batch['video'] == 0)
 
 
 def test_patch_video_layout():
-  video = tf.reshape(tf.range(4 * 16 * 16 * 3, dtype=tf.float32),
-                     [4, 16, 16, 3])
+  video = tf.reshape(tf.range(4 * 16 * 16 * 3, dtype=tf.float32), [4, 16, 16, 3])
   patches = audioset.patch_video(video, (2, 8, 8)).numpy()
   assert patches.shape == (2 * 2 * 2, 2 * 8 * 8 * 3)
   # Patch 3 = (t 0, y 1, x 1): frames 0-1, rows 8-15, cols 8-15.
@@ -132,10 +127,8 @@ def test_mean_average_precision_matches_sklearn(seed):
   labels = (rng.random((n, k)) < 0.2).astype(np.float32)
   labels[0] = 1  # Every class has a positive.
   scores = np.round(rng.random((n, k)) + 0.5 * labels, 1)  # With ties.
-  expected = np.mean([average_precision_score(labels[:, c], scores[:, c])
-                      for c in range(k)])
-  assert audioset.mean_average_precision(scores, labels) == pytest.approx(
-      expected, abs=1e-12)
+  expected = np.mean([average_precision_score(labels[:, c], scores[:, c]) for c in range(k)])
+  assert audioset.mean_average_precision(scores, labels) == pytest.approx(expected, abs=1e-12)
   per_class = audioset.average_precision(scores, labels)
   assert per_class.shape == (k,)
 
@@ -150,8 +143,7 @@ def test_mean_average_precision_skips_classes_without_positives():
 
 def test_average_clip_scores():
   scores = np.arange(12, dtype=float).reshape(6, 2)  # 2 segments x 3 clips
-  np.testing.assert_allclose(audioset.average_clip_scores(scores, 3),
-                             [[2, 3], [8, 9]])
+  np.testing.assert_allclose(audioset.average_clip_scores(scores, 3), [[2, 3], [8, 9]])
 
 
 def test_mel_training_batches_are_a_function_of_the_seed(audioset_config):
@@ -165,21 +157,34 @@ def test_video_presets_without_any_decodable_video_fail_at_start(tmp_path):
   PyAV) fails at once naming the fix, instead of spinning at the first batch
   (the training set is repeated, then filtered)."""
   from perceiver.data.pipeline import NoUsableExamplesError  # pylint: disable=g-import-not-at-top
+
   out = str(tmp_path / 'sample')
   repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   proc = subprocess.run(
-      [sys.executable, os.path.join(repo, 'scripts', 'make_sample_data.py'), '--out', out,
-       '--what', 'audioset', '--audioset_per_language', '6', '--no_video'],
-      capture_output=True, text=True, check=False)
+    [
+      sys.executable,
+      os.path.join(repo, 'scripts', 'make_sample_data.py'),
+      '--out',
+      out,
+      '--what',
+      'audioset',
+      '--audioset_per_language',
+      '6',
+      '--no_video',
+    ],
+    capture_output=True,
+    text=True,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   config = dict(name='audioset', manual_dir=f'{out}/audioset', data_dir=str(tmp_path / 'tfds'))
   _first(config, 'train')  # audio only: fine
   for modality, split in (('audio_video', 'train'), ('video', 'train'), ('audio_video', 'test')):
     start = time.monotonic()
     with pytest.raises(NoUsableExamplesError) as error:
-      pdata.get_dataset(dict(config, modality=modality), split=split, batch_size=2,
-                        shuffle_seed=0)
+      pdata.get_dataset(dict(config, modality=modality), split=split, batch_size=2, shuffle_seed=0)
     print(f'\n{modality} {split}: refused after {time.monotonic() - start:.1f} s')
     message = str(error.value)
     assert message.startswith(f'audioset {split}: none of the first ') and (
-        'no decodable video: install PyAV (pip install av)' in message), message
+      'no decodable video: install PyAV (pip install av)' in message
+    ), message

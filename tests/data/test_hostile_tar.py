@@ -26,9 +26,9 @@ def _header(name: str, size: int, typeflag: bytes = b'0') -> bytearray:
 
 def _set_octal(buf: bytearray, offset: int, width: int, value: int) -> None:
   if value < 8 ** (width - 1):
-    buf[offset:offset + width] = f'{value:0{width - 1}o}'.encode() + b'\0'
+    buf[offset : offset + width] = f'{value:0{width - 1}o}'.encode() + b'\0'
   else:  # GNU base-256 for sizes that do not fit in octal
-    buf[offset:offset + width] = b'\x80' + value.to_bytes(width - 1, 'big')
+    buf[offset : offset + width] = b'\x80' + value.to_bytes(width - 1, 'big')
 
 
 def _checksum(buf: bytearray) -> bytearray:
@@ -46,11 +46,11 @@ def _regular(name: str, data: bytes) -> bytes:
 def _sparse(name: str, real_size: int, stored: bytes, hole_at: int) -> bytes:
   """A GNU sparse member: ``stored`` bytes at ``hole_at`` of a ``real_size`` file."""
   buf = _header(name, len(stored), tarfile.GNUTYPE_SPARSE)[:512]
-  _set_octal(buf, 124, 12, len(stored))               # bytes stored in the archive
-  _set_octal(buf, 386, 12, hole_at)                   # sparse map entry: offset
-  _set_octal(buf, 398, 12, len(stored))               #   and its length
-  buf[482] = 0                                        # no extension blocks
-  _set_octal(buf, 483, 12, real_size)                 # the file's real size
+  _set_octal(buf, 124, 12, len(stored))  # bytes stored in the archive
+  _set_octal(buf, 386, 12, hole_at)  # sparse map entry: offset
+  _set_octal(buf, 398, 12, len(stored))  #   and its length
+  buf[482] = 0  # no extension blocks
+  _set_octal(buf, 483, 12, real_size)  # the file's real size
   return bytes(_checksum(buf)) + stored + b'\0' * (-len(stored) % 512)
 
 
@@ -86,9 +86,11 @@ def _read(data: bytes, on_corrupt: str = 'skip'):
 
 
 def test_a_100_gb_sparse_member_is_skipped_and_counted():
-  data = _archive(_regular('a.JPEG', b'x' * 100),
-                  _sparse('big.JPEG', 100 << 30, b'y' * 512, (100 << 30) - 512),
-                  _regular('c.JPEG', b'z' * 100))
+  data = _archive(
+    _regular('a.JPEG', b'x' * 100),
+    _sparse('big.JPEG', 100 << 30, b'y' * 512, (100 << 30) - 512),
+    _regular('c.JPEG', b'z' * 100),
+  )
   assert len(data) < 10_000
   assert tarfile.open(fileobj=io.BytesIO(data), mode='r|').next().name == 'a.JPEG'
   names, skipped = _read(data)
@@ -114,13 +116,18 @@ def test_under_raise_the_error_names_the_member():
     _read(data, 'raise')
 
 
-@settings(max_examples=80, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(
-    st.tuples(st.just('regular'), st.integers(0, 3000)),
-    st.tuples(st.just('sparse'), st.integers(0, 1 << 40)),
-    st.tuples(st.just('oversized'), st.integers(imagenet.MAX_IMAGE_BYTES + 1, 1 << 40))),
-    max_size=6), st.integers(0, 4000))
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+  st.lists(
+    st.one_of(
+      st.tuples(st.just('regular'), st.integers(0, 3000)),
+      st.tuples(st.just('sparse'), st.integers(0, 1 << 40)),
+      st.tuples(st.just('oversized'), st.integers(imagenet.MAX_IMAGE_BYTES + 1, 1 << 40)),
+    ),
+    max_size=6,
+  ),
+  st.integers(0, 4000),
+)
 def test_fuzz_sparse_and_oversized_members(members, cut):
   parts = []
   for i, (kind, size) in enumerate(members):
@@ -132,7 +139,7 @@ def test_fuzz_sparse_and_oversized_members(members, cut):
     else:
       parts.append(_oversized(name, size, b'o' * 512))
   data = _archive(*parts)
-  data = data[:len(data) - cut] if cut < len(data) else data
+  data = data[: len(data) - cut] if cut < len(data) else data
   names, skipped = _read(data)
   big = {f'm{i}.JPEG' for i, (kind, _) in enumerate(members) if kind != 'regular'}
   assert not big & set(names)  # never read
@@ -140,6 +147,8 @@ def test_fuzz_sparse_and_oversized_members(members, cut):
 
 
 def test_report_worst_ratio():
-  print(f"\nsparse/oversized tar members: {_WORST['cases']} archives, worst peak "
-        f"{_WORST['ratio']:.1f} bytes per archive byte ({_WORST['peak']} bytes for a "
-        f"{_WORST['size']}-byte archive)")
+  print(
+    f'\nsparse/oversized tar members: {_WORST["cases"]} archives, worst peak '
+    f'{_WORST["ratio"]:.1f} bytes per archive byte ({_WORST["peak"]} bytes for a '
+    f'{_WORST["size"]}-byte archive)'
+  )

@@ -40,6 +40,7 @@ def _image(kind: int, rng) -> np.ndarray:
 
 def _encode(img: np.ndarray, fmt: str = 'JPEG', mode: str = 'RGB') -> bytes:
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   buf = io.BytesIO()
   Image.fromarray(img).convert(mode).save(buf, format=fmt)
   return buf.getvalue()
@@ -55,8 +56,7 @@ def write_set(root: str, per_class: int = 12, num_val: int = 9) -> dict:
   """The user's ImageNet-layout set; returns the quirky files' names."""
   rng = np.random.default_rng(0)
   os.makedirs(root, exist_ok=True)
-  quirks = dict(png='circle_png.JPEG', cmyk='square_cmyk.JPEG',
-                garbage='stripes_garbage.JPEG')
+  quirks = dict(png='circle_png.JPEG', cmyk='square_cmyk.JPEG', garbage='stripes_garbage.JPEG')
   with tarfile.open(os.path.join(root, imagenet.TRAIN_TAR), 'w') as outer:
     for k, cls in enumerate(CLASSES + ['unlisted']):
       inner = io.BytesIO()
@@ -73,8 +73,7 @@ def write_set(root: str, per_class: int = 12, num_val: int = 9) -> dict:
   labels = [CLASSES[i % 3] for i in range(num_val)]
   with tarfile.open(os.path.join(root, imagenet.VAL_TAR), 'w') as tar:
     for i, cls in enumerate(labels):
-      _add(tar, f'ILSVRC2012_val_{i + 1:08d}.JPEG',
-           _encode(_image(CLASSES.index(cls), rng)))
+      _add(tar, f'ILSVRC2012_val_{i + 1:08d}.JPEG', _encode(_image(CLASSES.index(cls), rng)))
   with open(os.path.join(root, 'my_classes.txt'), 'w') as f:
     f.write('\n'.join(CLASSES) + '\n')
   with open(os.path.join(root, 'my_val_labels.txt'), 'w') as f:
@@ -86,13 +85,21 @@ def write_set(root: str, per_class: int = 12, num_val: int = 9) -> dict:
 def own_set(tmp_path_factory):
   root = str(tmp_path_factory.mktemp('own_imagenet'))
   quirks = write_set(root)
-  config = dict(name='imagenet2012', manual_dir=root,
-                data_dir=str(tmp_path_factory.mktemp('own_records')),
-                class_list='my_classes.txt',
-                validation_labels='my_val_labels.txt', on_corrupt='skip',
-                train_split='train[20%:]', valid_split='train[:20%]',
-                image_size=16, pos='none', randaugment_num_layers=0,
-                mixup_alpha=0.0, cutmix_alpha=0.0)
+  config = dict(
+    name='imagenet2012',
+    manual_dir=root,
+    data_dir=str(tmp_path_factory.mktemp('own_records')),
+    class_list='my_classes.txt',
+    validation_labels='my_val_labels.txt',
+    on_corrupt='skip',
+    train_split='train[20%:]',
+    valid_split='train[:20%]',
+    image_size=16,
+    pos='none',
+    randaugment_num_layers=0,
+    mixup_alpha=0.0,
+    cutmix_alpha=0.0,
+  )
   return config, quirks
 
 
@@ -106,18 +113,14 @@ def test_build_converts_or_skips_and_reports_every_bad_file(own_set, caplog):
   config, quirks = own_set
   with caplog.at_level('WARNING'):
     builder = pdata.get_builder(config)
-  report = {(kind, os.path.basename(path.split(':')[-1]))
-            for kind, path, _ in _report(builder)}
+  report = {(kind, os.path.basename(path.split(':')[-1])) for kind, path, _ in _report(builder)}
   assert ('converted', quirks['png']) in report
   assert ('converted', quirks['cmyk']) in report
   assert ('skipped', quirks['garbage']) in report
-  assert {k for k, n in report if n.startswith('unlisted_')} == {
-      'not_in_class_list'}
-  assert any('build_report.tsv' in r.getMessage() and r.levelname == 'WARNING'
-             for r in caplog.records)
+  assert {k for k, n in report if n.startswith('unlisted_')} == {'not_in_class_list'}
+  assert any('build_report.tsv' in r.getMessage() and r.levelname == 'WARNING' for r in caplog.records)
   # Every stored image decodes with training's decoder, as RGB.
-  ds = builder.as_dataset(split='train',
-                          decoders={'image': pipeline.tfds.decode.SkipDecoding()})
+  ds = builder.as_dataset(split='train', decoders={'image': pipeline.tfds.decode.SkipDecoding()})
   names = []
   for ex in ds:
     tf.image.extract_jpeg_shape(ex['image'])
@@ -133,10 +136,9 @@ def test_own_class_list_and_validation_labels(own_set):
   builder = pdata.get_builder(config)
   assert pipeline.label_names(builder) == CLASSES
   assert pipeline.num_classes(config) == 3
-  ds = builder.as_dataset(split='validation',
-                          decoders={'image': pipeline.tfds.decode.SkipDecoding()})
+  ds = builder.as_dataset(split='validation', decoders={'image': pipeline.tfds.decode.SkipDecoding()})
   for ex in ds.as_numpy_iterator():
-    index = int(ex['file_name'].decode()[len('ILSVRC2012_val_'):-5])
+    index = int(ex['file_name'].decode()[len('ILSVRC2012_val_') : -5])
     assert ex['label'] == (index - 1) % 3
   with pytest.raises(ValueError, match='data.num_classes=1000'):
     pipeline.num_classes(dict(config, num_classes=1000))
@@ -152,16 +154,19 @@ def test_records_of_another_class_list_are_refused(own_set, tmp_path):
 
 def test_a_split_too_large_names_the_field_and_a_fix(own_set):
   config, _ = own_set
-  with pytest.raises(ValueError, match=r"data.train_split='train\[10000:\]'"
-                     r".*--config.data.train_split='train\[10%:\]'"):
-    next(iter(pdata.get_dataset(dict(config, train_split='train[10000:]'),
-                                split='train', batch_size=2, shuffle_seed=0)))
+  with pytest.raises(
+    ValueError,
+    match=r"data.train_split='train\[10000:\]'"
+    r".*--config.data.train_split='train\[10%:\]'",
+  ):
+    next(
+      iter(pdata.get_dataset(dict(config, train_split='train[10000:]'), split='train', batch_size=2, shuffle_seed=0))
+    )
 
 
 def test_training_sees_only_decodable_images(own_set):
   config, _ = own_set
-  ds = pdata.get_dataset(dict(config, repeat=False), split='train',
-                         batch_size=8, shuffle_seed=0)
+  ds = pdata.get_dataset(dict(config, repeat=False), split='train', batch_size=8, shuffle_seed=0)
   n = 0
   for batch in ds.as_numpy_iterator():
     assert np.isfinite(batch['image']).all()
@@ -176,6 +181,7 @@ def test_trains_with_a_head_of_its_own_size(own_set, tmp_path):
   from perceiver_configs import imagenet as imagenet_configs  # pylint: disable=g-import-not-at-top
   from perceiver import train  # pylint: disable=g-import-not-at-top
   from perceiver.train import config_checks  # pylint: disable=g-import-not-at-top
+
   data, _ = own_set
   config = imagenet_configs.get_config('small_data')
   config.data.update(dict(data, image_size=16))
@@ -183,11 +189,9 @@ def test_trains_with_a_head_of_its_own_size(own_set, tmp_path):
   config.model.decoder.num_classes = 1000
   common = pytest.importorskip('configs.common')
   common.smoke_runner(config, batch_size=4, num_steps=2)
-  with pytest.raises(config_checks.ConfigError,
-                     match=r'--config.model.decoder.num_classes=3'):
+  with pytest.raises(config_checks.ConfigError, match=r'--config.model.decoder.num_classes=3'):
     train.train_and_evaluate(config, str(tmp_path / 'wrong'), 'train')
   config.model.decoder.num_classes = 3
-  result = train.train_and_evaluate(config, str(tmp_path / 'run'),
-                                    'train_and_eval')
+  result = train.train_and_evaluate(config, str(tmp_path / 'run'), 'train_and_eval')
   assert result['step'] == 2
   assert result['eval']['num_examples'] == 9

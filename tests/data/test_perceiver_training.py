@@ -22,10 +22,9 @@ from perceiver.data import baselines
 from test_docs_data import REPO, doc_commands, relocate, run  # pylint: disable=g-bad-import-order
 
 TASKS = {  # task -> (preset file, baseline's train split, metric)
-    'imagenet': ('configs/imagenet.py', 'train[10%:]', 'top1'),
-    'audioset': ('configs/audioset.py', 'balanced_train+unbalanced_train',
-                 'mAP'),
-    'modelnet': ('configs/modelnet40.py', 'train', 'top1'),
+  'imagenet': ('configs/imagenet.py', 'train[10%:]', 'top1'),
+  'audioset': ('configs/audioset.py', 'balanced_train+unbalanced_train', 'mAP'),
+  'modelnet': ('configs/modelnet40.py', 'train', 'top1'),
 }
 
 
@@ -40,9 +39,9 @@ def sample_root(tmp_path_factory):
 @pytest.mark.parametrize('task', list(TASKS))
 def test_small_data_preset_matches_the_linear_baseline(task, sample_root):
   import importlib  # pylint: disable=g-import-not-at-top
+
   preset_file, baseline_train, metric = TASKS[task]
-  (command,) = [c for c in doc_commands('sample')
-                if 'experiments.main' in c and preset_file in c]
+  (command,) = [c for c in doc_commands('sample') if 'experiments.main' in c and preset_file in c]
   start = time.time()
   run(relocate(command, sample_root), REPO, timeout=3600)
   seconds = time.time() - start
@@ -50,16 +49,26 @@ def test_small_data_preset_matches_the_linear_baseline(task, sample_root):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     metrics = [json.loads(line) for line in f]
   final = [m for m in metrics if m.get('split') != 'train'][-1]
-  config = importlib.import_module(
-      preset_file[:-3].replace('/', '.')).get_config('small_data')
-  data = dict(config.data.items(),
-              manual_dir=os.path.join(sample_root, 'perceiver_sample', task),
-              data_dir=os.path.join(sample_root, 'perceiver_records'))
+  config = importlib.import_module(preset_file[:-3].replace('/', '.')).get_config('small_data')
+  data = dict(
+    config.data.items(),
+    manual_dir=os.path.join(sample_root, 'perceiver_sample', task),
+    data_dir=os.path.join(sample_root, 'perceiver_records'),
+  )
   test_split = data[f'{config.eval.split}_split']
   baseline = baselines.linear_baseline(data, baseline_train, test_split)
   key = 'mAP' if metric == 'mAP' else 'accuracy'
-  print(f'small_data {task}: ' + json.dumps(dict(
-      perceiver=final[metric], linear_baseline=baseline[key],
-      steps=config.train.num_steps, batch_size=config.train.batch_size,
-      wall_seconds=round(seconds), baseline=baseline)))
+  print(
+    f'small_data {task}: '
+    + json.dumps(
+      dict(
+        perceiver=final[metric],
+        linear_baseline=baseline[key],
+        steps=config.train.num_steps,
+        batch_size=config.train.batch_size,
+        wall_seconds=round(seconds),
+        baseline=baseline,
+      )
+    )
+  )
   assert final[metric] >= baseline[key] - 1e-9, (final, baseline)

@@ -9,14 +9,13 @@ import os
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def make_flow_samples(out: str, num_pairs: int, size=(48, 64), seed=0):
   from perceiver_tools import flow_samples  # pylint: disable=g-import-not-at-top
-  flow_samples.make_flow(out, num_pairs, seed, size, max_motion=4.0,
-                         log=lambda *_: None)
+
+  flow_samples.make_flow(out, num_pairs, seed, size, max_motion=4.0, log=lambda *_: None)
   return out
 
 

@@ -39,21 +39,22 @@ def test_kitti_png_round_trip_is_exact(tmp_path):
   raw = tf.io.decode_png(open(path, 'rb').read(), dtype=tf.uint16).numpy()
   assert raw.dtype == np.uint16 and raw.shape == (5, 9, 3)
   # u = (R - 2^15) / 64 on the raw channels.
-  np.testing.assert_array_equal((raw[..., 0][valid].astype(np.float64)
-                                 - 2 ** 15) / 64, flow[..., 0][valid])
+  np.testing.assert_array_equal((raw[..., 0][valid].astype(np.float64) - 2**15) / 64, flow[..., 0][valid])
   with pytest.raises(ValueError, match='KITTI PNG range'):
     fdata.encode_kitti_png(np.full((2, 2, 2), 600, np.float32))
 
 
-@pytest.mark.parametrize('data,reason', [
+@pytest.mark.parametrize(
+  'data,reason',
+  [
     (b'PIE', 'shorter than'),
     (b'XXXX' + b'\0' * 8, 'magic'),
     (b'PIEH' + np.asarray([2, 2], '<i4').tobytes() + b'\0' * 31, 'body'),
-    (b'PIEH' + np.asarray([2 ** 30, 2], '<i4').tobytes(), 'outside'),
+    (b'PIEH' + np.asarray([2**30, 2], '<i4').tobytes(), 'outside'),
     (b'PIEH' + np.asarray([-1, 2], '<i4').tobytes(), 'outside'),
-    (b'PIEH' + np.asarray([1, 1], '<i4').tobytes()
-     + np.asarray([np.nan, 0], '<f4').tobytes(), 'NaN'),
-])
+    (b'PIEH' + np.asarray([1, 1], '<i4').tobytes() + np.asarray([np.nan, 0], '<f4').tobytes(), 'NaN'),
+  ],
+)
 def test_corrupt_flo_names_the_file(tmp_path, data, reason):
   path = tmp_path / 'bad.flo'
   path.write_bytes(data)
@@ -78,25 +79,24 @@ def test_corrupt_kitti_png_names_the_file(tmp_path):
 
 
 def _config(dataset, manual, tfds_dir, **kw):
-  return fdata.resolve_config(dict(dataset=dataset, manual_dir=manual,
-                                   data_dir=tfds_dir, **kw))
+  return fdata.resolve_config(dict(dataset=dataset, manual_dir=manual, data_dir=tfds_dir, **kw))
 
 
-@pytest.mark.parametrize('dataset,sub,splits', [
+@pytest.mark.parametrize(
+  'dataset,sub,splits',
+  [
     ('flying_chairs', 'flying_chairs', {'train': 4, 'validation': 1}),
     ('sintel', 'sintel', {'train': 5}),
     ('kitti', 'kitti', {'train': 5}),
-])
-def test_builders_read_the_public_layouts(flow_sample_dir, tmp_path, dataset,
-                                          sub, splits):
-  config = _config(dataset, os.path.join(flow_sample_dir, sub),
-                   str(tmp_path / 'tfds'))
+  ],
+)
+def test_builders_read_the_public_layouts(flow_sample_dir, tmp_path, dataset, sub, splits):
+  config = _config(dataset, os.path.join(flow_sample_dir, sub), str(tmp_path / 'tfds'))
   builder = fdata.get_builder(config)
   assert {s: builder.info.splits[s].num_examples for s in splits} == splits
   ex = next(iter(builder.as_dataset(split='train').take(1)))
   assert ex['image1'].shape == (48, 64, 3) and ex['flow'].shape == (48, 64, 2)
-  flo = fdata.read_flo(os.path.join(flow_sample_dir, 'flying_chairs', 'data',
-                                    '00001_flow.flo'))
+  flo = fdata.read_flo(os.path.join(flow_sample_dir, 'flying_chairs', 'data', '00001_flow.flo'))
   name = ex['name'].numpy().decode()
   if name in ('00001', 'pair_00001/frame_0001', '000000'):
     # The same pair in every layout; KITTI PNGs hold 1/64 px.
@@ -106,22 +106,23 @@ def test_builders_read_the_public_layouts(flow_sample_dir, tmp_path, dataset,
 
 
 def test_pipeline_batches(flow_sample_dir, tmp_path):
-  data = dict(dataset='sintel', manual_dir=os.path.join(flow_sample_dir,
-                                                        'sintel'),
-              data_dir=str(tmp_path / 'tfds'), train_split='train[:4]',
-              valid_split='train[4:]', crop_size=(32, 40))
-  train = next(iter(fdata.get_dataset(data, split='train', batch_size=2,
-                                      shuffle_seed=3)))
+  data = dict(
+    dataset='sintel',
+    manual_dir=os.path.join(flow_sample_dir, 'sintel'),
+    data_dir=str(tmp_path / 'tfds'),
+    train_split='train[:4]',
+    valid_split='train[4:]',
+    crop_size=(32, 40),
+  )
+  train = next(iter(fdata.get_dataset(data, split='train', batch_size=2, shuffle_seed=3)))
   assert train['frames'].shape == (2, 2, 32, 40, 3)
   assert train['flow'].shape == (2, 32, 40, 2)
   assert train['valid'].shape == (2, 32, 40)
   assert -1.0 <= float(tf.reduce_min(train['frames']))
   assert float(tf.reduce_max(train['frames'])) <= 1.0
-  again = next(iter(fdata.get_dataset(data, split='train', batch_size=2,
-                                      shuffle_seed=3)))
+  again = next(iter(fdata.get_dataset(data, split='train', batch_size=2, shuffle_seed=3)))
   np.testing.assert_array_equal(train['flow'], again['flow'])  # Resumable.
-  valid = list(fdata.get_dataset(data, split='valid', batch_size=2,
-                                 shuffle_seed=None))
+  valid = list(fdata.get_dataset(data, split='valid', batch_size=2, shuffle_seed=None))
   assert len(valid) == 1 and valid[0]['frames'].shape == (1, 2, 48, 64, 3)
   assert fdata.num_examples(data, 'valid') == 1
   assert float(tf.reduce_sum(valid[0]['occluded'])) > 0
@@ -134,22 +135,28 @@ def test_spatial_augmentation_moves_flow_with_the_pixels():
   rng = np.random.default_rng(0)
   base = rng.uniform(0, 1, (60, 83, 3)).astype(np.float32)
   from scipy import ndimage  # pylint: disable=g-import-not-at-top
+
   base = ndimage.gaussian_filter(base, (3, 3, 0))
   img1, img2 = base[:, 3:], base[:, :-3]  # img1(x) = img2(x + 3).
   flow = np.zeros(img1.shape[:2] + (2,), np.float32)
   flow[..., 0] = 3.0
-  config = fdata.resolve_config(dict(crop_size=(40, 56), hflip_prob=0.5,
-                                     vflip_prob=0.5, spatial_prob=1.0))
+  config = fdata.resolve_config(dict(crop_size=(40, 56), hflip_prob=0.5, vflip_prob=0.5, spatial_prob=1.0))
   for seed in range(6):
-    out = fdata.spatial(tf.constant(img1), tf.constant(img2),
-                        tf.constant(flow), tf.ones(flow.shape[:2]),
-                        tf.zeros(flow.shape[:2]), config,
-                        rng_lib.SeedStream(tf.constant([seed, 1], tf.int64)))
+    out = fdata.spatial(
+      tf.constant(img1),
+      tf.constant(img2),
+      tf.constant(flow),
+      tf.ones(flow.shape[:2]),
+      tf.zeros(flow.shape[:2]),
+      config,
+      rng_lib.SeedStream(tf.constant([seed, 1], tf.int64)),
+    )
     a, b, f, v, _ = (x.numpy() for x in out)
     yy, xx = np.mgrid[0:40, 0:56].astype(np.float64)
-    warped = np.stack([ndimage.map_coordinates(
-        b[..., c], [yy + f[..., 1], xx + f[..., 0]], order=1, mode='nearest')
-                       for c in range(3)], -1)
+    warped = np.stack(
+      [ndimage.map_coordinates(b[..., c], [yy + f[..., 1], xx + f[..., 0]], order=1, mode='nearest') for c in range(3)],
+      -1,
+    )
     inner = (slice(4, -4), slice(8, -8))
     err = np.abs(warped - a)[inner].mean()
     still = np.abs(b - a)[inner].mean()
@@ -159,27 +166,21 @@ def test_spatial_augmentation_moves_flow_with_the_pixels():
 
 def test_missing_and_corrupt_files(flow_sample_dir, tmp_path):
   with pytest.raises(errors.MissingDataError) as info:
-    fdata.get_builder(_config('kitti', str(tmp_path / 'none'),
-                              str(tmp_path / 't0')))
-  assert 'image_2' in str(info.value) and 'make_sample_data.py' in str(
-      info.value)
+    fdata.get_builder(_config('kitti', str(tmp_path / 'none'), str(tmp_path / 't0')))
+  assert 'image_2' in str(info.value) and 'make_sample_data.py' in str(info.value)
   manual = tmp_path / 'chairs'
   shutil.copytree(os.path.join(flow_sample_dir, 'flying_chairs'), manual)
   bad = manual / 'data' / '00002_flow.flo'
   bad.write_bytes(b'PIEH' + b'\0' * 3)
   with pytest.raises(errors.CorruptDataError) as info:
-    fdata.get_builder(_config('flying_chairs', str(manual),
-                              str(tmp_path / 't1')))
+    fdata.get_builder(_config('flying_chairs', str(manual), str(tmp_path / 't1')))
   assert str(bad) in str(info.value)
-  builder = fdata.get_builder(_config('flying_chairs', str(manual),
-                                      str(tmp_path / 't2'),
-                                      on_corrupt='skip'))
+  builder = fdata.get_builder(_config('flying_chairs', str(manual), str(tmp_path / 't2'), on_corrupt='skip'))
   assert builder.info.splits['train'].num_examples == 3
   assert builder.skipped_files == [str(bad)]
   (manual / 'data' / '00003_img2.ppm').unlink()
   with pytest.raises(errors.MissingDataError, match='00003_img2.ppm'):
-    fdata.get_builder(_config('flying_chairs', str(manual),
-                              str(tmp_path / 't3'), on_corrupt='skip'))
+    fdata.get_builder(_config('flying_chairs', str(manual), str(tmp_path / 't3'), on_corrupt='skip'))
 
 
 def test_config_errors_name_the_field():

@@ -10,8 +10,7 @@ import pytest
 from perceiver import flow
 from perceiver_tools import golden
 
-GOLDEN = (pathlib.Path(__file__).resolve().parents[3] / 'shared' / 'golden'
-          / 'official' / 'optical_flow.npz')
+GOLDEN = pathlib.Path(__file__).resolve().parents[3] / 'shared' / 'golden' / 'official' / 'optical_flow.npz'
 
 
 @pytest.fixture(scope='module')
@@ -21,8 +20,7 @@ def golden_model():
   case = golden.load_golden(str(GOLDEN))
   model = flow.build_flow_model(flow.model_config_from_reference(case.config))
   params = jax.tree.map(jnp.asarray, case.params)
-  apply = jax.jit(lambda f: model.net.apply(params, {}, None, f,
-                                            is_training=False)[0])
+  apply = jax.jit(lambda f: model.net.apply(params, {}, None, f, is_training=False)[0])
   return case, model, apply
 
 
@@ -39,15 +37,12 @@ def test_tiles_without_overlap_equal_the_model_on_each_tile(golden_model):
   frames = rng.uniform(-1, 1, (2, 2, 2 * th, 3 * tw, 3)).astype(np.float32)
   params = jax.tree.map(jnp.asarray, case.params)
   run = lambda w: model.net.apply(params, {}, None, w, is_training=False)[0]
-  tiled = np.asarray(jax.jit(lambda f: flow.tiled_flow(
-      run, f, (th, tw), min_overlap=0))(jnp.asarray(frames)))
+  tiled = np.asarray(jax.jit(lambda f: flow.tiled_flow(run, f, (th, tw), min_overlap=0))(jnp.asarray(frames)))
   assert tiled.shape == (2, 2 * th, 3 * tw, 2)
   for y in range(0, 2 * th, th):
     for x in range(0, 3 * tw, tw):
-      alone = np.asarray(apply(jnp.asarray(frames[:, :, y:y + th,
-                                                  x:x + tw])))
-      np.testing.assert_allclose(tiled[:, y:y + th, x:x + tw], alone,
-                                 atol=1e-6, rtol=1e-5)
+      alone = np.asarray(apply(jnp.asarray(frames[:, :, y : y + th, x : x + tw])))
+      np.testing.assert_allclose(tiled[:, y : y + th, x : x + tw], alone, atol=1e-6, rtol=1e-5)
   assert np.abs(tiled).max() > 0
 
 
@@ -71,19 +66,15 @@ def test_overlapping_tiles_put_every_window_back_in_place(frame_hw):
   # A window "model" that returns its own pixels' coordinates: the weighted
   # blend must give each pixel its coordinates back, whatever the weights.
   frames = _coordinate_frames(*frame_hw)
-  out = flow.tiled_flow(lambda f: f[:, 0, ..., :2], frames, (368, 496),
-                        min_overlap=20)
+  out = flow.tiled_flow(lambda f: f[:, 0, ..., :2], frames, (368, 496), min_overlap=20)
   assert out.shape == (1,) + frame_hw + (2,)
-  np.testing.assert_allclose(np.asarray(out[0]),
-                             np.asarray(frames[0, 0, ..., :2]), atol=1e-3)
+  np.testing.assert_allclose(np.asarray(out[0]), np.asarray(frames[0, 0, ..., :2]), atol=1e-3)
 
 
 def test_reference_grid_and_weights():
   # Sintel: rows start at 0 and 436 - 368; columns every 496 - 20 = 476.
-  assert flow.tile_origins((436, 1024), (368, 496)) == [
-      (0, 0), (0, 476), (0, 528), (68, 0), (68, 476), (68, 528)]
-  assert flow.tile_origins((375, 1242), (368, 496)) == [
-      (0, 0), (0, 476), (0, 746), (7, 0), (7, 476), (7, 746)]
+  assert flow.tile_origins((436, 1024), (368, 496)) == [(0, 0), (0, 476), (0, 528), (68, 0), (68, 476), (68, 528)]
+  assert flow.tile_origins((375, 1242), (368, 496)) == [(0, 0), (0, 476), (0, 746), (7, 0), (7, 476), (7, 746)]
   assert flow.tile_origins((368, 496), (368, 496)) == [(0, 0)]
   w = flow.tile_weights((4, 6))
   np.testing.assert_array_equal(w[0], [1, 1, 1, 1, 1, 1])
@@ -130,9 +121,10 @@ def test_metrics_pool_pixels_and_split_occlusions():
   valid[1, 0] = 0
   occ = np.zeros((2, 2, 2), np.float32)
   occ[0, 1, 1] = 1
-  sums = {k: np.asarray(v) for k, v in flow.flow_error_sums(
-      jnp.asarray(pred), jnp.asarray(gt), jnp.asarray(valid),
-      jnp.asarray(occ)).items()}
+  sums = {
+    k: np.asarray(v)
+    for k, v in flow.flow_error_sums(jnp.asarray(pred), jnp.asarray(gt), jnp.asarray(valid), jnp.asarray(occ)).items()
+  }
   m = flow.pooled_metrics(sums, np.array([1.0, 1.0]))
   # Valid pixels: 4 + 2; errors 4, 0, 0, 5 and 5, 5.
   assert m['epe'] == pytest.approx(19 / 6)

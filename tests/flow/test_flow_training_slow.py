@@ -28,9 +28,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 def farneback_epe(manual_dir: str, tfds_dir: str) -> float:
   """Pooled EPE of OpenCV's Farneback on the validation pairs."""
   cv2 = pytest.importorskip('cv2')
-  config = fdata.resolve_config(dict(dataset='flying_chairs',
-                                     manual_dir=manual_dir,
-                                     data_dir=tfds_dir))
+  config = fdata.resolve_config(dict(dataset='flying_chairs', manual_dir=manual_dir, data_dir=tfds_dir))
   builder = fdata.get_builder(config)
   err, count = 0.0, 0.0
   for ex in builder.as_dataset(split='validation').as_numpy_iterator():
@@ -38,8 +36,7 @@ def farneback_epe(manual_dir: str, tfds_dir: str) -> float:
     g2 = cv2.cvtColor(ex['image2'], cv2.COLOR_RGB2GRAY)
     # OpenCV's documented example settings (pyr_scale 0.5, 3 levels,
     # window 15, 3 iterations, poly_n 5, poly_sigma 1.2).
-    pred = cv2.calcOpticalFlowFarneback(g1, g2, None, 0.5, 3, 15, 3, 5, 1.2,
-                                        0)
+    pred = cv2.calcOpticalFlowFarneback(g1, g2, None, 0.5, 3, 15, 3, 5, 1.2, 0)
     valid = ex['valid'] > 0
     err += float(np.linalg.norm(pred - ex['flow'], axis=-1)[valid].sum())
     count += float(valid.sum())
@@ -50,28 +47,55 @@ def farneback_epe(manual_dir: str, tfds_dir: str) -> float:
 def test_sample_model_halves_the_zero_flow_error(tmp_path):
   sample = tmp_path / 'sample'
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
-  subprocess.run([sys.executable, str(REPO / 'scripts' /
-                                      'make_sample_data.py'),
-                  '--out', str(sample), '--what', 'flow', '--flow_pairs',
-                  '400', '--flow_size', '48,64'], check=True, env=env)
+  subprocess.run(
+    [
+      sys.executable,
+      str(REPO / 'scripts' / 'make_sample_data.py'),
+      '--out',
+      str(sample),
+      '--what',
+      'flow',
+      '--flow_pairs',
+      '400',
+      '--flow_size',
+      '48,64',
+    ],
+    check=True,
+    env=env,
+  )
   manual = str(sample / 'flow' / 'flying_chairs')
   workdir = tmp_path / 'run'
   start = time.time()
   proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.main',
-       '--config=configs/optical_flow.py:sample', f'--workdir={workdir}',
-       f'--config.data.manual_dir={manual}',
-       f'--config.data.data_dir={tmp_path / "tfds"}',
-       f'--config.flow.picture_dir={workdir / "pictures"}'],
-      cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    [
+      sys.executable,
+      '-m',
+      'experiments.main',
+      '--config=configs/optical_flow.py:sample',
+      f'--workdir={workdir}',
+      f'--config.data.manual_dir={manual}',
+      f'--config.data.data_dir={tmp_path / "tfds"}',
+      f'--config.flow.picture_dir={workdir / "pictures"}',
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
   wall = time.time() - start
   assert proc.returncode == 0, proc.stderr[-3000:]
   records = [json.loads(l) for l in open(workdir / 'metrics.jsonl')]
   ev = [r for r in records if r['split'] == 'valid'][-1]
   steps = max(r['step'] for r in records)
-  figures = dict(epe=ev['epe'], zero_flow_epe=ev['zero_flow_epe'],
-                 fl_all=ev['fl_all'], steps=steps, wall_s=round(wall),
-                 pairs=int(ev['num_examples']))
+  figures = dict(
+    epe=ev['epe'],
+    zero_flow_epe=ev['zero_flow_epe'],
+    fl_all=ev['fl_all'],
+    steps=steps,
+    wall_s=round(wall),
+    pairs=int(ev['num_examples']),
+  )
   try:
     figures['farneback_epe'] = farneback_epe(manual, str(tmp_path / 'tfds'))
   except pytest.skip.Exception:

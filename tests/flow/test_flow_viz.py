@@ -26,8 +26,7 @@ def test_colour_wheel_is_baker_et_al():
 
 def test_flow_to_rgb_directions():
   r = 10.0
-  flow = np.array([[[0, 0], [r, 0], [-r, 0], [0, -r], [0, r], [2 * r, 0]]],
-                  np.float32)
+  flow = np.array([[[0, 0], [r, 0], [-r, 0], [0, -r], [0, r], [2 * r, 0]]], np.float32)
   rgb = flow_viz.flow_to_rgb(flow, max_flow=r).astype(int)[0]
   np.testing.assert_array_equal(rgb[0], [255, 255, 255])  # Still: white.
   assert rgb[1][0] == 255 and rgb[1][1] == 0  # Right: red/magenta end.
@@ -41,16 +40,15 @@ def test_flow_to_rgb_directions():
 def test_save_flow_png_with_legend(tmp_path):
   flow = np.random.default_rng(0).normal(0, 3, (20, 30, 2)).astype(np.float32)
   path = str(tmp_path / 'f.png')
-  flow_viz.save_flow_png(path, flow, frame=np.zeros((20, 30, 3), np.uint8),
-                         reference=flow, title='t')
+  flow_viz.save_flow_png(path, flow, frame=np.zeros((20, 30, 3), np.uint8), reference=flow, title='t')
   with Image.open(path) as img:
     assert img.width > img.height > 100
 
 
 def _run_script(*args):
-  return subprocess.run([sys.executable, str(REPO / 'scripts' / 'flow.py'),
-                         *args], capture_output=True, text=True, check=False,
-                        timeout=600)
+  return subprocess.run(
+    [sys.executable, str(REPO / 'scripts' / 'flow.py'), *args], capture_output=True, text=True, check=False, timeout=600
+  )
 
 
 def test_script_renders_flow_from_a_checkpoint(tmp_path):
@@ -62,8 +60,7 @@ def test_script_renders_flow_from_a_checkpoint(tmp_path):
   Image.fromarray(base[:, 2:42]).save(f1)
   Image.fromarray(base[:, :40]).save(f2)
   out, flo = tmp_path / 'out' / 'flow.png', tmp_path / 'flow.flo'
-  proc = _run_script('--checkpoint', str(GOLDEN), str(f1), str(f2),
-                     '--out', str(out), '--flo', str(flo))
+  proc = _run_script('--checkpoint', str(GOLDEN), str(f1), str(f2), '--out', str(out), '--flo', str(flo))
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'window(s) of (12, 16)' in proc.stdout
   with Image.open(out) as img:
@@ -73,11 +70,9 @@ def test_script_renders_flow_from_a_checkpoint(tmp_path):
   # Bad inputs: one line naming what to fix.
   bad = tmp_path / 'bad.npz'
   bad.write_bytes(b'not a checkpoint')
-  proc = _run_script('--checkpoint', str(bad), str(f1), str(f2), '--out',
-                     str(out))
+  proc = _run_script('--checkpoint', str(bad), str(f1), str(f2), '--out', str(out))
   assert proc.returncode != 0 and '--checkpoint=' in proc.stderr
   Image.fromarray(base).save(f2)
-  proc = _run_script('--checkpoint', str(GOLDEN), str(f1), str(f2), '--out',
-                     str(out))
+  proc = _run_script('--checkpoint', str(GOLDEN), str(f1), str(f2), '--out', str(out))
   assert proc.returncode != 0 and 'differ in size' in proc.stderr
   assert 'Traceback' not in proc.stderr

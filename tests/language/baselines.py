@@ -66,6 +66,7 @@ def bigram_accuracy(unigram, bigram, inputs, targets, weights) -> float:
 def bag_of_bytes_accuracy(train_texts, train_labels, test_texts, test_labels) -> float:
   from sklearn.feature_extraction.text import CountVectorizer  # pylint: disable=g-import-not-at-top
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+
   vec = CountVectorizer(analyzer=lambda s: list(s.encode('utf-8')))
   x_train = vec.fit_transform(train_texts)
   clf = LogisticRegression(max_iter=2000, C=1.0).fit(x_train, train_labels)

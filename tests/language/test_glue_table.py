@@ -35,6 +35,11 @@ def test_missing_rows_and_the_average(tmp_path):
 
 
 def test_make_tables_prints_the_glue_table():
-  run = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'make_tables.py'), '--tables',
-                        'perceiver_io_glue'], capture_output=True, text=True, check=False, timeout=120)
+  run = subprocess.run(
+    [sys.executable, os.path.join(REPO, 'scripts', 'make_tables.py'), '--tables', 'perceiver_io_glue'],
+    capture_output=True,
+    text=True,
+    check=False,
+    timeout=120,
+  )
   assert run.returncode == 0 and 'Perceiver IO: GLUE' in run.stdout and '| QQP | — |' in run.stdout

@@ -71,16 +71,46 @@ def test_fill_mask_cli_pickle_and_hf(tmp_path):
   text = _row_text(z['input::inputs'][0])
   out = tmp_path / 'logits.npy'
   env = dict(os.environ, JAX_PLATFORMS='cpu')
-  run = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'fill_mask.py'), '--checkpoint', PICKLE,
-                        '--model_config', ORACLE, '--text', text, '--dump_logits', str(out)],
-                       capture_output=True, text=True, env=env, timeout=300, check=False)
+  run = subprocess.run(
+    [
+      sys.executable,
+      os.path.join(REPO, 'scripts', 'fill_mask.py'),
+      '--checkpoint',
+      PICKLE,
+      '--model_config',
+      ORACLE,
+      '--text',
+      text,
+      '--dump_logits',
+      str(out),
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+    check=False,
+  )
   assert run.returncode == 0, run.stderr[-2000:]
   np.testing.assert_allclose(np.load(out), z['output'][0], atol=1e-4)
   assert 'bytes 5:9 ->' in run.stdout
   # HF weights: config from the file, [CLS]/[SEP] added (HF's tokenizer).
-  run = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'fill_mask.py'), '--checkpoint', HF,
-                        '--text', 'Perceiver[MASK:3]', '--span', '0:2'],
-                       capture_output=True, text=True, env=env, timeout=300, check=False)
+  run = subprocess.run(
+    [
+      sys.executable,
+      os.path.join(REPO, 'scripts', 'fill_mask.py'),
+      '--checkpoint',
+      HF,
+      '--text',
+      'Perceiver[MASK:3]',
+      '--span',
+      '0:2',
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+    check=False,
+  )
   assert run.returncode == 0, run.stderr[-2000:]
   assert 'bytes 0:2 ->' in run.stdout and 'bytes 9:12 ->' in run.stdout
 
@@ -127,8 +157,9 @@ def test_classifier_takes_the_encoder_and_keeps_a_fresh_head():
 
 
 def test_metrics_match_definitions():
-  out = language.masked_lm_outputs(np.log(np.array([[[0.7, 0.3], [0.2, 0.8]]], np.float32)),
-                                   np.array([[0, 0]]), np.array([[1.0, 1.0]]))
+  out = language.masked_lm_outputs(
+    np.log(np.array([[[0.7, 0.3], [0.2, 0.8]]], np.float32)), np.array([[0, 0]]), np.array([[1.0, 1.0]])
+  )
   np.testing.assert_allclose(out['loss_sum'], [-np.log(0.7) - np.log(0.2)], rtol=1e-5)
   np.testing.assert_allclose(out['correct'], [1.0])
   np.testing.assert_allclose(out['count'], [2.0])
@@ -142,6 +173,7 @@ def test_metrics_match_definitions():
 
 def test_embed_init_scale_changes_only_the_embedding_init():
   from perceiver_configs import language as language_configs
+
   cfg = language_configs.tiny_model(16, d_model=8, latents=4, channels=8, self_attends=1, heads=2)
   inputs = dict(tokens=np.full((1, 16), 40, np.int32), input_mask=np.ones((1, 16), np.int32))
   scaled, _ = language.build_masked_lm(cfg).init(jax.random.PRNGKey(0), inputs, is_training=False)

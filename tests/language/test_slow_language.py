@@ -43,6 +43,7 @@ def sample_dir(tmp_path_factory):
   if not os.path.isdir(FORTUNES):
     pytest.skip('Debian fortunes not installed (bash scripts/install_sample_sources.sh)')
   from perceiver_tools import sample_text
+
   out = str(tmp_path_factory.mktemp('fortunes'))
   sample_text.write_text_sample(out, log=lambda *_: None)
   return out
@@ -80,15 +81,26 @@ def test_mlm_beats_unigram_and_bigram(pretrained):
   config = pretrained['config']
   ids, mask = text.split_windows(config.data, 'train')
   unigram, bigram = baselines.byte_counts(ids, mask)
-  batches = list(text.get_dataset(config.data, split='valid', batch_size=256, shuffle_seed=None,
-                                  process_index=0, process_count=1).as_numpy_iterator())
+  batches = list(
+    text.get_dataset(
+      config.data, split='valid', batch_size=256, shuffle_seed=None, process_index=0, process_count=1
+    ).as_numpy_iterator()
+  )
   cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
   uni = baselines.unigram_accuracy(unigram, cat['tokens'], cat['targets'], cat['target_weights'])
   bi = baselines.bigram_accuracy(unigram, bigram, cat['tokens'], cat['targets'], cat['target_weights'])
   ev = pretrained['result']['eval']
-  _record('mlm', masked_accuracy=ev['masked_accuracy'], masked_loss=ev['masked_loss'],
-          unigram_accuracy=uni, bigram_accuracy=bi, masked_bytes=ev['masked_bytes'],
-          steps=config.train.num_steps, batch=config.train.batch_size, wall_s=pretrained['wall_s'])
+  _record(
+    'mlm',
+    masked_accuracy=ev['masked_accuracy'],
+    masked_loss=ev['masked_loss'],
+    unigram_accuracy=uni,
+    bigram_accuracy=bi,
+    masked_bytes=ev['masked_bytes'],
+    steps=config.train.num_steps,
+    batch=config.train.batch_size,
+    wall_s=pretrained['wall_s'],
+  )
   assert ev['masked_accuracy'] > bi + 0.05 and bi > uni
 
 
@@ -103,8 +115,10 @@ def _finetune(sample_dir, preset, tmp_path, init_from, **overrides):
   return config, result['eval'], time.time() - start
 
 
-@pytest.mark.xfail(strict=False, reason='not reached: from the plateaued sample MLM 70.4% vs scratch '
-                   '72.2% vs bag of bytes 71.9% (docs/language.md)')
+@pytest.mark.xfail(
+  strict=False,
+  reason='not reached: from the plateaued sample MLM 70.4% vs scratch 72.2% vs bag of bytes 71.9% (docs/language.md)',
+)
 def test_topic_finetuning_beats_scratch_and_bag_of_bytes(pretrained, sample_dir, tmp_path):
   params = os.path.join(pretrained['workdir'], 'params.npz')
   config, tuned, t_tuned = _finetune(sample_dir, 'sample_topic', tmp_path / 'ft', params)
@@ -112,11 +126,20 @@ def test_topic_finetuning_beats_scratch_and_bag_of_bytes(pretrained, sample_dir,
   task = glue.get_task('sst2')
   train = glue.read_tsv(f'{sample_dir}/glue/SST-2/train.tsv', task)
   dev = glue.read_tsv(f'{sample_dir}/glue/SST-2/dev.tsv', task)
-  bow = baselines.bag_of_bytes_accuracy([t[0] for t in train.texts], train.labels,
-                                              [t[0] for t in dev.texts], dev.labels)
-  _record('topic', pretrained_accuracy=tuned['accuracy'], scratch_accuracy=scratch['accuracy'],
-          bag_of_bytes_accuracy=bow, steps=config.train.num_steps, batch=config.train.batch_size,
-          wall_s_pretrained=t_tuned, wall_s_scratch=t_scratch, dev_examples=len(dev.texts))
+  bow = baselines.bag_of_bytes_accuracy(
+    [t[0] for t in train.texts], train.labels, [t[0] for t in dev.texts], dev.labels
+  )
+  _record(
+    'topic',
+    pretrained_accuracy=tuned['accuracy'],
+    scratch_accuracy=scratch['accuracy'],
+    bag_of_bytes_accuracy=bow,
+    steps=config.train.num_steps,
+    batch=config.train.batch_size,
+    wall_s_pretrained=t_tuned,
+    wall_s_scratch=t_scratch,
+    dev_examples=len(dev.texts),
+  )
   assert tuned['accuracy'] > scratch['accuracy']
   assert tuned['accuracy'] > bow
 
@@ -124,14 +147,21 @@ def test_topic_finetuning_beats_scratch_and_bag_of_bytes(pretrained, sample_dir,
 def test_pair_task_end_to_end(pretrained, sample_dir, tmp_path):
   params = os.path.join(pretrained['workdir'], 'params.npz')
   config, ev, wall = _finetune(sample_dir, 'sample_pair', tmp_path, params)
-  _record('pair', accuracy=ev['accuracy'], glue_score=ev['glue_score'], steps=config.train.num_steps,
-          wall_s=wall, dev_examples=ev['num_examples'])
+  _record(
+    'pair',
+    accuracy=ev['accuracy'],
+    glue_score=ev['glue_score'],
+    steps=config.train.num_steps,
+    wall_s=wall,
+    dev_examples=ev['num_examples'],
+  )
   assert 0 <= ev['accuracy'] <= 1 and ev['num_examples'] > 100
 
 
 @pytest.mark.xfail(strict=False, reason=_PLATEAU)
 def test_fill_mask_predicts_a_masked_common_word(pretrained, sample_dir):
   import fill_mask  # scripts/, via conftest
+
   params, cfg, _ = fill_mask.load_masked_lm(os.path.join(pretrained['workdir'], 'params.npz'))
   sentences = []
   with open(f'{sample_dir}/text/valid.txt', encoding='utf-8') as f:
@@ -147,7 +177,7 @@ def test_fill_mask_predicts_a_masked_common_word(pretrained, sample_dir):
     data, masked = fill_mask.parse_text(line, 3, [f'{at}:{at + 3}'])
     tokens, mask, offset = fill_mask.model_inputs(data, masked, int(cfg['max_seq_len']), 'none')
     logits = fill_mask.fill(params, cfg, tokens, mask)[0]
-    guess = tokenizer.decode(np.argmax(logits[offset + at:offset + at + 3], -1))
+    guess = tokenizer.decode(np.argmax(logits[offset + at : offset + at + 3], -1))
     hits += guess == 'the'
     shown.append(guess)
   rate = hits / len(sentences)

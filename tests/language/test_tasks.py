@@ -11,8 +11,10 @@ from perceiver.checkpoints import read_checkpoint
 from perceiver.train import config_checks
 from perceiver.train import trainer
 
-WORDS = ('the cat sat on the mat and the dog ran to the park while a bird sang in the tree '
-         'computers run programs and the law has rules about food').split()
+WORDS = (
+  'the cat sat on the mat and the dog ran to the park while a bird sang in the tree '
+  'computers run programs and the law has rules about food'
+).split()
 
 
 @pytest.fixture(scope='module')
@@ -111,6 +113,7 @@ def test_presets_pass_the_checks(preset, corpus, monkeypatch):
   task.check_config(config)
   if preset == 'paper_mlm':
     from perceiver.checkpoints import published_config
+
     want = published_config('language_masked_lm')
     assert config.model.encoder.num_self_attends_per_block == 26
     assert config.model.encoder.z_index_dim == 256 and config.model.encoder.num_z_channels == 1280
@@ -122,12 +125,14 @@ def test_paper_mlm_is_the_released_model_with_its_parameter_count():
   import jax
   import jax.numpy as jnp
   from perceiver import language
+
   config = language_configs.get_config('paper_mlm')
   with pytest.raises(AttributeError, match='locked'):
     config.train.batchsize = 3  # a typo of batch_size
   net = language.build_masked_lm(config.model)
   spec = jax.ShapeDtypeStruct((1, 2048), jnp.int32)
-  params, _ = jax.eval_shape(lambda t: net.init(jax.random.PRNGKey(0), dict(tokens=t, input_mask=t),
-                                                is_training=False), spec)
+  params, _ = jax.eval_shape(
+    lambda t: net.init(jax.random.PRNGKey(0), dict(tokens=t, input_mask=t), is_training=False), spec
+  )
   count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
   assert count == pytest.approx(201e6, rel=0.01)  # PAPERS.md: "~201M parameters"

@@ -1,6 +1,5 @@
 """Pre-training text: readers, byte windows, masked batches (perceiver/data/text.py, masking.py)."""
 
-
 import ml_collections
 import numpy as np
 import pytest
@@ -25,11 +24,14 @@ def test_readers_lines_jsonl_files(tmp_path):
   assert list(text.read_documents([one], 'files')) == ['an article\nwith two lines']
 
 
-@pytest.mark.parametrize('fmt,content,where', [
+@pytest.mark.parametrize(
+  'fmt,content,where',
+  [
     ('jsonl', b'{"text": "ok"}\n{"text": SECRET\n', 'line 2'),
     ('jsonl', b'{"body": "SECRET"}\n', 'line 1'),
     ('lines', b'ok\n\xff\xfeSECRET\n', 'line 2'),
-])
+  ],
+)
 def test_reader_errors_name_file_and_line_not_content(tmp_path, fmt, content, where):
   path = _write(tmp_path / 'bad', content)
   with pytest.raises(CorruptDataError) as e:
@@ -60,12 +62,24 @@ def _data_config(tmp_path, n_docs=40):
   docs = [f'document number {i} has a few words in it.' for i in range(n_docs)]
   (tmp_path / 'train.txt').write_text('\n'.join(docs) + '\n')
   (tmp_path / 'valid.txt').write_text('\n'.join(docs[:7]) + '\n')
-  return ml_collections.ConfigDict(dict(
-      name='text', train_files=str(tmp_path / 'train.txt'), eval_files=str(tmp_path / 'valid.txt'),
-      format='lines', text_key='text', tfds_name='', data_dir='', train_split='train',
-      eval_split='validation', seq_len=32, packing='pack', special_tokens='none', max_windows=0,
-      masking=dict(mask_rate=0.15, mask_token_prob=0.8, random_token_prob=0.1, whole_words=True,
-                   eval_seed=1234)))
+  return ml_collections.ConfigDict(
+    dict(
+      name='text',
+      train_files=str(tmp_path / 'train.txt'),
+      eval_files=str(tmp_path / 'valid.txt'),
+      format='lines',
+      text_key='text',
+      tfds_name='',
+      data_dir='',
+      train_split='train',
+      eval_split='validation',
+      seq_len=32,
+      packing='pack',
+      special_tokens='none',
+      max_windows=0,
+      masking=dict(mask_rate=0.15, mask_token_prob=0.8, random_token_prob=0.1, whole_words=True, eval_seed=1234),
+    )
+  )
 
 
 def _batches(cfg, **kw):
@@ -99,14 +113,14 @@ def test_eval_masks_are_fixed_and_hosts_partition(tmp_path):
   np.testing.assert_array_equal(a[0]['tokens'], b[0]['tokens'])
   n = text.num_examples(cfg, 'valid')
   assert sum(len(x['tokens']) for x in a) == n
-  order = [text.example_order(10, train=True, shuffle_seed=3, batch_size=2, process_index=i,
-                              process_count=2) for i in range(2)]
+  order = [
+    text.example_order(10, train=True, shuffle_seed=3, batch_size=2, process_index=i, process_count=2) for i in range(2)
+  ]
   assert len(set(order[0]) | set(order[1])) == 8 and not set(order[0]) & set(order[1])
 
 
 def test_whole_word_masking():
-  ids = np.asarray(tokenizer.encode('the quick brown fox jumps over the lazy dog ' * 20,
-                                    add_bos_eos=False), np.int32)
+  ids = np.asarray(tokenizer.encode('the quick brown fox jumps over the lazy dog ' * 20, add_bos_eos=False), np.int32)
   cfg = masking.MaskingConfig()
   rng = np.random.default_rng(0)
   words = masking.word_ids(ids)
@@ -122,8 +136,11 @@ def test_whole_word_masking():
   for seed in range(200):
     inp, wt = masking.mask_window(ids, np.random.default_rng(seed), cfg)
     sel = wt > 0
-    stats += [(inp[sel] == tokenizer.MASK).sum(), ((inp[sel] != tokenizer.MASK) & (inp[sel] != ids[sel])).sum(),
-              (inp[sel] == ids[sel]).sum()]
+    stats += [
+      (inp[sel] == tokenizer.MASK).sum(),
+      ((inp[sel] != tokenizer.MASK) & (inp[sel] != ids[sel])).sum(),
+      (inp[sel] == ids[sel]).sum(),
+    ]
   frac = stats / stats.sum()
   assert abs(frac[0] - 0.8) < 0.02 and abs(frac[2] - 0.1 - 0.1 / 250) < 0.02, frac
   with pytest.raises(ValueError, match='mask_rate'):

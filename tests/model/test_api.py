@@ -18,15 +18,25 @@ RNG = jax.random.PRNGKey(0)
 
 def _tiny(**kwargs):
   return perceiver.image_classifier(
-      num_classes=5, input_channels=3, num_bands=2, num_latents=4, latent_channels=16,
-      num_blocks=2, num_self_attends_per_block=1, num_cross_attends=2, self_attend_heads=2,
-      **kwargs)
+    num_classes=5,
+    input_channels=3,
+    num_bands=2,
+    num_latents=4,
+    latent_channels=16,
+    num_blocks=2,
+    num_self_attends_per_block=1,
+    num_cross_attends=2,
+    self_attend_heads=2,
+    **kwargs,
+  )
 
 
 def test_import_is_cheap_and_lazy():
-  code = ('import sys, perceiver; assert "jax" not in sys.modules and "haiku" not in sys.modules, '
-          'sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "haiku")); '
-          'assert callable(perceiver.PerceiverEncoder) and "haiku" in sys.modules')
+  code = (
+    'import sys, perceiver; assert "jax" not in sys.modules and "haiku" not in sys.modules, '
+    'sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "haiku")); '
+    'assert callable(perceiver.PerceiverEncoder) and "haiku" in sys.modules'
+  )
   subprocess.run([sys.executable, '-c', code], check=True, cwd=REPO)
 
 
@@ -44,8 +54,9 @@ def test_plain_jit_of_apply_needs_no_static_argnames():
   assert not np.allclose(train_a, train_b)  # dropout acts: the training branch ran
   same, _ = apply(params, state, jax.random.PRNGKey(1), x, is_training=False)
   np.testing.assert_allclose(same, eval_out, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(model.apply_train(params, state, jax.random.PRNGKey(1), x)[0], train_a,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    model.apply_train(params, state, jax.random.PRNGKey(1), x)[0], train_a, rtol=1e-5, atol=1e-6
+  )
 
 
 def test_channels_first_input_raises():
@@ -73,8 +84,8 @@ def test_load_pretrained_reads_a_deepmind_pickle_and_reproduces_its_golden(golde
   golden = os.path.join(golden_dir, 'official', 'imagenet_fourier_position_encoding.npz')
   _, _, config = checkpoints.load_checkpoint(golden)
   model, params, state = perceiver.load_pretrained(
-      os.path.join(golden_dir, 'official', 'pickles', 'imagenet_fourier_position_encoding.pystate'),
-      config=config)
+    os.path.join(golden_dir, 'official', 'pickles', 'imagenet_fourier_position_encoding.pystate'), config=config
+  )
   with np.load(golden) as data:
     images, expected = data['input::images'], data['output']
   out = jax.jit(model.apply)(params, state, None, images)[0]
@@ -84,8 +95,7 @@ def test_load_pretrained_reads_a_deepmind_pickle_and_reproduces_its_golden(golde
 
 
 def test_load_pretrained_reads_hugging_face_weights(golden_dir):
-  model, params, state = perceiver.load_pretrained(
-      os.path.join(golden_dir, 'hf', 'vision_perceiver_learned.npz'))
+  model, params, state = perceiver.load_pretrained(os.path.join(golden_dir, 'hf', 'vision_perceiver_learned.npz'))
   assert model.config['model'] == 'image_classifier'
   x = jnp.zeros((1, *model.config['image_shape']))
   assert model(params, state, x).shape == (1, model.config['num_classes'])
@@ -107,6 +117,7 @@ def exported(tmp_path_factory):
   """The mnist smoke preset, trained with params.npz exported: (path, eval)."""
   from perceiver_configs import mnist  # pylint: disable=import-outside-toplevel
   from perceiver import train  # pylint: disable=import-outside-toplevel
+
   config = mnist.get_config('smoke')
   config.checkpoint.export_npz = True
   workdir = str(tmp_path_factory.mktemp('run'))
@@ -116,14 +127,15 @@ def exported(tmp_path_factory):
 
 def test_runner_export_loads_with_load_pretrained_and_reproduces_the_eval(exported):
   from perceiver.train import input_pipeline  # pylint: disable=import-outside-toplevel
+
   path, metrics, config = exported
   model, params, state = perceiver.load_pretrained(path)
   assert model.config == perceiver.parse_model_config(config.model)
   apply = jax.jit(model.apply)
   correct = count = 0
-  for batch in input_pipeline.eval_batches(config.data, split=config.eval.split,
-                                           host_batch=config.eval.batch_size, process_index=0,
-                                           process_count=1):
+  for batch in input_pipeline.eval_batches(
+    config.data, split=config.eval.split, host_batch=config.eval.batch_size, process_index=0, process_count=1
+  ):
     logits = np.asarray(apply(params, state, None, batch['image'])[0])
     mask = batch['mask'] > 0
     correct += int((logits.argmax(-1) == batch['label'])[mask].sum())
@@ -134,6 +146,7 @@ def test_runner_export_loads_with_load_pretrained_and_reproduces_the_eval(export
 
 def test_runner_export_evaluates_with_eval_checkpoint(exported, capsys):
   from perceiver_tools.cli import eval_checkpoint  # pylint: disable=import-outside-toplevel
+
   path, metrics, _ = exported
   assert eval_checkpoint.main(['--checkpoint', path]) == 0
   printed = capsys.readouterr().out
@@ -143,6 +156,7 @@ def test_runner_export_evaluates_with_eval_checkpoint(exported, capsys):
 
 def test_runner_export_initialises_a_run_with_init_from(exported, tmp_path):
   from perceiver import train  # pylint: disable=import-outside-toplevel
+
   path, metrics, config = exported
   config.init_from = path
   config.seed = 11  # a random init would differ

@@ -12,8 +12,11 @@ from perceiver import attention
 
 def _qkv(rng, b=2, t=7, s=13, h=2, d=4, dv=3):
   k1, k2, k3 = jax.random.split(rng, 3)
-  return (jax.random.normal(k1, (b, t, h, d)), jax.random.normal(k2, (b, s, h, d)),
-          jax.random.normal(k3, (b, s, h, dv)))
+  return (
+    jax.random.normal(k1, (b, t, h, d)),
+    jax.random.normal(k2, (b, s, h, d)),
+    jax.random.normal(k3, (b, s, h, dv)),
+  )
 
 
 def test_attend_matches_softmax_formula():
@@ -29,8 +32,8 @@ def test_attend_matches_softmax_formula():
 def test_masked_keys_do_not_matter_and_fully_masked_rows_are_zero():
   q, k, v = _qkv(jax.random.PRNGKey(1))
   mask = np.ones((2, 7, 13), bool)
-  mask[:, :, 9:] = False      # keys 9.. masked everywhere
-  mask[1, 3, :] = False       # one query row sees nothing
+  mask[:, :, 9:] = False  # keys 9.. masked everywhere
+  mask[1, 3, :] = False  # one query row sees nothing
   out = attention.attend(q, k, v, attention_mask=jnp.asarray(mask))
   k2 = k.at[:, 9:].set(100.0)
   v2 = v.at[:, 9:].set(-50.0)
@@ -75,6 +78,7 @@ def test_bad_shapes_raise_clear_errors():
 def test_heads_must_divide_channels():
   def f(x):
     return attention.MultiHeadAttention(num_heads=3)(x, x)
+
   net = hk.transform(f)
   with pytest.raises(ValueError, match='not divisible by num_heads=3'):
     net.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 16)))
@@ -83,6 +87,7 @@ def test_heads_must_divide_channels():
 def test_cross_attention_qk_channels_follow_kv_like_the_paper():
   def f(q, kv):
     return attention.CrossAttention(num_heads=1, shape_for_attn='kv')(q, kv, is_training=False)
+
   params = hk.transform(f).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 32)), jnp.zeros((1, 9, 261)))
   assert params['cross_attention/attention/linear']['w'].shape == (32, 261)
   assert params['cross_attention/attention/linear_3']['w'].shape == (261, 32)
@@ -101,8 +106,9 @@ def test_chunked_gradients_equal_plain_with_masks_and_padding(chunk):
   mask = _random_mask((2, 7, 13))
   w = jax.random.normal(jax.random.PRNGKey(6), (2, 7, 6))
   f_plain = lambda q, k, v: jnp.sum(w * jnp.tanh(attention.attend(q, k, v, attention_mask=mask)))
-  f_chunk = lambda q, k, v: jnp.sum(w * jnp.tanh(
-      attention.attend_chunked(q, k, v, chunk_size=chunk, attention_mask=mask)))
+  f_chunk = lambda q, k, v: jnp.sum(
+    w * jnp.tanh(attention.attend_chunked(q, k, v, chunk_size=chunk, attention_mask=mask))
+  )
   g1 = jax.grad(f_plain, argnums=(0, 1, 2))(q, k, v)
   g2 = jax.jit(jax.grad(f_chunk, argnums=(0, 1, 2)))(q, k, v)
   for a, b in zip(g1, g2):
@@ -126,8 +132,7 @@ def test_chunked_dropout_gradients_match_finite_differences():
   q, k, v = _qkv(jax.random.PRNGKey(8), t=5, s=9)
 
   def f(q, k, v):
-    net = hk.transform(lambda q, k, v: attention.attend_chunked(
-        q, k, v, chunk_size=4, dropout_prob=0.3))
+    net = hk.transform(lambda q, k, v: attention.attend_chunked(q, k, v, chunk_size=4, dropout_prob=0.3))
     return jnp.sum(jnp.sin(net.apply({}, jax.random.PRNGKey(9), q, k, v)))
 
   # Same key -> same dropout masks, forward and backward.
@@ -144,7 +149,8 @@ def test_chunked_bfloat16_tracks_float32():
   assert out.dtype == jnp.bfloat16
   np.testing.assert_allclose(out.astype(jnp.float32), ref, atol=3e-2, rtol=3e-2)
   grads = jax.grad(lambda q, k, v: f(q, k, v).astype(jnp.float32).sum(), argnums=(0, 1, 2))(
-      *(x.astype(jnp.bfloat16) for x in (q, k, v)))
+    *(x.astype(jnp.bfloat16) for x in (q, k, v))
+  )
   assert all(g.dtype == jnp.bfloat16 and np.all(np.isfinite(g.astype(jnp.float32))) for g in grads)
 
 
@@ -152,15 +158,20 @@ def test_chunked_bfloat16_tracks_float32():
 def test_cross_attention_chunked_grads_equal_plain(chunk):
   # Gradients w.r.t. every parameter and both inputs, through jit.
   def make(chunk_size):
-    return hk.transform(lambda z, x, m: attention.CrossAttention(num_heads=2, chunk_size=chunk_size)(
-        z, x, is_training=False, attention_mask=m))
+    return hk.transform(
+      lambda z, x, m: attention.CrossAttention(num_heads=2, chunk_size=chunk_size)(
+        z, x, is_training=False, attention_mask=m
+      )
+    )
+
   z = jax.random.normal(jax.random.PRNGKey(11), (2, 5, 8))
   x = jax.random.normal(jax.random.PRNGKey(12), (2, 22, 6))
   mask = _random_mask((2, 5, 22), seed=1)
   plain, chunked = make(0), make(chunk)
   params = plain.init(jax.random.PRNGKey(13), z, x, mask)
-  loss = lambda net: jax.jit(jax.grad(
-      lambda p, z, x: jnp.sum(jnp.sin(net.apply(p, None, z, x, mask))), argnums=(0, 1, 2)))
+  loss = lambda net: jax.jit(
+    jax.grad(lambda p, z, x: jnp.sum(jnp.sin(net.apply(p, None, z, x, mask))), argnums=(0, 1, 2))
+  )
   g_plain = loss(plain)(params, z, x)
   g_chunk = loss(chunked)(params, z, x)
   flat_plain, flat_chunk = jax.tree.leaves(g_plain), jax.tree.leaves(g_chunk)
@@ -172,8 +183,10 @@ def test_cross_attention_chunked_grads_equal_plain(chunk):
 def test_chunked_cross_attention_has_the_plain_parameters_and_values():
   # Fused LayerNorm + key/value projections: same names, shapes, initial values.
   def make(chunk_size):
-    return hk.transform(lambda z, x: attention.CrossAttention(num_heads=1, chunk_size=chunk_size)(
-        z, x, is_training=False))
+    return hk.transform(
+      lambda z, x: attention.CrossAttention(num_heads=1, chunk_size=chunk_size)(z, x, is_training=False)
+    )
+
   z = jax.random.normal(jax.random.PRNGKey(14), (2, 6, 8))
   x = jax.random.normal(jax.random.PRNGKey(15), (2, 30, 5)) * 3 + 1
   p_plain = make(0).init(jax.random.PRNGKey(16), z, x)
@@ -182,16 +195,14 @@ def test_chunked_cross_attention_has_the_plain_parameters_and_values():
   for a, b in zip(jax.tree.leaves(p_plain), jax.tree.leaves(p_chunk)):
     np.testing.assert_array_equal(a, b)
   p = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(17), a.shape), p_plain)
-  np.testing.assert_allclose(make(8).apply(p, None, z, x), make(0).apply(p, None, z, x),
-                             atol=2e-5, rtol=1e-5)
+  np.testing.assert_allclose(make(8).apply(p, None, z, x), make(0).apply(p, None, z, x), atol=2e-5, rtol=1e-5)
 
 
 def test_fused_cross_attention_keeps_no_input_sized_activations():
   # With chunking, the backward pass holds no [B, M, C]-sized normed/key/value
   # copies: the saved residuals are the raw inputs and the small tensors.
   m, c = 256, 12
-  net = hk.transform(lambda z, x: attention.CrossAttention(num_heads=1, chunk_size=32)(
-      z, x, is_training=False))
+  net = hk.transform(lambda z, x: attention.CrossAttention(num_heads=1, chunk_size=32)(z, x, is_training=False))
   z = jnp.ones((1, 4, 8))
   x = jax.random.normal(jax.random.PRNGKey(18), (1, m, c))
   params = net.init(jax.random.PRNGKey(19), z, x)

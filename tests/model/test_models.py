@@ -34,20 +34,33 @@ def _count(params):
 
 
 PAPER_IMAGENET = dict(
-    name='perceiver',
-    input=dict(modality='image', prep_type='pixels', position_encoding='fourier', num_bands=64,
-               max_resolution=(224, 224)),
-    encoder=dict(num_latents=512, latent_channels=1024, num_blocks=8, num_self_attends_per_block=6,
-                 num_cross_attends=8, cross_attend_placement='interleaved', share_cross_attends=True,
-                 share_latent_transformers=True, num_self_attend_heads=8, num_cross_attend_heads=1,
-                 cross_attend_widening_factor=1, self_attend_widening_factor=1),
-    decoder=dict(name='average_project', num_classes=1000))
+  name='perceiver',
+  input=dict(
+    modality='image', prep_type='pixels', position_encoding='fourier', num_bands=64, max_resolution=(224, 224)
+  ),
+  encoder=dict(
+    num_latents=512,
+    latent_channels=1024,
+    num_blocks=8,
+    num_self_attends_per_block=6,
+    num_cross_attends=8,
+    cross_attend_placement='interleaved',
+    share_cross_attends=True,
+    share_latent_transformers=True,
+    num_self_attend_heads=8,
+    num_cross_attend_heads=1,
+    cross_attend_widening_factor=1,
+    self_attend_widening_factor=1,
+  ),
+  decoder=dict(name='average_project', num_classes=1000),
+)
 
 
 def _paper_imagenet_model_config():
   """The `paper` preset of configs/imagenet.py when present, else the paper's numbers."""
   try:
     from perceiver_configs import imagenet  # pylint: disable=import-outside-toplevel
+
     return imagenet.get_config('paper').model
   except ImportError:
     return PAPER_IMAGENET
@@ -55,8 +68,7 @@ def _paper_imagenet_model_config():
 
 def test_paper_imagenet_parameter_count():
   net = models.build_model(_paper_imagenet_model_config())
-  params, _ = jax.eval_shape(lambda: net.init(RNG, {'image': jnp.zeros((1, 224, 224, 3))},
-                                              is_training=True))
+  params, _ = jax.eval_shape(lambda: net.init(RNG, {'image': jnp.zeros((1, 224, 224, 3))}, is_training=True))
   n = _count(params)
   assert abs(n - 44.9e6) <= 0.2e6, n
   # Weight sharing: exactly two cross-attention weight sets and one latent Transformer.
@@ -121,6 +133,7 @@ def test_permuting_inputs_with_their_positions_leaves_logits_unchanged(pos):
 
 def test_masked_inputs_do_not_affect_outputs(golden_dir):
   from perceiver_tools import golden  # pylint: disable=import-outside-toplevel
+
   case = golden.load_golden(str(golden_dir / 'official' / 'language_masked_lm.npz'))
   model = models.build_from_reference_config(case.config)
   tokens = jnp.asarray(case.inputs['inputs'])
@@ -141,8 +154,11 @@ def test_chunked_cross_attention_model_equals_plain():
   net, params, state = _init(tiny_config(), x)
   chunked = models.build_model(tiny_config(encoder=dict(attention_chunk_size=16)))
   loss = lambda n: lambda p: jnp.sum(n.apply(p, state, RNG, x, is_training=False)[0] ** 2)
-  np.testing.assert_allclose(net.apply(params, state, RNG, x, is_training=False)[0],
-                             chunked.apply(params, state, RNG, x, is_training=False)[0], atol=1e-5)
+  np.testing.assert_allclose(
+    net.apply(params, state, RNG, x, is_training=False)[0],
+    chunked.apply(params, state, RNG, x, is_training=False)[0],
+    atol=1e-5,
+  )
   g1, g2 = jax.grad(loss(net))(params), jax.grad(loss(chunked))(params)
   for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
@@ -152,26 +168,39 @@ def test_remat_and_loops_do_not_change_numbers():
   x = _images()
   net, params, state = _init(tiny_config(), x)
   remat = models.build_model(tiny_config(encoder=dict(remat=True)))
-  np.testing.assert_allclose(net.apply(params, state, RNG, x, is_training=False)[0],
-                             remat.apply(params, state, RNG, x, is_training=False)[0], atol=1e-6)
+  np.testing.assert_allclose(
+    net.apply(params, state, RNG, x, is_training=False)[0],
+    remat.apply(params, state, RNG, x, is_training=False)[0],
+    atol=1e-6,
+  )
 
 
 MODALITY_CASES = {
-    'image_pixels': (dict(), {'image': (2, 6, 6, 3)}),
-    'image_conv1x1_learned': (dict(prep_type='conv1x1', num_channels=8, position_encoding='trainable',
-                                   trainable_pos_channels=8, project_pos_dim=6), {'image': (2, 6, 6, 3)}),
-    'image_conv': (dict(prep_type='conv', spatial_downsample=4, num_channels=8), {'image': (2, 16, 16, 3)}),
-    'image_patches': (dict(prep_type='patches', spatial_downsample=2, num_channels=8), {'image': (2, 8, 8, 3)}),
-    'video_patches': (dict(modality='video', prep_type='patches', spatial_downsample=2, temporal_downsample=2),
-                      {'video': (2, 4, 8, 8, 3)}),
-    'audio_patches': (dict(modality='audio', prep_type='patches', samples_per_patch=16), {'audio': (2, 128)}),
-    'audio_mel': (dict(modality='audio', prep_type='mel', mel_patch_shape=(2, 2)), {'audio': (2, 8, 6)}),
-    'points': (dict(modality='points', num_bands=4, max_resolution=(64, 64, 64)), {'points': (2, 32, 3)}),
-    'audio_video': (dict(modality='audio_video', video_dropout_prob=0.3,
-                         audio=dict(prep_type='patches', samples_per_patch=16, num_bands=4),
-                         video=dict(prep_type='patches', spatial_downsample=4, temporal_downsample=2,
-                                    num_bands=2)),
-                    {'audio': (2, 64), 'video': (2, 4, 8, 8, 3)}),
+  'image_pixels': (dict(), {'image': (2, 6, 6, 3)}),
+  'image_conv1x1_learned': (
+    dict(
+      prep_type='conv1x1', num_channels=8, position_encoding='trainable', trainable_pos_channels=8, project_pos_dim=6
+    ),
+    {'image': (2, 6, 6, 3)},
+  ),
+  'image_conv': (dict(prep_type='conv', spatial_downsample=4, num_channels=8), {'image': (2, 16, 16, 3)}),
+  'image_patches': (dict(prep_type='patches', spatial_downsample=2, num_channels=8), {'image': (2, 8, 8, 3)}),
+  'video_patches': (
+    dict(modality='video', prep_type='patches', spatial_downsample=2, temporal_downsample=2),
+    {'video': (2, 4, 8, 8, 3)},
+  ),
+  'audio_patches': (dict(modality='audio', prep_type='patches', samples_per_patch=16), {'audio': (2, 128)}),
+  'audio_mel': (dict(modality='audio', prep_type='mel', mel_patch_shape=(2, 2)), {'audio': (2, 8, 6)}),
+  'points': (dict(modality='points', num_bands=4, max_resolution=(64, 64, 64)), {'points': (2, 32, 3)}),
+  'audio_video': (
+    dict(
+      modality='audio_video',
+      video_dropout_prob=0.3,
+      audio=dict(prep_type='patches', samples_per_patch=16, num_bands=4),
+      video=dict(prep_type='patches', spatial_downsample=4, temporal_downsample=2, num_bands=2),
+    ),
+    {'audio': (2, 64), 'video': (2, 4, 8, 8, 3)},
+  ),
 }
 
 
@@ -180,16 +209,16 @@ MODALITY_CASES = {
 # The heaviest compiles run with the slow tests (.ci/run still runs them).
 _SLOW_JIT_GRAD = {'video_patches', 'audio_video', 'points', 'image_conv'}
 JIT_GRAD_CASES = [
-    pytest.param(name, 'perceiver', marks=[pytest.mark.slow] if name in _SLOW_JIT_GRAD else [])
-    for name in sorted(MODALITY_CASES)] + [pytest.param('image_pixels', 'perceiver_io', marks=pytest.mark.slow)]
+  pytest.param(name, 'perceiver', marks=[pytest.mark.slow] if name in _SLOW_JIT_GRAD else [])
+  for name in sorted(MODALITY_CASES)
+] + [pytest.param('image_pixels', 'perceiver_io', marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize('name,head', JIT_GRAD_CASES)
 def test_jit_and_grad_through_every_model(name, head):
   inp, shapes = MODALITY_CASES[name]
   # Small on purpose: this sweep is about tracing every path under jit/grad.
-  cfg = tiny_config(input=inp, encoder=dict(num_blocks=2, num_cross_attends=2,
-                                            num_self_attends_per_block=1))
+  cfg = tiny_config(input=inp, encoder=dict(num_blocks=2, num_cross_attends=2, num_self_attends_per_block=1))
   cfg['name'] = head
   cfg['decoder'] = dict(name='average_project' if head == 'perceiver' else 'classification', num_classes=5)
   inputs = {k: jax.random.normal(jax.random.PRNGKey(i), s) for i, (k, s) in enumerate(shapes.items())}
@@ -211,6 +240,7 @@ def test_jit_and_grad_through_every_model(name, head):
 @pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_jit_and_grad_through_reference_models(golden_dir):
   from perceiver_tools import golden  # pylint: disable=import-outside-toplevel
+
   for path in sorted((golden_dir / 'official').glob('*.npz')):
     case = golden.load_golden(str(path))
     model = models.build_from_reference_config(case.config)
@@ -239,7 +269,6 @@ def test_bf16_forward():
 
 
 class TestBadInput:
-
   def test_wrong_rank(self):
     net = models.build_model(tiny_config())
     with pytest.raises(ValueError, match=r'\[B, H, W, C\]'):
@@ -247,8 +276,9 @@ class TestBadInput:
 
   def test_wrong_channels_after_init(self):
     net, params, state = _init(tiny_config(), _images())
-    with pytest.raises(ValueError,
-                       match=r"input 'image' has per-example shape \(6, 6, 4\).*initialised for \(6, 6, 3\)"):
+    with pytest.raises(
+      ValueError, match=r"input 'image' has per-example shape \(6, 6, 4\).*initialised for \(6, 6, 3\)"
+    ):
       net.apply(params, state, RNG, _images(c=4), is_training=False)
 
   def test_wrong_dtype(self):
@@ -278,10 +308,10 @@ class TestBadInput:
   def test_checkpoint_for_another_config(self, golden_dir):
     from perceiver_tools import golden  # pylint: disable=import-outside-toplevel
     from perceiver.checkpoints.errors import CheckpointMismatchError  # pylint: disable=import-outside-toplevel
+
     case = golden.load_golden(str(golden_dir / 'official' / 'imagenet_fourier_position_encoding.npz'))
     case.config['encoder'] = dict(case.config['encoder'], num_self_attends_per_block=3, z_index_dim=16)
     # One more self-attend layer (16 arrays) and 16 latents instead of 8.
-    with pytest.raises(CheckpointMismatchError,
-                       match=r'16 missing, 0 unexpected, 1 mis-shaped') as err:
+    with pytest.raises(CheckpointMismatchError, match=r'16 missing, 0 unexpected, 1 mis-shaped') as err:
       golden.run_case(case)
     assert err.value.mis_shaped[0][0].endswith('pos_embs')

@@ -21,8 +21,7 @@ def test_fourier_channel_layout():
 
 def test_sine_only_and_no_concat_pos():
   pos = jnp.zeros((2, 5, 3))
-  feats = pe.generate_fourier_features(pos, num_bands=4, max_resolution=(8, 8, 8), sine_only=True,
-                                       concat_pos=False)
+  feats = pe.generate_fourier_features(pos, num_bands=4, max_resolution=(8, 8, 8), sine_only=True, concat_pos=False)
   assert feats.shape == (2, 5, 12)
 
 
@@ -36,6 +35,7 @@ def test_grid_positions_are_ij_linspace():
 def test_explicit_positions_replace_the_grid():
   def f(pos):
     return pe.FourierPositionEncoding(index_dims=(4, 4), num_bands=2)(batch_size=1, pos=pos)
+
   net = hk.without_apply_rng(hk.transform(f))
   grid = pe.build_linear_positions((4, 4)).reshape(1, 16, 2)
   a = net.apply({}, None)
@@ -52,9 +52,11 @@ def test_wrong_position_dims_raise():
 
 def test_projected_trainable_encoding():
   def f():
-    enc = pe.build_position_encoding('trainable', (4, 4), project_pos_dim=6,
-                                     trainable_position_encoding_kwargs=dict(num_channels=5))
+    enc = pe.build_position_encoding(
+      'trainable', (4, 4), project_pos_dim=6, trainable_position_encoding_kwargs=dict(num_channels=5)
+    )
     return enc(batch_size=3)
+
   net = hk.transform(f)
   params = net.init(jax.random.PRNGKey(0))
   assert params['trainable_position_encoding']['pos_embs'].shape == (16, 5)

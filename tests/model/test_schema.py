@@ -28,8 +28,11 @@ def _presets():
     module = importlib.import_module(f'perceiver_configs.{name}')
     # Classifier presets; the other tasks (language, flow, autoencoding)
     # validate their own model sections (tests/{language,flow,multimodal}).
-    out += [(name, preset) for preset in sorted(getattr(module, 'PRESETS', {}))
-            if module.get_config(preset).get('task', 'classification') == 'classification']
+    out += [
+      (name, preset)
+      for preset in sorted(getattr(module, 'PRESETS', {}))
+      if module.get_config(preset).get('task', 'classification') == 'classification'
+    ]
   return out
 
 
@@ -52,6 +55,7 @@ def _lists(tree):
 
 def test_configs_common_sections_are_the_schema_defaults():
   from perceiver_configs import common  # pylint: disable=import-outside-toplevel
+
   assert common.model_input().to_dict() == schema.defaults(schema.InputConfig)
   assert common.model_encoder().to_dict() == schema.defaults(schema.EncoderConfig)
   for name, decoder in (('perceiver', 'average_project'), ('perceiver_io', 'classification')):
@@ -64,7 +68,8 @@ def test_docs_schema_table_is_generated_from_the_dataclasses():
     text = f.read()
   begin, end = text.index(schema.DOC_BEGIN) + len(schema.DOC_BEGIN), text.index(schema.DOC_END)
   assert text[begin:end].strip() == schema.schema_markdown().strip(), (
-      'docs/architecture.md is stale: run python -m perceiver.config docs/architecture.md')
+    'docs/architecture.md is stale: run python -m perceiver.config docs/architecture.md'
+  )
   for cls in (schema.InputConfig, schema.EncoderConfig, schema.DecoderConfig, schema.ViTConfig):
     for field in dataclasses.fields(cls):
       assert f'| `{field.name}` |' in text[begin:end]
@@ -74,28 +79,38 @@ def test_a_partial_perceiver_dict_is_the_papers_imagenet_model():
   """Missing fields take the schema's defaults (the paper's ImageNet
   Perceiver), never a smaller model: 8 cross-attends, 512 x 1024 latents."""
   from perceiver_configs import imagenet  # pylint: disable=import-outside-toplevel
+
   partial = schema.parse_model_config({'name': 'perceiver', 'decoder': {'num_classes': 1000}})
   paper = schema.parse_model_config(imagenet.get_config('paper').model)
   assert partial.encoder == paper.encoder and partial.encoder.num_cross_attends == 8
   # () = the input grid: mu = 224 on the paper's 224 x 224 images.
   assert dataclasses.replace(partial.input, input_channels=3, max_resolution=(224, 224)) == paper.input
   net = models.build_model({'name': 'perceiver', 'decoder': {'num_classes': 1000}})
-  params, _ = jax.eval_shape(lambda x: net.init(RNG, x, is_training=True),
-                             {'image': jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)})
-  assert {'perceiver_encoder/~/cross_attention/attention/linear',
-          'perceiver_encoder/~/cross_attention_1/attention/linear'} <= set(params)
+  params, _ = jax.eval_shape(
+    lambda x: net.init(RNG, x, is_training=True), {'image': jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)}
+  )
+  assert {
+    'perceiver_encoder/~/cross_attention/attention/linear',
+    'perceiver_encoder/~/cross_attention_1/attention/linear',
+  } <= set(params)
   io = schema.parse_model_config({'name': 'perceiver_io', 'decoder': {'num_classes': 10}})
   assert io.encoder.num_cross_attends == 1 and io.decoder.name == 'classification'
 
 
-@pytest.mark.parametrize('bad, message', [
+@pytest.mark.parametrize(
+  'bad, message',
+  [
     ({'encoder': {'num_latents': 0}}, r'^model.encoder.num_latents must be >= 1, got 0$'),
     ({'decoder': {'num_classes': 0}}, r'^model.decoder.num_classes must be >= 1, got 0$'),
     ({'decoder': {}}, r'^model.decoder.num_classes must be >= 1, got 0$'),
-    ({'encoder': {'latent_channels': 100, 'num_self_attend_heads': 3}},
-     r'^model.encoder.latent_channels=100 is not divisible by num_self_attend_heads=3$'),
-    ({'encoder': {'cross_attend_qk_channels': 10, 'num_cross_attend_heads': 4}},
-     r'^model.encoder.cross_attend_qk_channels=10 is not divisible by num_cross_attend_heads=4$'),
+    (
+      {'encoder': {'latent_channels': 100, 'num_self_attend_heads': 3}},
+      r'^model.encoder.latent_channels=100 is not divisible by num_self_attend_heads=3$',
+    ),
+    (
+      {'encoder': {'cross_attend_qk_channels': 10, 'num_cross_attend_heads': 4}},
+      r'^model.encoder.cross_attend_qk_channels=10 is not divisible by num_cross_attend_heads=4$',
+    ),
     ({'encoder': {'num_latent': 3}}, r"^model.encoder: unknown key\(s\) \['num_latent'\]; allowed"),
     ({'input': {'input_channels': 0}}, r'^model.input.input_channels must be -1 \(unset\) or >= 1, got 0$'),
     ({'encoder': {'qk_channels': 0}}, r'^model.encoder.qk_channels must be -1 \(unset\) or >= 1, got 0$'),
@@ -111,7 +126,8 @@ def test_a_partial_perceiver_dict_is_the_papers_imagenet_model():
     ({'name': 'percevier'}, r"^model.name must be one of \[.*\], got 'percevier'$"),
     ({'name': 'resnet', 'compute_dtype': 'bfloat16'}, r'vit/transformer only$'),
     ({'name': 'transformer', 'vit': {'patch_size': 2}}, r'^model.vit.patch_size must be 1'),
-])
+  ],
+)
 def test_bad_configs_raise_one_line_naming_the_field(bad, message):
   cfg = {'decoder': {'num_classes': 10}, **bad}
   with pytest.raises(schema.ModelConfigError, match=message) as err:
@@ -128,15 +144,27 @@ def test_untrusted_values_are_not_echoed_at_length():
 def test_cross_and_self_attend_widths_are_separate():
   """lucidrains' cross_dim_head / latent_dim_head: 1 x 64 cross-attend
   channels and 8 x 16 self-attend channels under 32-wide latents."""
-  net = models.build_model(dict(
+  net = models.build_model(
+    dict(
       input=dict(num_bands=2, input_channels=3),
-      encoder=dict(num_latents=4, latent_channels=32, num_blocks=1, num_cross_attends=1,
-                   num_self_attends_per_block=1, cross_attend_qk_channels=64,
-                   cross_attend_v_channels=64, num_self_attend_heads=8,
-                   self_attend_qk_channels=128, self_attend_v_channels=128),
-      decoder=dict(num_classes=3)))
-  params, _ = jax.eval_shape(lambda x: net.init(RNG, x, is_training=True),
-                             {'image': jax.ShapeDtypeStruct((1, 4, 4, 3), jnp.float32)})
+      encoder=dict(
+        num_latents=4,
+        latent_channels=32,
+        num_blocks=1,
+        num_cross_attends=1,
+        num_self_attends_per_block=1,
+        cross_attend_qk_channels=64,
+        cross_attend_v_channels=64,
+        num_self_attend_heads=8,
+        self_attend_qk_channels=128,
+        self_attend_v_channels=128,
+      ),
+      decoder=dict(num_classes=3),
+    )
+  )
+  params, _ = jax.eval_shape(
+    lambda x: net.init(RNG, x, is_training=True), {'image': jax.ShapeDtypeStruct((1, 4, 4, 3), jnp.float32)}
+  )
   cross = 'perceiver_encoder/~/cross_attention/attention/'
   self_ = 'perceiver_encoder/~/self_attention/attention/'
   assert params[cross + 'linear']['w'].shape == (32, 64)  # q: latents -> 64
@@ -146,10 +174,13 @@ def test_cross_and_self_attend_widths_are_separate():
 
 
 def test_channels_first_images_are_refused_with_a_hint():
-  net = models.build_model(dict(input=dict(num_bands=2, input_channels=3),
-                                encoder=dict(num_latents=4, latent_channels=8, num_blocks=1,
-                                             num_cross_attends=1, num_self_attend_heads=2),
-                                decoder=dict(num_classes=3)))
+  net = models.build_model(
+    dict(
+      input=dict(num_bands=2, input_channels=3),
+      encoder=dict(num_latents=4, latent_channels=8, num_blocks=1, num_cross_attends=1, num_self_attend_heads=2),
+      decoder=dict(num_classes=3),
+    )
+  )
   with pytest.raises(ValueError, match=r'channels-last.*looks channels-first.*transpose\(0, 2, 3, 1\)'):
     net.init(RNG, {'image': jnp.zeros((1, 3, 32, 32))}, is_training=True)
 
@@ -168,7 +199,8 @@ def test_a_new_model_kind_registers_without_editing_build_model():
 
   def build(cfg):
     return hk.transform_with_state(
-        lambda inputs, *, is_training: hk.nets.MLP([cfg.width, cfg.decoder.num_classes])(inputs['x']))
+      lambda inputs, *, is_training: hk.nets.MLP([cfg.width, cfg.decoder.num_classes])(inputs['x'])
+    )
 
   schema.register_model('toy', Toy, build)
   try:
@@ -185,6 +217,7 @@ def test_hf_attention_dropout_is_applied_in_training_only(golden_dir):
   """`hf_compat.attention_probs_dropout_prob` (HF's dropout on attention
   weights) acts in training and not in evaluation."""
   from perceiver import checkpoints  # pylint: disable=import-outside-toplevel
+
   path = os.path.join(golden_dir, 'hf', 'vision_perceiver_fourier.npz')
   params, state, cfg = checkpoints.load_checkpoint(path)
   assert cfg['hf_compat']['attention_probs_dropout_prob'] > 0
@@ -205,6 +238,6 @@ def test_one_input_permutation():
   (RandomState; data/imagenet.py's default_rng copy is gone)."""
   from perceiver import baselines, io_processors  # pylint: disable=import-outside-toplevel
   from perceiver.data import imagenet  # pylint: disable=import-outside-toplevel
+
   assert not hasattr(imagenet, 'fixed_permutation') and not hasattr(baselines, 'fixed_permutation')
-  np.testing.assert_array_equal(io_processors.fixed_permutation(50, 3),
-                                np.random.RandomState(3).permutation(50))
+  np.testing.assert_array_equal(io_processors.fixed_permutation(50, 3), np.random.RandomState(3).permutation(50))

@@ -20,17 +20,17 @@ def _write(path, text):
 
 
 def test_annotations_parse(tmp_path):
-  path = _write(tmp_path / 'train.csv', HEADER + '"abseiling",abc_-1234,14,24,train\n\n'
-                'air drumming,x,0,10,train\n')
-  assert kinetics.read_annotations(path) == [('abseiling', 'abc_-1234', 14, 24),
-                                             ('air drumming', 'x', 0, 10)]
+  path = _write(tmp_path / 'train.csv', HEADER + '"abseiling",abc_-1234,14,24,train\n\nair drumming,x,0,10,train\n')
+  assert kinetics.read_annotations(path) == [('abseiling', 'abc_-1234', 14, 24), ('air drumming', 'x', 0, 10)]
   # test.csv of Kinetics-700 has no label column.
   path = _write(tmp_path / 'test.csv', 'youtube_id,time_start,time_end,split\nq,3,13,test\n')
   assert kinetics.read_annotations(path) == [('', 'q', 3, 13)]
   assert kinetics.clip_stem('abc', 14, 24) == 'abc_000014_000024'
 
 
-@pytest.mark.parametrize('text, fragment', [
+@pytest.mark.parametrize(
+  'text, fragment',
+  [
     ('label,start\nx,1\n', 'line 1: expected the header'),
     (HEADER + 'a,b,10,5,train\n', 'line 2'),
     (HEADER + 'a,b,0,1000,train\n', 'line 2'),
@@ -38,7 +38,8 @@ def test_annotations_parse(tmp_path):
     (HEADER + 'a,b,0,10\n', 'line 2: expected 5 fields'),
     (HEADER + 'a,b\0,0,10,train\n', 'NUL byte'),
     ('', 'empty'),
-])
+  ],
+)
 def test_bad_annotations_name_file_and_line(tmp_path, text, fragment):
   path = _write(tmp_path / 'train.csv', text)
   with pytest.raises(errors.CorruptDataError, match=fragment) as e:
@@ -70,12 +71,10 @@ def test_pipeline_on_real_sample_clips(kinetics_config):
   assert np.abs(batch['audio']).max() > 0.05  # Speech, not silence.
   assert batch['label'].shape == (4,) and set(batch['label']) <= {0, 1, 2, 3}
   # Evaluation: the centred window, each clip once, in order.
-  valid = list(pdata.get_dataset(kinetics_config, split='valid', batch_size=3,
-                                 shuffle_seed=None).as_numpy_iterator())
+  valid = list(pdata.get_dataset(kinetics_config, split='valid', batch_size=3, shuffle_seed=None).as_numpy_iterator())
   labels = np.concatenate([b['label'] for b in valid])
   assert sorted(labels) == [0, 1, 2, 3]
-  again = next(pdata.get_dataset(kinetics_config, split='valid', batch_size=3,
-                                 shuffle_seed=None).as_numpy_iterator())
+  again = next(pdata.get_dataset(kinetics_config, split='valid', batch_size=3, shuffle_seed=None).as_numpy_iterator())
   np.testing.assert_array_equal(again['video'], valid[0]['video'])
   builder = pdata.get_builder(kinetics_config)
   assert builder.info.metadata['class_names'][0] == 'pan over china (en speech)'
@@ -85,6 +84,7 @@ def test_pipeline_on_real_sample_clips(kinetics_config):
 def test_audio_track_matches_written_speech(tmp_path):
   pytest.importorskip('av')
   from perceiver_tools import kinetics_samples  # pylint: disable=g-import-not-at-top
+
   t = np.arange(2 * 48000) / 48000
   audio = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
   video = np.tile(np.linspace(0, 255, 32, dtype=np.uint8)[None, None, :, None], (50, 32, 1, 3))
@@ -93,7 +93,7 @@ def test_audio_track_matches_written_speech(tmp_path):
   got = kinetics.read_audio_track(path, 2 * 48000) / 32768.0
   # AAC's encoder delay shifts the track by < 3,000 samples; compare the
   # 440 Hz tone's level and frequency, not the sample alignment.
-  assert abs(np.sqrt(np.mean(got[4000:-4000]**2)) - 0.3 / np.sqrt(2)) < 0.02
+  assert abs(np.sqrt(np.mean(got[4000:-4000] ** 2)) - 0.3 / np.sqrt(2)) < 0.02
   spectrum = np.abs(np.fft.rfft(got[4000:-4000]))
   peak_hz = np.argmax(spectrum) * 48000 / len(got[4000:-4000])
   assert abs(peak_hz - 440) < 5
@@ -106,8 +106,7 @@ def test_corrupt_and_missing_clips(kinetics_dir, tmp_path):
   with open(clips[0], 'wb') as f:
     f.write(b'not a video at all')
   os.remove(clips[1])
-  config = dict(name='kinetics', manual_dir=str(manual), data_dir=str(tmp_path / 'tfds'),
-                num_frames=8, video_size=32)
+  config = dict(name='kinetics', manual_dir=str(manual), data_dir=str(tmp_path / 'tfds'), num_frames=8, video_size=32)
   with pytest.raises(errors.CorruptDataError) as e:
     pdata.get_builder(config)
   assert clips[0] in str(e.value)

@@ -28,8 +28,7 @@ def sample_run(tmp_path_factory):
   config.data.data_dir = str(tmp / 'tfds')
   start = time.time()
   result = train.train_and_evaluate(config, str(tmp / 'run'), 'train_and_eval')
-  print(json.dumps(dict(result['eval'], steps=result['step'],
-                        wall_s=round(time.time() - start)), indent=1))
+  print(json.dumps(dict(result['eval'], steps=result['step'], wall_s=round(time.time() - start)), indent=1))
   assert result['step'] == config.train.num_steps
   assert result['eval']['num_examples'] == 32
   return result['eval']
@@ -46,7 +45,10 @@ def test_label_beats_chance(sample_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason='not reached: 21.4 dB held-out audio PSNR vs 24.1 dB for '
-                   'silence after the preset\'s 700 steps (docs/multimodal.md)')
+@pytest.mark.xfail(
+  strict=True,
+  reason='not reached: 21.4 dB held-out audio PSNR vs 24.1 dB for '
+  "silence after the preset's 700 steps (docs/multimodal.md)",
+)
 def test_audio_beats_silence(sample_run):
   assert sample_run['audio_psnr'] > sample_run['baseline_silence_psnr']

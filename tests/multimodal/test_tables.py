@@ -8,8 +8,11 @@ from perceiver_tools import tables
 
 def test_one_run_fills_the_row_with_psnr_in_db_and_top1_in_percent(tmp_path):
   row = 'Sample clips (real photos + speech, CPU)'
-  tables.write_result(str(tmp_path), pr.Tag('perceiver_io_multimodal', row, pr.ALL),
-                      {'video_psnr': 21.25, 'audio_psnr': 18.5, 'top1': 0.75})
+  tables.write_result(
+    str(tmp_path),
+    pr.Tag('perceiver_io_multimodal', row, pr.ALL),
+    {'video_psnr': 21.25, 'audio_psnr': 18.5, 'top1': 0.75},
+  )
   results = {r.tag.column: r.value for r in tables.read_results(str(tmp_path))}
   assert results == {'video PSNR (dB)': 21.25, 'audio PSNR (dB)': 18.5, 'top-1 (%)': 75.0}
   text = tables.make_tables([str(tmp_path)], ['perceiver_io_multimodal'])
@@ -21,9 +24,11 @@ def test_one_run_fills_the_row_with_psnr_in_db_and_top1_in_percent(tmp_path):
 
 
 def test_missing_metric_is_an_error(tmp_path):
-  tables.write_result(str(tmp_path), pr.Tag('perceiver_io_multimodal',
-                                            'Released model, Kinetics-700-2020', pr.ALL),
-                      {'video_psnr': 20.0, 'top1': 0.1})
+  tables.write_result(
+    str(tmp_path),
+    pr.Tag('perceiver_io_multimodal', 'Released model, Kinetics-700-2020', pr.ALL),
+    {'video_psnr': 20.0, 'top1': 0.1},
+  )
   with pytest.raises(tables.TableError, match="needs metric 'audio_psnr'"):
     tables.read_results(str(tmp_path))
   with pytest.raises(ValueError, match='no column'):

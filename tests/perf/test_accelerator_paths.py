@@ -82,12 +82,21 @@ def test_fused_attention_rejects_what_it_cannot_do():
 
 
 def _io_config():
-  return dict(name='perceiver_io', compute_dtype='bfloat16',
-              input=dict(modality='image', num_bands=4, max_resolution=(8, 8)),
-              encoder=dict(num_latents=16, latent_channels=64, num_blocks=2,
-                           num_self_attends_per_block=1, num_cross_attends=1,
-                           cross_attend_placement='start', num_self_attend_heads=4),
-              decoder=dict(num_classes=10))
+  return dict(
+    name='perceiver_io',
+    compute_dtype='bfloat16',
+    input=dict(modality='image', num_bands=4, max_resolution=(8, 8)),
+    encoder=dict(
+      num_latents=16,
+      latent_channels=64,
+      num_blocks=2,
+      num_self_attends_per_block=1,
+      num_cross_attends=1,
+      cross_attend_placement='start',
+      num_self_attend_heads=4,
+    ),
+    decoder=dict(num_classes=10),
+  )
 
 
 def test_model_on_gpu_routes_self_attends_to_the_fused_kernel(monkeypatch):
@@ -114,11 +123,12 @@ def test_model_on_gpu_routes_self_attends_to_the_fused_kernel(monkeypatch):
   assert (16, 'cudnn') in calls  # Self-attends: 4 heads of 16.
   assert (64, 'cudnn') in calls  # The decoder's 1-head query into the 64-wide latents.
   assert {impl for head, impl in calls if head == 21} == {None}  # 21-wide cross-attend.
-  np.testing.assert_allclose(np.asarray(gpu_logits, np.float32),
-                             np.asarray(plain_logits, np.float32), atol=3e-2, rtol=3e-2)
+  np.testing.assert_allclose(
+    np.asarray(gpu_logits, np.float32), np.asarray(plain_logits, np.float32), atol=3e-2, rtol=3e-2
+  )
 
 
-_MESH_SCRIPT = textwrap.dedent('''
+_MESH_SCRIPT = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, {repo!r})
     import jax, jax.numpy as jnp
@@ -161,16 +171,22 @@ _MESH_SCRIPT = textwrap.dedent('''
         sharded_params=len(sharded), num_params=len(jax.tree.leaves(new_state.params)),
         batch_devices=len(batch['image'].sharding.device_set),
         loss_finite=bool(jnp.isfinite(loss)), step=int(new_state.step))))
-''')
+""")
 
 
 def test_train_step_on_a_cpu_mesh_donates_shards_and_stays_on_device():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             JAX_PLATFORMS='cpu')
-  proc = subprocess.run([sys.executable, '-c', _MESH_SCRIPT.format(repo=REPO)], env=env,
-                        capture_output=True, text=True, timeout=600, cwd=REPO)
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
+  proc = subprocess.run(
+    [sys.executable, '-c', _MESH_SCRIPT.format(repo=REPO)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    cwd=REPO,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
   import json  # pylint: disable=g-import-not-at-top
+
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert out['donated_deleted'] and out['alias_bytes'] > 0
   assert out['batch_devices'] == 4

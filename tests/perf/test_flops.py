@@ -25,15 +25,14 @@ def test_conv_matches_xla():
   # VALID padding: XLA skips taps that land on SAME padding, we do not.
   x = jnp.ones((2, 16, 16, 3))
   w = jnp.ones((5, 5, 3, 8))
-  fn = lambda x, w: jax.lax.conv_general_dilated(
-      x, w, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  fn = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   assert perf.matmul_flops(fn, x, w).matmul == 2 * (2 * 6 * 6 * 8) * (5 * 5 * 3)
   assert perf.matmul_flops(fn, x, w).matmul == _xla_flops(fn, x, w)
 
 
 def test_loops_count_every_iteration_and_backward_pass():
   x = jnp.ones((32, 32))
-  one = 2 * 32 ** 3
+  one = 2 * 32**3
   loop = lambda a, b: jax.lax.fori_loop(0, 7, lambda i, a: jnp.tanh(a @ b), a)
   assert perf.matmul_flops(loop, x, x).matmul == 7 * one
   # Gradient w.r.t. both operands: forward + two matmuls per iteration.
@@ -46,21 +45,27 @@ def test_loops_count_every_iteration_and_backward_pass():
 
 def _model_config(num_blocks=2, chunk=0):
   return dict(
-      name='perceiver_io',
-      input=dict(modality='image', num_bands=4, max_resolution=(32, 32)),
-      encoder=dict(num_latents=16, latent_channels=32, num_blocks=num_blocks,
-                   num_self_attends_per_block=1, num_cross_attends=1,
-                   cross_attend_placement='start', num_self_attend_heads=2,
-                   attention_chunk_size=chunk),
-      decoder=dict(num_classes=7))
+    name='perceiver_io',
+    input=dict(modality='image', num_bands=4, max_resolution=(32, 32)),
+    encoder=dict(
+      num_latents=16,
+      latent_channels=32,
+      num_blocks=num_blocks,
+      num_self_attends_per_block=1,
+      num_cross_attends=1,
+      cross_attend_placement='start',
+      num_self_attend_heads=2,
+      attention_chunk_size=chunk,
+    ),
+    decoder=dict(num_classes=7),
+  )
 
 
 def _forward_flops(cfg, side, batch=2):
   net = models.build_model(cfg)
   inputs = {'image': jax.ShapeDtypeStruct((batch, side, side, 3), jnp.float32)}
   # Shapes only: nothing is computed or compiled.
-  params, state = jax.eval_shape(
-      lambda x: net.init(jax.random.PRNGKey(0), x, is_training=False), inputs)
+  params, state = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, is_training=False), inputs)
   fn = lambda p, s, x: net.apply(p, s, None, x, is_training=False)[0]
   return perf.matmul_flops(fn, params, state, inputs).matmul
 

@@ -26,11 +26,20 @@ LOSS_ATOL = 0.05
 
 def _config(dtype):
   return dict(
-      name='perceiver_io', compute_dtype=dtype,
-      input=dict(modality='image', num_bands=4, max_resolution=(16, 16)),
-      encoder=dict(num_latents=16, latent_channels=32, num_blocks=2, num_self_attends_per_block=1,
-                   num_cross_attends=1, cross_attend_placement='start', num_self_attend_heads=4),
-      decoder=dict(num_classes=10))
+    name='perceiver_io',
+    compute_dtype=dtype,
+    input=dict(modality='image', num_bands=4, max_resolution=(16, 16)),
+    encoder=dict(
+      num_latents=16,
+      latent_channels=32,
+      num_blocks=2,
+      num_self_attends_per_block=1,
+      num_cross_attends=1,
+      cross_attend_placement='start',
+      num_self_attend_heads=4,
+    ),
+    decoder=dict(num_classes=10),
+  )
 
 
 def _batch():
@@ -94,8 +103,7 @@ def test_bf16_tracks_float32_with_float32_master_weights():
 def test_bf16_matmuls_run_in_bf16():
   inputs, _ = _batch()
   net = models.build_model(_config('bfloat16'))
-  params, state = jax.eval_shape(
-      lambda x: net.init(jax.random.PRNGKey(0), x, is_training=False), inputs)
+  params, state = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, is_training=False), inputs)
   jaxpr = jax.make_jaxpr(lambda p: net.apply(p, state, None, inputs, is_training=False)[0])(params)
   dots = []
 
@@ -104,7 +112,7 @@ def test_bf16_matmuls_run_in_bf16():
       if eqn.primitive.name == 'dot_general':
         dots.append(tuple(v.aval.dtype for v in eqn.invars))
       for value in eqn.params.values():
-        for sub in (value if isinstance(value, (tuple, list)) else (value,)):
+        for sub in value if isinstance(value, (tuple, list)) else (value,):
           if hasattr(sub, 'eqns'):
             walk(sub)
           elif hasattr(sub, 'jaxpr') and hasattr(sub.jaxpr, 'eqns'):

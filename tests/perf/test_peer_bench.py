@@ -14,8 +14,7 @@ SCRIPT = os.path.join(REPO, 'scripts', 'peer_bench.py')
 
 
 def _run(*args):
-  proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=REPO, capture_output=True, text=True,
-                        timeout=900)
+  proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
   return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()], proc.stderr
 
@@ -35,17 +34,14 @@ def test_tiny_perceiver_io_vs_peers_one_round():
     assert ratio['params_match'] and ratio['time_ratio'] > 0 and ratio['rss_ratio'] > 0
   else:
     hf = next(r for r in records if r['measurement'] == 'peer_unavailable' and r['impl'] == 'hf')
-    assert 'cannot import' in hf['reason'] and ('torch' in hf['reason'] or
-                                                'transformers' in hf['reason'])
+    assert 'cannot import' in hf['reason'] and ('torch' in hf['reason'] or 'transformers' in hf['reason'])
 
 
 def test_lucidrains_takes_only_the_interleaved_perceiver_and_bad_cases_fail_early():
   records, _ = _run('--cases=tiny_io_train', '--rounds=1', '--vs=lucidrains')
   # lucidrains' model is the original Perceiver: not started for Perceiver IO.
   assert not [r for r in records if r.get('impl') == 'lucidrains' or r.get('peer') == 'lucidrains']
-  proc = subprocess.run([sys.executable, SCRIPT, '--cases=nope'], cwd=REPO, capture_output=True,
-                        text=True, timeout=900)
+  proc = subprocess.run([sys.executable, SCRIPT, '--cases=nope'], cwd=REPO, capture_output=True, text=True, timeout=900)
   assert proc.returncode != 0 and "unknown --cases entry 'nope'" in proc.stderr
-  proc = subprocess.run([sys.executable, SCRIPT, '--vs=pytorch'], cwd=REPO, capture_output=True,
-                        text=True, timeout=900)
+  proc = subprocess.run([sys.executable, SCRIPT, '--vs=pytorch'], cwd=REPO, capture_output=True, text=True, timeout=900)
   assert proc.returncode != 0 and "unknown peer(s) ['pytorch']" in proc.stderr

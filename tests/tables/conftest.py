@@ -24,7 +24,5 @@ def golden_dir() -> str:
 def imagenet_sample(tmp_path_factory) -> dict:
   """Real JPEGs (MNIST digits) in the ILSVRC2012 tar layout, TFDS records built once."""
   out = str(tmp_path_factory.mktemp('imagenet_sample'))
-  lib.script('make_sample_data.py', '--out', out,
-             '--what', 'imagenet', '--imagenet_per_class', '20')
-  return dict(manual_dir=os.path.join(out, 'imagenet'),
-              data_dir=str(tmp_path_factory.mktemp('imagenet_tfds')))
+  lib.script('make_sample_data.py', '--out', out, '--what', 'imagenet', '--imagenet_per_class', '20')
+  return dict(manual_dir=os.path.join(out, 'imagenet'), data_dir=str(tmp_path_factory.mktemp('imagenet_tfds')))

@@ -22,8 +22,14 @@ GOLDEN = os.path.join(os.path.dirname(REPO), 'shared', 'golden', 'official')
 def script(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
   """Runs scripts/<name> in a subprocess, as a user would."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', name), *args],
-                        capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+  proc = subprocess.run(
+    [sys.executable, os.path.join(REPO, 'scripts', name), *args],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=REPO,
+    timeout=600,
+  )
   if check and proc.returncode != 0:
     pytest.fail(f'{name} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}')
   return proc
@@ -48,11 +54,18 @@ class Runs:
     self.root = root
     self._done: dict[str, str] = {}
 
-  def get(self, name: str, spec: str, tag: Optional[tuple] = None,
-          modify: Optional[Callable] = None, mode: str = 'train_and_eval') -> str:
+  def get(
+    self,
+    name: str,
+    spec: str,
+    tag: Optional[tuple] = None,
+    modify: Optional[Callable] = None,
+    mode: str = 'train_and_eval',
+  ) -> str:
     if name in self._done:
       return self._done[name]
     from perceiver import train  # pylint: disable=import-outside-toplevel
+
     config = load_preset(spec)
     with config.unlocked():
       if modify is not None:
@@ -67,13 +80,13 @@ class Runs:
 
 def mnist_steps(steps: int):
   """Modifier: train the MNIST preset for `steps` steps (tiny, but real digits)."""
+
   def modify(config):
     config.train.num_steps = steps
     config.train.log_every = max(1, steps // 4)
+
   return modify
 
 
 def permuted(config) -> None:
   config.model.input.permute_seed = 0
-
-

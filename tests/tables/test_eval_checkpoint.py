@@ -41,6 +41,7 @@ def _reference_eval(manual_dir: str, golden_npz: str):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from perceiver import models  # pylint: disable=import-outside-toplevel
   from perceiver_tools import golden  # pylint: disable=import-outside-toplevel
+
   case = golden.load_golden(golden_npz)
   size = case.config['image_shape'][0]
   with open(_tfds_file('labels.txt')) as f:
@@ -56,12 +57,13 @@ def _reference_eval(manual_dir: str, golden_npz: str):
       h, w = img.shape[:2]
       side = int(size / (size + 32) * min(h, w))
       top, left = (h - side + 1) // 2, (w - side + 1) // 2
-      crop = img[top:top + side, left:left + side]
+      crop = img[top : top + side, left : left + side]
       resized = np.clip(tf.image.resize(crop, [size, size], method='bicubic').numpy(), 0, 255)
       images.append((resized - MEAN_RGB) / STDDEV_RGB)
   model = models.build_from_reference_config(case.config)
   logits = jax.jit(lambda x: model.net.apply(case.params, case.state, None, x, is_training=False)[0])(
-      np.stack(images).astype(np.float32))
+    np.stack(images).astype(np.float32)
+  )
   return np.asarray(logits), np.asarray(labels)
 
 
@@ -80,17 +82,20 @@ def _topk(logits, labels, k):
   return float(np.mean([label in np.argsort(-row)[:k] for row, label in zip(logits, labels)]))
 
 
-@pytest.mark.parametrize('checkpoint, golden', [
+@pytest.mark.parametrize(
+  'checkpoint, golden',
+  [
     ('pickles/imagenet_fourier_position_encoding.pystate', 'imagenet_fourier_position_encoding.npz'),
     ('pickles/imagenet_conv_preprocessing.pystate', 'imagenet_conv_preprocessing.npz'),
     ('imagenet_learned_position_encoding.npz', 'imagenet_learned_position_encoding.npz'),
-])
-def test_released_format_checkpoints_follow_the_reference_protocol(golden_dir, imagenet_sample, checkpoint,
-                                                                   golden):
+  ],
+)
+def test_released_format_checkpoints_follow_the_reference_protocol(golden_dir, imagenet_sample, checkpoint, golden):
   golden_npz = os.path.join(golden_dir, golden)
   config = _module().read_config(golden_npz)
-  result = _module().evaluate(os.path.join(golden_dir, checkpoint), imagenet_sample, config=config,
-                              batch_size=8, keep_logits=True)
+  result = _module().evaluate(
+    os.path.join(golden_dir, checkpoint), imagenet_sample, config=config, batch_size=8, keep_logits=True
+  )
   ref_logits, ref_labels = _reference_eval(imagenet_sample['manual_dir'], golden_npz)
   _match(result['logits'], result['labels'], ref_logits, ref_labels)
   assert result['num_examples'] == len(ref_labels) > 10
@@ -101,9 +106,18 @@ def test_released_format_checkpoints_follow_the_reference_protocol(golden_dir, i
 def test_command_line_writes_result_and_refuses_mismatched_weights(golden_dir, imagenet_sample, tmp_path):
   pickle = os.path.join(golden_dir, 'pickles', 'imagenet_conv_preprocessing.pystate')
   data = ['--manual_dir', imagenet_sample['manual_dir'], '--data_dir', imagenet_sample['data_dir']]
-  proc = script('eval_checkpoint.py', '--checkpoint', pickle, '--config',
-                os.path.join(golden_dir, 'imagenet_conv_preprocessing.npz'), *data,
-                '--max_examples', '12', '--workdir', str(tmp_path / 'run'))
+  proc = script(
+    'eval_checkpoint.py',
+    '--checkpoint',
+    pickle,
+    '--config',
+    os.path.join(golden_dir, 'imagenet_conv_preprocessing.npz'),
+    *data,
+    '--max_examples',
+    '12',
+    '--workdir',
+    str(tmp_path / 'run'),
+  )
   with open(tmp_path / 'run' / 'result.json') as f:
     result = json.load(f)
   assert result['metrics']['num_examples'] == 12

@@ -44,8 +44,10 @@ def _check_paper_cell(grid: dict, tag: pr.Tag, workdir: str) -> None:
   ours = 100 * _final_eval(workdir)[table.metric]
   i = 3 * table.columns.index(tag.column)
   paper = table.row(tag.row).paper[tag.column]
-  assert grid[table.title][tag.row][i:i + 3] == [
-      _fmt(ours), _fmt(paper), _fmt(ours - paper, signed=True)], (tag, grid[table.title][tag.row])
+  assert grid[table.title][tag.row][i : i + 3] == [_fmt(ours), _fmt(paper), _fmt(ours - paper, signed=True)], (
+    tag,
+    grid[table.title][tag.row],
+  )
 
 
 def _filled(grid: dict, table: pr.Table) -> set:
@@ -69,9 +71,12 @@ def mnist_runs(runs):
     if column == 'permuted':
       permuted(config)
 
-  return {column: runs.get(f'mnist_{column}', spec, ('mnist_permutation', 'Perceiver (FF)', column),
-                           lambda c, col=column: modify(c, col))
-          for column in ('raw', 'permuted')}
+  return {
+    column: runs.get(
+      f'mnist_{column}', spec, ('mnist_permutation', 'Perceiver (FF)', column), lambda c, col=column: modify(c, col)
+    )
+    for column in ('raw', 'permuted')
+  }
 
 
 def _tag_args(workdir, tag):
@@ -104,9 +109,12 @@ def test_tables_from_small_runs(runs, mnist_runs, tmp_path):
 
 def test_seeds_of_one_cell_are_averaged(runs, mnist_runs, tmp_path):
   """A second run of the same cell (another seed) is averaged with the first and counted."""
-  other = runs.get('mnist_raw_seed1', 'configs/mnist_permutation.py:smoke',
-                   ('mnist_permutation', 'Perceiver (FF)', 'raw'),
-                   lambda c: (mnist_steps(4)(c), setattr(c, 'seed', 1)))
+  other = runs.get(
+    'mnist_raw_seed1',
+    'configs/mnist_permutation.py:smoke',
+    ('mnist_permutation', 'Perceiver (FF)', 'raw'),
+    lambda c: (mnist_steps(4)(c), setattr(c, 'seed', 1)),
+  )
   text = tables.make_tables([mnist_runs['raw'], other], ['mnist_permutation'])
   mean = 100 * (_final_eval(mnist_runs['raw'])['top1'] + _final_eval(other)['top1']) / 2
   assert _parse(text)[pr.MNIST_PERMUTATION.title]['Perceiver (FF)'][0] == f'{_fmt(mean)} (n=2)'
@@ -119,8 +127,9 @@ def test_unusable_workdirs_are_errors_not_blanks(runs, mnist_runs, tmp_path):
   # Tagging it by hand (for presets without a `table` section) makes it count.
   script('make_tables.py', f'--tag={untagged}', '--table=perceiver_t2', '--row=ViT-B-16 (FF)', '--column=permuted')
   assert tables.read_workdir(untagged).tag == pr.Tag('perceiver_t2', 'ViT-B-16 (FF)', 'permuted')
-  proc = script('make_tables.py', f'--tag={untagged}', '--table=perceiver_t2', '--row=ViT-B-99',
-                '--column=raw', check=False)
+  proc = script(
+    'make_tables.py', f'--tag={untagged}', '--table=perceiver_t2', '--row=ViT-B-99', '--column=raw', check=False
+  )
   assert proc.returncode == 1 and 'no row' in proc.stderr
   # A run that was never evaluated has no figure to show.
   not_evaluated = str(tmp_path / 'not_evaluated')
@@ -152,6 +161,7 @@ def test_every_table_from_small_runs(runs, mnist_runs, golden_dir, imagenet_samp
   fills; the Perceiver IO released-checkpoint cell comes from
   scripts/eval_checkpoint.py on a scaled-down released-format pickle.
   """
+
   def start(c):
     c.model.encoder.cross_attend_placement = 'start'
 
@@ -162,29 +172,41 @@ def test_every_table_from_small_runs(runs, mnist_runs, golden_dir, imagenet_samp
     start(c)
 
   cells = {
-      pr.Tag('perceiver_t1', 'ResNet-50', 'top-1'):
-          runs.get('resnet_smoke', 'configs/baselines.py:smoke_resnet'),
-      pr.Tag('perceiver_t2', 'Perceiver (FF)', 'raw'): runs.get('imagenet_smoke', 'configs/imagenet.py:smoke'),
-      pr.Tag('perceiver_t2', 'Perceiver (FF)', 'permuted'):
-          runs.get('imagenet_smoke_permuted', 'configs/imagenet.py:smoke', modify=permuted),
-      pr.Tag('perceiver_t3', 'Perceiver (raw audio)', 'audio+video'):
-          runs.get('audioset_smoke', 'configs/audioset.py:smoke'),
-      pr.Tag('perceiver_t4', 'Perceiver', 'top-1'): runs.get('modelnet_smoke', 'configs/modelnet40.py:smoke'),
-      pr.Tag('perceiver_t4', 'Transformer (44x44, FF)', 'top-1'):
-          runs.get('points_smoke', 'configs/baselines.py:smoke_points'),
-      pr.Tag('perceiver_t6', '2 at start', 'top-1'):
-          runs.get('imagenet_smoke_start', 'configs/imagenet.py:smoke', modify=start),
-      pr.Tag('perceiver_io_imagenet', '2-D Fourier features', 'trained here'):
-          runs.get('imagenet_io_smoke', 'configs/imagenet.py:smoke', modify=perceiver_io),
+    pr.Tag('perceiver_t1', 'ResNet-50', 'top-1'): runs.get('resnet_smoke', 'configs/baselines.py:smoke_resnet'),
+    pr.Tag('perceiver_t2', 'Perceiver (FF)', 'raw'): runs.get('imagenet_smoke', 'configs/imagenet.py:smoke'),
+    pr.Tag('perceiver_t2', 'Perceiver (FF)', 'permuted'): runs.get(
+      'imagenet_smoke_permuted', 'configs/imagenet.py:smoke', modify=permuted
+    ),
+    pr.Tag('perceiver_t3', 'Perceiver (raw audio)', 'audio+video'): runs.get(
+      'audioset_smoke', 'configs/audioset.py:smoke'
+    ),
+    pr.Tag('perceiver_t4', 'Perceiver', 'top-1'): runs.get('modelnet_smoke', 'configs/modelnet40.py:smoke'),
+    pr.Tag('perceiver_t4', 'Transformer (44x44, FF)', 'top-1'): runs.get(
+      'points_smoke', 'configs/baselines.py:smoke_points'
+    ),
+    pr.Tag('perceiver_t6', '2 at start', 'top-1'): runs.get(
+      'imagenet_smoke_start', 'configs/imagenet.py:smoke', modify=start
+    ),
+    pr.Tag('perceiver_io_imagenet', '2-D Fourier features', 'trained here'): runs.get(
+      'imagenet_io_smoke', 'configs/imagenet.py:smoke', modify=perceiver_io
+    ),
   }
   for tag, workdir in cells.items():  # Presets without a `table` section: tag by hand.
     script('make_tables.py', *_tag_args(workdir, tag))
   released = str(tmp_path / 'released_fourier')
-  script('eval_checkpoint.py', '--checkpoint',
-         os.path.join(golden_dir, 'pickles', 'imagenet_fourier_position_encoding.pystate'),
-         '--config', os.path.join(golden_dir, 'imagenet_fourier_position_encoding.npz'),
-         '--manual_dir', imagenet_sample['manual_dir'], '--data_dir', imagenet_sample['data_dir'],
-         '--workdir', released)
+  script(
+    'eval_checkpoint.py',
+    '--checkpoint',
+    os.path.join(golden_dir, 'pickles', 'imagenet_fourier_position_encoding.pystate'),
+    '--config',
+    os.path.join(golden_dir, 'imagenet_fourier_position_encoding.npz'),
+    '--manual_dir',
+    imagenet_sample['manual_dir'],
+    '--data_dir',
+    imagenet_sample['data_dir'],
+    '--workdir',
+    released,
+  )
   released_tag = pr.Tag('perceiver_io_imagenet', '2-D Fourier features', 'released checkpoint')
   script('make_tables.py', *_tag_args(released, released_tag))
   out = tmp_path / 'tables.md'
@@ -197,7 +219,10 @@ def test_every_table_from_small_runs(runs, mnist_runs, golden_dir, imagenet_samp
   with open(os.path.join(released, 'result.json')) as f:
     top1 = 100 * json.load(f)['metrics']['top1']
   assert grid[pr.PERCEIVER_IO_IMAGENET.title]['2-D Fourier features'][:3] == [
-      _fmt(top1), '79.0', _fmt(top1 - 79.0, signed=True)]
+    _fmt(top1),
+    '79.0',
+    _fmt(top1 - 79.0, signed=True),
+  ]
   expected = {}
   for tag in [*cells, released_tag]:
     for same in pr.equivalent_cells(tag):

@@ -12,12 +12,12 @@ PAPERS = os.path.join(os.path.dirname(REPO), 'shared', 'reference', 'PAPERS.md')
 
 # The PAPERS.md passage each table is transcribed from (start marker, end marker).
 _PASSAGES = {
-    'perceiver_t1': ('Table 1 (top-1)', 'Table 2'),
-    'perceiver_t2': ('Table 2 (raw', 'Permuted ImageNet'),
-    'perceiver_t3': ('Table 3 (mAP', '## ModelNet40'),
-    'perceiver_t4': ('Table 4 (top-1)', '## Perceiver IO'),
-    'perceiver_t6': ('Table 6 (cross-attend', 'Table 5'),
-    'perceiver_io_imagenet': ('Top-1: 2-D Fourier', '- Language'),
+  'perceiver_t1': ('Table 1 (top-1)', 'Table 2'),
+  'perceiver_t2': ('Table 2 (raw', 'Permuted ImageNet'),
+  'perceiver_t3': ('Table 3 (mAP', '## ModelNet40'),
+  'perceiver_t4': ('Table 4 (top-1)', '## Perceiver IO'),
+  'perceiver_t6': ('Table 6 (cross-attend', 'Table 5'),
+  'perceiver_io_imagenet': ('Top-1: 2-D Fourier', '- Language'),
 }
 
 
@@ -37,12 +37,12 @@ def _numbers(text: str) -> list:
 def test_every_figure_is_in_its_passage_and_every_passage_figure_is_used(papers, key):
   start, end = _PASSAGES[key]
   i = papers.index(start)
-  passage = papers[i:papers.index(end, i + len(start))]
+  passage = papers[i : papers.index(end, i + len(start))]
   table = pr.TABLES[key]
   ours = [v for row in table.rows for v in row.paper.values() if v is not None]
   found = _numbers(passage)
   assert ours and set(ours) <= set(found), sorted(set(ours) - set(found))
-  assert not set(found) - set(ours), 'figures of the passage missing from the table (forgotten rows?)' 
+  assert not set(found) - set(ours), 'figures of the passage missing from the table (forgotten rows?)'
 
 
 def test_table2_drops_and_static_columns(papers):

@@ -18,14 +18,26 @@ def _module(name):
 
 def _perceiver(permute_seed: int, num_cross_attends: int = 3, heads: int = 1):
   from perceiver import models  # pylint: disable=import-outside-toplevel
-  return models.build_model(dict(
+
+  return models.build_model(
+    dict(
       name='perceiver',
-      input=dict(modality='image', prep_type='pixels', position_encoding='fourier', num_bands=3,
-                 permute_seed=permute_seed),
-      encoder=dict(num_latents=6, latent_channels=8, num_blocks=3, num_self_attends_per_block=1,
-                   num_cross_attends=num_cross_attends, num_self_attend_heads=2,
-                   num_cross_attend_heads=heads, qk_channels=8 if heads > 1 else -1),
-      decoder=dict(name='average_project', num_classes=3)))
+      input=dict(
+        modality='image', prep_type='pixels', position_encoding='fourier', num_bands=3, permute_seed=permute_seed
+      ),
+      encoder=dict(
+        num_latents=6,
+        latent_channels=8,
+        num_blocks=3,
+        num_self_attends_per_block=1,
+        num_cross_attends=num_cross_attends,
+        num_self_attend_heads=2,
+        num_cross_attend_heads=heads,
+        qk_channels=8 if heads > 1 else -1,
+      ),
+      decoder=dict(name='average_project', num_classes=3),
+    )
+  )
 
 
 def test_maps_are_the_models_attention_and_follow_the_permutation():
@@ -44,13 +56,16 @@ def test_maps_are_the_models_attention_and_follow_the_permutation():
     assert r.shape == (6, 35)
     np.testing.assert_allclose(r.sum(-1), 1.0, rtol=1e-5)
     assert not np.allclose(r, p, atol=1e-3)  # Permuted order...
-    np.testing.assert_allclose(maps_lib.to_grid(r, (5, 7), -1), maps_lib.to_grid(p, (5, 7), 0),
-                               rtol=1e-4, atol=1e-6)  # ...same attention per pixel.
+    np.testing.assert_allclose(
+      maps_lib.to_grid(r, (5, 7), -1), maps_lib.to_grid(p, (5, 7), 0), rtol=1e-4, atol=1e-6
+    )  # ...same attention per pixel.
   # The first cross-attend, recomputed independently from the parameters.
   from perceiver.position_encoding import build_linear_positions, generate_fourier_features  # pylint: disable=import-outside-toplevel
+
   pos = build_linear_positions((5, 7)).reshape(1, 35, 2)
-  x = jnp.concatenate([image['image'].reshape(1, 35, 1),
-                       generate_fourier_features(pos, num_bands=3, max_resolution=(5, 7))], -1)
+  x = jnp.concatenate(
+    [image['image'].reshape(1, 35, 1), generate_fourier_features(pos, num_bands=3, max_resolution=(5, 7))], -1
+  )
   prefix = 'perceiver_encoder/~/cross_attention/'
 
   def layer_norm(v, name):
@@ -80,12 +95,15 @@ def trained(runs):
   """The Perceiver of the MNIST permutation table, a few steps on real digits,
   and a ViT baseline (curves of several runs in one figure)."""
   spec_p, spec_b = 'configs/mnist_permutation.py:smoke', 'configs/baselines.py:smoke'
-  return (runs.get('plots_perceiver', spec_p, modify=mnist_steps(8)),
-          runs.get('vit_smoke', spec_b, ('perceiver_t2', 'ViT-B-16 (FF)', 'raw')))
+  return (
+    runs.get('plots_perceiver', spec_p, modify=mnist_steps(8)),
+    runs.get('vit_smoke', spec_b, ('perceiver_t2', 'ViT-B-16 (FF)', 'raw')),
+  )
 
 
 def _png(path):
   from PIL import Image  # pylint: disable=import-outside-toplevel
+
   with Image.open(path) as img:
     assert img.format == 'PNG'
     return np.asarray(img.convert('L'), np.float32)
@@ -110,6 +128,7 @@ def test_curve_png_of_trained_runs(trained, tmp_path):
   pixels = _png(out)
   assert pixels.shape[1] > 2 * pixels.shape[0] > 400 and pixels.std() > 10
   from perceiver_tools import tables  # pylint: disable=import-outside-toplevel
+
   records = tables.read_metrics(trained[0])
   assert [r['step'] for r in records['train']] == sorted(r['step'] for r in records['train'])
   assert records['test'][-1]['step'] == 8

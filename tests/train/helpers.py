@@ -13,8 +13,7 @@ import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -25,19 +24,34 @@ def subprocess_env(**extra: str) -> dict[str, str]:
   return env
 
 
-def main_command(config: str, workdir: str, *overrides: str,
-                 mode: str = 'train_and_eval') -> list[str]:
-  return [sys.executable, '-m', 'experiments.main', f'--config={config}',
-          f'--workdir={workdir}', f'--mode={mode}', *overrides]
+def main_command(config: str, workdir: str, *overrides: str, mode: str = 'train_and_eval') -> list[str]:
+  return [
+    sys.executable,
+    '-m',
+    'experiments.main',
+    f'--config={config}',
+    f'--workdir={workdir}',
+    f'--mode={mode}',
+    *overrides,
+  ]
 
 
-def run_main(config: str, workdir: str, *overrides: str,
-             mode: str = 'train_and_eval', timeout: float = 300,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_main(
+  config: str,
+  workdir: str,
+  *overrides: str,
+  mode: str = 'train_and_eval',
+  timeout: float = 300,
+  env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
   return subprocess.run(
-      main_command(config, workdir, *overrides, mode=mode), cwd=REPO,
-      env=env or subprocess_env(), capture_output=True, text=True,
-      timeout=timeout)
+    main_command(config, workdir, *overrides, mode=mode),
+    cwd=REPO,
+    env=env or subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def read_metrics(workdir: str, split: str = 'train') -> list[dict]:
@@ -51,16 +65,15 @@ def saved_state(workdir: str, step: int) -> list[np.ndarray]:
   """The train state saved at ``step``, as numpy leaves (no target needed)."""
   import jax  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
   path = os.path.join(workdir, 'checkpoints', str(step), 'state')
   tree = ocp.PyTreeCheckpointer().restore(path)
   # Zero-size arrays are not written (orbax placeholders): arrays only.
-  return [np.asarray(x) for x in jax.tree.leaves(tree)
-          if x is not ocp.PLACEHOLDER]
+  return [np.asarray(x) for x in jax.tree.leaves(tree) if x is not ocp.PLACEHOLDER]
 
 
 def saved_meta(workdir: str, step: int) -> dict:
-  with open(os.path.join(workdir, 'checkpoints', str(step), 'meta',
-                         'metadata')) as f:
+  with open(os.path.join(workdir, 'checkpoints', str(step), 'meta', 'metadata')) as f:
     return json.load(f)
 
 

@@ -11,16 +11,15 @@ from perceiver.train import checkpoint as checkpoint_lib
 
 
 def _state(scale):
-  return {'params': {'w': jnp.arange(6.0).reshape(2, 3) * scale,
-                     'b': jnp.ones(3) * scale},
-          'spec': jnp.zeros((0, 4)),  # Zero-size: orbax cannot write it.
-          'step': jnp.asarray(int(scale), jnp.int32)}
+  return {
+    'params': {'w': jnp.arange(6.0).reshape(2, 3) * scale, 'b': jnp.ones(3) * scale},
+    'spec': jnp.zeros((0, 4)),  # Zero-size: orbax cannot write it.
+    'step': jnp.asarray(int(scale), jnp.int32),
+  }
 
 
 def _abstract(state):
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-      state)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
 
 
 def test_round_trip_with_zero_size_leaves_and_meta(tmp_path):
@@ -41,8 +40,7 @@ def test_fingerprint_sees_every_bit():
   base = checkpoint_lib.fingerprint(_state(1))
   assert base == checkpoint_lib.fingerprint(_state(1))
   flipped = _state(1)
-  flipped['params']['w'] = flipped['params']['w'].at[1, 2].set(
-      jnp.nextafter(flipped['params']['w'][1, 2], 100.0))
+  flipped['params']['w'] = flipped['params']['w'].at[1, 2].set(jnp.nextafter(flipped['params']['w'][1, 2], 100.0))
   assert checkpoint_lib.fingerprint(flipped) != base
   swapped = _state(1)
   swapped['params']['w'] = swapped['params']['w'][::-1]  # Same values.

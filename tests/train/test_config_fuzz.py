@@ -24,8 +24,7 @@ def _parse(*overrides: str):
   """main's flag parsing on fresh flags: the config, or SystemExit."""
   argv = ['main', f'--config={_CONFIG}', *overrides]
   flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', flag_values=flag_values,
-                                  lock_config=True, sys_argv=argv)
+  config_flags.DEFINE_config_file('config', flag_values=flag_values, lock_config=True, sys_argv=argv)
   main._parse_flags(argv, flag_values)  # pylint: disable=protected-access
   return flag_values.config
 
@@ -42,13 +41,32 @@ def _leaf_keys(config, prefix=''):
 
 
 _KEYS = sorted(_leaf_keys(_parse()))
-_TEXT = st.text(st.characters(blacklist_characters='\x00',
-                              blacklist_categories=('Cs',)), max_size=12)
+_TEXT = st.text(st.characters(blacklist_characters='\x00', blacklist_categories=('Cs',)), max_size=12)
 _VALUES = st.one_of(
-    _TEXT, st.integers().map(str), st.floats().map(repr),
-    st.sampled_from(['True', 'false', 'None', '', '[1, 2]', '(1, 2)', "'x'",
-                     '1e400', 'nan', '-0', '0', '-1', '1' * 30, '{}',
-                     'lambda: 0', '__import__("os")']))
+  _TEXT,
+  st.integers().map(str),
+  st.floats().map(repr),
+  st.sampled_from(
+    [
+      'True',
+      'false',
+      'None',
+      '',
+      '[1, 2]',
+      '(1, 2)',
+      "'x'",
+      '1e400',
+      'nan',
+      '-0',
+      '0',
+      '-1',
+      '1' * 30,
+      '{}',
+      'lambda: 0',
+      '__import__("os")',
+    ]
+  ),
+)
 
 
 def _usage_error(overrides, key) -> str:
@@ -60,8 +78,7 @@ def _usage_error(overrides, key) -> str:
     message = str(e.code)
     assert message.startswith('FATAL'), message
     named = [key] + overrides[1:]  # The key, or a stray value after it.
-    assert any(t in message or repr(t)[1:-1] in message
-               for t in named), message
+    assert any(t in message or repr(t)[1:-1] in message for t in named), message
     event('usage error at parsing')
     return message
   try:
@@ -82,24 +99,26 @@ def test_real_overrides_apply():
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(st.sampled_from(_KEYS), _VALUES, st.booleans())
 def test_fuzz_values_of_real_keys(key, value, spaced):
-  overrides = ([f'--config.{key}', value] if spaced
-               else [f'--config.{key}={value}'])
+  overrides = [f'--config.{key}', value] if spaced else [f'--config.{key}={value}']
   _usage_error(overrides, key)
 
 
 _SEGMENT = st.one_of(  # Of a key: '=' would end it.
-    st.from_regex(r'[a-z_][a-z0-9_]{0,8}', fullmatch=True),
-    _TEXT.map(lambda t: t.replace('=', '')),
-    st.sampled_from(['', '0', '[0]', 'batch_size']))
+  st.from_regex(r'[a-z_][a-z0-9_]{0,8}', fullmatch=True),
+  _TEXT.map(lambda t: t.replace('=', '')),
+  st.sampled_from(['', '0', '[0]', 'batch_size']),
+)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(st.one_of(
+@given(
+  st.one_of(
     st.lists(_SEGMENT, min_size=1, max_size=4).map('.'.join),
     st.tuples(st.sampled_from(_KEYS), _SEGMENT).map('.'.join),
-    st.tuples(st.sampled_from(_KEYS), st.sampled_from(['[0]', '[x]', '.',
-                                                       '..', '[']))
-    .map(''.join)), _VALUES)
+    st.tuples(st.sampled_from(_KEYS), st.sampled_from(['[0]', '[x]', '.', '..', '['])).map(''.join),
+  ),
+  _VALUES,
+)
 def test_fuzz_unknown_and_malformed_keys(key, value):
   if key in _KEYS:
     return
@@ -107,7 +126,9 @@ def test_fuzz_unknown_and_malformed_keys(key, value):
   assert message != 'ok', f'--config.{key}={value} was accepted'
 
 
-@pytest.mark.parametrize('override,match', [
+@pytest.mark.parametrize(
+  'override,match',
+  [
     ('--config.optimizer.lr=0.1', "unknown config key 'lr'"),
     ('--config.train.batch_size=big', 'batch_size'),
     ('--config.train.batch_size.x=1', 'batch_size.x'),
@@ -117,7 +138,8 @@ def test_fuzz_unknown_and_malformed_keys(key, value):
     ('--config.model.input.max_resolution[5]=1', 'IndexError'),
     ('--config.seed[0]=1', 'IndexError'),
     ('--config.model.input.max_resolution.x=1', 'TypeError'),
-])
+  ],
+)
 def test_bad_overrides_are_usage_errors(override, match):
   with pytest.raises(SystemExit, match=match) as info:
     _parse(override)

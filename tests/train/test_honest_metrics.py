@@ -16,20 +16,23 @@ from . import helpers
 NAN = float('nan')
 
 
-@pytest.mark.parametrize('scores, label, k, want', [
-    ([[NAN, NAN, NAN]], [0], 1, [0]),                  # NaN everywhere: was 100%
-    ([[0.5, NAN, 0.1]], [0], 1, [0]),                  # one NaN in the row
-    ([[np.inf, 0.0, 0.0]], [0], 1, [0]),               # Inf is not a score
-    ([[0.2, 0.2, 0.2]], [1], 1, [0]),                  # all equal: was 100%
-    ([[0.2, 0.2, 0.2]], [1], 3, [1]),                  # top-K of K: always right
-    ([[0.2, 0.5, 0.5]], [1], 1, [0]),                  # tie for first goes against
+@pytest.mark.parametrize(
+  'scores, label, k, want',
+  [
+    ([[NAN, NAN, NAN]], [0], 1, [0]),  # NaN everywhere: was 100%
+    ([[0.5, NAN, 0.1]], [0], 1, [0]),  # one NaN in the row
+    ([[np.inf, 0.0, 0.0]], [0], 1, [0]),  # Inf is not a score
+    ([[0.2, 0.2, 0.2]], [1], 1, [0]),  # all equal: was 100%
+    ([[0.2, 0.2, 0.2]], [1], 3, [1]),  # top-K of K: always right
+    ([[0.2, 0.5, 0.5]], [1], 1, [0]),  # tie for first goes against
     ([[0.2, 0.5, 0.5]], [1], 2, [1]),
-    ([[0.1, 0.7, 0.2]], [1], 1, [1]),                  # a plain win
+    ([[0.1, 0.7, 0.2]], [1], 1, [1]),  # a plain win
     ([[0.1, 0.7, 0.2]], [2], 1, [0]),
     ([[0.1, 0.7, 0.2]], [2], 2, [1]),
-    ([[0.1, 0.7, 0.2]], [3], 3, [0]),                  # label K: out of range
-    ([[0.1, 0.2, 0.7]], [-1], 1, [0]),                 # -1 does not wrap to K-1
-])
+    ([[0.1, 0.7, 0.2]], [3], 3, [0]),  # label K: out of range
+    ([[0.1, 0.2, 0.7]], [-1], 1, [0]),  # -1 does not wrap to K-1
+  ],
+)
 def test_topk_correct_scores_garbage_as_wrong(scores, label, k, want):
   got = losses.topk_correct(np.asarray(scores, np.float32), np.asarray(label, np.int32), k)
   np.testing.assert_array_equal(got, want)
@@ -41,10 +44,15 @@ def test_nonfinite_counts_rows():
 
 
 def test_out_of_range_labels_are_a_clear_error_naming_the_example():
-  batch = {'label': np.asarray([3, 9, 10, 2], np.int32),
-           'file_name': np.asarray([b'a.png', b'b.png', b'c.png', b'd.png'])}
-  with pytest.raises(losses.LabelError, match=r'valid batch 0: example 2 of the batch \(c.png\) '
-                     r'has label class id 10, outside \[0, 10\)'):
+  batch = {
+    'label': np.asarray([3, 9, 10, 2], np.int32),
+    'file_name': np.asarray([b'a.png', b'b.png', b'c.png', b'd.png']),
+  }
+  with pytest.raises(
+    losses.LabelError,
+    match=r'valid batch 0: example 2 of the batch \(c.png\) '
+    r'has label class id 10, outside \[0, 10\)',
+  ):
     losses.check_labels(batch, 10, where='valid batch 0')
   with pytest.raises(losses.LabelError, match='example 0 .*class id -1'):
     losses.check_labels({'label': np.asarray([-1, 0])}, 10, where='x')
@@ -63,8 +71,12 @@ def test_the_runner_checks_labels_before_the_devices():
   config = _config()
   config.model.decoder.num_classes = 10
   with pytest.raises(losses.LabelError, match='train batch of step 7: example 1'):
-    trainer._check_batch(task, {'label': np.asarray([0, 10])}, config,  # pylint: disable=protected-access
-                         'train batch of step 7')
+    trainer._check_batch(
+      task,
+      {'label': np.asarray([0, 10])},
+      config,  # pylint: disable=protected-access
+      'train batch of step 7',
+    )
 
 
 def test_map_counts_nonfinite_scores_wrong_and_reports_skipped_classes():
@@ -80,14 +92,11 @@ def test_map_counts_nonfinite_scores_wrong_and_reports_skipped_classes():
 
 
 def test_eval_nonfinite_stop_option():
-  assert losses.check_eval_finite({'nonfinite': 0.0, 'num_examples': 8}, step=3, split='valid',
-                                  stop=True) is None
-  warning = losses.check_eval_finite({'nonfinite': 0.25, 'num_examples': 8}, step=3,
-                                     split='valid', stop=False)
+  assert losses.check_eval_finite({'nonfinite': 0.0, 'num_examples': 8}, step=3, split='valid', stop=True) is None
+  warning = losses.check_eval_finite({'nonfinite': 0.25, 'num_examples': 8}, step=3, split='valid', stop=False)
   assert '2 of 8 examples' in warning
   with pytest.raises(FloatingPointError, match='step 3: 2 of 8 .*stop_on_nonfinite'):
-    losses.check_eval_finite({'nonfinite': 0.25, 'num_examples': 8}, step=3, split='valid',
-                             stop=True)
+    losses.check_eval_finite({'nonfinite': 0.25, 'num_examples': 8}, step=3, split='valid', stop=True)
 
 
 def _config(**overrides):
@@ -98,21 +107,20 @@ def test_runner_eval_of_nan_and_constant_models_scores_zero(tmp_path):
   """A model whose logits are all NaN, or all equal, evaluates to top-1 = 0
   (both gave 100% before) and logs the non-finite fraction."""
   trained = str(tmp_path / 'trained')
-  train.train_and_evaluate(_config(**{'checkpoint.export_npz': True, 'train.num_steps': 1}),
-                           trained, 'train')
+  train.train_and_evaluate(_config(**{'checkpoint.export_npz': True, 'train.num_steps': 1}), trained, 'train')
   params, state, config = checkpoints.load_checkpoint(os.path.join(trained, 'params.npz'))
   results = {}
   for name, fill in (('nan', NAN), ('zero', 0.0)):
     path = str(tmp_path / f'{name}.npz')
-    filled = {m: {k: np.full_like(v, fill) for k, v in leaves.items()}
-              for m, leaves in params.items()}
+    filled = {m: {k: np.full_like(v, fill) for k, v in leaves.items()} for m, leaves in params.items()}
     checkpoints.save_checkpoint(path, filled, state, config)
-    results[name] = train.train_and_evaluate(
-        _config(init_from=path), str(tmp_path / f'eval_{name}'), 'eval')['eval']
+    results[name] = train.train_and_evaluate(_config(init_from=path), str(tmp_path / f'eval_{name}'), 'eval')['eval']
   assert results['nan']['top1'] == 0.0 and results['nan']['top5'] == 0.0
   assert results['nan']['nonfinite'] == 1.0
   assert results['zero']['top1'] == 0.0 and results['zero']['nonfinite'] == 0.0
   with pytest.raises(FloatingPointError, match='NaN/Inf scores'):
-    train.train_and_evaluate(_config(init_from=str(tmp_path / 'nan.npz'),
-                                     **{'eval.stop_on_nonfinite': True}),
-                             str(tmp_path / 'eval_stop'), 'eval')
+    train.train_and_evaluate(
+      _config(init_from=str(tmp_path / 'nan.npz'), **{'eval.stop_on_nonfinite': True}),
+      str(tmp_path / 'eval_stop'),
+      'eval',
+    )

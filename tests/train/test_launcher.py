@@ -19,8 +19,7 @@ _IMAGENET = os.path.join(helpers.REPO, 'configs', 'imagenet.py')
 def _parse(config: str, *overrides: str):
   argv = ['main', f'--config={config}', '--workdir=/tmp/unused', *overrides]
   flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', flag_values=flag_values,
-                                  lock_config=True, sys_argv=argv)
+  config_flags.DEFINE_config_file('config', flag_values=flag_values, lock_config=True, sys_argv=argv)
   flags.DEFINE_string('workdir', None, '', flag_values=flag_values)
   main._parse_flags(argv, flag_values)  # pylint: disable=protected-access
   return flag_values.config
@@ -39,11 +38,14 @@ def test_a_tuple_override_replaces_the_default():
   assert _parse(_IMAGENET, '--config.data.crop_area_range=0.35,1.0').data.crop_area_range == (0.35, 1.0)
 
 
-@pytest.mark.parametrize('overrides', [
+@pytest.mark.parametrize(
+  'overrides',
+  [
     ('--config.data.crop_area_range=0.35,1.0', '--config.data.crop_area_range=0.35,1.0'),
     ('--config.data.crop_area_range', '0.35', '--config.data.crop_area_range', '1.0'),
     ('--config.train.batch_size=8', '--config.train.batch_size=16'),
-])
+  ],
+)
 def test_a_repeated_override_is_an_error_not_a_longer_tuple(overrides):
   # Without the check, ml_collections' MultiFlag would give (0.35, 1.0, 0.35, 1.0).
   message = _fatal(_IMAGENET, *overrides)
@@ -61,7 +63,7 @@ def test_a_missing_config_file_is_one_line_naming_it(tmp_path):
 
 
 def test_a_typo_is_rejected_before_tensorflow_or_jax_is_imported():
-  code = textwrap.dedent('''
+  code = textwrap.dedent("""
       import sys
       from experiments import main
       sys.argv = ['main', '--config=configs/mnist.py:quickstart', '--workdir=/tmp/unused',
@@ -71,9 +73,10 @@ def test_a_typo_is_rejected_before_tensorflow_or_jax_is_imported():
       except SystemExit as e:
         print('error:', e.code)
       print('imported:', sorted(m for m in ('tensorflow', 'jax') if m in sys.modules))
-  ''')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                        cwd=helpers.REPO, timeout=120, check=False)
+  """)
+  proc = subprocess.run(
+    [sys.executable, '-c', code], capture_output=True, text=True, cwd=helpers.REPO, timeout=120, check=False
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "unknown config key 'batchsiz'" in proc.stdout
   assert 'imported: []' in proc.stdout
@@ -81,9 +84,13 @@ def test_a_typo_is_rejected_before_tensorflow_or_jax_is_imported():
 
 def test_missing_data_is_one_line_naming_the_directory_and_the_flag(tmp_path):
   nowhere = tmp_path / 'nowhere'
-  proc = helpers.run_main('configs/imagenet.py:paper', str(tmp_path / 'workdir'),
-                          f'--config.data.manual_dir={nowhere}',
-                          f'--config.data.data_dir={tmp_path / "tfds"}', timeout=300)
+  proc = helpers.run_main(
+    'configs/imagenet.py:paper',
+    str(tmp_path / 'workdir'),
+    f'--config.data.manual_dir={nowhere}',
+    f'--config.data.data_dir={tmp_path / "tfds"}',
+    timeout=300,
+  )
   assert proc.returncode == 1, proc.stderr[-3000:]
   fatal = [line for line in proc.stderr.splitlines() if line.startswith('FATAL')]
   assert len(fatal) == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]

@@ -29,8 +29,10 @@ def _smoke_presets():
     if name in ('__init__', 'common'):
       continue
     module = importlib.import_module(f'perceiver_configs.{name}')
-    if ('smoke' in getattr(module, 'PRESETS', {}) and
-        module.get_config('smoke').get('task', 'classification') == 'classification'):
+    if (
+      'smoke' in getattr(module, 'PRESETS', {})
+      and module.get_config('smoke').get('task', 'classification') == 'classification'
+    ):
       names.append(name)
   return names
 
@@ -54,14 +56,12 @@ def test_smoke_preset_trains_and_evaluates(name, tmp_path):
   assert len(evals) == 1 and evals[0]['num_examples'] > 0
   metric = 'mAP' if config.train.loss == 'sigmoid' else 'top1'
   assert 0.0 <= evals[0][metric] <= 1.0
-  assert checkpoint_lib.Checkpointer(
-      os.path.join(workdir, 'checkpoints'), 2).all_steps()[-1] == steps
+  assert checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), 2).all_steps()[-1] == steps
   events = glob.glob(os.path.join(workdir, 'tb', 'events.out.tfevents.*'))
   assert events
   from perceiver.data._tf import tf
-  tags = {v.tag for path in events
-          for e in tf.compat.v1.train.summary_iterator(path)
-          for v in e.summary.value}
+
+  tags = {v.tag for path in events for e in tf.compat.v1.train.summary_iterator(path) for v in e.summary.value}
   assert {'train/loss', 'train/lr', f'{config.eval.split}/loss'} <= tags
 
 
@@ -87,8 +87,7 @@ def _sigterm_when(workdir, min_step):
 
 def test_sigterm_checkpoints_and_resume_is_bitwise_identical(tmp_path):
   """Same config and seed -> identical parameters, interrupted or not."""
-  overrides = {'train.num_steps': 40, 'checkpoint.every_steps': 1000,
-               'checkpoint.max_to_keep': 5}
+  overrides = {'train.num_steps': 40, 'checkpoint.every_steps': 1000, 'checkpoint.max_to_keep': 5}
   straight = str(tmp_path / 'straight')
   result = train.train_and_evaluate(_config(**overrides), straight, 'train')
   assert result['step'] == 40 and not result['preempted']
@@ -101,56 +100,57 @@ def test_sigterm_checkpoints_and_resume_is_bitwise_identical(tmp_path):
   stop = result['step']
   assert 3 <= stop < 40
   # The only checkpoint is the one SIGTERM wrote (every_steps is 1000).
-  assert checkpoint_lib.Checkpointer(
-      os.path.join(resumed, 'checkpoints'), 5).all_steps() == [stop]
+  assert checkpoint_lib.Checkpointer(os.path.join(resumed, 'checkpoints'), 5).all_steps() == [stop]
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # Restored.
 
   result = train.train_and_evaluate(_config(**overrides), resumed, 'train')
   assert result['step'] == 40
   records = helpers.read_metrics(resumed)
   assert [r['step'] for r in records] == list(range(1, 41))  # No repeats.
-  assert helpers.saved_meta(resumed, 40)['fingerprint'] == helpers.saved_meta(
-      straight, 40)['fingerprint']
-  for a, b in zip(helpers.saved_state(resumed, 40),
-                  helpers.saved_state(straight, 40)):
+  assert helpers.saved_meta(resumed, 40)['fingerprint'] == helpers.saved_meta(straight, 40)['fingerprint']
+  for a, b in zip(helpers.saved_state(resumed, 40), helpers.saved_state(straight, 40)):
     np.testing.assert_array_equal(a, b)
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
-    tmp_path):
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = str(tmp_path)
   # A learning rate of 1e30: step 1 gives huge (finite) parameters, step 2
   # overflows the logits.
-  config = _config(**{'optimizer.name': 'adam', 'optimizer.weight_decay': 0.0,
-                      'optimizer.max_norm': -1.0,
-                      'optimizer.schedule.name': 'constant',
-                      'optimizer.schedule.warmup_epochs': 0.0,
-                      'optimizer.schedule.base_lr': 1e30,
-                      'checkpoint.every_steps': 1, 'train.num_steps': 5})
+  config = _config(
+    **{
+      'optimizer.name': 'adam',
+      'optimizer.weight_decay': 0.0,
+      'optimizer.max_norm': -1.0,
+      'optimizer.schedule.name': 'constant',
+      'optimizer.schedule.warmup_epochs': 0.0,
+      'optimizer.schedule.base_lr': 1e30,
+      'checkpoint.every_steps': 1,
+      'train.num_steps': 5,
+    }
+  )
   with pytest.raises(FloatingPointError) as error:
     train.train_and_evaluate(config, workdir, 'train')
   message = str(error.value)
-  match = re.match(r'(loss|grad_norm|params) (is|are) .* at step (\d+);',
-                   message)
+  match = re.match(r'(loss|grad_norm|params) (is|are) .* at step (\d+);', message)
   assert match, message
   bad_step = int(match.group(3))
-  steps = checkpoint_lib.Checkpointer(
-      os.path.join(workdir, 'checkpoints'), 5).all_steps()
+  steps = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), 5).all_steps()
   assert steps and max(steps) < bad_step
   for leaf in helpers.saved_state(workdir, max(steps)):
     assert np.all(np.isfinite(leaf))
 
 
-def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path,
-                                                             caplog):
+def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, caplog):
   workdir = str(tmp_path)
   overrides = {'train.num_steps': 4, 'checkpoint.every_steps': 2}
   train.train_and_evaluate(_config(**overrides), workdir, 'train')
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   # Flip bytes in every data file of step 4 (sizes unchanged).
-  data_files = [p for p in glob.glob(os.path.join(ckpt_dir, '4', 'state',
-                                                  '**', '*'), recursive=True)
-                if os.path.isfile(p) and '/d/' in p]
+  data_files = [
+    p
+    for p in glob.glob(os.path.join(ckpt_dir, '4', 'state', '**', '*'), recursive=True)
+    if os.path.isfile(p) and '/d/' in p
+  ]
   assert data_files
   for path in data_files:
     with open(path, 'r+b') as f:
@@ -164,13 +164,11 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path,
   caplog.set_level(logging.WARNING)
   result = train.train_and_evaluate(_config(**overrides), workdir, 'eval')
   assert result['step'] == 2
-  warnings = [r.getMessage() for r in caplog.records
-              if 'corrupt' in r.getMessage()]
+  warnings = [r.getMessage() for r in caplog.records if 'corrupt' in r.getMessage()]
   assert warnings, caplog.text
   assert os.path.join(ckpt_dir, '4') in warnings[0]
   assert os.path.join(ckpt_dir, '2') in warnings[0]
-  assert os.path.isdir(os.path.join(workdir, 'corrupt_checkpoints',
-                                    'checkpoints_4'))
+  assert os.path.isdir(os.path.join(workdir, 'corrupt_checkpoints', 'checkpoints_4'))
   # Training continues from step 2 and writes step 4 again.
   result = train.train_and_evaluate(_config(**overrides), workdir, 'train')
   assert result['step'] == 4
@@ -182,16 +180,15 @@ def test_a_half_written_checkpoint_is_never_restored(tmp_path):
   (written, not yet renamed): it is never listed nor restored, and the run
   redoes that step, bitwise as before."""
   workdir = str(tmp_path)
-  overrides = {'train.num_steps': 6, 'checkpoint.every_steps': 2,
-               'checkpoint.max_to_keep': 5}
+  overrides = {'train.num_steps': 6, 'checkpoint.every_steps': 2, 'checkpoint.max_to_keep': 5}
   train.train_and_evaluate(_config(**overrides), workdir, 'train')
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   expected = helpers.saved_meta(workdir, 6)['fingerprint']
   half = os.path.join(ckpt_dir, '6.orbax-checkpoint-tmp-1700000000000000')
   os.rename(os.path.join(ckpt_dir, '6'), half)
-  data_files = sorted(p for p in glob.glob(os.path.join(half, 'state', '**'),
-                                           recursive=True)
-                      if os.path.isfile(p) and '/d/' in p)
+  data_files = sorted(
+    p for p in glob.glob(os.path.join(half, 'state', '**'), recursive=True) if os.path.isfile(p) and '/d/' in p
+  )
   assert data_files
   with open(data_files[0], 'r+b') as f:  # The file being written.
     f.truncate(os.path.getsize(data_files[0]) // 2)
@@ -210,13 +207,11 @@ def test_a_half_written_checkpoint_is_never_restored(tmp_path):
 def exported_run(tmp_path_factory):
   """A smoke run that exports params.npz at the end: (workdir, result)."""
   workdir = str(tmp_path_factory.mktemp('exported'))
-  result = train.train_and_evaluate(
-      _config(**{'checkpoint.export_npz': True}), workdir, 'train_and_eval')
+  result = train.train_and_evaluate(_config(**{'checkpoint.export_npz': True}), workdir, 'train_and_eval')
   return workdir, result
 
 
-def test_init_from_an_exported_run_evaluates_to_the_same_metrics(
-    exported_run, tmp_path):
+def test_init_from_an_exported_run_evaluates_to_the_same_metrics(exported_run, tmp_path):
   """A run's exported params.npz, evaluated through `init_from` in a fresh
   workdir (with another seed, so a random init would differ), gives that
   run's final evaluation exactly; fine-tuning from it starts at step 0."""
@@ -224,32 +219,30 @@ def test_init_from_an_exported_run_evaluates_to_the_same_metrics(
   exported = os.path.join(trained, 'params.npz')
   assert result['exported'] == exported and os.path.isfile(exported)
   from perceiver import checkpoints  # pylint: disable=import-outside-toplevel
+
   _, _, saved_config = checkpoints.load_checkpoint(exported)
   assert saved_config['config.model'] == json.loads(_config().model.to_json())
 
-  evaluated = train.train_and_evaluate(
-      _config(init_from=exported, seed=7), str(tmp_path / 'eval'), 'eval')
+  evaluated = train.train_and_evaluate(_config(init_from=exported, seed=7), str(tmp_path / 'eval'), 'eval')
   assert evaluated['step'] == 0
   for key in ('loss', 'top1', 'top5', 'num_examples'):
     assert evaluated['eval'][key] == result['eval'][key], key
 
   tuned = str(tmp_path / 'tuned')
-  train.train_and_evaluate(
-      _config(init_from=exported, **{'train.num_steps': 1}), tuned, 'train')
+  train.train_and_evaluate(_config(init_from=exported, **{'train.num_steps': 1}), tuned, 'train')
   assert [r['step'] for r in helpers.read_metrics(tuned)] == [1]
 
 
-def test_init_from_a_checkpoint_of_another_model_lists_the_mismatch(
-    exported_run, tmp_path):
+def test_init_from_a_checkpoint_of_another_model_lists_the_mismatch(exported_run, tmp_path):
   from perceiver import checkpoints  # pylint: disable=import-outside-toplevel
   from perceiver.train import config_checks  # pylint: disable=import-outside-toplevel
+
   wider = _config(init_from=os.path.join(exported_run[0], 'params.npz'))
   wider.model.encoder.latent_channels *= 2
   with pytest.raises(checkpoints.CheckpointMismatchError, match='mis-shaped') as err:
     train.train_and_evaluate(wider, str(tmp_path / 'eval'), 'eval')
   assert err.value.mis_shaped
   with pytest.raises(config_checks.ConfigError, match='no such file'):
-    train.train_and_evaluate(_config(init_from=str(tmp_path / 'nope.npz')),
-                             str(tmp_path / 'x'), 'eval')
+    train.train_and_evaluate(_config(init_from=str(tmp_path / 'nope.npz')), str(tmp_path / 'x'), 'eval')
   with pytest.raises(FileNotFoundError, match='init_from'):
     train.train_and_evaluate(_config(), str(tmp_path / 'empty'), 'eval')

@@ -16,7 +16,7 @@ import numpy as np
 from . import helpers
 
 
-_MULTI_DEVICE_SCRIPT = r'''
+_MULTI_DEVICE_SCRIPT = r"""
 import os, json, sys
 os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
 import jax, jax.numpy as jnp, numpy as np
@@ -75,16 +75,21 @@ for name, num_devices, sharding, accum in [
                    params=[np.asarray(x).ravel()[:50].tolist()
                            for x in jax.tree.leaves(state.params)])
 print('RESULT' + json.dumps(out))
-'''
+"""
 
 
 def test_eight_fake_devices_match_one_device():
-  proc = subprocess.run([sys.executable, '-c', _MULTI_DEVICE_SCRIPT],
-                        cwd=helpers.REPO, env=helpers.subprocess_env(),
-                        capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+    [sys.executable, '-c', _MULTI_DEVICE_SCRIPT],
+    cwd=helpers.REPO,
+    env=helpers.subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT')][0]
-  out = json.loads(line[len('RESULT'):])
+  out = json.loads(line[len('RESULT') :])
   ref = out['1dev']
   assert ref['num_sharded'] == 0
   assert out['8dev_fsdp_accum2']['num_sharded'] > 0  # FSDP split something.
@@ -93,8 +98,7 @@ def test_eight_fake_devices_match_one_device():
   assert abs(ref['losses'][2] - math.log(10)) > 1e-4
   assert ref['moved'] > 1e-3 and ref['step'] == 3
   for name in ('8dev', '8dev_fsdp_accum2'):
-    np.testing.assert_allclose(out[name]['losses'], ref['losses'], rtol=1e-5,
-                               err_msg=name)
+    np.testing.assert_allclose(out[name]['losses'], ref['losses'], rtol=1e-5, err_msg=name)
     assert out[name]['step'] == 3
     # Adam-type updates turn round-off in near-zero gradients into
     # lr-sized differences, so parameters get an absolute tolerance.

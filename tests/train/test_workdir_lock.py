@@ -37,10 +37,10 @@ def test_lock_of_a_dead_run_is_not_stale(tmp_path):
   lock.release()
 
 
-def test_without_flock_a_dead_holder_is_taken_over_and_a_live_one_refused(tmp_path,
-                                                                           monkeypatch):
+def test_without_flock_a_dead_holder_is_taken_over_and_a_live_one_refused(tmp_path, monkeypatch):
   def no_flock(fd, op):
     raise OSError(errno.ENOLCK, 'No locks available')
+
   monkeypatch.setattr(workdir_lock.fcntl, 'flock', no_flock)
   host = socket.gethostname()
   (tmp_path / '.lock').write_text(f'999999999 {host}\n')
@@ -51,8 +51,7 @@ def test_without_flock_a_dead_holder_is_taken_over_and_a_live_one_refused(tmp_pa
   assert not (tmp_path / '.lock').exists()
 
 
-@pytest.mark.parametrize('code, words', [(errno.ENOSPC, 'is full'),
-                                         (errno.EROFS, 'read-only')])
+@pytest.mark.parametrize('code, words', [(errno.ENOSPC, 'is full'), (errno.EROFS, 'read-only')])
 def test_full_and_read_only_errors_are_one_line(code, words):
   wrapped = RuntimeError('orbax: async save failed')
   wrapped.__cause__ = OSError(code, os.strerror(code), '/runs/x/checkpoints/3')
@@ -83,13 +82,12 @@ def test_disk_full_mid_run_is_one_line_and_loses_nothing(tmp_path, monkeypatch):
 
   def save(self, step, state, meta, wait=False):
     if step >= 2:
-      raise OSError(errno.ENOSPC, 'No space left on device',
-                    os.path.join(workdir, 'checkpoints', str(step)))
+      raise OSError(errno.ENOSPC, 'No space left on device', os.path.join(workdir, 'checkpoints', str(step)))
     return real_save(self, step, state, meta, wait=True)
+
   monkeypatch.setattr(checkpoint_lib.Checkpointer, 'save', save)
   with pytest.raises(WorkdirError, match='is full') as error:
-    train.train_and_evaluate(_config(**{'checkpoint.every_steps': 1, 'train.num_steps': 3}),
-                             workdir, 'train')
+    train.train_and_evaluate(_config(**{'checkpoint.every_steps': 1, 'train.num_steps': 3}), workdir, 'train')
   assert '\n' not in str(error.value) and workdir in str(error.value)
   monkeypatch.undo()
   # Step 1 is intact and the lock is free: the same command resumes from it.
@@ -104,8 +102,10 @@ def test_eval_on_a_read_only_workdir_writes_nothing_and_prints(tmp_path, monkeyp
   train.train_and_evaluate(_config(**{'train.num_steps': 2}), workdir, 'train')
 
   def snapshot():
-    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
-            for d, _, files in os.walk(workdir) for f in files}
+    return {
+      os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, files in os.walk(workdir) for f in files
+    }
+
   before = snapshot()
   # Running as root, chmod cannot make a directory read-only; the writability
   # probe is what decides, so it is the one faked here.
@@ -126,9 +126,14 @@ def _last_step(workdir):
 @pytest.mark.slow
 def test_two_concurrent_runs_second_exits_first_is_bitwise_a_run_alone(tmp_path):
   shared, alone = str(tmp_path / 'shared'), str(tmp_path / 'alone')
-  first = subprocess.Popen(helpers.main_command('configs/mnist.py:smoke', shared),
-                           cwd=helpers.REPO, env=helpers.subprocess_env(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  first = subprocess.Popen(
+    helpers.main_command('configs/mnist.py:smoke', shared),
+    cwd=helpers.REPO,
+    env=helpers.subprocess_env(),
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   try:
     lock = os.path.join(shared, '.lock')
     deadline = time.monotonic() + 600
@@ -143,14 +148,12 @@ def test_two_concurrent_runs_second_exits_first_is_bitwise_a_run_alone(tmp_path)
   finally:
     if first.poll() is None:
       first.kill()
-  print(f'\nsecond run exited after {elapsed:.1f} s with: '
-        f'{second.stderr.strip().splitlines()[-1]}')
+  print(f'\nsecond run exited after {elapsed:.1f} s with: {second.stderr.strip().splitlines()[-1]}')
   assert second.returncode == 1 and f'PID {first.pid} on host' in second.stderr
   assert first.returncode == 0, first_err[-2000:]
   assert helpers.run_main('configs/mnist.py:smoke', alone, timeout=900).returncode == 0
   step = _last_step(shared)
   assert step == _last_step(alone)
-  assert (helpers.saved_meta(shared, step)['fingerprint']
-          == helpers.saved_meta(alone, step)['fingerprint'])
+  assert helpers.saved_meta(shared, step)['fingerprint'] == helpers.saved_meta(alone, step)['fingerprint']
   losses = lambda workdir: [(r['step'], r['loss']) for r in helpers.read_metrics(workdir)]  # pylint: disable=unnecessary-lambda-assignment
   assert losses(shared) == losses(alone)  # one writer: no interleaved metrics.jsonl
