@@ -196,7 +196,10 @@ def main(argv):
   from perceiver.data import errors as data_errors  # pylint: disable=g-import-not-at-top
   from perceiver.train import config_checks  # pylint: disable=g-import-not-at-top
 
-  _log_devices()
+  if not _CONFIG.value.parallel.get('multihost', False):
+    # A multi-host run must not touch the JAX backend before
+    # jax.distributed.initialize (inside the runner, which logs its devices).
+    _log_devices()
   from perceiver.train import workdir_lock  # pylint: disable=g-import-not-at-top
 
   try:
