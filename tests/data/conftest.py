@@ -74,19 +74,9 @@ def modelnet_config(sample_dir, tfds_dir) -> dict:
   return dict(name='modelnet40', manual_dir=f'{sample_dir}/modelnet', data_dir=tfds_dir)
 
 
-# A few examples per class: for tests that read every example (inspect_data,
-# the docs' commands) and must stay fast.
-TINY_ARGS = [
-  '--imagenet_per_class',
-  '15',
-  '--audioset_per_language',
-  '4',
-  '--modelnet_off',
-  '2,1',
-  '--modelnet_h5',
-  '6,2',
-  '--no_video',
-]
+# A few examples per class, for tests that read every example (inspect_data,
+# the docs' commands): the sizes the docs test uses.
+from test_docs_data import TINY_ARGS  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 
 @pytest.fixture(scope='session')

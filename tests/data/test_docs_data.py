@@ -15,6 +15,8 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOC = os.path.join(REPO, 'docs', 'data.md')
+# A few examples per class (also tests/data/conftest.py's tiny sample set):
+# tests that read every example must stay fast.
 TINY_ARGS = [
   '--imagenet_per_class',
   '15',
