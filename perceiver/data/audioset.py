@@ -42,6 +42,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from perceiver.data import clip_builder
 from perceiver.data import errors
 from perceiver.data import imagenet
 from perceiver.data import rng as rng_lib
@@ -63,7 +64,6 @@ HOW_TO_GET = (
   'real data in this layout run scripts/make_sample_data.py --what audioset'
 )
 _AUDIO_EXTS = ('.wav', '.flac', '.ogg', '.mp3', '.aiff', '.aif')
-_VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.avi', '.mov')
 
 
 # ------------------------------------------------------------ CSV parsing
@@ -238,60 +238,29 @@ def read_video(path: str, num_frames: int, max_side: int) -> list:
 # --------------------------------------------------------------- builder
 
 
-def clip_features() -> dict:
-  """The stored `audio` (int16 at 48 kHz) and `video` (JPEG frames at
-  25 fps) features, shared with the Kinetics builder."""
-  return {
-    'audio': tfds.features.Tensor(
-      shape=(None,), dtype=np.int16, encoding=tfds.features.Encoding.BYTES
-    ),  # Raw, fast to parse.
-    'video': tfds.features.Sequence(tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg')),
-  }
-
-
-class AudioSet(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class AudioSet(clip_builder.ClipBuilder, skip_registration=True):
   """AudioSet segments with 48 kHz audio and optional 25 fps video."""
 
   name = 'audioset'
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
-
-  def __init__(self, *, stored_video_size: int = 256, on_corrupt: str = 'raise', **kwargs):
-    self._video_size = stored_video_size
-    self._init_corrupt(on_corrupt, logging)
-    self._missing_audio: list[str] = []
-    kwargs.setdefault('config', tfds.core.BuilderConfig(name=f'video{stored_video_size}'))
-    super().__init__(**kwargs)
+  HOMEPAGE = 'https://research.google.com/audioset/'
+  TALLIES = ('missing_audio',)  # Metadata: class_mids, class_names, skipped_files, missing_audio.
 
   @property
   def missing_audio(self) -> list[str]:
-    return self._missing_audio
+    return self._tallies['missing_audio']
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=tfds.features.FeaturesDict(
-        {
-          **clip_features(),
-          'labels': tfds.features.Tensor(shape=(None,), dtype=np.int64),
-          'ytid': tfds.features.Text(),
-        }
-      ),
-      # class_mids, class_names, skipped_files, missing_audio.
-      metadata=tfds.core.MetadataDict(),
-      homepage='https://research.google.com/audioset/',
-    )
+  def _row_features(self) -> dict:
+    return {'labels': tfds.features.Tensor(shape=(None,), dtype=np.int64), 'ytid': tfds.features.Text()}
 
   def _split_generators(self, dl_manager):
     manual = os.fspath(dl_manager.manual_dir)
     classes = read_class_labels(os.path.join(manual, CLASS_CSV))
-    self.info.metadata['class_mids'] = [m for m, _ in classes]
-    self.info.metadata['class_names'] = [n for _, n in classes]
-    self.info.metadata['skipped_files'] = self._corrupt.skipped
-    self.info.metadata['missing_audio'] = self._missing_audio
+    self._publish_metadata(class_mids=[m for m, _ in classes], class_names=[n for _, n in classes])
     audio_dir = os.path.join(manual, 'audio')
     audio = _index_files(audio_dir, _AUDIO_EXTS)
-    video = _index_files(os.path.join(manual, 'video'), _VIDEO_EXTS)
+    video = _index_files(os.path.join(manual, 'video'), clip_builder.VIDEO_EXTS)
     if not audio:
       raise errors.MissingDataError('audioset', [os.path.join(audio_dir, 'Y<ytid>.wav (or .flac, ...)')], HOW_TO_GET)
     mid_index = {m: i for i, (m, _) in enumerate(classes)}
@@ -307,7 +276,7 @@ class AudioSet(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_r
     for ytid, start, end, mids in rows:
       audio_path = _find(audio, ytid, start, end)
       if audio_path is None:
-        self._missing_audio.append(ytid)
+        self.missing_audio.append(ytid)
         if timed is None:
           timed = _timed_stems(audio)
         near = timed.get(ytid) or timed.get(f'Y{ytid}')
@@ -346,11 +315,11 @@ class AudioSet(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_r
         ytid,
         {'audio': wav, 'video': frames, 'ytid': ytid, 'labels': np.array([mid_index[m] for m in mids], np.int64)},
       )
-    if self._missing_audio:
+    if self.missing_audio:
       logging.warning(
         "%s: %d segments without audio so far (listed in the records' build_report.tsv)",
         csv_path,
-        len(self._missing_audio),
+        len(self.missing_audio),
       )
 
 

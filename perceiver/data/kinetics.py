@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from perceiver.data import audioset
+from perceiver.data import clip_builder
 from perceiver.data import errors
 from perceiver.data import rng as rng_lib
 from perceiver.data._tf import tf
@@ -45,7 +46,6 @@ HOW_TO_GET = (
   'any sub-folders) below it; for small real data in this layout run '
   'scripts/make_sample_data.py --what kinetics'
 )
-_VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.avi', '.mov')
 # Kinetics clips last 10 s; a longer row is a typo that would otherwise
 # allocate end - start seconds of frames and audio.
 MAX_CLIP_S = 60.0
@@ -120,7 +120,7 @@ def index_clips(root: str) -> dict[str, str]:
       if seen > MAX_INDEXED_FILES:
         raise errors.CorruptDataError(root, f'more than {MAX_INDEXED_FILES} files below it')
       stem, ext = os.path.splitext(name)
-      if ext.lower() in _VIDEO_EXTS:
+      if ext.lower() in clip_builder.VIDEO_EXTS:
         found.setdefault(stem, os.path.join(directory, name))
   return found
 
@@ -155,35 +155,17 @@ def read_audio_track(path: str, num_samples: int) -> np.ndarray | None:
 # --------------------------------------------------------------- builder
 
 
-class Kinetics(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class Kinetics(clip_builder.ClipBuilder, skip_registration=True):
   """Kinetics-style clips: 25 fps JPEG frames, 48 kHz audio, class label."""
 
   name = 'kinetics'
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
+  HOMEPAGE = 'https://github.com/cvdfoundation/kinetics-dataset'
+  TALLIES = ('missing_clips', 'no_audio')  # Metadata: class_names, skipped_files, missing_clips, no_audio.
 
-  def __init__(self, *, stored_video_size: int = 256, on_corrupt: str = 'raise', **kwargs):
-    self._video_size = stored_video_size
-    self._init_corrupt(on_corrupt, logging)
-    self._missing_clips: list[str] = []
-    self._no_audio: list[str] = []
-    kwargs.setdefault('config', tfds.core.BuilderConfig(name=f'video{stored_video_size}'))
-    super().__init__(**kwargs)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=tfds.features.FeaturesDict(
-        {
-          **audioset.clip_features(),
-          'label': tfds.features.Tensor(shape=(), dtype=np.int64),
-          'clip': tfds.features.Text(),
-        }
-      ),
-      # class_names, skipped_files, missing_clips, no_audio.
-      metadata=tfds.core.MetadataDict(),
-      homepage='https://github.com/cvdfoundation/kinetics-dataset',
-    )
+  def _row_features(self) -> dict:
+    return {'label': tfds.features.Tensor(shape=(), dtype=np.int64), 'clip': tfds.features.Text()}
 
   def _split_generators(self, dl_manager):
     manual = os.fspath(dl_manager.manual_dir)
@@ -195,10 +177,7 @@ class Kinetics(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_r
     if not tables:
       raise errors.MissingDataError('kinetics', [os.path.join(manual, n) for n in SPLIT_CSVS.values()], HOW_TO_GET)
     classes = sorted({r[0] for _, rows in tables.values() for r in rows if r[0]})
-    self.info.metadata['class_names'] = classes
-    self.info.metadata['skipped_files'] = self._corrupt.skipped
-    self.info.metadata['missing_clips'] = self._missing_clips
-    self.info.metadata['no_audio'] = self._no_audio
+    self._publish_metadata(class_names=classes)
     clips = index_clips(manual)
     if not clips:
       raise errors.MissingDataError(
@@ -214,7 +193,7 @@ class Kinetics(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_r
       stem = clip_stem(ytid, start, end)
       path = clips.get(stem)
       if path is None:
-        self._missing_clips.append(stem)
+        self._tallies['missing_clips'].append(stem)
         continue
       seconds = end - start
       try:
@@ -224,11 +203,11 @@ class Kinetics(errors.SkipsCorruptFiles, tfds.core.GeneratorBasedBuilder, skip_r
         self._corrupt.report(path, e)
         continue
       if wav is None:
-        self._no_audio.append(stem)
+        self._tallies['no_audio'].append(stem)
         wav = np.zeros([int(round(seconds * SAMPLE_RATE))], np.int16)
       yield stem, {'audio': wav, 'video': frames, 'clip': stem, 'label': class_index[label]}
-    if self._missing_clips:
-      logging.info('kinetics: %d rows without a clip file so far', len(self._missing_clips))
+    if self._tallies['missing_clips']:
+      logging.info('kinetics: %d rows without a clip file so far', len(self._tallies['missing_clips']))
 
 
 def expected_manual_files(config) -> dict[str, list[str]]:
