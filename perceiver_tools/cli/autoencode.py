@@ -18,23 +18,30 @@ import functools
 import json
 import os
 import sys
+from typing import List, Optional
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 
+from perceiver_tools.cli import _flags
 
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'autoencoder checkpoint (.pystate or .npz)')
-_CLIP = flags.DEFINE_string('clip', None, 'video file with an audio track (any container PyAV reads)')
-_OUT = flags.DEFINE_string('out', None, 'output directory')
-_START = flags.DEFINE_float('start_s', 0.0, 'window start within the clip, seconds')
-_FRAMES = flags.DEFINE_integer('strip_frames', 8, 'frames shown in the strip')
+FLAGS = flags.FlagValues()
+_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'autoencoder checkpoint (.pystate or .npz)', flag_values=FLAGS)
+_CLIP = flags.DEFINE_string(
+  'clip', None, 'video file with an audio track (any container PyAV reads)', flag_values=FLAGS
+)
+_OUT = flags.DEFINE_string('out', None, 'output directory', flag_values=FLAGS)
+_START = flags.DEFINE_float('start_s', 0.0, 'window start within the clip, seconds', flag_values=FLAGS)
+_FRAMES = flags.DEFINE_integer('strip_frames', 8, 'frames shown in the strip', flag_values=FLAGS)
 _CONFIG = flags.DEFINE_string(
-  'config_json', None, 'reference-style model config (JSON) for a checkpoint that has none and is not the released one'
+  'config_json',
+  None,
+  'reference-style model config (JSON) for a checkpoint that has none and is not the released one',
+  flag_values=FLAGS,
 )
 _CHUNKS = flags.DEFINE_integer(
-  'chunks', 0, 'decode the outputs in this many slices (0: one per frame; more slices, less memory)'
+  'chunks', 0, 'decode the outputs in this many slices (0: one per frame; more slices, less memory)', flag_values=FLAGS
 )
 
 
@@ -150,13 +157,13 @@ def autoencode(
   return metrics
 
 
-def main(argv):
-  del argv
+def main(argv: Optional[List[str]] = None) -> int:
+  _flags.parse(FLAGS, argv, __doc__, max_positional=None)  # Stray arguments are ignored, as under app.run.
   from perceiver import checkpoints  # pylint: disable=g-import-not-at-top
 
   for flag in (_CHECKPOINT, _CLIP, _OUT):
     if not flag.value:
-      raise app.UsageError(f'--{flag.name} is required')
+      _flags.fail(f'--{flag.name} is required')
   try:
     metrics = autoencode(
       _CHECKPOINT.value,
@@ -176,7 +183,7 @@ def main(argv):
 
 
 def run() -> None:
-  app.run(main)
+  sys.exit(main())
 
 
 if __name__ == '__main__':

@@ -18,21 +18,30 @@ default the largest flow); `--flo` also writes the flow as a Middlebury
 `.flo` file (u, v in pixels).
 """
 
+from __future__ import annotations
+
 import os
+import sys
 import time
+from typing import List, Optional
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('checkpoint', None, 'Flow checkpoint (.pystate / .npz).')
-flags.DEFINE_string('out', None, 'PNG to write.')
-flags.DEFINE_string('flo', None, 'Also write the flow as a .flo file here.')
-flags.DEFINE_float('max_flow', None, 'Flow magnitude (px) drawn fully saturated; default: the largest in the result.')
-flags.DEFINE_integer('min_overlap', None, "Window overlap (px); default: the model's (20 for the released one).")
-flags.mark_flags_as_required(['checkpoint', 'out'])
+from perceiver_tools.cli import _flags  # pylint: disable=wrong-import-position
+
+FLAGS = flags.FlagValues()
+_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Flow checkpoint (.pystate / .npz).', flag_values=FLAGS)
+_OUT = flags.DEFINE_string('out', None, 'PNG to write.', flag_values=FLAGS)
+_FLO = flags.DEFINE_string('flo', None, 'Also write the flow as a .flo file here.', flag_values=FLAGS)
+_MAX_FLOW = flags.DEFINE_float(
+  'max_flow', None, 'Flow magnitude (px) drawn fully saturated; default: the largest in the result.', flag_values=FLAGS
+)
+_MIN_OVERLAP = flags.DEFINE_integer(
+  'min_overlap', None, "Window overlap (px); default: the model's (20 for the released one).", flag_values=FLAGS
+)
+flags.mark_flags_as_required(['checkpoint', 'out'], flag_values=FLAGS)
 
 
 def model_config_for(config):
@@ -51,9 +60,10 @@ def model_config_for(config):
   )
 
 
-def main(argv):
-  if len(argv) != 3:
-    raise app.UsageError('give exactly two frames: frame1.png frame2.png')
+def main(argv: Optional[List[str]] = None) -> int:
+  frame_paths = _flags.parse(FLAGS, argv, __doc__, max_positional=None)
+  if len(frame_paths) != 2:
+    _flags.fail('give exactly two frames: frame1.png frame2.png')
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -63,30 +73,29 @@ def main(argv):
   from perceiver.data import errors  # pylint: disable=g-import-not-at-top
   from perceiver.data import flow as flow_data  # pylint: disable=g-import-not-at-top
 
-  frame_paths = argv[1:]
   for path in frame_paths:
     if not os.path.isfile(path):
-      raise app.UsageError(f'frame not found: {path}')
+      _flags.fail(f'frame not found: {path}')
   try:
     frames = [flow_data.read_image(p) for p in frame_paths]
   except errors.CorruptDataError as e:
-    raise app.UsageError(str(e).splitlines()[0]) from None
+    _flags.fail(str(e).splitlines()[0])
   if frames[0].shape != frames[1].shape:
-    raise app.UsageError(f'the frames differ in size: {frames[0].shape[:2]} vs {frames[1].shape[:2]}')
+    _flags.fail(f'the frames differ in size: {frames[0].shape[:2]} vs {frames[1].shape[:2]}')
   try:
-    params, state, config = checkpoints.load_checkpoint(FLAGS.checkpoint)
+    params, state, config = checkpoints.load_checkpoint(_CHECKPOINT.value)
     model_cfg = model_config_for(config)
-    if FLAGS.min_overlap is not None:
-      model_cfg['min_overlap'] = FLAGS.min_overlap
+    if _MIN_OVERLAP.value is not None:
+      model_cfg['min_overlap'] = _MIN_OVERLAP.value
     model = flow_lib.build_flow_model(model_cfg)
   except (checkpoints.CheckpointError, ValueError) as e:
-    raise app.UsageError(f'--checkpoint={FLAGS.checkpoint}: {e}') from None
+    _flags.fail(f'--checkpoint={_CHECKPOINT.value}: {e}')
   x = np.stack(frames)[None].astype(np.float32) / 255.0 * 2.0 - 1.0
   expected = jax.eval_shape(lambda f: model.net.init(jax.random.PRNGKey(0), f, is_training=False)[0], jnp.asarray(x))
   try:
     checkpoints.check_compatible(expected, params)
   except checkpoints.CheckpointError as e:
-    raise app.UsageError(f'--checkpoint={FLAGS.checkpoint}: {e}') from None
+    _flags.fail(f'--checkpoint={_CHECKPOINT.value}: {e}')
   h, w = x.shape[2:4]
   windows = len(
     flow_lib.tile_origins(
@@ -101,23 +110,24 @@ def main(argv):
     f'flow computed in {time.time() - start:.1f}s; max |flow| {np.hypot(flow[..., 0], flow[..., 1]).max():.2f} px',
     flush=True,
   )
-  out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
+  out_dir = os.path.dirname(os.path.abspath(_OUT.value))
   os.makedirs(out_dir, exist_ok=True)
   flow_viz.save_flow_png(
-    FLAGS.out,
+    _OUT.value,
     flow,
     frame=frames[0],
-    max_flow=FLAGS.max_flow,
+    max_flow=_MAX_FLOW.value,
     title=f'{os.path.basename(frame_paths[0])} -> {os.path.basename(frame_paths[1])}',
   )
-  print(f'wrote {FLAGS.out}')
-  if FLAGS.flo:
-    flow_data.write_flo(FLAGS.flo, flow)
-    print(f'wrote {FLAGS.flo}')
+  print(f'wrote {_OUT.value}')
+  if _FLO.value:
+    flow_data.write_flo(_FLO.value, flow)
+    print(f'wrote {_FLO.value}')
+  return 0
 
 
 def run() -> None:
-  app.run(main)
+  sys.exit(main())
 
 
 if __name__ == '__main__':

@@ -24,11 +24,13 @@ import math
 import os
 import sys
 import time
+from typing import List, Optional
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 import numpy as np
+
+from perceiver_tools.cli import _flags
 
 
 def _label_list(label: np.ndarray) -> list[int]:
@@ -156,29 +158,44 @@ def inspect(data_config, out: str, grid: int = 16, batch_size: int = 64, log=pri
   return result
 
 
-def _define_flags():
-  """The flags; defined only when run as a script (tests import `inspect`)."""
-  config = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config, e.g. configs/imagenet.py:small_data.', lock_config=True
+def _define_flags(argv: List[str]) -> flags.FlagValues:
+  """This tool's flags, a fresh set for the command line `argv`.
+
+  Fresh per call, not module-level: config_flags defines a flag for each
+  `--config.*` override it finds in `argv` while parsing `--config`, and a
+  second parse into the same set would define those flags twice.
+  """
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file(
+    'config',
+    None,
+    'Experiment config, e.g. configs/imagenet.py:small_data.',
+    flag_values=flag_values,
+    lock_config=True,
+    sys_argv=['inspect_data', *argv],
   )
-  out = flags.DEFINE_string('out', '', "Grid PNG ('' : inspect_<dataset>.png in the current directory).")
-  grid = flags.DEFINE_integer('grid', 16, 'Training examples in the grid.')
-  batch = flags.DEFINE_integer('batch_size', 64, 'Batch size while reading.')
-  flags.mark_flags_as_required(['config'])
+  flags.DEFINE_string(
+    'out', '', "Grid PNG ('' : inspect_<dataset>.png in the current directory).", flag_values=flag_values
+  )
+  flags.DEFINE_integer('grid', 16, 'Training examples in the grid.', flag_values=flag_values)
+  flags.DEFINE_integer('batch_size', 64, 'Batch size while reading.', flag_values=flag_values)
+  flags.mark_flags_as_required(['config'], flag_values=flag_values)
+  return flag_values
 
-  def main(argv):
-    if len(argv) > 1:
-      sys.exit(f'inspect_data.py: error: unexpected arguments {argv[1:]}')
-    try:
-      inspect(config.value.data, out.value, grid.value, batch.value)
-    except (ValueError, FileNotFoundError) as e:
-      sys.exit(f'inspect_data.py: error: {e}')
 
-  return main
+def main(argv: Optional[List[str]] = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  flag_values = _define_flags(argv)
+  _flags.parse(flag_values, argv, __doc__)
+  try:
+    inspect(flag_values.config.data, flag_values.out, flag_values.grid, flag_values.batch_size)
+  except (ValueError, FileNotFoundError) as e:
+    sys.exit(f'inspect_data.py: error: {e}')
+  return 0
 
 
 def run() -> None:
-  app.run(_define_flags())
+  sys.exit(main())
 
 
 if __name__ == '__main__':

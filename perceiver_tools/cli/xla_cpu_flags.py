@@ -18,10 +18,11 @@ import json
 import os
 import subprocess
 import sys
-from typing import Sequence
+from typing import List, Optional
 
-from absl import app
 from absl import flags
+
+from perceiver_tools.cli import _flags
 
 CANDIDATES = (
   '',
@@ -36,11 +37,15 @@ CANDIDATES = (
   '--xla_cpu_enable_fast_math=true',
 )
 
+FLAGS = flags.FlagValues()
 _FLAG_SETS = flags.DEFINE_list(
-  'flag_sets', None, 'XLA_FLAGS values to try, comma-separated (default: the built-in candidates).'
+  'flag_sets',
+  None,
+  'XLA_FLAGS values to try, comma-separated (default: the built-in candidates).',
+  flag_values=FLAGS,
 )
-_N = flags.DEFINE_integer('n', 2048, 'Side of the square matmul.')
-_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per matmul (best is kept).')
+_N = flags.DEFINE_integer('n', 2048, 'Side of the square matmul.', flag_values=FLAGS)
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per matmul (best is kept).', flag_values=FLAGS)
 
 _MEASURE = r"""
 import json, sys, time
@@ -75,15 +80,15 @@ def measure(flag_set: str, n: int, repeats: int) -> dict:
   return rec
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+def main(argv: Optional[List[str]] = None) -> int:
+  _flags.parse(FLAGS, argv, __doc__)
   for flag_set in _FLAG_SETS.value if _FLAG_SETS.value is not None else CANDIDATES:
     print(json.dumps(measure(flag_set, _N.value, _REPEATS.value)), flush=True)
+  return 0
 
 
 def run() -> None:
-  app.run(main)
+  sys.exit(main())
 
 
 if __name__ == '__main__':

@@ -43,3 +43,12 @@ def test_counts_every_split_and_renders_a_grid(case, tiny_sample_dir, tmp_path):
   with Image.open(out) as img:
     assert img.size[0] > 100 and img.size[1] > 100
   assert any('examples/s' in line for line in lines)
+
+
+def test_main_takes_config_overrides_in_process_more_than_once():
+  # The override reaches the config (a dataset inspect_data rejects before
+  # reading anything), and a second call parses afresh.
+  argv = [f'--config={REPO}/configs/imagenet.py:small_data', '--config.data.name=mnist']
+  for _ in range(2):
+    with pytest.raises(SystemExit, match=r"inspect_data.py: error: data.name='mnist'"):
+      inspect_data.main(argv)
