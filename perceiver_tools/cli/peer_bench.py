@@ -114,6 +114,13 @@ _MFU = flags.DEFINE_bool(
   'bfloat16 as well in train cases, for MFU lines.',
   flag_values=FLAGS,
 )
+_HOST_MEMORY = flags.DEFINE_enum(
+  'host_memory',
+  'reuse',
+  ['reuse', 'system'],
+  "Our worker's host allocator settings, as the launcher's --host_memory (reuse: its default).",
+  flag_values=FLAGS,
+)
 _PEAK_SIZES = flags.DEFINE_list(
   'peak_sizes', ['1024', '2048', '4096'], 'Square matmul sizes for the hardware peak.', flag_values=FLAGS
 )
@@ -285,7 +292,10 @@ def _mfu_record(case: str, spec: Dict[str, Any], results: Dict[str, Any], peaks:
 def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]] = None) -> None:
   spec = case_spec(case)
   spec.update(
-    threads=_THREADS.value or len(_CPUS.value), reference_path=_REFERENCE.value, cpus=[int(c) for c in _CPUS.value]
+    threads=_THREADS.value or len(_CPUS.value),
+    reference_path=_REFERENCE.value,
+    cpus=[int(c) for c in _CPUS.value],
+    host_memory=_HOST_MEMORY.value,
   )
   base_env = dict(os.environ)
   workers: List[Worker] = []
