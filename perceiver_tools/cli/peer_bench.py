@@ -253,7 +253,13 @@ def _load() -> float:
 
 
 def hardware_peaks() -> Dict[str, float]:
-  """Emits a hardware_peak line per dtype; returns dtype -> FLOP/s."""
+  """Emits a hardware_peak line per dtype; returns dtype -> FLOP/s.
+
+  With --cpus, measured on those CPUs, as the workers run (the PyTorch
+  subprocess inherits the pinning), so the MFU compares like with like.
+  """
+  if _CPUS.value:
+    os.sched_setaffinity(0, [int(c) for c in _CPUS.value])
   from perceiver_tools import perf  # pylint: disable=g-import-not-at-top
 
   peaks = {}
