@@ -44,7 +44,7 @@ def model(
   *,
   input: ConfigDict,  # pylint: disable=redefined-builtin
   encoder: ConfigDict,
-  compute_dtype: str = 'float32',
+  compute_dtype: str = 'auto',
 ) -> ConfigDict:
   """``config.model``. ``perceiver``: average the latents then project;
   ``perceiver_io``: a decoder query cross-attends into the latents. The

@@ -40,6 +40,13 @@ _WORKDIR = flags.DEFINE_string(
 )
 _MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train', 'eval', 'train_and_eval'], 'What to run.')
 _VERBOSE_STARTUP = flags.DEFINE_bool('verbose_startup', False, "Keep TensorFlow's and XLA's start-up logging.")
+_HOST_MEMORY = flags.DEFINE_enum(
+  'host_memory',
+  'reuse',
+  ['reuse', 'system'],
+  "reuse: glibc keeps freed memory for the next step's XLA temporaries instead of unmapping it "
+  "(perceiver/host_memory.py; fewer page faults on CPU); system: the C library's defaults.",
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -220,9 +227,19 @@ def main(argv):
   logging.info('Done: %s', result)
 
 
+def _host_memory(argv: list[str]) -> None:
+  """Applies --host_memory before anything starts threads (read from argv by
+  hand: the config file, parsed with the flags, may import TensorFlow)."""
+  if '--host_memory=system' not in argv:
+    from perceiver import host_memory  # pylint: disable=g-import-not-at-top
+
+    host_memory.reuse_freed_memory()
+
+
 def run() -> None:
   """Console script `perceiver-train`."""
   _quiet_startup(sys.argv)
+  _host_memory(sys.argv)
   app.run(main, flags_parser=_parse_flags)
 
 

@@ -190,7 +190,7 @@ def image_classifier(
   attention_dropout_prob: float = 0.0,
   share_weights: bool = True,
   permute_seed: int = -1,
-  compute_dtype: str = 'float32',
+  compute_dtype: str = 'auto',
 ) -> Model:
   """The Perceiver image classifier (defaults: the paper's ImageNet model).
 
@@ -292,7 +292,7 @@ def io_classifier(
   self_attend_heads: int = 8,
   decoder_heads: int = 1,
   dropout_prob: float = 0.0,
-  compute_dtype: str = 'float32',
+  compute_dtype: str = 'auto',
 ) -> Model:
   """The Perceiver IO image classifier (defaults: config A of the Perceiver
   IO paper, pixels + 2-D Fourier features; configs/imagenet.py:io_fourier).

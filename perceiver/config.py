@@ -31,6 +31,8 @@ import typing
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
+# 'auto': bfloat16 compute on GPU/TPU, float32 on CPU (perceiver.models.resolve_compute_dtype).
+PERCEIVER_COMPUTE_DTYPES = COMPUTE_DTYPES + ('auto',)
 
 
 class ModelConfigError(ValueError):
@@ -261,7 +263,11 @@ class PerceiverConfig:
   """`config.model` of the Perceiver (paper ImageNet defaults)."""
 
   name: str = _field('perceiver', 'the model kind (registry key)')
-  compute_dtype: str = _field('float32', 'params stay float32; bfloat16 computes in bf16', choices=COMPUTE_DTYPES)
+  compute_dtype: str = _field(
+    'auto',
+    'params stay float32; bfloat16 computes in bf16; auto: bfloat16 on GPU/TPU, float32 on CPU',
+    choices=PERCEIVER_COMPUTE_DTYPES,
+  )
   input: InputConfig = _field(factory=InputConfig, doc='see model.input')
   encoder: EncoderConfig = _field(factory=EncoderConfig, doc='see model.encoder')
   decoder: DecoderConfig = _field(factory=DecoderConfig, doc='see model.decoder')

@@ -540,10 +540,28 @@ def build_perceiver(cfg: config_lib.PerceiverConfig) -> hk.TransformedWithState:
   return hk.transform_with_state(forward)
 
 
-def with_compute_dtype(net: hk.TransformedWithState, compute_dtype: str) -> hk.TransformedWithState:
+_BF16_BACKENDS = ('gpu', 'cuda', 'rocm', 'tpu')
+
+
+def resolve_compute_dtype(compute_dtype: str, backend: Optional[str] = None) -> str:
+  """`model.compute_dtype` as a dtype name: 'auto' is bfloat16 on GPU/TPU
+  (their matrix units run bf16 several times faster than float32) and float32
+  on CPU (XLA's CPU bf16 matmul is no faster there: README, Performance).
+  `backend` defaults to jax.default_backend(); tests pass 'gpu' on a CPU."""
+  if compute_dtype != 'auto':
+    return compute_dtype
+  backend = backend or jax.default_backend()
+  return 'bfloat16' if backend in _BF16_BACKENDS else 'float32'
+
+
+def with_compute_dtype(
+  net: hk.TransformedWithState, compute_dtype: str, *, backend: Optional[str] = None
+) -> hk.TransformedWithState:
   """Mixed precision, the one policy of every built model: float32 master
   parameters (init is unchanged), parameters and floating-point inputs cast
-  to `compute_dtype` inside apply, outputs back to float32."""
+  to `compute_dtype` inside apply, outputs back to float32. 'auto' is
+  resolved here, when the model is built (`resolve_compute_dtype`)."""
+  compute_dtype = resolve_compute_dtype(compute_dtype, backend)
   if compute_dtype == 'float32':
     return net
   policy = jmp.get_policy(f'params=float32,compute={compute_dtype},output=float32')
@@ -560,7 +578,7 @@ def with_compute_dtype(net: hk.TransformedWithState, compute_dtype: str) -> hk.T
   return hk.TransformedWithState(init=net.init, apply=apply)
 
 
-def build_model(model_config) -> hk.TransformedWithState:
+def build_model(model_config, *, backend: Optional[str] = None) -> hk.TransformedWithState:
   """Builds the model `config.model` describes (any registered `model.name`).
 
   `model_config` (ConfigDict, dict or a perceiver.config dataclass) is parsed
@@ -572,6 +590,7 @@ def build_model(model_config) -> hk.TransformedWithState:
   modality (`image`, `video`, `audio`, `points`, optional `pos`) and return
   logits [B, num_classes] in float32 (`is_training` is a Python bool: static
   under jit; `perceiver.api.Model` wraps this for plain `jax.jit`).
+  `backend` resolves `compute_dtype='auto'` (default: JAX's default backend).
   """
   cfg = config_lib.parse_model_config(model_config)
-  return with_compute_dtype(config_lib.builder_for(cfg.name)(cfg), cfg.compute_dtype)
+  return with_compute_dtype(config_lib.builder_for(cfg.name)(cfg), cfg.compute_dtype, backend=backend)

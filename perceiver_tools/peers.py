@@ -71,6 +71,10 @@ def _input_channels(spec: Spec) -> int:
 
 def _build_ours(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
   sys.path.insert(0, REPO)
+  from perceiver import host_memory  # pylint: disable=g-import-not-at-top
+
+  # As the launcher does by default (experiments/main.py --host_memory).
+  reused = spec.get('host_memory', 'reuse') == 'reuse' and host_memory.reuse_freed_memory()
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
@@ -83,7 +87,12 @@ def _build_ours(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
   labels = jax.random.randint(rng, (batch,), 0, int(spec['model']['decoder']['num_classes']))
   params, state = jax.jit(lambda x: net.init(rng, {'image': x}, is_training=True))(images[:1])
   num_params = int(sum(x.size for x in jax.tree.leaves(params)))
-  extra = {'jax': jax.__version__, 'backend': jax.default_backend(), 'xla_flags': os.environ.get('XLA_FLAGS', '')}
+  extra = {
+    'jax': jax.__version__,
+    'backend': jax.default_backend(),
+    'xla_flags': os.environ.get('XLA_FLAGS', ''),
+    'host_memory': 'reuse' if reused else 'system',
+  }
 
   if spec['mode'] == 'infer':
     fwd = jax.jit(lambda p, s, x: net.apply(p, s, None, {'image': x}, is_training=False)[0])
@@ -101,8 +110,12 @@ def _build_ours(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
     updates, o = tx.update(grads, o, p)
     return (optax.apply_updates(p, updates), s, o), loss
 
-  step = jax.jit(step, donate_argnums=(0,))
   holder = [(params, state, tx.init(params))]
+  from perceiver_tools import perf  # pylint: disable=g-import-not-at-top
+
+  # Matmul FLOPs of one step (traced, not compiled): the MFU numerator.
+  extra['matmul_flops'] = perf.matmul_flops(step, holder[0], images, labels).matmul
+  step = jax.jit(step, donate_argnums=(0,))
 
   def call():
     holder[0], loss = step(holder[0], images, labels)
@@ -421,6 +434,10 @@ def worker(impl: str) -> int:
     _reply({'unavailable': f'{impl}: {e}'})
     return 0
   call()  # Warm-up: compiles (JAX) or allocates (PyTorch).
+  if impl == 'ours':  # As the training loop does after its first step.
+    from perceiver import host_memory  # pylint: disable=g-import-not-at-top
+
+    host_memory.release_free_memory()
   if impl in ('hf', 'lucidrains'):
     import torch  # pylint: disable=g-import-not-at-top
 

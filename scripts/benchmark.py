@@ -195,6 +195,8 @@ def apply_overrides(model_cfg: ml_collections.ConfigDict) -> ml_collections.Conf
     cfg.encoder.remat = _REMAT.value == 'true'
   if _DTYPE.value != 'keep':
     cfg.compute_dtype = _DTYPE.value
+  if cfg.get('compute_dtype', 'auto') == 'auto':  # The dtype the model will run in here (MFU's peak).
+    cfg.compute_dtype = models.resolve_compute_dtype('auto')
   return cfg
 
 

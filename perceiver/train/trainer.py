@@ -24,6 +24,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from perceiver import host_memory
 from perceiver import tasks as tasks_lib
 from perceiver.train import checkpoint as checkpoint_lib
 from perceiver.train import config_checks
@@ -463,6 +464,8 @@ class _Run:
         batch = _device_batch_keys(batch, self.task)
         gbatch = parallel.make_global_batch(self.mesh, batch, self.global_batch)
         state, metrics = train_step(state, gbatch, self.train_key)
+        if step == start + 1:  # Compiled: hand what the compiler freed back to the OS.
+          host_memory.release_free_memory()
         pending.append((step, metrics))
         last = step == self.total_steps
         at_log = step % cfg.train.log_every == 0 or last

@@ -39,6 +39,17 @@ Lines (JSON, `measurement` field):
   peer_ratio   ours / peer: median and best step-time ratios, peak-RSS
                ratio, and whether the parameter counts match (or why not)
   peer_unavailable
+  hardware_peak  (--mfu) the machine's matmul peak per dtype: best of
+               square matmuls by XLA, numpy and PyTorch (--peer_python)
+  peer_mfu     (--mfu, train cases) our step's matmul FLOPs / median step
+               time / that peak, in float32 and in bfloat16 compute (a
+               third worker, `ours_bf16`, takes its turn in the same
+               rounds), and the bf16 speed-up (float32 time / bf16 time)
+
+The figures in the README's Performance section come from one run of:
+
+  python scripts/peer_bench.py --vs=hf,lucidrains,reference \
+      --peer_python=/path/to/torch-venv/bin/python --rounds=9
 """
 
 from __future__ import annotations
@@ -50,33 +61,43 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-
-from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from perceiver_configs import common  # pylint: disable=g-import-not-at-top
+from perceiver_configs import common
 from perceiver_configs import imagenet
+from perceiver_tools.cli import _flags
 
 WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'peers.py')
 PEERS = ('hf', 'lucidrains', 'reference')
 
-_VS = flags.DEFINE_list('vs', list(PEERS), f'Peers to compare with: any of {",".join(PEERS)}.')
+FLAGS = flags.FlagValues()
+
+_VS = flags.DEFINE_list('vs', list(PEERS), f'Peers to compare with: any of {",".join(PEERS)}.', flag_values=FLAGS)
 _CASES = flags.DEFINE_list(
-  'cases', ['io_train_b2', 'io_train_b8', 'io_infer_b16', 'perceiver_train_b4'], 'Which cases (see the module doc).'
+  'cases',
+  ['io_train_b2', 'io_train_b8', 'io_infer_b16', 'perceiver_train_b4'],
+  'Which cases (see the module doc).',
+  flag_values=FLAGS,
 )
-_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds (one step per implementation each).')
-_STEPS = flags.DEFINE_integer('steps_per_turn', 1, 'Steps an implementation runs per turn.')
+_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds (one step per implementation each).', flag_values=FLAGS)
+_STEPS = flags.DEFINE_integer('steps_per_turn', 1, 'Steps an implementation runs per turn.', flag_values=FLAGS)
 _PEER_PYTHON = flags.DEFINE_string(
-  'peer_python', sys.executable, 'Interpreter with torch/transformers/perceiver-pytorch.'
+  'peer_python', sys.executable, 'Interpreter with torch/transformers/perceiver-pytorch.', flag_values=FLAGS
 )
-_REFERENCE = flags.DEFINE_string('reference_path', '', 'deepmind-research checkout (holds perceiver/).')
-_THREADS = flags.DEFINE_integer('threads', 0, 'PyTorch intra-op threads (0: its default).')
-_BATCH = flags.DEFINE_integer('batch_size', 0, "Override every case's batch (0: keep).")
+_REFERENCE = flags.DEFINE_string(
+  'reference_path', '', 'deepmind-research checkout (holds perceiver/).', flag_values=FLAGS
+)
+_THREADS = flags.DEFINE_integer('threads', 0, 'PyTorch intra-op threads (0: its default).', flag_values=FLAGS)
+_BATCH = flags.DEFINE_integer('batch_size', 0, "Override every case's batch (0: keep).", flag_values=FLAGS)
 _DTYPE = flags.DEFINE_enum(
-  'compute_dtype', 'keep', ['keep', 'float32', 'bfloat16'], 'Compute dtype of every implementation (PyTorch: autocast).'
+  'compute_dtype',
+  'keep',
+  ['keep', 'float32', 'bfloat16'],
+  'Compute dtype of every implementation (PyTorch: autocast).',
+  flag_values=FLAGS,
 )
 _DEVICE = flags.DEFINE_enum(
-  'device', 'cpu', ['cpu', 'gpu'], 'Where the PyTorch peers run (JAX uses its default backend).'
+  'device', 'cpu', ['cpu', 'gpu'], 'Where the PyTorch peers run (JAX uses its default backend).', flag_values=FLAGS
 )
 _AB_FLAGS = flags.DEFINE_string(
   'ours_b_xla_flags',
@@ -84,6 +105,24 @@ _AB_FLAGS = flags.DEFINE_string(
   'Also run ours with XLA_FLAGS set '
   'to this, as a peer named "ours+flags": an interleaved A/B '
   'of XLA options in one run.',
+  flag_values=FLAGS,
+)
+_MFU = flags.DEFINE_bool(
+  'mfu',
+  True,
+  'Measure the hardware matmul peak (float32, bfloat16) and run ours in '
+  'bfloat16 as well in train cases, for MFU lines.',
+  flag_values=FLAGS,
+)
+_HOST_MEMORY = flags.DEFINE_enum(
+  'host_memory',
+  'reuse',
+  ['reuse', 'system'],
+  "Our worker's host allocator settings, as the launcher's --host_memory (reuse: its default).",
+  flag_values=FLAGS,
+)
+_PEAK_SIZES = flags.DEFINE_list(
+  'peak_sizes', ['1024', '2048', '4096'], 'Square matmul sizes for the hardware peak.', flag_values=FLAGS
 )
 _CPUS = flags.DEFINE_list(
   'cpus',
@@ -91,7 +130,12 @@ _CPUS = flags.DEFINE_list(
   'Pin every worker to these CPUs (e.g. 0 for one core '
   'each: robust to load from other processes; PyTorch then runs '
   'len(cpus) threads). Empty: no pinning.',
+  flag_values=FLAGS,
 )
+
+
+class _UsageError(ValueError):
+  """A bad --vs / --cases value: reported in one line, exit status 2."""
 
 
 def _emit(record: Dict[str, Any]) -> None:
@@ -142,11 +186,16 @@ def case_spec(case: str) -> Dict[str, Any]:
     'tiny_perceiver_train': (lambda: _tiny('perceiver'), 2, 16, 'train'),
   }
   if case not in cases:
-    raise app.UsageError(f'unknown --cases entry {case!r}; known: {sorted(cases)}')
+    raise _UsageError(f'unknown --cases entry {case!r}; known: {sorted(cases)}')
   make, batch, side, mode = cases[case]
   model = make()
   if _DTYPE.value != 'keep':
     model['compute_dtype'] = _DTYPE.value
+  if model.get('compute_dtype', 'auto') == 'auto':
+    # Resolved here, so that the PyTorch peers (autocast) compute in the same dtype as ours.
+    from perceiver import models as models_lib  # pylint: disable=g-import-not-at-top
+
+    model['compute_dtype'] = models_lib.resolve_compute_dtype('auto', 'gpu' if _DEVICE.value == 'gpu' else 'cpu')
   return dict(model=model, batch_size=_BATCH.value or batch, input_size=[side, side], mode=mode, device=_DEVICE.value)
 
 
@@ -203,19 +252,70 @@ def _load() -> float:
   return round(os.getloadavg()[0], 2)
 
 
-def run_case(case: str, wanted: Sequence[str]) -> None:
+def hardware_peaks() -> Dict[str, float]:
+  """Emits a hardware_peak line per dtype; returns dtype -> FLOP/s.
+
+  With --cpus, measured on those CPUs, as the workers run (the PyTorch
+  subprocess inherits the pinning), so the MFU compares like with like.
+  """
+  if _CPUS.value:
+    os.sched_setaffinity(0, [int(c) for c in _CPUS.value])
+  from perceiver_tools import perf  # pylint: disable=g-import-not-at-top
+
+  peaks = {}
+  for dtype in ('float32', 'bfloat16'):
+    hw = perf.hardware_matmul_peak(
+      dtype, [int(n) for n in _PEAK_SIZES.value], repeats=5, torch_python=_PEER_PYTHON.value
+    )
+    _emit(dict(measurement='hardware_peak', loadavg_1m=_load(), **hw))
+    peaks[dtype] = hw['peak_flops_per_s']
+  return peaks
+
+
+def _mfu_record(case: str, spec: Dict[str, Any], results: Dict[str, Any], peaks: Dict[str, float]) -> Dict[str, Any]:
+  """ours (float32, or the config's dtype) and ours_bf16 against the peak of their dtype."""
+  rec: Dict[str, Any] = dict(measurement='peer_mfu', case=case, batch_size=spec['batch_size'])
+  for impl, dtype in (('ours', spec['model'].get('compute_dtype') or 'float32'), ('ours_bf16', 'bfloat16')):
+    res = results.get(impl)
+    if not res or not res.get('matmul_flops'):
+      continue
+    peak = peaks.get('bfloat16' if dtype == 'bfloat16' else 'float32')
+    achieved = res['matmul_flops'] / res['median_s']
+    rec[impl] = dict(
+      compute_dtype=dtype,
+      matmul_flops=res['matmul_flops'],
+      median_s=res['median_s'],
+      achieved_flops_per_s=achieved,
+      hardware_peak_flops_per_s=peak,
+      mfu=achieved / peak if peak else None,
+      mfu_best=res['matmul_flops'] / res['min_s'] / peak if peak else None,
+    )
+  if 'ours' in rec and 'ours_bf16' in rec:
+    rec['bf16_speedup'] = rec['ours']['median_s'] / rec['ours_bf16']['median_s']
+  return rec
+
+
+def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]] = None) -> None:
   spec = case_spec(case)
   spec.update(
-    threads=_THREADS.value or len(_CPUS.value), reference_path=_REFERENCE.value, cpus=[int(c) for c in _CPUS.value]
+    threads=_THREADS.value or len(_CPUS.value),
+    reference_path=_REFERENCE.value,
+    cpus=[int(c) for c in _CPUS.value],
+    host_memory=_HOST_MEMORY.value,
   )
   base_env = dict(os.environ)
   workers: List[Worker] = []
   extra = ['ours+flags'] if _AB_FLAGS.value is not None else []
+  if peaks is not None and spec['mode'] == 'train' and spec['model'].get('compute_dtype') != 'bfloat16':
+    extra.append('ours_bf16')
   for impl in ['ours'] + extra + peers_for(spec['model'], wanted):
     python = _PEER_PYTHON.value if impl in ('hf', 'lucidrains') else sys.executable
     # Started one at a time so that no compile overlaps another's warm-up.
     if impl == 'ours+flags':
       w = Worker('ours', spec, python, dict(base_env, XLA_FLAGS=_AB_FLAGS.value), label=impl)
+    elif impl == 'ours_bf16':
+      bf16 = dict(spec, model=dict(spec['model'], compute_dtype='bfloat16'))
+      w = Worker('ours', bf16, python, base_env, label=impl)
     else:
       w = Worker(impl, spec, python, base_env)
     if 'unavailable' in w.ready:
@@ -247,6 +347,7 @@ def run_case(case: str, wanted: Sequence[str]) -> None:
       device_peak_bytes=closing[w.impl].get('device_peak_bytes'),
       num_params=w.ready['num_params'],
       comparable_params=w.ready.get('comparable_params', w.ready['num_params']),
+      matmul_flops=w.ready.get('matmul_flops'),
     )
     _emit(
       dict(
@@ -260,9 +361,11 @@ def run_case(case: str, wanted: Sequence[str]) -> None:
         **results[w.impl],
       )
     )
+  if peaks is not None and spec['mode'] == 'train':
+    _emit(_mfu_record(case, spec, results, peaks))
   ours = results.get('ours')
   for impl, res in results.items():
-    if impl == 'ours' or ours is None:
+    if impl in ('ours', 'ours_bf16') or ours is None:
       continue
     rec = dict(
       measurement='peer_ratio',
@@ -294,20 +397,27 @@ def run_case(case: str, wanted: Sequence[str]) -> None:
     _emit(rec)
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  unknown = [p for p in _VS.value if p not in PEERS]
-  if unknown:
-    raise app.UsageError(f'--vs: unknown peer(s) {unknown}; known: {",".join(PEERS)}')
+def main(argv: Optional[List[str]] = None) -> int:
+  _flags.parse(FLAGS, argv, __doc__)
+  try:
+    unknown = [p for p in _VS.value if p not in PEERS]
+    if unknown:
+      raise _UsageError(f'--vs: unknown peer(s) {unknown}; known: {",".join(PEERS)}')
+    for case in _CASES.value:
+      case_spec(case)  # Fails on a bad name before anything runs.
+  except _UsageError as e:
+    print(f'peer_bench: error: {e}', file=sys.stderr)
+    return 2
+  command = ['python', 'scripts/peer_bench.py'] + list(sys.argv[1:] if argv is None else argv)
+  _emit(dict(measurement='peer_bench_command', command=' '.join(command), cpus=os.cpu_count(), loadavg_1m=_load()))
+  peaks = hardware_peaks() if _MFU.value else None
   for case in _CASES.value:
-    case_spec(case)  # Fails on a bad name before anything runs.
-  for case in _CASES.value:
-    run_case(case, _VS.value)
+    run_case(case, _VS.value, peaks)
+  return 0
 
 
 def run() -> None:
-  app.run(main)
+  sys.exit(main())
 
 
 if __name__ == '__main__':

@@ -122,7 +122,7 @@ def test_a_partial_perceiver_dict_is_the_papers_imagenet_model():
     ({'input': {'max_resolution': [224, 'x']}}, r'^model.input.max_resolution must be a tuple'),
     ({'input': {'max_resolution': (4, 4, 4)}}, r'^model.input.max_resolution has 3 dims'),
     ({'input': {'modality': 'audio_video'}}, r'needs a model.input.audio section$'),
-    ({'compute_dtype': 'float16'}, r"^model.compute_dtype must be one of \['float32', 'bfloat16'\]"),
+    ({'compute_dtype': 'float16'}, r"^model.compute_dtype must be one of \['float32', 'bfloat16', 'auto'\]"),
     ({'name': 'percevier'}, r"^model.name must be one of \[.*\], got 'percevier'$"),
     ({'name': 'resnet', 'compute_dtype': 'bfloat16'}, r'vit/transformer only$'),
     ({'name': 'transformer', 'vit': {'patch_size': 2}}, r'^model.vit.patch_size must be 1'),

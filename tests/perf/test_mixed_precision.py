@@ -100,9 +100,9 @@ def test_bf16_tracks_float32_with_float32_master_weights():
   assert bf16_losses[-1] < bf16_losses[0] - 0.1
 
 
-def test_bf16_matmuls_run_in_bf16():
+def _dot_dtypes(net):
+  """The (lhs, rhs) dtypes of every matmul in one forward pass."""
   inputs, _ = _batch()
-  net = models.build_model(_config('bfloat16'))
   params, state = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, is_training=False), inputs)
   jaxpr = jax.make_jaxpr(lambda p: net.apply(p, state, None, inputs, is_training=False)[0])(params)
   dots = []
@@ -119,4 +119,28 @@ def test_bf16_matmuls_run_in_bf16():
             walk(sub.jaxpr)
 
   walk(jaxpr.jaxpr)
-  assert dots and all(d == (jnp.bfloat16, jnp.bfloat16) for d in dots), dots
+  assert dots
+  return set(dots)
+
+
+def test_bf16_matmuls_run_in_bf16():
+  assert _dot_dtypes(models.build_model(_config('bfloat16'))) == {(jnp.dtype(jnp.bfloat16),) * 2}
+
+
+def test_auto_compute_dtype_is_bf16_on_accelerators_and_float32_on_cpu():
+  # The schema's default for the Perceiver models is 'auto'.
+  cfg = _config('auto')
+  del cfg['compute_dtype']
+  assert models.config_lib.parse_model_config(cfg).compute_dtype == 'auto'
+  assert [models.resolve_compute_dtype('auto', b) for b in ('gpu', 'tpu', 'cpu')] == ['bfloat16', 'bfloat16', 'float32']
+  assert models.resolve_compute_dtype('float32', 'gpu') == 'float32'
+  assert models.resolve_compute_dtype('bfloat16', 'cpu') == 'bfloat16'
+  # On this (CPU) backend the default builds a float32 model...
+  if jax.default_backend() == 'cpu':
+    assert _dot_dtypes(models.build_model(cfg)) == {(jnp.dtype(jnp.float32),) * 2}
+  # ...and with the platform check faked to a GPU, bf16 compute on float32 parameters.
+  gpu_net = models.build_model(cfg, backend='gpu')
+  assert _dot_dtypes(gpu_net) == {(jnp.dtype(jnp.bfloat16),) * 2}
+  inputs, _ = _batch()
+  params, _ = jax.eval_shape(lambda x: gpu_net.init(jax.random.PRNGKey(0), x, is_training=True), inputs)
+  assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}

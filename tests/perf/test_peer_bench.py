@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, 'scripts', 'peer_bench.py')
 
@@ -20,9 +22,18 @@ def _run(*args):
 
 
 def test_tiny_perceiver_io_vs_peers_one_round():
-  records, stderr = _run('--cases=tiny_io_train', '--rounds=1', '--vs=hf,reference')
+  records, stderr = _run('--cases=tiny_io_train', '--rounds=1', '--vs=hf,reference', '--peak_sizes=64')
   kinds = {(r['measurement'], r.get('impl') or r.get('peer')) for r in records}
   assert ('peer_setup', 'ours') in kinds and ('peer_step', 'ours') in kinds
+  assert records[0]['measurement'] == 'peer_bench_command' and '--peak_sizes=64' in records[0]['command']
+  # MFU: float32 and bfloat16 hardware peaks, and our step in both dtypes against them.
+  peaks = {r['dtype']: r for r in records if r['measurement'] == 'hardware_peak'}
+  assert set(peaks) == {'float32', 'bfloat16'} and all(p['peak_flops_per_s'] > 0 for p in peaks.values())
+  mfu = next(r for r in records if r['measurement'] == 'peer_mfu')
+  for impl, dtype in (('ours', 'float32'), ('ours_bf16', 'bfloat16')):
+    assert mfu[impl]['compute_dtype'] == dtype and mfu[impl]['matmul_flops'] > 0
+    assert mfu[impl]['mfu'] == mfu[impl]['achieved_flops_per_s'] / peaks[dtype]['peak_flops_per_s']
+  assert mfu['bf16_speedup'] > 0
   ours = next(r for r in records if r['measurement'] == 'peer_step' and r['impl'] == 'ours')
   assert ours['num_params'] > 0 and ours['median_s'] > 0 and ours['rss_peak_bytes'] > 0
   # No --reference_path: the reference is reported, by name, as unavailable.
@@ -38,10 +49,18 @@ def test_tiny_perceiver_io_vs_peers_one_round():
 
 
 def test_lucidrains_takes_only_the_interleaved_perceiver_and_bad_cases_fail_early():
-  records, _ = _run('--cases=tiny_io_train', '--rounds=1', '--vs=lucidrains')
+  records, _ = _run('--cases=tiny_io_train', '--rounds=1', '--vs=lucidrains', '--nomfu')
+  assert not [r for r in records if r['measurement'] in ('hardware_peak', 'peer_mfu')]
   # lucidrains' model is the original Perceiver: not started for Perceiver IO.
   assert not [r for r in records if r.get('impl') == 'lucidrains' or r.get('peer') == 'lucidrains']
   proc = subprocess.run([sys.executable, SCRIPT, '--cases=nope'], cwd=REPO, capture_output=True, text=True, timeout=900)
-  assert proc.returncode != 0 and "unknown --cases entry 'nope'" in proc.stderr
+  assert proc.returncode == 2 and "unknown --cases entry 'nope'" in proc.stderr
   proc = subprocess.run([sys.executable, SCRIPT, '--vs=pytorch'], cwd=REPO, capture_output=True, text=True, timeout=900)
-  assert proc.returncode != 0 and "unknown peer(s) ['pytorch']" in proc.stderr
+  assert proc.returncode == 2 and "unknown peer(s) ['pytorch']" in proc.stderr
+  # Per-tool flags (perceiver_tools/cli/_flags.py): main(argv) is callable in-process.
+  from perceiver_tools.cli import peer_bench  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(SystemExit) as exit_info:
+    peer_bench.main(['--rounds=x'])
+  assert 'rounds' in str(exit_info.value.code)
+  assert peer_bench.main(['--cases=nope']) == 2
