@@ -167,9 +167,6 @@ def test_no_script_edits_sys_path():
 
 _CLI = os.path.join(REPO, 'perceiver_tools', 'cli')
 _TOOLS = sorted(f[:-3] for f in os.listdir(_CLI) if f.endswith('.py') and not f.startswith('_'))
-# Tools still on absl's global flags and app.run. peer_bench: converted on
-# another branch of this session; the coordinator removes it after merging.
-_GLOBAL_FLAG_TOOLS = {'peer_bench'}
 
 
 def _global_flag_uses(path: str) -> list[str]:
@@ -200,7 +197,4 @@ def test_cli_tools_use_per_tool_flags():
   assert {'flow', 'autoencode', 'inspect_data', 'xla_cpu_flags', 'plot_curves'} <= set(_TOOLS)
   for name in _TOOLS:
     problems = _global_flag_uses(os.path.join(_CLI, f'{name}.py'))
-    if name in _GLOBAL_FLAG_TOOLS:
-      assert problems, f'{name} now uses per-tool flags: remove it from _GLOBAL_FLAG_TOOLS'
-    else:
-      assert not problems, f'perceiver_tools/cli/{name}.py: {problems}'
+    assert not problems, f'perceiver_tools/cli/{name}.py: {problems}'
