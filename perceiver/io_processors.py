@@ -473,12 +473,16 @@ class MultimodalPreprocessor(hk.Module):
 class AudioPostprocessor(hk.Module):
   """[B, N, C] -> [B, N * samples_per_patch] waveform."""
 
-  def __init__(self, samples_per_patch: int = 96, name: str = 'audio_postprocessor'):
+  def __init__(self, samples_per_patch: int = 96, zero_init: bool = False, name: str = 'audio_postprocessor'):
     super().__init__(name=name)
     self._samples_per_patch = samples_per_patch
+    # zero_init: start from silence. A waveform is small (speech RMS ~0.1 of
+    # full scale) next to a default-initialised projection's ~1 outputs, so
+    # a fresh model's audio is noise louder than the signal.
+    self._w_init = hk.initializers.Constant(0.0) if zero_init else None
 
   def __call__(self, inputs, *, is_training, pos=None, modality_sizes=None):
-    out = hk.Linear(self._samples_per_patch)(inputs)
+    out = hk.Linear(self._samples_per_patch, w_init=self._w_init)(inputs)
     return out.reshape(inputs.shape[0], -1)
 
 

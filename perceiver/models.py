@@ -278,7 +278,9 @@ def _ref_video_autoencoder(cfg: Mapping[str, Any]) -> ReferenceModel:
     )
     postprocessor = io.MultimodalPostprocessor(
       modalities={
-        'audio': io.AudioPostprocessor(samples_per_patch=samples_per_patch),
+        'audio': io.AudioPostprocessor(
+          samples_per_patch=samples_per_patch, zero_init=bool(cfg.get('audio_output_zero_init', False))
+        ),
         'image': io.ProjectionPostprocessor(num_outputs=3),
         'label': io.ClassificationPostprocessor(num_classes=num_classes),
       }

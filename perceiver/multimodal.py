@@ -45,6 +45,7 @@ KNOWN_KEYS = frozenset(
     'layer_norm_eps',
     'transform',
     'frame_size',
+    'audio_output_zero_init',
   )
 )
 PATCH = (1, 4, 4)  # (t, y, x) video patch of the released model (spatial_downsample=4).

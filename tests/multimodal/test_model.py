@@ -83,6 +83,24 @@ def test_label_input_matters_only_when_unmasked():
   np.testing.assert_array_equal(a['label'], b['label'])  # Evaluation masks it.
 
 
+def test_audio_output_zero_init_starts_from_silence():
+  rng = np.random.default_rng(0)
+  inputs = {
+    'video': rng.uniform(size=(2, 2, 8, 8, 3)).astype(np.float32),
+    'audio': rng.uniform(-1, 1, size=(2, 128, 1)).astype(np.float32),
+  }
+  outs, names = [], []
+  for zero in (False, True):
+    ae = multimodal.build_autoencoder(tiny_model(audio_output_zero_init=zero))
+    params, state = ae.net.init(jax.random.PRNGKey(0), inputs, is_training=True)
+    out, _ = ae.net.apply(params, state, jax.random.PRNGKey(1), inputs, is_training=False)
+    outs.append(out)
+    names.append(jax.tree_util.tree_map(jnp.shape, params))
+  assert np.abs(outs[0]['audio']).mean() > 0.1  # The default projection's noise.
+  np.testing.assert_array_equal(outs[1]['audio'], 0.0)
+  assert names[0] == names[1]  # Same parameters: released weights still load.
+
+
 def test_subsampled_training_step_learns():
   ae = multimodal.build_autoencoder(tiny_model(), label_mask_prob=0.5)
   rng = np.random.default_rng(0)

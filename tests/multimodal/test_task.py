@@ -79,6 +79,8 @@ def test_smoke_run_trains_and_evaluates(tmp_path):
     'baseline_clip_mean_frame_psnr',
     'baseline_mean_frame_psnr',
     'chance_top1',
+    'audio_psnr_pooled',
+    'baseline_silence_psnr_pooled',
   ):
     assert np.isfinite(ev[key]), key
   assert ev['num_examples'] == 8
@@ -122,3 +124,13 @@ def test_mean_frame_baseline_formula():
   want = np.mean([10 * np.log10(1 / np.mean((v - m) ** 2)) for v in video])
   got = autoencoding.mean_frame_psnr(video.mean(axis=1), (video**2).mean(axis=1))
   np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_pooled_psnr_weighs_every_sample_alike():
+  # One near-silent clip: all-zero audio scores 60 dB on it and 10 dB on the
+  # loud one, so the per-clip mean (35 dB) says far more than the pooled
+  # squared error does (13 dB).
+  mse = np.array([1e-6, 0.1])
+  np.testing.assert_allclose(np.mean(10 * np.log10(1 / mse)), 35.0)
+  np.testing.assert_allclose(autoencoding.pooled_psnr(mse), 10 * np.log10(1 / 0.0500005), rtol=1e-12)
+  assert autoencoding.pooled_psnr(np.zeros(3)) == 100.0  # Floored like multimodal.psnr.
