@@ -19,7 +19,8 @@ its moved pose, so the flow of a frame-1 pixel is exactly A(p) - p for the
 affine A of the topmost layer there; it is occluded when A(p) leaves the
 frame or lands under a layer drawn above it in frame 2. Masks are hard
 (nearest) so that flow and pixels agree exactly; colours are sampled
-bilinearly. Sintel's `final` pass is the clean frames with a slight blur and
+bilinearly from textures first blurred to a camera pixel's footprint (no
+aliasing). Sintel's `final` pass is the clean frames with a slight blur and
 sensor noise (a stand-in for its motion blur and atmospheric effects).
 
 Photos: MATE's `nature` backgrounds (Debian mate-backgrounds), JPEG photos
@@ -47,6 +48,13 @@ _PACKAGE_PHOTOS = (
   ('matplotlib', 'mpl-data/sample_data/grace_hopper.jpg'),
 )
 MAX_PHOTO_SIDE = 800  # Photos are downscaled to this once loaded.
+# Each layer's texture is sampled 1.5-4 photo pixels per frame pixel; sampled
+# as is (bilinear), the frames alias: detail finer than a pixel flickers
+# between frames and a sub-pixel motion no longer shows as the smooth
+# intensity change that flow methods (and a model's 3x3 patches) rely on.
+# A camera integrates light over each pixel, so textures are first blurred
+# to a pixel's footprint: Gaussian, sigma in frame pixels.
+FOOTPRINT = 0.5
 
 
 def find_photos(extra_dirs: tuple[str, ...] = ()) -> list[str]:
@@ -132,8 +140,21 @@ def _layer_mask(rng, h, w):
   return inside
 
 
+def _prefilter(texture: np.ndarray, texels_per_pixel: float, footprint: float) -> np.ndarray:
+  """The texture blurred to a camera pixel's footprint (Gaussian, sigma =
+  `footprint` frame pixels), so that frames sampled from it do not alias."""
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+
+  sigma = footprint * texels_per_pixel
+  return ndimage.gaussian_filter(texture, (sigma, sigma, 0)) if sigma > 0 else texture
+
+
 def make_pair(
-  photos: list[np.ndarray], rng: np.random.Generator, size: tuple[int, int], max_motion: float
+  photos: list[np.ndarray],
+  rng: np.random.Generator,
+  size: tuple[int, int],
+  max_motion: float,
+  footprint: float = FOOTPRINT,
 ) -> dict[str, np.ndarray]:
   """One pair: img1, img2 uint8 [H, W, 3], flow f32 [H, W, 2], occluded."""
   h, w = size
@@ -154,7 +175,7 @@ def make_pair(
   oy = rng.uniform(margin, max(margin, tex_h * s - h - margin))
   pose = np.array([[s, 0, -ox], [0, s, -oy]])  # texture -> frame 1
   motion = _affine(rng, max_motion * 0.25, 2.0, (0.97, 1.03), center)
-  layers.append((bg, np.ones(bg.shape[:2], bool), pose, motion))
+  layers.append((_prefilter(bg, 1.0 / s, footprint), np.ones(bg.shape[:2], bool), pose, motion))
   for k in range(rng.integers(2, 5)):
     photo = photos[order[(k + 1) % len(photos)]]
     shrink = rng.uniform(1.5, 4.0)  # Photo pixels per frame pixel.
@@ -171,7 +192,7 @@ def make_pair(
     pose = np.concatenate([rot, [[px], [py]]], 1)
     lc = _apply(pose, np.array([tex.shape[1] / 2, tex.shape[0] / 2]))
     motion = _affine(rng, max_motion, 10.0, (0.9, 1.1), lc)
-    layers.append((tex, mask, pose, motion))
+    layers.append((_prefilter(tex, 1.0 / sc, footprint), mask, pose, motion))
 
   def render(poses):
     img = np.zeros((h, w, 3))

@@ -105,6 +105,36 @@ def test_builders_read_the_public_layouts(flow_sample_dir, tmp_path, dataset, su
   assert has_occ == (dataset != 'flying_chairs')
 
 
+def _warp_residual(img1, img2, flow, keep):
+  """Mean |frame 2 sampled at p + flow - frame 1| over `keep` (0-255)."""
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+
+  yy, xx = np.mgrid[0 : img1.shape[0], 0 : img1.shape[1]].astype(np.float64)
+  coords = [yy + flow[..., 1], xx + flow[..., 0]]
+  img2 = img2.astype(np.float64)
+  warped = np.stack([ndimage.map_coordinates(img2[..., c], coords, order=1, mode='nearest') for c in range(3)], -1)
+  return float(np.abs(warped - img1).mean(-1)[keep].mean())
+
+
+@pytest.mark.parametrize('dataset', ['sintel', 'kitti'])
+def test_sample_ground_truth_moves_frame_one_onto_frame_two(flow_sample_dir, tmp_path, dataset):
+  # The generator's flow, through its files and the production builder,
+  # carries frame 1 onto frame 2 on the non-occluded pixels: far better than
+  # no motion, and better than the flow with u/v swapped or negated (a
+  # convention bug anywhere on that path fails here).
+  config = _config(dataset, os.path.join(flow_sample_dir, dataset), str(tmp_path / 'tfds'))
+  for ex in fdata.get_builder(config).as_dataset(split='train').as_numpy_iterator():
+    img1, img2, flow = ex['image1'].astype(np.float64), ex['image2'], ex['flow'].astype(np.float64)
+    keep = (ex['valid'] > 0) & (ex['occluded'] == 0)
+    keep[:2], keep[-2:], keep[:, :2], keep[:, -2:] = False, False, False, False
+    assert keep.mean() > 0.5
+    gt = _warp_residual(img1, img2, flow, keep)
+    zero = _warp_residual(img1, img2, 0 * flow, keep)
+    assert gt < 0.5 * zero, (ex['name'], gt, zero)
+    for wrong in (-flow, flow[..., ::-1]):
+      assert gt < 0.7 * _warp_residual(img1, img2, wrong, keep), ex['name']
+
+
 def test_pipeline_batches(flow_sample_dir, tmp_path):
   data = dict(
     dataset='sintel',
