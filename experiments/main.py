@@ -230,7 +230,8 @@ def main(argv):
 def _host_memory(argv: list[str]) -> None:
   """Applies --host_memory before anything starts threads (read from argv by
   hand: the config file, parsed with the flags, may import TensorFlow)."""
-  if '--host_memory=system' not in argv:
+  spaced = any(a in ('--host_memory', '-host_memory') and b == 'system' for a, b in zip(argv, argv[1:]))
+  if not spaced and not {'--host_memory=system', '-host_memory=system'} & set(argv):
     from perceiver import host_memory  # pylint: disable=g-import-not-at-top
 
     host_memory.reuse_freed_memory()

@@ -98,3 +98,22 @@ def test_missing_data_is_one_line_naming_the_directory_and_the_flag(tmp_path):
   # Start-up noise is gone; one line names the backend.
   assert 'oneDNN' not in proc.stderr and 'Unable to initialize backend' not in proc.stderr
   assert 'JAX backend cpu' in proc.stderr
+
+
+@pytest.mark.parametrize(
+  'argv, applied',
+  [
+    (['main.py', '--config=c.py'], True),
+    (['main.py', '--host_memory=reuse'], True),
+    (['main.py', '--host_memory=system'], False),
+    (['main.py', '--host_memory', 'system'], False),
+    (['main.py', '--workdir', 'system'], True),
+  ],
+)
+def test_host_memory_flag_is_read_before_flag_parsing(monkeypatch, argv, applied):
+  from perceiver import host_memory  # pylint: disable=g-import-not-at-top
+
+  calls = []
+  monkeypatch.setattr(host_memory, 'reuse_freed_memory', lambda: calls.append(1) or True)
+  main._host_memory(argv)  # pylint: disable=protected-access
+  assert bool(calls) == applied
