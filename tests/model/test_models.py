@@ -1,11 +1,13 @@
 """Whole models: structure, invariances, jit/grad, bf16 and input errors."""
 
+import haiku as hk
 import jax
 import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from perceiver import encoders
 from perceiver import models
 from tests.model.conftest import tiny_config
 
@@ -177,10 +179,6 @@ def test_remat_and_loops_do_not_change_numbers():
 
 
 def _looped_encoder_loss(use_loops: bool):
-  import haiku as hk  # pylint: disable=g-import-not-at-top
-
-  from perceiver import encoders  # pylint: disable=g-import-not-at-top
-
   def loss(x):
     enc = encoders.PerceiverEncoder(
       num_self_attends_per_block=2,
