@@ -198,6 +198,8 @@ class PerceiverEncoder(hk.Module):
       if self._remat:
         body = _remat_body(run_block, first)
       if len(group) > 1 and self._use_loops:
+        if not self._remat:
+          body = _remat_body(run_block, first, policy=_SAVE_MATMULS)
         z = hk.fori_loop(0, len(group), body, z)
       else:
         for _ in group:
@@ -205,7 +207,20 @@ class PerceiverEncoder(hk.Module):
     return z
 
 
-def _remat_body(run_block: Callable[[int, jax.Array], jax.Array], b: int):
-  """A block body whose activations are recomputed in the backward pass."""
-  checkpointed = hk.remat(lambda z: run_block(b, z))
+# What a looped block keeps for its backward pass: the outputs of its
+# matmuls with no batch dimensions (the projections and MLPs). Everything
+# else (LayerNorm, GELU, softmax, attention einsums, residual adds) is
+# recomputed from them. Without it the loop stacks every intermediate of
+# every iteration, and XLA zero-fills each stacked buffer before the loop
+# (scan's outputs): in cpu_bench's train step that was 162 buffers, 146 MB of
+# the 183 MB of zero-filling copies a step, and a third of the peak memory.
+# The recomputation is elementwise work plus the small attention einsums; the
+# same numbers are computed either way (README, Performance, for the A/B).
+_SAVE_MATMULS = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+
+
+def _remat_body(run_block: Callable[[int, jax.Array], jax.Array], b: int, policy: Optional[Callable] = None):
+  """A block body whose activations (all, or those `policy` does not save)
+  are recomputed in the backward pass."""
+  checkpointed = hk.remat(lambda z: run_block(b, z), policy=policy)
   return lambda _, z: checkpointed(z)
