@@ -196,13 +196,16 @@ def _build_reference(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]
   num_params = int(sum(x.size for x in jax.tree.leaves(params)))
   extra = {'jax': jax.__version__}
   if spec['mode'] == 'infer':
-    fwd = jax.jit(lambda p, x: net.apply(p, None, x, False))
+    fwd = jax.jit(lambda p, x: net.apply(p, rng, x, False))
     return lambda: jax.block_until_ready(fwd(params, images)), num_params, extra
   tx = optax.chain(optax.clip_by_global_norm(10.0), optax.adamw(1e-3, weight_decay=0.1))
 
   def step(carry, x, y):
     p, o = carry
-    loss_fn = lambda p: optax.softmax_cross_entropy_with_integer_labels(net.apply(p, None, x, True), y).mean()
+    # Their attention calls hk.dropout whenever is_training, even at rate 0,
+    # so a training apply needs a key (a fixed one: nothing is dropped).
+    logits = lambda p: net.apply(p, rng, x, True)
+    loss_fn = lambda p: optax.softmax_cross_entropy_with_integer_labels(logits(p), y).mean()
     loss, grads = jax.value_and_grad(loss_fn)(p)
     updates, o = tx.update(grads, o, p)
     return (optax.apply_updates(p, updates), o), loss
