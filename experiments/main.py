@@ -24,6 +24,7 @@ backend and devices instead.
 import logging as std_logging
 import os
 import sys
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -147,12 +148,31 @@ def _quiet_checkpoint_info(record) -> bool:
   )
 
 
+def _early_flag(argv: list[str], name: str, *, boolean: bool = False) -> Optional[str]:
+  """The value of flag `name` in argv, read before absl parses the flags (the
+  start-up settings below must apply before a config file imports TensorFlow
+  or JAX starts threads). Forms as absl takes them: --name=v, -name=v,
+  --name v; booleans --name / --noname. The last one wins; None if absent."""
+  value, args = None, argv[1:]
+  for i, arg in enumerate(args):
+    if arg == '--':
+      break
+    if not arg.startswith('-'):
+      continue
+    flag, eq, given = arg.lstrip('-').partition('=')
+    if flag == name:
+      value = given if eq else ('true' if boolean else (args[i + 1] if i + 1 < len(args) else None))
+    elif boolean and not eq and flag == 'no' + name:
+      value = 'false'
+  return value
+
+
 def _quiet_startup(argv: list[str]) -> None:
   """Silences TensorFlow's C++ start-up lines (oneDNN, CUDA probing, ...).
 
   Set before the flags are parsed: a config file may import TensorFlow.
   """
-  if not any(a in ('--verbose_startup', '--verbose_startup=true', '--verbose_startup=True') for a in argv):
+  if (_early_flag(argv, 'verbose_startup', boolean=True) or 'false').lower() not in ('true', '1'):
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
@@ -230,8 +250,7 @@ def main(argv):
 def _host_memory(argv: list[str]) -> None:
   """Applies --host_memory before anything starts threads (read from argv by
   hand: the config file, parsed with the flags, may import TensorFlow)."""
-  spaced = any(a in ('--host_memory', '-host_memory') and b == 'system' for a, b in zip(argv, argv[1:]))
-  if not spaced and not {'--host_memory=system', '-host_memory=system'} & set(argv):
+  if _early_flag(argv, 'host_memory') != 'system':
     from perceiver import host_memory  # pylint: disable=g-import-not-at-top
 
     host_memory.reuse_freed_memory()

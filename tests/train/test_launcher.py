@@ -108,6 +108,8 @@ def test_missing_data_is_one_line_naming_the_directory_and_the_flag(tmp_path):
     (['main.py', '--host_memory=system'], False),
     (['main.py', '--host_memory', 'system'], False),
     (['main.py', '--workdir', 'system'], True),
+    (['main.py', '--host_memory=system', '--host_memory=reuse'], True),
+    (['main.py', '--', '--host_memory=system'], True),
   ],
 )
 def test_host_memory_flag_is_read_before_flag_parsing(monkeypatch, argv, applied):
@@ -117,3 +119,21 @@ def test_host_memory_flag_is_read_before_flag_parsing(monkeypatch, argv, applied
   monkeypatch.setattr(host_memory, 'reuse_freed_memory', lambda: calls.append(1) or True)
   main._host_memory(argv)  # pylint: disable=protected-access
   assert bool(calls) == applied
+
+
+@pytest.mark.parametrize(
+  'argv, quiet',
+  [
+    (['main.py'], True),
+    (['main.py', '--verbose_startup'], False),
+    (['main.py', '--verbose_startup=true'], False),
+    (['main.py', '--verbose_startup=True'], False),
+    (['main.py', '--verbose_startup=false'], True),
+    (['main.py', '--verbose_startup', '--noverbose_startup'], True),
+    (['main.py', '--workdir', '--verbose_startup'], False),
+  ],
+)
+def test_verbose_startup_is_read_before_flag_parsing(monkeypatch, argv, quiet):
+  monkeypatch.delenv('TF_CPP_MIN_LOG_LEVEL', raising=False)
+  main._quiet_startup(argv)  # pylint: disable=protected-access
+  assert (os.environ.get('TF_CPP_MIN_LOG_LEVEL') == '2') == quiet
