@@ -179,6 +179,12 @@ def summarize_times(times: Sequence[float]) -> Dict[str, float]:
   return {'median_s': statistics.median(times), 'min_s': min(times), 'max_s': max(times), 'steps': len(times)}
 
 
+def mfu(flops: float, median_s: float, min_s: float, peak_flops_per_s: float) -> Dict[str, float]:
+  """Model FLOPs utilisation of a step against a peak: `mfu` from the median
+  step time, `mfu_best` from the fastest (contention only slows a call down)."""
+  return dict(mfu=flops / median_s / peak_flops_per_s, mfu_best=flops / min_s / peak_flops_per_s)
+
+
 def matmul_peak(n: int = 2048, steps: int = 5, dtype=jnp.float32) -> Dict[str, float]:
   """Measured float32 matmul FLOP/s: a jitted [n, n] @ [n, n], timed like a step."""
   key_a, key_b = jax.random.split(jax.random.PRNGKey(0))

@@ -325,7 +325,7 @@ def _mfu(
   figure); `mfu_xla`: against XLA's own square matmul in this process."""
   out = {}
   if hw_peak:
-    out.update(mfu=flops / t['median_s'] / hw_peak, mfu_best=flops / t['min_s'] / hw_peak)
+    out.update(perf.mfu(flops, t['median_s'], t['min_s'], hw_peak))
   if peak:
     out.update(
       mfu_xla=flops / t['median_s'] / peak['flops_per_s'], mfu_xla_best=flops / t['min_s'] / peak['best_flops_per_s']

@@ -274,6 +274,8 @@ def hardware_peaks() -> Dict[str, float]:
 
 def _mfu_record(case: str, spec: Dict[str, Any], results: Dict[str, Any], peaks: Dict[str, float]) -> Dict[str, Any]:
   """ours (float32, or the config's dtype) and ours_bf16 against the peak of their dtype."""
+  from perceiver_tools import perf  # pylint: disable=g-import-not-at-top
+
   rec: Dict[str, Any] = dict(measurement='peer_mfu', case=case, batch_size=spec['batch_size'])
   for impl, dtype in (('ours', spec['model'].get('compute_dtype') or 'float32'), ('ours_bf16', 'bfloat16')):
     res = results.get(impl)
@@ -287,8 +289,7 @@ def _mfu_record(case: str, spec: Dict[str, Any], results: Dict[str, Any], peaks:
       median_s=res['median_s'],
       achieved_flops_per_s=achieved,
       hardware_peak_flops_per_s=peak,
-      mfu=achieved / peak if peak else None,
-      mfu_best=res['matmul_flops'] / res['min_s'] / peak if peak else None,
+      **(perf.mfu(res['matmul_flops'], res['median_s'], res['min_s'], peak) if peak else dict(mfu=None, mfu_best=None)),
     )
   if 'ours' in rec and 'ours_bf16' in rec:
     rec['bf16_speedup'] = rec['ours']['median_s'] / rec['ours_bf16']['median_s']
