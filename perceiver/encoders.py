@@ -194,12 +194,15 @@ class PerceiverEncoder(hk.Module):
     for _, group in itertools.groupby(range(n_blocks), key=self._block_program):
       group = list(group)
       first = group[0]
-      body: Callable[[int, jax.Array], jax.Array] = lambda _, z, b=first: run_block(b, z)
+      looped = len(group) > 1 and self._use_loops
+      body: Callable[[int, jax.Array], jax.Array]
       if self._remat:
         body = _remat_body(run_block, first)
-      if len(group) > 1 and self._use_loops:
-        if not self._remat:
-          body = _remat_body(run_block, first, policy=_SAVE_MATMULS)
+      elif looped:  # Saves only matmul outputs across the loop (_SAVE_MATMULS).
+        body = _remat_body(run_block, first, policy=_SAVE_MATMULS)
+      else:
+        body = lambda _, z, b=first: run_block(b, z)
+      if looped:
         z = hk.fori_loop(0, len(group), body, z)
       else:
         for _ in group:
