@@ -45,6 +45,9 @@ TRAIN = [
 PLOTS = ['matplotlib>=3.8,<4']
 HF = ['safetensors>=0.4,<1']
 VIDEO = ['av>=12,<19']  # Decoding per-segment AudioSet videos.
+# model.cpu_matmul='onednn_bf16': oneDNN's bf16 matmuls on the CPU (perceiver/onednn.py;
+# the custom call is compiled with the system's g++ on first use).
+CPU_BF16 = ['onednn-cpu-gomp>=2023.2,<2024']
 # The tests exercise every part except the optional video decoding.
 # flax: the README's "calling it from Flax" snippet; opencv: the flow test's baseline.
 TEST = (
@@ -59,6 +62,7 @@ TEST = (
   + TRAIN
   + PLOTS
   + HF
+  + CPU_BF16
 )
 
 # Peers of scripts/peer_bench.py (Hugging Face and lucidrains PyTorch ports).
@@ -71,9 +75,10 @@ EXTRAS_REQUIRE = {
   'plots': PLOTS,
   'hf': HF,
   'video': VIDEO,
+  'cpu-bf16': CPU_BF16,
   'test': TEST,
   'bench': BENCH,
-  'all': sorted(set(TRAIN + PLOTS + HF + VIDEO + TEST)),
+  'all': sorted(set(TRAIN + PLOTS + HF + VIDEO + CPU_BF16 + TEST)),
 }
 
 # configs/ and experiments/ are installed as perceiver_configs and
@@ -94,7 +99,7 @@ setup(
   packages=find_packages(include=['perceiver', 'perceiver.*', 'perceiver_tools', 'perceiver_tools.*'])
   + ['perceiver_configs', 'perceiver_experiments'],
   package_dir=PACKAGE_DIR,
-  package_data={'perceiver': ['py.typed']},
+  package_data={'perceiver': ['py.typed', '_onednn_matmul.cc']},
   python_requires='>=3.10',
   install_requires=INSTALL_REQUIRES,
   extras_require=EXTRAS_REQUIRE,

@@ -21,6 +21,8 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
+from perceiver import onednn
+
 # The reference's "minus infinity" for masked logits (1e4 in float16).
 _MASK_VALUE = 1e30
 _MASK_VALUE_F16 = 1e4
@@ -395,7 +397,7 @@ def _flat(x: jax.Array) -> jax.Array:
   return x.reshape(-1, x.shape[-1])
 
 
-class _Linear(hk.Linear):
+class Linear(hk.Linear):
   """hk.Linear (same parameters and names) computed as one 2-D matmul.
 
   Method interceptors see this call ([..., C] in) and, inside it, hk.Linear's
@@ -408,12 +410,23 @@ class _Linear(hk.Linear):
     out = super().__call__(_flat(inputs), precision=precision)  # [N, D]
     return out.reshape(inputs.shape[:-1] + out.shape[-1:])
 
+  def onednn_bf16(self, inputs: jax.Array) -> jax.Array:
+    """hk.Linear's parameters and arithmetic with the matmul done by oneDNN
+    on bf16 operands (`model.cpu_matmul`; perceiver/onednn.py says why):
+    float32 result under float32 compute, bf16 under bf16 compute."""
+    self.input_size = inputs.shape[-1]
+    w = hk.get_parameter('w', [self.input_size, self.output_size], inputs.dtype, init=self.w_init)
+    out = onednn.matmul(_flat(inputs).astype(jnp.bfloat16), w.astype(jnp.bfloat16), inputs.dtype)  # [N, D]
+    if self.with_bias:
+      out = out + hk.get_parameter('b', [self.output_size], inputs.dtype, init=self.b_init)
+    return out.reshape(inputs.shape[:-1] + out.shape[-1:])
+
 
 def linear(
   num_channels: int, *, with_bias: bool = True, init_scale: float = 1.0, name: Optional[str] = None
 ) -> hk.Linear:
   """The reference's `conv_1d`: a per-position linear layer."""
-  return _Linear(
+  return Linear(
     num_channels, with_bias=with_bias, w_init=hk.initializers.VarianceScaling(init_scale), name=name or 'linear'
   )
 

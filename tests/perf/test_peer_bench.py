@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from perceiver import onednn
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, 'scripts', 'peer_bench.py')
 
@@ -34,6 +36,11 @@ def test_tiny_perceiver_io_vs_peers_one_round():
     assert mfu[impl]['compute_dtype'] == dtype and mfu[impl]['matmul_flops'] > 0
     assert mfu[impl]['mfu'] == mfu[impl]['achieved_flops_per_s'] / peaks[dtype]['peak_flops_per_s']
   assert mfu['bf16_speedup'] > 0
+  # model.cpu_matmul=onednn_bf16 takes its turn too (or is named as unavailable, with the reason).
+  if onednn.available():
+    assert mfu['ours_onednn']['matmul_flops'] > 0 and mfu['onednn_bf16_speedup'] > 0
+  else:
+    assert any(r['measurement'] == 'peer_unavailable' and r['impl'] == 'ours_onednn' for r in records)
   ours = next(r for r in records if r['measurement'] == 'peer_step' and r['impl'] == 'ours')
   assert ours['num_params'] > 0 and ours['median_s'] > 0 and ours['rss_peak_bytes'] > 0
   # No --reference_path: the reference is reported, by name, as unavailable.
@@ -41,8 +48,14 @@ def test_tiny_perceiver_io_vs_peers_one_round():
   assert 'reference_path' in ref['reason'] and 'reference' in stderr
   have_hf = all(importlib.util.find_spec(m) for m in ('torch', 'transformers'))
   if have_hf:
-    ratio = next(r for r in records if r['measurement'] == 'peer_ratio' and r['peer'] == 'hf')
+    ratio = next(r for r in records if r['measurement'] == 'peer_ratio' and r['peer'] == 'hf' and r['ours'] == 'ours')
     assert ratio['params_match'] and ratio['time_ratio'] > 0 and ratio['rss_ratio'] > 0
+    # bf16 against bf16: HF under autocast beside ours with oneDNN's bf16 matmuls.
+    if onednn.available():
+      ratio = next(
+        r for r in records if r['measurement'] == 'peer_ratio' and r['peer'] == 'hf_bf16' and r['ours'] == 'ours_onednn'
+      )
+      assert ratio['params_match'] and ratio['time_ratio'] > 0
   else:
     hf = next(r for r in records if r['measurement'] == 'peer_unavailable' and r['impl'] == 'hf')
     assert 'cannot import' in hf['reason'] and ('torch' in hf['reason'] or 'transformers' in hf['reason'])

@@ -1,0 +1,130 @@
+"""perceiver/onednn.py and `model.cpu_matmul`: oneDNN's bf16 matmul as an XLA
+custom call, its gradients, and the model option that routes linear layers
+through it."""
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from perceiver import config as config_lib
+from perceiver import models
+from perceiver import onednn
+from perceiver_configs import common
+
+
+def _need_onednn():
+  reason = onednn.unavailable_reason()
+  if reason is not None:
+    pytest.skip(f'oneDNN matmul unavailable: {reason.splitlines()[0]}')
+
+
+def _operands(m=48, k=40, n=24):
+  x = jax.random.normal(jax.random.PRNGKey(0), (m, k)).astype(jnp.bfloat16)
+  w = jax.random.normal(jax.random.PRNGKey(1), (k, n)).astype(jnp.bfloat16)
+  return x, w
+
+
+def test_matmul_equals_xla_dot_of_the_same_bf16_operands():
+  _need_onednn()
+  x, w = _operands()
+  want = jnp.dot(x, w, preferred_element_type=jnp.float32)  # [M, N]
+  got = jax.jit(lambda a, b: onednn.matmul(a, b, jnp.float32))(x, w)
+  assert got.dtype == jnp.float32 and got.shape == (48, 24)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+  got_bf16 = jax.jit(onednn.matmul)(x, w)
+  assert got_bf16.dtype == jnp.bfloat16
+  np.testing.assert_allclose(got_bf16.astype(jnp.float32), want, rtol=1e-2, atol=1e-2)
+
+
+def test_gradients_equal_xla_on_transposed_operands():
+  """The backward pass reads g, w and x transposed in place (strides)."""
+  _need_onednn()
+  x, w = _operands()
+  t = jax.random.normal(jax.random.PRNGKey(2), (48, 24))
+
+  def loss(mm):
+    return lambda a, b: jnp.sum(jnp.sin(mm(a, b)) * t)
+
+  ours = jax.jit(jax.grad(loss(lambda a, b: onednn.matmul(a, b, jnp.float32)), (0, 1)))(x, w)
+  xla = jax.jit(jax.grad(loss(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32)), (0, 1)))(x, w)
+  for got, want in zip(ours, xla):
+    assert got.dtype == want.dtype == jnp.bfloat16
+    got, want = got.astype(jnp.float32), want.astype(jnp.float32)
+    # Ours rounds the cotangent to bf16 before its matmuls: bf16-sized errors against the largest entry.
+    assert float(jnp.max(jnp.abs(got - want))) <= 0.02 * float(jnp.max(jnp.abs(want)))
+
+
+def test_mismatched_operands_name_the_shapes():
+  _need_onednn()
+  x, w = _operands()
+  with pytest.raises(ValueError, match='contraction sizes differ'):
+    onednn.matmul(x, w.T)
+
+
+def _tiny_model(**overrides):
+  model = common.model(
+    'perceiver_io',
+    10,
+    input=common.model_input(num_bands=4, max_resolution=(16, 16)),
+    encoder=common.tiny_encoder(num_cross_attends=1, cross_attend_placement='start'),
+    compute_dtype='float32',
+  ).to_dict()
+  return dict(model, **overrides)
+
+
+def test_model_option_routes_every_linear_layer_through_onednn():
+  _need_onednn()
+  images = jax.random.normal(jax.random.PRNGKey(3), (2, 16, 16, 3))
+  labels = jnp.array([1, 7])
+  xla = models.build_model(_tiny_model())
+  ours = models.build_model(_tiny_model(cpu_matmul='onednn_bf16'))
+  params, state = xla.init(jax.random.PRNGKey(0), {'image': images}, is_training=True)
+  params_ours, _ = ours.init(jax.random.PRNGKey(0), {'image': images}, is_training=True)
+  # Same parameters (names, shapes, initial values): checkpoints are interchangeable.
+  jax.tree.map(np.testing.assert_array_equal, params, params_ours)
+
+  def loss(net):
+    def f(p):
+      logits, _ = net.apply(p, state, None, {'image': images}, is_training=True)
+      return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1)), logits
+
+    return jax.jit(jax.value_and_grad(f, has_aux=True))
+
+  hlo = jax.jit(lambda p: ours.apply(p, state, None, {'image': images}, is_training=False)[0]).lower(params).as_text()
+  calls = hlo.count('perceiver_onednn_matmul')
+  num_linear = sum(1 for name in params if name.split('/')[-1].startswith('linear'))
+  assert calls >= num_linear > 0, (calls, num_linear)
+  (l_x, logits_x), g_x = loss(xla)(params)
+  (l_o, logits_o), g_o = loss(ours)(params)
+  assert logits_o.dtype == jnp.float32
+  # bf16 operands (8-bit mantissa) through a few layers: a few percent at most.
+  np.testing.assert_allclose(logits_o, logits_x, rtol=0.05, atol=0.05)
+  np.testing.assert_allclose(l_o, l_x, rtol=0.02)
+  # The whole gradient, as one vector (some entries, e.g. key biases, are zero up to rounding).
+  flat_x, flat_o = (jnp.concatenate([v.ravel() for v in jax.tree.leaves(g)]) for g in (g_x, g_o))
+  assert float(jnp.linalg.norm(flat_o - flat_x)) <= 0.05 * float(jnp.linalg.norm(flat_x))
+
+
+def test_model_option_is_checked_by_the_schema():
+  with pytest.raises(config_lib.ModelConfigError, match='cpu_matmul'):
+    models.build_model(_tiny_model(cpu_matmul='mkl'))
+
+
+def test_other_backends_ignore_the_option():
+  net = hk.transform_with_state(lambda x, *, is_training: x)
+  assert models.with_cpu_matmul(net, 'onednn_bf16', backend='gpu') is net
+  assert models.with_cpu_matmul(net, 'xla', backend='cpu') is net
+
+
+def test_missing_wheel_is_a_one_line_error(monkeypatch):
+  monkeypatch.setattr(onednn, 'library_path', lambda: None)
+  onednn._register.cache_clear()
+  try:
+    with pytest.raises(onednn.OneDNNUnavailable, match='onednn-cpu-gomp') as e:
+      models.build_model(_tiny_model(cpu_matmul='onednn_bf16'), backend='cpu')
+    assert '\n' not in str(e.value)
+  finally:
+    monkeypatch.undo()
+    onednn._register.cache_clear()
