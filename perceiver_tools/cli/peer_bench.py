@@ -36,6 +36,11 @@ in a `peer_unavailable` line and on stderr; the others still run.
 Lines (JSON, `measurement` field):
   peer_setup   each implementation's parameter count, versions, threads
   peer_step    its step times (median, min, all), peak RSS of its process
+  peer_cold_start  (JAX implementations, --compilation_cache on) the first
+               process, which compiled: its set-up time and peak RSS. The
+               timed process then loads the compiled step from the cache (as
+               the launcher does on a restart), so `peer_step` and the RSS
+               ratio are the warm figures; rss_ratio_cold is the cold one
   peer_ratio   ours / peer: median and best step-time ratios, peak-RSS
                ratio, and whether the parameter counts match (or why not)
   peer_unavailable
@@ -125,6 +130,15 @@ _HOST_MEMORY = flags.DEFINE_enum(
   'reuse',
   ['reuse', 'system'],
   "Our worker's host allocator settings, as the launcher's --host_memory (reuse: its default).",
+  flag_values=FLAGS,
+)
+_COMPILATION_CACHE = flags.DEFINE_string(
+  'compilation_cache',
+  'fresh',
+  "The JAX workers' persistent compilation cache, as the launcher's --compilation_cache: fresh = a new "
+  'temporary directory, filled by a first (untimed) process per JAX implementation whose peak RSS is reported '
+  'as the cold start, so that the timed process loads its compiled step as a restarted run does; off; or a '
+  'directory.',
   flag_values=FLAGS,
 )
 _PEAK_SIZES = flags.DEFINE_list(
@@ -308,6 +322,37 @@ def _mfu_record(case: str, spec: Dict[str, Any], results: Dict[str, Any], peaks:
   return rec
 
 
+_FRESH_CACHE: List[str] = []
+
+
+def _cache_dir() -> Optional[str]:
+  """--compilation_cache as a directory (one fresh temporary one per run), or None."""
+  value = _COMPILATION_CACHE.value
+  if value == 'off':
+    return None
+  if value != 'fresh':
+    os.makedirs(os.path.expanduser(value), exist_ok=True)
+    return os.path.expanduser(value)
+  if not _FRESH_CACHE:
+    import tempfile  # pylint: disable=g-import-not-at-top
+
+    _FRESH_CACHE.append(tempfile.mkdtemp(prefix='peer_bench_jax_cache_'))
+  return _FRESH_CACHE[0]
+
+
+def _start_worker(impl: str, spec: Dict[str, Any], bf16: Dict[str, Any], python: str, base_env) -> 'Worker':
+  """The worker process of one implementation label (see the module doc)."""
+  if impl == 'ours+flags':
+    return Worker('ours', spec, python, dict(base_env, XLA_FLAGS=_AB_FLAGS.value), label=impl)
+  if impl == 'ours_bf16':
+    return Worker('ours', bf16, python, base_env, label=impl)
+  if impl == 'ours_onednn':
+    return Worker('ours', dict(spec, model=dict(spec['model'], cpu_matmul='onednn_bf16')), python, base_env, label=impl)
+  if impl.endswith('_bf16'):
+    return Worker(impl[: -len('_bf16')], bf16, python, base_env, label=impl)
+  return Worker(impl, spec, python, base_env)
+
+
 def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]] = None) -> None:
   spec = case_spec(case)
   spec.update(
@@ -315,9 +360,11 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
     reference_path=_REFERENCE.value,
     cpus=[int(c) for c in _CPUS.value],
     host_memory=_HOST_MEMORY.value,
+    compilation_cache_dir=_cache_dir(),
   )
   base_env = dict(os.environ)
   workers: List[Worker] = []
+  cold_rss: Dict[str, Optional[int]] = {}
   extra = ['ours+flags'] if _AB_FLAGS.value is not None else []
   bf16 = dict(spec, model=dict(spec['model'], compute_dtype='bfloat16'))
   if peaks is not None and spec['mode'] == 'train' and spec['model'].get('compute_dtype') != 'bfloat16':
@@ -332,16 +379,23 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
   for impl in ['ours'] + extra + peers:
     python = _PEER_PYTHON.value if impl.split('_')[0] in ('hf', 'lucidrains') else sys.executable
     # Started one at a time so that no compile overlaps another's warm-up.
-    if impl == 'ours+flags':
-      w = Worker('ours', spec, python, dict(base_env, XLA_FLAGS=_AB_FLAGS.value), label=impl)
-    elif impl == 'ours_bf16':
-      w = Worker('ours', bf16, python, base_env, label=impl)
-    elif impl == 'ours_onednn':
-      w = Worker('ours', dict(spec, model=dict(spec['model'], cpu_matmul='onednn_bf16')), python, base_env, label=impl)
-    elif impl.endswith('_bf16'):
-      w = Worker(impl[: -len('_bf16')], bf16, python, base_env, label=impl)
-    else:
-      w = Worker(impl, spec, python, base_env)
+    w = _start_worker(impl, spec, bf16, python, base_env)
+    if spec.get('compilation_cache_dir') and impl.split('_')[0].split('+')[0] in ('ours', 'reference'):
+      # That process compiled into the cache: its peak RSS is the cold start.
+      # The timed process loads the compiled step, as a restarted run does.
+      if 'unavailable' not in w.ready:
+        cold = w.close()
+        cold_rss[impl] = cold.get('rss_peak_bytes')
+        _emit(
+          dict(
+            measurement='peer_cold_start',
+            case=case,
+            impl=impl,
+            setup_s=w.ready.get('setup_s'),
+            rss_peak_bytes=cold.get('rss_peak_bytes'),
+          )
+        )
+        w = _start_worker(impl, spec, bf16, python, base_env)
     if 'unavailable' in w.ready:
       _emit(dict(measurement='peer_unavailable', case=case, impl=impl, reason=w.ready['unavailable']))
       print(f'peer_bench: {w.ready["unavailable"]}', file=sys.stderr)
@@ -388,10 +442,10 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
   if peaks is not None and spec['mode'] == 'train':
     _emit(_mfu_record(case, spec, results, peaks))
   for ours_impl in ('ours', 'ours_onednn'):
-    _emit_ratios(case, spec, ours_impl, results, workers, loads)
+    _emit_ratios(case, spec, ours_impl, results, workers, loads, cold_rss)
 
 
-def _emit_ratios(case, spec, ours_impl, results, workers, loads) -> None:
+def _emit_ratios(case, spec, ours_impl, results, workers, loads, cold_rss) -> None:
   """One `peer_ratio` line per peer: `ours_impl`'s time and RSS over the peer's."""
   ours = results.get(ours_impl)
   for impl, res in results.items():
@@ -414,6 +468,8 @@ def _emit_ratios(case, spec, ours_impl, results, workers, loads) -> None:
       params=[ours['num_params'], res['num_params']],
       params_match=ours['num_params'] == res['num_params'],
     )
+    if cold_rss.get(ours_impl) and res['rss_peak_bytes']:
+      rec['rss_ratio_cold'] = cold_rss[ours_impl] / res['rss_peak_bytes']
     if not rec['params_match']:
       note = next((w.ready.get('params_note') for w in workers if w.impl == impl), None)
       rec['params_note'] = note

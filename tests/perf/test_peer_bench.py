@@ -43,6 +43,9 @@ def test_tiny_perceiver_io_vs_peers_one_round():
     assert any(r['measurement'] == 'peer_unavailable' and r['impl'] == 'ours_onednn' for r in records)
   ours = next(r for r in records if r['measurement'] == 'peer_step' and r['impl'] == 'ours')
   assert ours['num_params'] > 0 and ours['median_s'] > 0 and ours['rss_peak_bytes'] > 0
+  # A first process compiled into the (fresh) cache; the timed one loaded from it.
+  cold = next(r for r in records if r['measurement'] == 'peer_cold_start' and r['impl'] == 'ours')
+  assert cold['rss_peak_bytes'] > 0 and cold['setup_s'] > 0
   # No --reference_path: the reference is reported, by name, as unavailable.
   ref = next(r for r in records if r['measurement'] == 'peer_unavailable' and r['impl'] == 'reference')
   assert 'reference_path' in ref['reason'] and 'reference' in stderr
@@ -62,8 +65,8 @@ def test_tiny_perceiver_io_vs_peers_one_round():
 
 
 def test_lucidrains_takes_only_the_interleaved_perceiver_and_bad_cases_fail_early():
-  records, _ = _run('--cases=tiny_io_train', '--rounds=1', '--vs=lucidrains', '--nomfu')
-  assert not [r for r in records if r['measurement'] in ('hardware_peak', 'peer_mfu')]
+  records, _ = _run('--cases=tiny_io_train', '--rounds=1', '--vs=lucidrains', '--nomfu', '--compilation_cache=off')
+  assert not [r for r in records if r['measurement'] in ('hardware_peak', 'peer_mfu', 'peer_cold_start')]
   # lucidrains' model is the original Perceiver: not started for Perceiver IO.
   assert not [r for r in records if r.get('impl') == 'lucidrains' or r.get('peer') == 'lucidrains']
   proc = subprocess.run([sys.executable, SCRIPT, '--cases=nope'], cwd=REPO, capture_output=True, text=True, timeout=900)

@@ -137,3 +137,23 @@ def test_verbose_startup_is_read_before_flag_parsing(monkeypatch, argv, quiet):
   monkeypatch.delenv('TF_CPP_MIN_LOG_LEVEL', raising=False)
   main._quiet_startup(argv)  # pylint: disable=protected-access
   assert (os.environ.get('TF_CPP_MIN_LOG_LEVEL') == '2') == quiet
+
+
+def test_compilation_cache_is_filled_once_and_then_only_read(tmp_path):
+  """--compilation_cache: the first run writes its compiled steps, a second
+  run of the same config loads every one of them (writes nothing new) and
+  trains to the same numbers."""
+  cache = tmp_path / 'cache'
+  config = os.path.join(helpers.REPO, 'configs', 'mnist.py') + ':smoke'
+  runs = []
+  for name in ('a', 'b'):
+    proc = helpers.run_main(config, str(tmp_path / name), f'--compilation_cache={cache}', mode='train')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs.append(sorted(p.name for p in cache.iterdir()))
+  assert runs[0], 'nothing was cached'
+  assert runs[1] == runs[0]
+  losses = [[r['loss'] for r in helpers.read_metrics(str(tmp_path / n))] for n in ('a', 'b')]
+  assert losses[0] == losses[1]
+  # The default is WORKDIR/compilation_cache; off writes none.
+  proc = helpers.run_main(config, str(tmp_path / 'c'), '--compilation_cache=off', mode='train')
+  assert proc.returncode == 0 and not (tmp_path / 'c' / 'compilation_cache').exists()
