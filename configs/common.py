@@ -45,6 +45,7 @@ def model(
   input: ConfigDict,  # pylint: disable=redefined-builtin
   encoder: ConfigDict,
   compute_dtype: str = 'auto',
+  cpu_matmul: str = 'xla',
 ) -> ConfigDict:
   """``config.model``. ``perceiver``: average the latents then project;
   ``perceiver_io``: a decoder query cross-attends into the latents. The
@@ -54,6 +55,7 @@ def model(
     dict(
       name=name,
       compute_dtype=compute_dtype,
+      cpu_matmul=cpu_matmul,
       input=input,
       encoder=encoder,
       decoder=schema.defaults(type(decoder), **schema.to_dict(decoder)),

@@ -302,7 +302,8 @@ _INSTR_RE = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+).*?\s([\w\-]+)\
 _COMP_RE = re.compile(r'^%?([\w.\-]+)\s.*\{\s*$')
 _CALLS_RE = re.compile(r'calls=%?([\w.\-]+)')
 _OPNAME_RE = re.compile(r'op_name="([^"]*)"')
-_MATMUL_OPS = ('dot', 'convolution')
+# custom-call: in our steps, oneDNN's matmul on the CPU (model.cpu_matmul) and cuBLAS/cuDNN calls on GPUs.
+_MATMUL_OPS = ('dot', 'convolution', 'custom-call')
 _MOVE_OPS = (
   'copy',
   'transpose',
