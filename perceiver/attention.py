@@ -134,6 +134,35 @@ def attend(
   return out
 
 
+def attend_onednn_bf16(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  dropout_prob: float = 0.0,
+  attention_mask: Optional[jax.Array] = None,
+) -> jax.Array:
+  """`attend`'s plain path with its two einsums as oneDNN matmuls of bf16
+  operands (perceiver/onednn.py; `model.cpu_matmul`), read and written in
+  place through strides; logits, softmax and masking stay in float32.
+  Shapes as `attend`."""
+  _check_qkv(q, k, v, attention_mask)
+  batch, num_q, num_heads, qk_head = q.shape
+  bf16 = jnp.bfloat16
+  logits = onednn.attention_logits(q.astype(bf16), k.astype(bf16)) * (1.0 / math.sqrt(qk_head))  # [B, H, T, S]
+  if attention_mask is not None:
+    logits = jnp.where(attention_mask[:, None, :, :], logits, jnp.asarray(-_mask_value(logits.dtype), logits.dtype))
+  weights = jax.nn.softmax(logits)
+  if dropout_prob > 0:
+    weights = hk.dropout(hk.next_rng_key(), dropout_prob, weights)
+  out = onednn.attention_values(weights.astype(bf16), v.astype(bf16), q.dtype)  # [B, T, H, Dv]
+  out = out.reshape(batch, num_q, num_heads * v.shape[-1])
+  if attention_mask is not None:
+    all_masked = jnp.all(~attention_mask.astype(bool), axis=2, keepdims=True)  # [B, T, 1]
+    out = jnp.where(all_masked, jnp.zeros_like(out), out)
+  return out
+
+
 def _attend_fused(
   q: jax.Array,
   k: jax.Array,
@@ -543,8 +572,13 @@ class MultiHeadAttention(hk.Module):
     if self._chunk_size:
       out = attend_chunked(q, k, v, chunk_size=self._chunk_size, dropout_prob=dropout, attention_mask=attention_mask)
     else:
-      out = attend(q, k, v, dropout_prob=dropout, attention_mask=attention_mask)
+      out = self.attend(q, k, v, dropout_prob=dropout, attention_mask=attention_mask)
     return linear(output_channels, with_bias=self._with_final_bias, init_scale=self._final_init_scale)(out)
+
+  def attend(self, q, k, v, *, dropout_prob: float, attention_mask: Optional[jax.Array]) -> jax.Array:
+    """`attend` as a method, so that a method interceptor can swap the
+    implementation (models.with_cpu_matmul: `attend_onednn_bf16`)."""
+    return attend(q, k, v, dropout_prob=dropout_prob, attention_mask=attention_mask)
 
 
 class MLP(hk.Module):

@@ -585,9 +585,10 @@ def with_cpu_matmul(
   net: hk.TransformedWithState, cpu_matmul: str, *, backend: Optional[str] = None
 ) -> hk.TransformedWithState:
   """`model.cpu_matmul='onednn_bf16'`: on the CPU backend, every linear
-  layer's matmul (`attention.linear`) runs in oneDNN on bf16 operands with a
-  float32 result (or bf16 under bf16 compute), through a method interceptor
-  around apply; parameters, names and init are unchanged. Other backends
+  layer's matmul (`attention.linear`) and the attention einsums of the
+  unchunked path run in oneDNN on bf16 operands with float32 results (or
+  bf16 under bf16 compute), through a method interceptor around apply;
+  parameters, names and init are unchanged. Other backends
   ignore it (their matrix units are reached by compute_dtype). Raises
   `onednn.OneDNNUnavailable` (the reason in one line) when oneDNN is missing."""
   if cpu_matmul == 'xla' or (backend or jax.default_backend()) != 'cpu':
@@ -597,6 +598,8 @@ def with_cpu_matmul(
   def interceptor(next_f, args, kwargs, context):
     if isinstance(context.module, attn_lib.Linear) and context.method_name == '__call__':
       return context.module.onednn_bf16(*args)
+    if isinstance(context.module, attn_lib.MultiHeadAttention) and context.method_name == 'attend':
+      return attn_lib.attend_onednn_bf16(*args, **kwargs)
     return next_f(*args, **kwargs)
 
   def apply(params, state, rng, inputs, *, is_training):

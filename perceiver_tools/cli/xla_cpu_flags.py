@@ -9,7 +9,10 @@ and times, best of --repeats: a square [n, n] matmul and the latent shape
 in float32 and bfloat16. One JSON line per flag set: GFLOP/s of each, or the
 error the flag set raised (an unknown flag or value aborts XLA). The
 candidates are the CPU-backend options of jaxlib 0.10.2 that route dots to
-other libraries (oneDNN, XNNPACK, YNNPACK) or change the runtime.
+other libraries (oneDNN, XNNPACK, YNNPACK) or change the runtime. A last
+line (--onednn, on by default) times the same bf16 matmuls through
+perceiver/onednn.py's custom call (`model.cpu_matmul='onednn_bf16'`), the
+library call XLA's options do not reach.
 """
 
 from __future__ import annotations
@@ -46,17 +49,25 @@ _FLAG_SETS = flags.DEFINE_list(
 )
 _N = flags.DEFINE_integer('n', 2048, 'Side of the square matmul.', flag_values=FLAGS)
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per matmul (best is kept).', flag_values=FLAGS)
+_ONEDNN = flags.DEFINE_bool(
+  'onednn', True, "Also time the bf16 matmuls through perceiver.onednn's custom call.", flag_values=FLAGS
+)
 
 _MEASURE = r"""
 import json, sys, time
 import jax, jax.numpy as jnp
-n, repeats = int(sys.argv[1]), int(sys.argv[2])
+n, repeats, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 out = {}
-for dtype in ('float32', 'bfloat16'):
+matmul = lambda x, y: x @ y
+if path == 'onednn':
+  from perceiver import onednn
+  onednn.check_available()
+  matmul = lambda x, y: onednn.matmul(x, y, jnp.float32)
+for dtype in ('float32', 'bfloat16') if path == 'xla' else ('bfloat16',):
   for name, (m, k, p) in (('square', (n, n, n)), ('latent', (256, 512, 512))):
     a = jax.random.normal(jax.random.PRNGKey(0), (m, k)).astype(dtype)
     b = jax.random.normal(jax.random.PRNGKey(1), (k, p)).astype(dtype)
-    f = jax.jit(lambda x, y: x @ y).lower(a, b).compile()
+    f = jax.jit(matmul).lower(a, b).compile()
     jax.block_until_ready(f(a, b))
     best = float('inf')
     for _ in range(repeats):
@@ -66,12 +77,17 @@ print(json.dumps(out))
 """
 
 
-def measure(flag_set: str, n: int, repeats: int) -> dict:
+def measure(flag_set: str, n: int, repeats: int, path: str = 'xla') -> dict:
   env = dict(os.environ, XLA_FLAGS=flag_set)
   proc = subprocess.run(
-    [sys.executable, '-c', _MEASURE, str(n), str(repeats)], env=env, capture_output=True, text=True, timeout=1800
+    [sys.executable, '-c', _MEASURE, str(n), str(repeats), path],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=1800,
   )
-  rec = {'xla_flags': flag_set, 'loadavg_1m': round(os.getloadavg()[0], 2)}
+  rec = {'xla_flags': flag_set, 'matmul': 'perceiver.onednn' if path == 'onednn' else 'xla'}
+  rec['loadavg_1m'] = round(os.getloadavg()[0], 2)
   if proc.returncode != 0:
     lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
     rec['error'] = (lines[-1] if lines else f'exit {proc.returncode}')[:300]
@@ -84,6 +100,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   _flags.parse(FLAGS, argv, __doc__)
   for flag_set in _FLAG_SETS.value if _FLAG_SETS.value is not None else CANDIDATES:
     print(json.dumps(measure(flag_set, _N.value, _REPEATS.value)), flush=True)
+  if _ONEDNN.value:
+    print(json.dumps(measure('', _N.value, _REPEATS.value, path='onednn')), flush=True)
   return 0
 
 

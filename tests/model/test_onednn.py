@@ -56,10 +56,45 @@ def test_gradients_equal_xla_on_transposed_operands():
     assert float(jnp.max(jnp.abs(got - want))) <= 0.02 * float(jnp.max(jnp.abs(want)))
 
 
+def test_attention_einsums_read_and_write_heads_in_place():
+  _need_onednn()
+  keys = jax.random.split(jax.random.PRNGKey(4), 3)
+  q, k, v = (
+    jax.random.normal(key, shape).astype(jnp.bfloat16)
+    for key, shape in zip(keys, ((2, 5, 3, 8), (2, 7, 3, 8), (2, 7, 3, 4)))
+  )
+  logits = jax.jit(onednn.attention_logits)(q, k)  # [B, H, T, S]
+  np.testing.assert_allclose(
+    logits, jnp.einsum('bthd,bshd->bhts', q, k, preferred_element_type=jnp.float32), rtol=1e-5, atol=1e-5
+  )
+  w = jax.nn.softmax(logits).astype(jnp.bfloat16)
+  out = jax.jit(onednn.attention_values, static_argnums=2)(w, v, jnp.float32)  # [B, T, H, Dv]
+  np.testing.assert_allclose(
+    out, jnp.einsum('bhts,bshd->bthd', w, v, preferred_element_type=jnp.float32), rtol=1e-5, atol=1e-5
+  )
+
+  def loss(logits_fn, values_fn):
+    def f(q, k, v):
+      p = jax.nn.softmax(logits_fn(q, k)).astype(jnp.bfloat16)
+      return jnp.sum(jnp.sin(values_fn(p, v)))
+
+    return jax.jit(jax.grad(f, (0, 1, 2)))
+
+  ours = loss(onednn.attention_logits, lambda p, v: onednn.attention_values(p, v, jnp.float32))(q, k, v)
+  xla = loss(
+    lambda q, k: jnp.einsum('bthd,bshd->bhts', q, k, preferred_element_type=jnp.float32),
+    lambda p, v: jnp.einsum('bhts,bshd->bthd', p, v, preferred_element_type=jnp.float32),
+  )(q, k, v)
+  for got, want in zip(ours, xla):
+    assert got.shape == want.shape
+    got, want = got.astype(jnp.float32), want.astype(jnp.float32)
+    assert float(jnp.max(jnp.abs(got - want))) <= 0.02 * float(jnp.max(jnp.abs(want)))
+
+
 def test_mismatched_operands_name_the_shapes():
   _need_onednn()
   x, w = _operands()
-  with pytest.raises(ValueError, match='contraction sizes differ'):
+  with pytest.raises(ValueError, match='shapes do not multiply'):
     onednn.matmul(x, w.T)
 
 
@@ -95,7 +130,9 @@ def test_model_option_routes_every_linear_layer_through_onednn():
   hlo = jax.jit(lambda p: ours.apply(p, state, None, {'image': images}, is_training=False)[0]).lower(params).as_text()
   calls = hlo.count('perceiver_onednn_matmul')
   num_linear = sum(1 for name in params if name.split('/')[-1].startswith('linear'))
-  assert calls >= num_linear > 0, (calls, num_linear)
+  # Every linear layer, and two einsums per attention (the unchunked path).
+  num_attention = sum(1 for name in params if name.endswith('attention/linear'))
+  assert calls >= num_linear + 2 * num_attention and num_attention > 0, (calls, num_linear, num_attention)
   (l_x, logits_x), g_x = loss(xla)(params)
   (l_o, logits_o), g_o = loss(ours)(params)
   assert logits_o.dtype == jnp.float32
