@@ -119,19 +119,15 @@ def attend(
     return _attend_fused(q, k, v, attention_mask, implementation, dropout_prob)
   if implementation != 'plain':
     raise ValueError(f"attend: implementation must be None, 'plain', 'xla' or 'cudnn', got {implementation!r}")
-  batch, num_q, num_heads, qk_head = q.shape
-  v_head = v.shape[-1]
-  logits = jnp.einsum('bthd,bshd->bhts', q, k) * (1.0 / math.sqrt(qk_head))  # [B, H, T, S]
-  if attention_mask is not None:
-    logits = jnp.where(attention_mask[:, None, :, :], logits, jnp.asarray(-_mask_value(logits.dtype), logits.dtype))
-  weights = jax.nn.softmax(logits)
-  if dropout_prob > 0:
-    weights = hk.dropout(hk.next_rng_key(), dropout_prob, weights)
-  out = jnp.einsum('bhts,bshd->bthd', weights, v).reshape(batch, num_q, num_heads * v_head)
-  if attention_mask is not None:
-    all_masked = jnp.all(~attention_mask.astype(bool), axis=2, keepdims=True)  # [B, T, 1]
-    out = jnp.where(all_masked, jnp.zeros_like(out), out)
-  return out
+  return _attend_plain(
+    q,
+    k,
+    v,
+    dropout_prob,
+    attention_mask,
+    logits_fn=lambda q, k: jnp.einsum('bthd,bshd->bhts', q, k),
+    values_fn=lambda w, v: jnp.einsum('bhts,bshd->bthd', w, v),
+  )
 
 
 def attend_onednn_bf16(
@@ -143,20 +139,32 @@ def attend_onednn_bf16(
   attention_mask: Optional[jax.Array] = None,
 ) -> jax.Array:
   """`attend`'s plain path with its two einsums as oneDNN matmuls of bf16
-  operands (perceiver/onednn.py; `model.cpu_matmul`), read and written in
-  place through strides; logits, softmax and masking stay in float32.
-  Shapes as `attend`."""
+  operands (perceiver/onednn.py; `model.cpu_matmul`); logits, softmax and
+  masking stay in the compute dtype (float32 results). Shapes as `attend`."""
   _check_qkv(q, k, v, attention_mask)
-  batch, num_q, num_heads, qk_head = q.shape
   bf16 = jnp.bfloat16
-  logits = onednn.attention_logits(q.astype(bf16), k.astype(bf16)) * (1.0 / math.sqrt(qk_head))  # [B, H, T, S]
+  return _attend_plain(
+    q,
+    k,
+    v,
+    dropout_prob,
+    attention_mask,
+    logits_fn=lambda q, k: onednn.attention_logits(q.astype(bf16), k.astype(bf16)).astype(q.dtype),
+    values_fn=lambda w, v: onednn.attention_values(w.astype(bf16), v.astype(bf16), v.dtype),
+  )
+
+
+def _attend_plain(q, k, v, dropout_prob, attention_mask, *, logits_fn, values_fn) -> jax.Array:
+  """Materialised attention weights, given the two einsums
+  ('bthd,bshd->bhts' and 'bhts,bshd->bthd')."""
+  batch, num_q, num_heads, qk_head = q.shape
+  logits = logits_fn(q, k) * (1.0 / math.sqrt(qk_head))  # [B, H, T, S]
   if attention_mask is not None:
     logits = jnp.where(attention_mask[:, None, :, :], logits, jnp.asarray(-_mask_value(logits.dtype), logits.dtype))
   weights = jax.nn.softmax(logits)
   if dropout_prob > 0:
     weights = hk.dropout(hk.next_rng_key(), dropout_prob, weights)
-  out = onednn.attention_values(weights.astype(bf16), v.astype(bf16), q.dtype)  # [B, T, H, Dv]
-  out = out.reshape(batch, num_q, num_heads * v.shape[-1])
+  out = values_fn(weights, v).reshape(batch, num_q, num_heads * v.shape[-1])  # [B, T, H*Dv]
   if attention_mask is not None:
     all_masked = jnp.all(~attention_mask.astype(bool), axis=2, keepdims=True)  # [B, T, 1]
     out = jnp.where(all_masked, jnp.zeros_like(out), out)
