@@ -264,11 +264,9 @@ def _compilation_cache(value: str, workdir: str) -> None:
     return
   import jax  # pylint: disable=g-import-not-at-top
 
+  # JAX creates the directory at the first compile, i.e. after the config
+  # checks and the workdir lock (nothing is written for a run that fails them).
   path = os.path.join(workdir, 'compilation_cache') if value == 'workdir' else os.path.expanduser(value)
-  try:
-    os.makedirs(path, exist_ok=True)
-  except OSError as e:
-    sys.exit(f'FATAL --compilation_cache: cannot create {path!r} ({e.strerror}); give a writable directory or off')
   jax.config.update('jax_compilation_cache_dir', path)
 
 
