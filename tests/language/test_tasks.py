@@ -140,7 +140,6 @@ def test_paper_mlm_is_the_released_model_with_its_parameter_count():
 
 def test_copy_loss_adds_the_weighted_cross_entropy_of_the_unselected_bytes(corpus):
   import jax
-  from perceiver import language
 
   config = _smoke(corpus)
   task = tasks.get_task(config)
