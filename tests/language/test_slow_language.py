@@ -167,7 +167,7 @@ def test_pair_task_end_to_end(pretrained, sample_dir, tmp_path):
 
 @pytest.mark.xfail(strict=False, reason=_PLATEAU)
 def test_fill_mask_predicts_a_masked_common_word(pretrained, sample_dir):
-  import fill_mask  # scripts/, via conftest
+  from perceiver_tools.cli import fill_mask
 
   params, cfg, _ = fill_mask.load_masked_lm(os.path.join(pretrained['workdir'], 'params.npz'))
   sentences = []
