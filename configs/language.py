@@ -30,6 +30,7 @@ Sample data live under $PERCEIVER_SAMPLE_DATA (default /tmp/perceiver_sample_dat
 
 import os
 
+from perceiver import config as schema
 from perceiver_configs import common
 
 SAMPLE_DIR = os.environ.get('PERCEIVER_SAMPLE_DATA', '/tmp/perceiver_sample_data')
@@ -211,7 +212,8 @@ def sample():
   # random init this model stayed at 11.0% masked-byte accuracy for 3,300
   # steps (docs/language.md); aligned and with the copy loss below, it leaves
   # that plateau within 500.
-  model['aligned_init'] = dict(enabled=True)
+  # Every field is present so that any can be overridden on the command line.
+  model['aligned_init'] = schema.defaults(schema.AlignedInitConfig, enabled=True)
   config.model = common.ConfigDict(model)
   # Our choice for a CPU run: AdamW, cosine decay. ~17.6k windows of 128 bytes.
   config.train.batch_size = 32
@@ -220,7 +222,7 @@ def sample():
   # A copy loss on the bytes not selected for masking (perceiver.config.
   # MaskedLMLossConfig, ours): with the aligned init alone the model was
   # still at 11.0% at step 500; with this weight it left the plateau by then.
-  config.train.mlm_loss = dict(copy_loss_weight=0.3)
+  config.train.mlm_loss = schema.defaults(schema.MaskedLMLossConfig, copy_loss_weight=0.3)
   config.eval.every_steps = 500
   config.optimizer = common.optimizer(
     name='adamw', weight_decay=0.01, max_norm=1.0, schedule=dict(name='cosine', base_lr=2e-3, warmup_epochs=0.05)
