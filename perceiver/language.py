@@ -16,6 +16,8 @@ Both take ``{'tokens': int32 [B, T], 'input_mask': int32 [B, T]}``.
 init. The reference uses Haiku's default 1.0, so with the tied output a
 small model starts with logits of std ~sqrt(d_model) and its 0.02-scale
 position encoding is drowned; HF initialises it with initializer_range 0.02.
+``model.aligned_init`` (optional, ours, off by default): the position-aligned
+init of ``perceiver.config.AlignedInitConfig`` (``position_aligned_init``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from perceiver import config as config_lib
 from perceiver import decoders as dec_lib
 from perceiver import models
 from perceiver.encoders import PerceiverEncoder
@@ -56,23 +59,32 @@ def reference_config(model_config) -> Dict[str, Any]:
   scale = cfg.get('embed_init_scale')
   if scale is not None and float(scale) <= 0:
     raise ValueError(f'config.model.embed_init_scale must be positive, got {scale}')
+  if cfg.get('aligned_init') is not None:
+    cfg['aligned_init'] = config_lib.to_dict(
+      config_lib.parse_section(config_lib.AlignedInitConfig, cfg['aligned_init'], 'config.model.aligned_init')
+    )
   cfg = dict(cfg, model='masked_lm')
   cfg.pop('classifier', None)
   return cfg
 
 
-def _two_inputs(net: hk.TransformedWithState, embed_init_scale=None) -> hk.TransformedWithState:
+def _two_inputs(net: hk.TransformedWithState, cfg: Mapping[str, Any]) -> hk.TransformedWithState:
   """(tokens, input_mask) positional -> one dict input (the runner passes one).
 
-  `embed_init_scale`: the byte embedding is initialised with this standard
-  deviation instead of Haiku's default 1.0 (the reference's); scaling the
-  default truncated normal draw is the same distribution. Only init changes.
+  `cfg['embed_init_scale']`: the byte embedding is initialised with this
+  standard deviation instead of Haiku's default 1.0 (the reference's);
+  scaling the default truncated normal draw is the same distribution.
+  `cfg['aligned_init']`: ``position_aligned_init`` when enabled. Only init changes.
   """
+  embed_init_scale = cfg.get('embed_init_scale')
+  aligned = config_lib.parse_section(config_lib.AlignedInitConfig, cfg.get('aligned_init'), 'config.model.aligned_init')
 
   def init(rng, inputs, *, is_training):
     params, state = net.init(rng, inputs['tokens'], inputs['input_mask'], is_training=is_training)
     if embed_init_scale is not None:
       params = dict(params, embed={'embeddings': params['embed']['embeddings'] * float(embed_init_scale)})
+    if aligned.enabled:
+      params = position_aligned_init(params, aligned)
     return params, state
 
   def apply(params, state, rng, inputs, *, is_training):
@@ -84,7 +96,7 @@ def _two_inputs(net: hk.TransformedWithState, embed_init_scale=None) -> hk.Trans
 def build_masked_lm(model_config) -> hk.TransformedWithState:
   """inputs -> logits float32 [B, T, vocab_size] (the released model's graph)."""
   cfg = reference_config(model_config)
-  return _two_inputs(models.build_from_reference_config(cfg).net, cfg.get('embed_init_scale'))
+  return _two_inputs(models.build_from_reference_config(cfg).net, cfg)
 
 
 def build_classifier(
@@ -128,7 +140,78 @@ def build_classifier(
     model = models.Perceiver(encoder=PerceiverEncoder(**enc_kwargs), decoder=head)
     return model(x, is_training=is_training, input_mask=input_mask).astype(jnp.float32)
 
-  return _two_inputs(hk.transform_with_state(forward), cfg.get('embed_init_scale'))
+  return _two_inputs(hk.transform_with_state(forward), cfg)
+
+
+# Module names of the masked LM (and the classifier's encoder side) that the
+# aligned init sets; absent ones (the classifier has no decoder queries) are skipped.
+_INPUT_POS = 'trainable_position_encoding'
+_LATENTS = 'perceiver_encoder/~/trainable_position_encoding'
+_QUERY_POS = 'basic_decoder/~/trainable_position_encoding'
+_CROSS_QK = ('perceiver_encoder/~/cross_attention/attention', 'basic_decoder/cross_attention/attention')
+
+
+def sinusoid_table(num_positions: int, num_channels: int, wavelength_base: float = 10000.0) -> np.ndarray:
+  """[T, C] float32, channel pairs (sin, cos) of one frequency each, std 1.
+
+  Pairs rather than the usual [all sines | all cosines] layout so that every
+  attention head's slice of the channels holds whole pairs: the dot product of
+  two rows on a head's slice is then a function of their distance only.
+  """
+  pos = np.arange(num_positions, dtype=np.float64)[:, None]
+  freq = wavelength_base ** (-2.0 * np.arange((num_channels + 1) // 2) / num_channels)  # [C/2]
+  table = np.stack([np.sin(pos * freq), np.cos(pos * freq)], -1).reshape(num_positions, -1)[:, :num_channels]
+  return (table / table.std()).astype(np.float32)
+
+
+def _gain_identity(shape: Sequence[int], width: int, gain: float) -> np.ndarray:
+  w = np.zeros(shape, np.float32)  # [in, out]
+  w[:width, :width] = gain * np.eye(width, dtype=np.float32)
+  return w
+
+
+def position_aligned_init(params: Mapping[str, Mapping[str, Any]], aligned) -> Dict[str, Dict[str, Any]]:
+  """params of a fresh masked LM / classifier -> the position-aligned init.
+
+  ``aligned``: a ``perceiver.config.AlignedInitConfig``. The input positions
+  [T, C] and the decoder queries are ``input_scale`` x one sinusoid table;
+  latent n [N, D] is ``latent_scale`` x the table's row at byte n x T / N on
+  its first channels (0 on the rest); the query and key projections of each
+  cross-attend are ``cross_attend_gain`` x the identity on the table's
+  channels (0 elsewhere), those of the self-attends ``self_attend_gain`` x
+  it (0: left random). So, before any step, latent n reads the bytes around
+  n x T / N, output query t the latents around t, and (gain > 0) each latent
+  its neighbours: the routing a random init lacks (see AlignedInitConfig).
+  """
+  out = {m: dict(leaves) for m, leaves in params.items()}
+  num_positions, channels = np.shape(out[_INPUT_POS]['pos_embs'])
+  table = sinusoid_table(num_positions, channels, aligned.wavelength_base)  # [T, C]
+  out[_INPUT_POS]['pos_embs'] = jnp.asarray(aligned.input_scale * table)
+  if _QUERY_POS in out:
+    rows, query_channels = np.shape(out[_QUERY_POS]['pos_embs'])
+    queries = sinusoid_table(rows, query_channels, aligned.wavelength_base)
+    out[_QUERY_POS]['pos_embs'] = jnp.asarray(aligned.input_scale * queries)
+  num_latents, latent_channels = np.shape(out[_LATENTS]['pos_embs'])
+  at = (np.arange(num_latents) * num_positions) // num_latents  # the byte each latent starts at
+  width = min(channels, latent_channels)
+  latents = np.zeros((num_latents, latent_channels), np.float32)
+  latents[:, :width] = aligned.latent_scale * table[at, :width]
+  out[_LATENTS]['pos_embs'] = jnp.asarray(latents)
+
+  def set_qk(module: str, gain: float) -> None:
+    for name in ('linear', 'linear_1'):  # the query and key projections
+      w = out[f'{module}/{name}']['w']
+      out[f'{module}/{name}']['w'] = jnp.asarray(_gain_identity(np.shape(w), min(width, *np.shape(w)), gain))
+
+  for module in _CROSS_QK:
+    if f'{module}/linear' in out:
+      set_qk(module, aligned.cross_attend_gain)
+  if aligned.self_attend_gain > 0:
+    for module in sorted(
+      m[: -len('/linear')] for m in out if '/self_attention' in m and m.endswith('/attention/linear')
+    ):
+      set_qk(module, aligned.self_attend_gain)
+  return out
 
 
 def transfer_encoder(

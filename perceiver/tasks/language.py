@@ -42,6 +42,14 @@ def _check_lengths(config) -> None:
     raise _config_error(f'data.seq_len={seq_len} exceeds model.max_seq_len={max_len}')
 
 
+def _loss_config(config):
+  """``config.train.mlm_loss`` (optional) as a perceiver.config.MaskedLMLossConfig."""
+  from perceiver import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  given = config.train.get('mlm_loss') if 'train' in config else None
+  return config_lib.parse_section(config_lib.MaskedLMLossConfig, given, 'config.train.mlm_loss')
+
+
 def _inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
   return dict(tokens=batch['tokens'], input_mask=batch['input_mask'])
 
@@ -56,6 +64,10 @@ class MaskedLMTask:
     if config.data.name != 'text':
       raise _config_error(f"task 'mlm' reads data.name='text', got {config.data.name!r}")
     _check_lengths(config)
+    try:
+      _loss_config(config)
+    except ValueError as e:
+      raise _config_error(str(e)) from None
 
   def build_model(self, config: ml_collections.ConfigDict) -> hk.TransformedWithState:
     return language.build_masked_lm(config.model)
@@ -69,7 +81,15 @@ class MaskedLMTask:
     out = language.masked_lm_outputs(logits[:, :seq], batch['targets'], batch['target_weights'])
     count = jnp.maximum(jnp.sum(out['count']), 1.0)
     loss = jnp.sum(out['loss_sum']) / count
-    return loss, (model_state, dict(masked_accuracy=jnp.sum(out['correct']) / count))
+    metrics = dict(masked_accuracy=jnp.sum(out['correct']) / count)
+    copy_weight = _loss_config(config).copy_loss_weight
+    if copy_weight > 0:  # the real bytes not selected for masking: the input shows them as they are
+      weights = batch['input_mask'].astype(jnp.float32) * (1.0 - batch['target_weights'])
+      copy = language.masked_lm_outputs(logits[:, :seq], batch['targets'], weights)
+      copy_loss = jnp.sum(copy['loss_sum']) / jnp.maximum(jnp.sum(copy['count']), 1.0)
+      loss = loss + copy_weight * copy_loss
+      metrics['copy_loss'] = copy_loss
+    return loss, (model_state, metrics)
 
   def eval_outputs(self, net, params, model_state, batch, config):
     logits, _ = net.apply(params, model_state, None, self.model_inputs(batch), is_training=False)

@@ -8,6 +8,10 @@ input: where it is not [MASK] (the 10% kept / 10% random bytes) they copy it.
   successor (in the training text) of the byte before it, which is the
   input's byte when unmasked and the bigram's own previous guess when it is
   masked too (whole-word masking masks runs of bytes);
+* length + offset: a [MASK] at offset i of a word of length L is predicted as
+  the most frequent byte at offset i of the training words of length L (the
+  model can read L and i off the input: a selected word's bytes all stay
+  non-whitespace, so its extent is visible);
 * bag of bytes: scikit-learn logistic regression on byte-count vectors.
 """
 
@@ -60,6 +64,43 @@ def bigram_accuracy(unigram, bigram, inputs, targets, weights) -> float:
         prev = guess if inputs[row, t] == tokenizer.MASK else int(inputs[row, t])
       else:
         prev = int(inputs[row, t])
+  return correct / max(total, 1)
+
+
+def _word_offsets(ids: np.ndarray):
+  """One window -> (word length [T], offset in the word [T]); 0 / -1 off words."""
+  words = masking.word_ids(ids)
+  on = words >= 0
+  lengths = np.bincount(words[on], minlength=1) if on.any() else np.zeros(1, np.int64)
+  starts = np.full(len(lengths), len(ids))
+  np.minimum.at(starts, words[on], np.flatnonzero(on))
+  length = np.where(on, lengths[np.maximum(words, 0)], 0)
+  offset = np.where(on, np.arange(len(ids)) - starts[np.maximum(words, 0)], -1)
+  return length, offset
+
+
+def length_offset_accuracy(train_ids, train_mask, inputs, targets, weights, max_len: int = 32) -> float:
+  v = tokenizer.VOCAB_SIZE
+  counts = np.zeros((max_len + 1, max_len, v), np.int64)  # [length, offset, byte]
+  for ids, mask in zip(train_ids, train_mask):
+    length, offset = _word_offsets(np.where(mask > 0, ids, tokenizer.PAD))
+    keep = (length > 0) & (length <= max_len)
+    np.add.at(counts, (length[keep], offset[keep], ids[keep]), 1)
+  best = counts.argmax(-1)  # [length, offset]
+  fallback = int(np.argmax(np.where(_word_byte_ids(), counts.sum((0, 1)), -1)))
+  best[counts.sum(-1) == 0] = fallback
+  correct = total = 0
+  for row in range(len(inputs)):
+    length, offset = _word_offsets(targets[row])
+    for t in np.flatnonzero(weights[row] > 0):
+      if inputs[row, t] != tokenizer.MASK:
+        guess = int(inputs[row, t])
+      elif 0 < length[t] <= max_len:
+        guess = int(best[length[t], offset[t]])
+      else:
+        guess = fallback
+      correct += guess == targets[row, t]
+      total += 1
   return correct / max(total, 1)
 
 

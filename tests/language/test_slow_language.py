@@ -69,22 +69,15 @@ def pretrained(sample_dir, tmp_path_factory):
   return dict(config=config, workdir=workdir, result=result, wall_s=time.time() - start)
 
 
-# Measured 2026-11-30 (docs/language.md): the `sample` MLM stayed on the
-# unigram plateau (11.0% masked-byte accuracy after 500 steps, 15.5 min on the
-# shared CPU) below the count baselines (18.9% / 20.1%); 1,000-1,100 steps
-# and every recipe variant tried in the second session ended at 11.0-11.1%.
-# Cause measured there: the latents collapse (cosine 0.91 between the latents
-# of a window at init), so the decoder's position queries all read the same
-# thing and the model predicts each window's byte histogram. These targets
-# are kept as the claim to reach, not hidden.
-_PLATEAU = (
-  'not reached at CPU scale: the sample MLM stays at the unigram plateau '
-  '(latent collapse, no positional routing; docs/language.md "Diagnosis")'
-)
+# Measured 2026-11-30, third session (docs/language.md "Measured"): with the
+# position-aligned init and the copy loss the `sample` MLM reaches 25.03%
+# held-out masked-byte accuracy after 4,000 steps (26 min on the shared CPU),
+# against 18.93% (unigram) and 20.06% (bigram) on the same masks. Before those,
+# it stayed at 11.0% for 3,300 steps. The bar of "clearly above" (bigram + 5
+# points = 25.06%) is missed by 0.03 points and stays xfail with that figure.
 
 
-@pytest.mark.xfail(strict=False, reason=_PLATEAU)
-def test_mlm_beats_unigram_and_bigram(pretrained):
+def _mlm_figures(pretrained):
   config = pretrained['config']
   ids, mask = text.split_windows(config.data, 'train')
   unigram, bigram = baselines.byte_counts(ids, mask)
@@ -96,6 +89,7 @@ def test_mlm_beats_unigram_and_bigram(pretrained):
   cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
   uni = baselines.unigram_accuracy(unigram, cat['tokens'], cat['targets'], cat['target_weights'])
   bi = baselines.bigram_accuracy(unigram, bigram, cat['tokens'], cat['targets'], cat['target_weights'])
+  length_offset = baselines.length_offset_accuracy(ids, mask, cat['tokens'], cat['targets'], cat['target_weights'])
   ev = pretrained['result']['eval']
   _record(
     'mlm',
@@ -103,12 +97,27 @@ def test_mlm_beats_unigram_and_bigram(pretrained):
     masked_loss=ev['masked_loss'],
     unigram_accuracy=uni,
     bigram_accuracy=bi,
+    length_offset_accuracy=length_offset,
     masked_bytes=ev['masked_bytes'],
     steps=config.train.num_steps,
     batch=config.train.batch_size,
     wall_s=pretrained['wall_s'],
   )
-  assert ev['masked_accuracy'] > bi + 0.05 and bi > uni
+  return ev['masked_accuracy'], uni, bi
+
+
+def test_mlm_beats_unigram_and_bigram(pretrained):
+  accuracy, uni, bi = _mlm_figures(pretrained)
+  assert bi > uni
+  assert accuracy > bi + 0.02  # measured 25.03% vs 20.06% (+5.0 points)
+
+
+@pytest.mark.xfail(
+  strict=False, reason='not reached: 25.03% held-out vs the bar bigram + 5 points = 25.06% (docs/language.md)'
+)
+def test_mlm_clearly_above_the_bigram(pretrained):
+  accuracy, _, bi = _mlm_figures(pretrained)
+  assert accuracy > bi + 0.05
 
 
 def _finetune(sample_dir, preset, tmp_path, init_from, **overrides):
@@ -124,7 +133,7 @@ def _finetune(sample_dir, preset, tmp_path, init_from, **overrides):
 
 @pytest.mark.xfail(
   strict=False,
-  reason='not reached: from the plateaued sample MLM 70.4% vs scratch 72.2% vs bag of bytes 71.9% (docs/language.md)',
+  reason='not reached: from the sample MLM encoder 71.6% vs scratch 72.2% vs bag of bytes 71.9% (docs/language.md)',
 )
 def test_topic_finetuning_beats_scratch_and_bag_of_bytes(pretrained, sample_dir, tmp_path):
   params = os.path.join(pretrained['workdir'], 'params.npz')
@@ -147,6 +156,9 @@ def test_topic_finetuning_beats_scratch_and_bag_of_bytes(pretrained, sample_dir,
     wall_s_scratch=t_scratch,
     dev_examples=len(dev.texts),
   )
+  # Measured: 71.6% from the 4,000-step `sample` encoder (73.7% from the same
+  # recipe with aligned_init.wavelength_base 10,000) vs 72.2% from scratch vs
+  # 71.9% bag of bytes (338 dev sentences: differences within one run's noise).
   assert tuned['accuracy'] > scratch['accuracy']
   assert tuned['accuracy'] > bow
 
@@ -165,9 +177,9 @@ def test_pair_task_end_to_end(pretrained, sample_dir, tmp_path):
   assert 0 <= ev['accuracy'] <= 1 and ev['num_examples'] > 100
 
 
-@pytest.mark.xfail(strict=False, reason=_PLATEAU)
 def test_fill_mask_predicts_a_masked_common_word(pretrained, sample_dir):
-  import fill_mask  # scripts/, via conftest
+  # Measured 28/40 (0.70) top-1 "the" with the 4,000-step `sample` run.
+  from perceiver_tools.cli import fill_mask
 
   params, cfg, _ = fill_mask.load_masked_lm(os.path.join(pretrained['workdir'], 'params.npz'))
   sentences = []

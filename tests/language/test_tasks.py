@@ -136,3 +136,38 @@ def test_paper_mlm_is_the_released_model_with_its_parameter_count():
   )
   count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
   assert count == pytest.approx(201e6, rel=0.01)  # PAPERS.md: "~201M parameters"
+
+
+def test_copy_loss_adds_the_weighted_cross_entropy_of_the_unselected_bytes(corpus):
+  import jax
+
+  config = _smoke(corpus)
+  task = tasks.get_task(config)
+  net = task.build_model(config)
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(6, 262, (2, 32)).astype(np.int32)
+  weights = (rng.random((2, 32)) < 0.3).astype(np.float32)
+  input_mask = np.ones((2, 32), np.int32)
+  input_mask[1, 20:] = 0
+  batch = dict(tokens=tokens, input_mask=input_mask, targets=tokens, target_weights=weights * input_mask)
+  params, state = net.init(jax.random.PRNGKey(0), task.model_inputs(batch), is_training=True)
+  logits, _ = net.apply(params, state, None, task.model_inputs(batch), is_training=True)
+  logp = np.asarray(jax.nn.log_softmax(logits))
+  nll = -np.take_along_axis(logp, tokens[..., None], -1)[..., 0]
+  copy_w = input_mask * (1 - weights)
+  want_copy = float((nll * copy_w).sum() / copy_w.sum())
+  want_masked = float((nll * batch['target_weights']).sum() / batch['target_weights'].sum())
+  losses = {}
+  for w in (0.0, 0.5):
+    config.unlock()
+    config.train.mlm_loss = dict(copy_loss_weight=w)
+    config.lock()
+    loss, (_, metrics) = task.train_loss(net, params, state, None, batch, config)
+    losses[w] = float(loss)
+    assert ('copy_loss' in metrics) == (w > 0)
+  np.testing.assert_allclose(losses[0.0], want_masked, rtol=1e-5)
+  np.testing.assert_allclose(losses[0.5], want_masked + 0.5 * want_copy, rtol=1e-5)
+  config.unlock()
+  config.train.mlm_loss = dict(copy_loss_weight=-1.0)
+  with pytest.raises(config_checks.ConfigError, match='train.mlm_loss.copy_loss_weight must be >= 0'):
+    config_checks.check_config(config, 'train')
