@@ -45,11 +45,11 @@ def test_label_beats_chance(sample_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-  strict=True,
-  reason='not reached: 23.16 dB held-out audio PSNR vs 24.11 dB for silence '
-  "(pooled: 17.727 vs 17.735 dB) after the preset's 700 steps (docs/multimodal.md)",
-)
 def test_audio_beats_silence(sample_run):
-  assert sample_run['audio_psnr'] > sample_run['baseline_silence_psnr']
-  assert sample_run['audio_psnr_pooled'] > sample_run['baseline_silence_psnr_pooled']
+  # Both definitions on the same 32 held-out clips: the per-clip mean (the
+  # target's, like video_psnr) and the pooled squared error (which the
+  # near-silent clips cannot dominate). Measured: 26.5 vs 24.1 dB per clip,
+  # 22.8 vs 17.7 dB pooled (docs/multimodal.md); the margins leave room for
+  # run-to-run variation.
+  assert sample_run['audio_psnr'] > sample_run['baseline_silence_psnr'] + 1.0
+  assert sample_run['audio_psnr_pooled'] > sample_run['baseline_silence_psnr_pooled'] + 2.0
