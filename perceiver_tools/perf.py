@@ -69,6 +69,10 @@ def _eqn_own_flops(eqn) -> int:
     rhs_spec = dn.rhs_spec
     kernel = _prod(rhs[d] for d in rhs_spec[1:])
     return 2 * _prod(eqn.outvars[0].aval.shape) * kernel
+  if name == 'ffi_call' and eqn.params.get('target_name') == 'perceiver_onednn_matmul':
+    # model.cpu_matmul's oneDNN matmul (perceiver/onednn.py): its logical views are attributes.
+    attrs = {k: np.asarray(getattr(v, 'val', v)) for k, v in eqn.params['attributes']}
+    return 2 * _prod(attrs['out_dims']) * int(attrs['a_dims'][-1])
   return 0
 
 

@@ -165,3 +165,18 @@ def test_missing_wheel_is_a_one_line_error(monkeypatch):
   finally:
     monkeypatch.undo()
     onednn._register.cache_clear()
+
+
+def test_flop_count_includes_the_onednn_matmuls():
+  """MFU's numerator (perceiver_tools.perf) counts the custom calls as the dots they replace."""
+  _need_onednn()
+  from perceiver_tools import perf  # pylint: disable=g-import-not-at-top
+
+  x, w = _operands()
+
+  def loss(mm):
+    return jax.grad(lambda a, b: jnp.sum(mm(a, b)), (0, 1))
+
+  ours = perf.matmul_flops(loss(lambda a, b: onednn.matmul(a, b, jnp.float32)), x, w).matmul
+  xla = perf.matmul_flops(loss(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32)), x, w).matmul
+  assert ours == xla == 3 * 2 * 48 * 40 * 24
