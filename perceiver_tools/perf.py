@@ -71,6 +71,9 @@ def _eqn_own_flops(eqn) -> int:
     return 2 * _prod(eqn.outvars[0].aval.shape) * kernel
   if name == 'ffi_call' and eqn.params.get('target_name') == 'perceiver_onednn_matmul':
     # model.cpu_matmul's oneDNN matmul (perceiver/onednn.py): its logical views are attributes.
+    # Its backward always traces both products; XLA drops the one whose
+    # cotangent is unused (an input's), so a step counts more than it runs:
+    # peer_bench takes the model's FLOPs from the XLA-dot variant instead.
     attrs = {k: np.asarray(getattr(v, 'val', v)) for k, v in eqn.params['attributes']}
     return 2 * _prod(attrs['out_dims']) * int(attrs['a_dims'][-1])
   return 0
