@@ -337,9 +337,12 @@ def _cache_dir() -> Optional[str]:
     os.makedirs(os.path.expanduser(value), exist_ok=True)
     return os.path.expanduser(value)
   if not _FRESH_CACHE:
+    import atexit  # pylint: disable=g-import-not-at-top
+    import shutil  # pylint: disable=g-import-not-at-top
     import tempfile  # pylint: disable=g-import-not-at-top
 
     _FRESH_CACHE.append(tempfile.mkdtemp(prefix='peer_bench_jax_cache_'))
+    atexit.register(shutil.rmtree, _FRESH_CACHE[0], ignore_errors=True)  # a fresh cache is this run's only
   return _FRESH_CACHE[0]
 
 
