@@ -149,8 +149,8 @@ def attend_onednn_bf16(
     v,
     dropout_prob,
     attention_mask,
-    logits_fn=lambda q, k: onednn.attention_logits(q.astype(bf16), k.astype(bf16)).astype(q.dtype),
-    values_fn=lambda w, v: onednn.attention_values(w.astype(bf16), v.astype(bf16), v.dtype),
+    logits_fn=lambda q, k: onednn.attention_logits(q, k, bf16).astype(q.dtype),
+    values_fn=lambda w, v: onednn.attention_values(w.astype(v.dtype), v, v.dtype, bf16),
   )
 
 
@@ -453,7 +453,7 @@ class Linear(hk.Linear):
     float32 result under float32 compute, bf16 under bf16 compute."""
     self.input_size = inputs.shape[-1]
     w = hk.get_parameter('w', [self.input_size, self.output_size], inputs.dtype, init=self.w_init)
-    out = onednn.matmul(_flat(inputs).astype(jnp.bfloat16), w.astype(jnp.bfloat16), inputs.dtype)  # [N, D]
+    out = onednn.matmul(_flat(inputs), w.astype(inputs.dtype), inputs.dtype, jnp.bfloat16)  # [N, D]
     if self.with_bias:
       out = out + hk.get_parameter('b', [self.output_size], inputs.dtype, init=self.b_init)
     return out.reshape(inputs.shape[:-1] + out.shape[-1:])

@@ -168,44 +168,62 @@ def _ffi(a: jax.Array, b: jax.Array, a_view: View, b_view: View, out_shape, out_
   )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7))
 def strided_matmul(
-  a: jax.Array, b: jax.Array, a_view: View, b_view: View, out_shape: Tuple[int, ...], out_view: View, out_dtype
+  a: jax.Array,
+  b: jax.Array,
+  a_view: View,
+  b_view: View,
+  out_shape: Tuple[int, ...],
+  out_view: View,
+  out_dtype,
+  operand_dtype=None,
 ) -> jax.Array:
   """Batched matmul of strided views, computed by oneDNN on the CPU: the
   result array (`out_shape`, row-major) holds out_view = a_view @ b_view.
   Views let attention read [B, T, H, D] as [B, H, T, D] and write its output
   straight into [B, T, H, D] with no transpose copies. a and b share a dtype
-  (bfloat16 or float32); the gradients are two more such matmuls, written
-  straight into a's and b's own layouts."""
+  (bfloat16 or float32); `operand_dtype` (e.g. bfloat16) rounds them to it
+  first. The gradients are two more such matmuls, written straight into a's
+  and b's own layouts with float32 results, and returned in a's and b's own
+  dtypes (no bf16 round trip for float32 operands)."""
+  a, b = _operands(a, b, operand_dtype)
   return _ffi(a, b, a_view, b_view, out_shape, out_view, out_dtype)
 
 
-def _strided_fwd(a, b, a_view, b_view, out_shape, out_view, out_dtype):
-  return _ffi(a, b, a_view, b_view, out_shape, out_view, out_dtype), (a, b)
+def _operands(a, b, operand_dtype):
+  return (a, b) if operand_dtype is None else (a.astype(operand_dtype), b.astype(operand_dtype))
 
 
-def _strided_bwd(a_view, b_view, out_shape, out_view, out_dtype, res, g):
-  del out_shape, out_dtype
-  a, b = res
+def _strided_fwd(a, b, a_view, b_view, out_shape, out_view, out_dtype, operand_dtype=None):
+  like = (jnp.zeros((), a.dtype), jnp.zeros((), b.dtype))  # the primal dtypes, for the cotangents
+  a, b = _operands(a, b, operand_dtype)
+  return _ffi(a, b, a_view, b_view, out_shape, out_view, out_dtype), (a, b, like)
+
+
+def _strided_bwd(a_view, b_view, out_shape, out_view, out_dtype, operand_dtype, res, g):
+  del out_shape, out_dtype, operand_dtype
+  a, b, (a_like, b_like) = res
   g = g.astype(a.dtype)
   da = _ffi(g, b, out_view, _transposed(b_view), a.shape, a_view, jnp.float32)  # dC b^T
   db = _ffi(a, g, _transposed(a_view), out_view, b.shape, b_view, jnp.float32)  # a^T dC
-  return da.astype(a.dtype), db.astype(b.dtype)
+  return da.astype(a_like.dtype), db.astype(b_like.dtype)
 
 
 strided_matmul.defvjp(_strided_fwd, _strided_bwd)
 
 
-def matmul(x: jax.Array, w: jax.Array, out_dtype=None) -> jax.Array:
+def matmul(x: jax.Array, w: jax.Array, out_dtype=None, operand_dtype=None) -> jax.Array:
   """x [M, K] @ w [K, N] -> [M, N] on the CPU by oneDNN. x and w must share a
-  dtype (bfloat16 or float32); the result is out_dtype (default x's), so bf16
-  operands can return float32 as PyTorch's autocast matmuls do internally."""
+  dtype (bfloat16 or float32), or are rounded to `operand_dtype`; the result
+  is out_dtype (default x's), so bf16 operands can return float32 as
+  PyTorch's autocast matmuls do internally."""
   if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
     raise ValueError(f'onednn.matmul: shapes do not multiply: {x.shape} @ {w.shape}')
   out_shape = (x.shape[0], w.shape[1])
+  dense = view(out_shape, (0, 1))
   return strided_matmul(
-    x, w, view(x.shape, (0, 1)), view(w.shape, (0, 1)), out_shape, view(out_shape, (0, 1)), out_dtype or x.dtype
+    x, w, view(x.shape, (0, 1)), view(w.shape, (0, 1)), out_shape, dense, out_dtype or x.dtype, operand_dtype
   )
 
 
@@ -213,20 +231,22 @@ def matmul(x: jax.Array, w: jax.Array, out_dtype=None) -> jax.Array:
 # a copy XLA's own einsum makes too): oneDNN read batch strides that
 # interleave heads (reading [B, T, H, D] in place) through a reference kernel,
 # 20x slower than the step it replaced.
-def attention_logits(q: jax.Array, k: jax.Array) -> jax.Array:
+def attention_logits(q: jax.Array, k: jax.Array, operand_dtype=None) -> jax.Array:
   """q [B, T, H, D], k [B, S, H, D] -> float32 [B, H, T, S] (einsum 'bthd,bshd->bhts')."""
   q_h, k_h = jnp.transpose(q, (0, 2, 1, 3)), jnp.transpose(k, (0, 2, 1, 3))  # [B, H, T, D], [B, H, S, D]
   out_shape = q_h.shape[:3] + k_h.shape[2:3]
   q_view, k_view = view(q_h.shape, (0, 1, 2, 3)), view(k_h.shape, (0, 1, 3, 2))
-  return strided_matmul(q_h, k_h, q_view, k_view, out_shape, view(out_shape, (0, 1, 2, 3)), jnp.float32)
+  return strided_matmul(q_h, k_h, q_view, k_view, out_shape, view(out_shape, (0, 1, 2, 3)), jnp.float32, operand_dtype)
 
 
-def attention_values(weights: jax.Array, v: jax.Array, out_dtype) -> jax.Array:
+def attention_values(weights: jax.Array, v: jax.Array, out_dtype, operand_dtype=None) -> jax.Array:
   """weights [B, H, T, S], v [B, S, H, Dv] -> [B, T, H, Dv] (einsum 'bhts,bshd->bthd')."""
   v_h = jnp.transpose(v, (0, 2, 1, 3))  # [B, H, S, Dv]
   out_shape = weights.shape[:3] + v_h.shape[3:]
   dense = lambda shape: view(shape, tuple(range(len(shape))))
-  out = strided_matmul(weights, v_h, dense(weights.shape), dense(v_h.shape), out_shape, dense(out_shape), out_dtype)
+  out = strided_matmul(
+    weights, v_h, dense(weights.shape), dense(v_h.shape), out_shape, dense(out_shape), out_dtype, operand_dtype
+  )
   return jnp.transpose(out, (0, 2, 1, 3))  # [B, T, H, Dv]
 
 
