@@ -107,7 +107,8 @@ def attend(
   q: [B, T, H, Dqk], k: [B, S, H, Dqk], v: [B, S, H, Dv], mask: [B, T, S].
   Returns [B, T, H*Dv]. `implementation`: None picks cuDNN's fused kernel
   where `fused_attention_implementation` allows it (GPU, bf16) and the plain
-  path elsewhere; 'plain' forces the plain path; 'xla' / 'cudnn' force
+  path elsewhere; 'plain' forces the plain path; 'onednn_bf16' is the plain
+  path with oneDNN's bf16 matmuls (CPU, `model.cpu_matmul`); 'xla' / 'cudnn' force
   jax.nn.dot_product_attention with that implementation (no dropout).
   """
   _check_qkv(q, k, v, attention_mask)
@@ -117,41 +118,19 @@ def attend(
     )
   if implementation in _FUSED_IMPLEMENTATIONS:
     return _attend_fused(q, k, v, attention_mask, implementation, dropout_prob)
-  if implementation != 'plain':
-    raise ValueError(f"attend: implementation must be None, 'plain', 'xla' or 'cudnn', got {implementation!r}")
-  return _attend_plain(
-    q,
-    k,
-    v,
-    dropout_prob,
-    attention_mask,
-    logits_fn=lambda q, k: jnp.einsum('bthd,bshd->bhts', q, k),
-    values_fn=lambda w, v: jnp.einsum('bhts,bshd->bthd', w, v),
-  )
-
-
-def attend_onednn_bf16(
-  q: jax.Array,
-  k: jax.Array,
-  v: jax.Array,
-  *,
-  dropout_prob: float = 0.0,
-  attention_mask: Optional[jax.Array] = None,
-) -> jax.Array:
-  """`attend`'s plain path with its two einsums as oneDNN matmuls of bf16
-  operands (perceiver/onednn.py; `model.cpu_matmul`); logits, softmax and
-  masking stay in the compute dtype (float32 results). Shapes as `attend`."""
-  _check_qkv(q, k, v, attention_mask)
-  bf16 = jnp.bfloat16
-  return _attend_plain(
-    q,
-    k,
-    v,
-    dropout_prob,
-    attention_mask,
-    logits_fn=lambda q, k: onednn.attention_logits(q, k, bf16).astype(q.dtype),
-    values_fn=lambda w, v: onednn.attention_values(w.astype(v.dtype), v, v.dtype, bf16),
-  )
+  if implementation == 'plain':
+    logits_fn = lambda q, k: jnp.einsum('bthd,bshd->bhts', q, k)
+    values_fn = lambda w, v: jnp.einsum('bhts,bshd->bthd', w, v)
+  elif implementation == 'onednn_bf16':
+    # model.cpu_matmul: the two einsums as oneDNN matmuls of bf16 operands
+    # (perceiver/onednn.py); logits, softmax and masking stay in the compute dtype.
+    logits_fn = lambda q, k: onednn.attention_logits(q, k, jnp.bfloat16).astype(q.dtype)
+    values_fn = lambda w, v: onednn.attention_values(w, v, v.dtype, jnp.bfloat16)
+  else:
+    raise ValueError(
+      f"attend: implementation must be None, 'plain', 'onednn_bf16', 'xla' or 'cudnn', got {implementation!r}"
+    )
+  return _attend_plain(q, k, v, dropout_prob, attention_mask, logits_fn=logits_fn, values_fn=values_fn)
 
 
 def _attend_plain(q, k, v, dropout_prob, attention_mask, *, logits_fn, values_fn) -> jax.Array:
@@ -453,7 +432,7 @@ class Linear(hk.Linear):
     float32 result under float32 compute, bf16 under bf16 compute."""
     self.input_size = inputs.shape[-1]
     w = hk.get_parameter('w', [self.input_size, self.output_size], inputs.dtype, init=self.w_init)
-    out = onednn.matmul(_flat(inputs), w.astype(inputs.dtype), inputs.dtype, jnp.bfloat16)  # [N, D]
+    out = onednn.matmul(_flat(inputs), w, inputs.dtype, jnp.bfloat16)  # [N, D]
     if self.with_bias:
       out = out + hk.get_parameter('b', [self.output_size], inputs.dtype, init=self.b_init)
     return out.reshape(inputs.shape[:-1] + out.shape[-1:])
@@ -585,7 +564,7 @@ class MultiHeadAttention(hk.Module):
 
   def attend(self, q, k, v, *, dropout_prob: float, attention_mask: Optional[jax.Array]) -> jax.Array:
     """`attend` as a method, so that a method interceptor can swap the
-    implementation (models.with_cpu_matmul: `attend_onednn_bf16`)."""
+    implementation (models.with_cpu_matmul: implementation='onednn_bf16')."""
     return attend(q, k, v, dropout_prob=dropout_prob, attention_mask=attention_mask)
 
 

@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 # 'auto': bfloat16 compute on GPU/TPU, float32 on CPU (perceiver.models.resolve_compute_dtype).
 PERCEIVER_COMPUTE_DTYPES = COMPUTE_DTYPES + ('auto',)
-# 'onednn_bf16': linear layers multiply bf16 operands through oneDNN on the CPU (perceiver/onednn.py).
+# 'onednn_bf16': linear layers and attention multiply bf16 operands through oneDNN on the CPU (perceiver/onednn.py).
 CPU_MATMULS = ('xla', 'onednn_bf16')
 
 
@@ -316,8 +316,8 @@ class PerceiverConfig:
   )
   cpu_matmul: str = _field(
     'xla',
-    'CPU backend only: onednn_bf16 runs the linear layers as oneDNN matmuls of bf16 operands with float32 results'
-    ' (needs the cpu-bf16 extra)',
+    'CPU backend only: onednn_bf16 runs the linear layers and attention einsums as oneDNN matmuls of bf16 operands'
+    ' with float32 results (needs the cpu-bf16 extra)',
     choices=CPU_MATMULS,
   )
   input: InputConfig = _field(factory=InputConfig, doc='see model.input')

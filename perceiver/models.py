@@ -599,7 +599,7 @@ def with_cpu_matmul(
     if isinstance(context.module, attn_lib.Linear) and context.method_name == '__call__':
       return context.module.onednn_bf16(*args)
     if isinstance(context.module, attn_lib.MultiHeadAttention) and context.method_name == 'attend':
-      return attn_lib.attend_onednn_bf16(*args, **kwargs)
+      return attn_lib.attend(*args, implementation='onednn_bf16', **kwargs)
     return next_f(*args, **kwargs)
 
   def apply(params, state, rng, inputs, *, is_training):

@@ -12,7 +12,8 @@ tried first and lost everything to the callback's copies (0.25 ms a call at
 [256, 512], 430 calls a train step).
 
 Nothing here runs unless asked: `available()` is False without the wheel or a
-compiler, and callers fall back to XLA's dot.
+compiler, and `model.cpu_matmul='onednn_bf16'` then fails with that reason
+(`check_available`).
 """
 
 from __future__ import annotations
@@ -137,6 +138,11 @@ def view(shape: Sequence[int], perm: Sequence[int]) -> View:
   return tuple(shape[i] for i in perm), tuple(strides[i] for i in perm)
 
 
+def _dense(shape: Sequence[int]) -> View:
+  """The row-major array of `shape` read as it is."""
+  return view(shape, tuple(range(len(shape))))
+
+
 def _transposed(v: View) -> View:
   """The same view with its last two (matrix) axes swapped."""
   (dims, strides), swap = v, lambda t: t[:-2] + (t[-1], t[-2])
@@ -221,9 +227,8 @@ def matmul(x: jax.Array, w: jax.Array, out_dtype=None, operand_dtype=None) -> ja
   if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
     raise ValueError(f'onednn.matmul: shapes do not multiply: {x.shape} @ {w.shape}')
   out_shape = (x.shape[0], w.shape[1])
-  dense = view(out_shape, (0, 1))
   return strided_matmul(
-    x, w, view(x.shape, (0, 1)), view(w.shape, (0, 1)), out_shape, dense, out_dtype or x.dtype, operand_dtype
+    x, w, _dense(x.shape), _dense(w.shape), out_shape, _dense(out_shape), out_dtype or x.dtype, operand_dtype
   )
 
 
@@ -235,17 +240,16 @@ def attention_logits(q: jax.Array, k: jax.Array, operand_dtype=None) -> jax.Arra
   """q [B, T, H, D], k [B, S, H, D] -> float32 [B, H, T, S] (einsum 'bthd,bshd->bhts')."""
   q_h, k_h = jnp.transpose(q, (0, 2, 1, 3)), jnp.transpose(k, (0, 2, 1, 3))  # [B, H, T, D], [B, H, S, D]
   out_shape = q_h.shape[:3] + k_h.shape[2:3]
-  q_view, k_view = view(q_h.shape, (0, 1, 2, 3)), view(k_h.shape, (0, 1, 3, 2))
-  return strided_matmul(q_h, k_h, q_view, k_view, out_shape, view(out_shape, (0, 1, 2, 3)), jnp.float32, operand_dtype)
+  k_view = view(k_h.shape, (0, 1, 3, 2))  # k^T per head: [B, H, D, S]
+  return strided_matmul(q_h, k_h, _dense(q_h.shape), k_view, out_shape, _dense(out_shape), jnp.float32, operand_dtype)
 
 
 def attention_values(weights: jax.Array, v: jax.Array, out_dtype, operand_dtype=None) -> jax.Array:
   """weights [B, H, T, S], v [B, S, H, Dv] -> [B, T, H, Dv] (einsum 'bhts,bshd->bthd')."""
   v_h = jnp.transpose(v, (0, 2, 1, 3))  # [B, H, S, Dv]
   out_shape = weights.shape[:3] + v_h.shape[3:]
-  dense = lambda shape: view(shape, tuple(range(len(shape))))
   out = strided_matmul(
-    weights, v_h, dense(weights.shape), dense(v_h.shape), out_shape, dense(out_shape), out_dtype, operand_dtype
+    weights, v_h, _dense(weights.shape), _dense(v_h.shape), out_shape, _dense(out_shape), out_dtype, operand_dtype
   )
   return jnp.transpose(out, (0, 2, 1, 3))  # [B, T, H, Dv]
 

@@ -51,7 +51,7 @@ Lines (JSON, `measurement` field):
                third worker, `ours_bf16`, takes its turn in the same
                rounds), and the bf16 speed-up (float32 time / bf16 time).
                On the CPU also `ours_onednn` (model.cpu_matmul=onednn_bf16:
-               float32 compute, linear layers on bf16 operands in oneDNN;
+               float32 compute, linear layers and attention on bf16 operands in oneDNN;
                needs the cpu-bf16 extra) with its speed-up, and the PyTorch
                peers again under bf16 autocast (`hf_bf16`, `lucidrains_bf16`)
                so that `peer_ratio` lines with ours=ours_onednn compare bf16
@@ -346,16 +346,20 @@ def _cache_dir() -> Optional[str]:
   return _FRESH_CACHE[0]
 
 
+def _base_impl(label: str) -> str:
+  """The implementation a worker label runs: ours+flags, ours_bf16 and
+  ours_onednn are ours; hf_bf16 / lucidrains_bf16 are the PyTorch peers."""
+  return 'ours' if label.startswith('ours') else label.removesuffix('_bf16')
+
+
 def _start_worker(impl: str, spec: Dict[str, Any], bf16: Dict[str, Any], python: str, base_env) -> 'Worker':
   """The worker process of one implementation label (see the module doc)."""
   if impl == 'ours+flags':
     return Worker('ours', spec, python, dict(base_env, XLA_FLAGS=_AB_FLAGS.value), label=impl)
-  if impl == 'ours_bf16':
-    return Worker('ours', bf16, python, base_env, label=impl)
   if impl == 'ours_onednn':
     return Worker('ours', dict(spec, model=dict(spec['model'], cpu_matmul='onednn_bf16')), python, base_env, label=impl)
   if impl.endswith('_bf16'):
-    return Worker(impl[: -len('_bf16')], bf16, python, base_env, label=impl)
+    return Worker(_base_impl(impl), bf16, python, base_env, label=impl)
   return Worker(impl, spec, python, base_env)
 
 
@@ -383,10 +387,10 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
   if 'ours_onednn' in extra:
     peers += [f'{p}_bf16' for p in peers if p in ('hf', 'lucidrains')]
   for impl in ['ours'] + extra + peers:
-    python = _PEER_PYTHON.value if impl.split('_')[0] in ('hf', 'lucidrains') else sys.executable
+    python = _PEER_PYTHON.value if _base_impl(impl) in ('hf', 'lucidrains') else sys.executable
     # Started one at a time so that no compile overlaps another's warm-up.
     w = _start_worker(impl, spec, bf16, python, base_env)
-    if spec.get('compilation_cache_dir') and impl.split('_')[0].split('+')[0] in ('ours', 'reference'):
+    if spec.get('compilation_cache_dir') and _base_impl(impl) in ('ours', 'reference'):
       # That process compiled into the cache: its peak RSS is the cold start.
       # The timed process loads the compiled step, as a restarted run does.
       if 'unavailable' not in w.ready:

@@ -77,7 +77,7 @@ def test_fused_attention_rejects_what_it_cannot_do():
     attention.attend(q, k, v, dropout_prob=0.1, implementation='xla')
   with pytest.raises(ValueError, match='one shape'):
     attention.attend(q, k, v[..., :8], implementation='xla')
-  with pytest.raises(ValueError, match="'plain', 'xla' or 'cudnn'"):
+  with pytest.raises(ValueError, match="'plain', 'onednn_bf16', 'xla' or 'cudnn'"):
     attention.attend(q, k, v, implementation='flash')
 
 
