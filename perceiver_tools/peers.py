@@ -80,6 +80,13 @@ def _build_ours(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
   import optax  # pylint: disable=g-import-not-at-top
   from perceiver import models  # pylint: disable=g-import-not-at-top
 
+  if spec.get('attention') == 'plain':
+    # A/B of the fused-attention selection (peer_bench --attention_ab): every
+    # call takes the plain einsum path, as on a CPU. Patched here, in the
+    # benchmark's own process, so the library keeps no switch for it.
+    from perceiver import attention  # pylint: disable=g-import-not-at-top
+
+    attention.fused_attention_implementation = lambda *args, **kwargs: None
   batch, (height, width) = int(spec['batch_size']), spec['input_size']
   net = models.build_model(spec['model'])
   rng = jax.random.PRNGKey(0)
@@ -113,8 +120,18 @@ def _build_ours(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
   holder = [(params, state, tx.init(params))]
   from perceiver_tools import perf  # pylint: disable=g-import-not-at-top
 
-  # Matmul FLOPs of one step (traced, not compiled): the MFU numerator.
-  extra['matmul_flops'] = perf.matmul_flops(step, holder[0], images, labels).matmul
+  # Matmul FLOPs of one step (traced, not compiled): the MFU numerator. Traced
+  # with every attention call on the plain einsum path: a fused (cuDNN) call
+  # is one opaque primitive whose matmuls perf cannot see, and the model's
+  # FLOPs do not depend on which kernel computes them.
+  from perceiver import attention  # pylint: disable=g-import-not-at-top
+
+  selector = attention.fused_attention_implementation
+  attention.fused_attention_implementation = lambda *args, **kwargs: None
+  try:
+    extra['matmul_flops'] = perf.matmul_flops(step, holder[0], images, labels).matmul
+  finally:
+    attention.fused_attention_implementation = selector
   step = jax.jit(step, donate_argnums=(0,))
 
   def call():

@@ -43,7 +43,10 @@ Lines (JSON, `measurement` field):
                ratio are the warm figures; rss_ratio_cold is the cold one
   peer_ratio   ours / peer: median and best step-time ratios, peak-RSS
                ratio, and whether the parameter counts match (or why not)
-  peer_unavailable
+  peer_unavailable  a peer that cannot be imported, or whose process died
+               while setting up (on a GPU: out of memory at that batch)
+  peer_case_failed  our own process died: the case is skipped, the next
+               cases still run, and the exit status is 1
   hardware_peak  (--mfu) the machine's matmul peak per dtype: best of
                square matmuls by XLA, numpy and PyTorch (--peer_python)
   peer_mfu     (--mfu, train cases) our step's matmul FLOPs / median step
@@ -56,6 +59,10 @@ Lines (JSON, `measurement` field):
                peers again under bf16 autocast (`hf_bf16`, `lucidrains_bf16`)
                so that `peer_ratio` lines with ours=ours_onednn compare bf16
                with bf16 as well as with the float32 peers
+
+`--attention_ab` adds `ours_plain_attention`: ours with every attention
+call on the plain einsum path, an A/B of the cuDNN selection on a GPU.
+`--summarize=FILE` prints a short table of a run's JSON lines.
 
 The figures in the README's Performance section come from one run of:
 
@@ -70,6 +77,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 from absl import flags
@@ -143,6 +151,16 @@ _COMPILATION_CACHE = flags.DEFINE_string(
 )
 _PEAK_SIZES = flags.DEFINE_list(
   'peak_sizes', ['1024', '2048', '4096'], 'Square matmul sizes for the hardware peak.', flag_values=FLAGS
+)
+_ATTENTION_AB = flags.DEFINE_bool(
+  'attention_ab',
+  False,
+  'Also run ours with every attention call on the plain einsum path, as a worker named '
+  '"ours_plain_attention": an interleaved A/B of the fused (cuDNN) attention selection on a GPU.',
+  flag_values=FLAGS,
+)
+_SUMMARIZE = flags.DEFINE_string(
+  'summarize', None, 'Print a short table of an earlier run (its JSON lines file) and exit.', flag_values=FLAGS
 )
 _CPUS = flags.DEFINE_list(
   'cpus',
@@ -232,15 +250,20 @@ class Worker:
 
   def __init__(self, impl: str, spec: Dict[str, Any], python: str, env: Dict[str, str], label: Optional[str] = None):
     self.impl = label or impl
+    # A file, not a pipe: a worker that logs much (XLA on a GPU) must not block on a full pipe nobody reads.
+    self._stderr = tempfile.TemporaryFile(mode='w+')
     self.proc = subprocess.Popen(
       [python, WORKER, f'--impl={impl}'],
       stdin=subprocess.PIPE,
       stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
+      stderr=self._stderr,
       text=True,
       env=env,
     )
-    self._send(spec)
+    try:
+      self._send(spec)
+    except OSError:  # It died before reading its spec: _recv reports why, from its stderr.
+      pass
     self.ready = self._recv()
 
   def _send(self, obj: Dict[str, Any]) -> None:
@@ -250,7 +273,9 @@ class Worker:
   def _recv(self) -> Dict[str, Any]:
     line = self.proc.stdout.readline()
     if not line:
-      err = self.proc.stderr.read()[-3000:]
+      self.proc.wait(timeout=60)
+      self._stderr.seek(0)
+      err = self._stderr.read()[-3000:]
       raise RuntimeError(f'{self.impl} worker died: {err}')
     return json.loads(line)
 
@@ -259,13 +284,29 @@ class Worker:
     return self._recv()['times']
 
   def close(self) -> Dict[str, Any]:
-    if 'unavailable' in self.ready:  # That worker has already exited.
+    if 'unavailable' in self.ready or self.proc.poll() is not None:  # That worker has already exited.
       self.proc.wait(timeout=60)
       return {}
-    self._send({'quit': True})
-    out = self._recv()
+    try:
+      self._send({'quit': True})
+      out = self._recv()
+    except (OSError, RuntimeError):  # It died meanwhile (e.g. out of device memory).
+      self.kill()
+      return {}
     self.proc.wait(timeout=60)
     return out
+
+  def kill(self) -> None:
+    """Ends the process (a failed case must not keep its device memory)."""
+    if self.proc.poll() is None:
+      self.proc.kill()
+    self.proc.wait(timeout=60)
+
+
+def _last_line(error: BaseException) -> str:
+  """The last non-empty line of a worker's error (its exception), for a one-line report."""
+  lines = [x for x in str(error).splitlines() if x.strip()]
+  return lines[-1][:300] if lines else type(error).__name__
 
 
 def _load() -> float:
@@ -285,7 +326,13 @@ def hardware_peaks() -> Dict[str, float]:
   peaks = {}
   for dtype in ('float32', 'bfloat16'):
     hw = perf.hardware_matmul_peak(
-      dtype, [int(n) for n in _PEAK_SIZES.value], repeats=5, torch_python=_PEER_PYTHON.value
+      dtype,
+      [int(n) for n in _PEAK_SIZES.value],
+      repeats=5,
+      torch_python=_PEER_PYTHON.value,
+      # On a GPU one matmul is a millisecond: queue several per timing so launch overhead does not count.
+      inner=10 if _DEVICE.value == 'gpu' else 1,
+      torch_device=_DEVICE.value,
     )
     _emit(dict(measurement='hardware_peak', loadavg_1m=_load(), **hw))
     peaks[dtype] = hw['peak_flops_per_s']
@@ -301,6 +348,7 @@ def _mfu_record(case: str, spec: Dict[str, Any], results: Dict[str, Any], peaks:
     ('ours', spec['model'].get('compute_dtype') or 'float32'),
     ('ours_bf16', 'bfloat16'),
     ('ours_onednn', 'bfloat16'),  # bf16 matmul operands: against the bf16 peak
+    ('ours_plain_attention', spec['model'].get('compute_dtype') or 'float32'),
   )
   for impl, dtype in variants:
     res = results.get(impl)
@@ -319,7 +367,11 @@ def _mfu_record(case: str, spec: Dict[str, Any], results: Dict[str, Any], peaks:
       hardware_peak_flops_per_s=peak,
       **(perf.mfu(res['matmul_flops'], res['median_s'], res['min_s'], peak) if peak else dict(mfu=None, mfu_best=None)),
     )
-  for impl, key in (('ours_bf16', 'bf16_speedup'), ('ours_onednn', 'onednn_bf16_speedup')):
+  for impl, key in (
+    ('ours_bf16', 'bf16_speedup'),
+    ('ours_onednn', 'onednn_bf16_speedup'),
+    ('ours_plain_attention', 'plain_attention_speedup'),
+  ):
     if 'ours' in rec and impl in rec:
       rec[key] = rec['ours']['median_s'] / rec[impl]['median_s']
   return rec
@@ -356,6 +408,8 @@ def _start_worker(impl: str, spec: Dict[str, Any], bf16: Dict[str, Any], python:
   """The worker process of one implementation label (see the module doc)."""
   if impl == 'ours+flags':
     return Worker('ours', spec, python, dict(base_env, XLA_FLAGS=_AB_FLAGS.value), label=impl)
+  if impl == 'ours_plain_attention':
+    return Worker('ours', dict(spec, attention='plain'), python, base_env, label=impl)
   if impl == 'ours_onednn':
     return Worker('ours', dict(spec, model=dict(spec['model'], cpu_matmul='onednn_bf16')), python, base_env, label=impl)
   if impl.endswith('_bf16'):
@@ -376,6 +430,8 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
   workers: List[Worker] = []
   cold_rss: Dict[str, Optional[int]] = {}
   extra = ['ours+flags'] if _AB_FLAGS.value is not None else []
+  if _ATTENTION_AB.value:
+    extra.append('ours_plain_attention')
   bf16 = dict(spec, model=dict(spec['model'], compute_dtype='bfloat16'))
   if peaks is not None and spec['mode'] == 'train' and spec['model'].get('compute_dtype') != 'bfloat16':
     extra.append('ours_bf16')
@@ -389,7 +445,16 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
   for impl in ['ours'] + extra + peers:
     python = _PEER_PYTHON.value if _base_impl(impl) in ('hf', 'lucidrains') else sys.executable
     # Started one at a time so that no compile overlaps another's warm-up.
-    w = _start_worker(impl, spec, bf16, python, base_env)
+    try:
+      w = _start_worker(impl, spec, bf16, python, base_env)
+    except RuntimeError as e:  # It died while setting up, e.g. out of device memory at this batch.
+      if impl == 'ours':
+        for other in workers:
+          other.kill()
+        raise
+      _emit(dict(measurement='peer_unavailable', case=case, impl=impl, reason=_last_line(e)))
+      print(f'peer_bench: {case}: {impl}: {_last_line(e)}', file=sys.stderr)
+      continue
     if spec.get('compilation_cache_dir') and _base_impl(impl) in ('ours', 'reference'):
       # That process compiled into the cache: its peak RSS is the cold start.
       # The timed process loads the compiled step, as a restarted run does.
@@ -405,7 +470,11 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
             rss_peak_bytes=cold.get('rss_peak_bytes'),
           )
         )
-        w = _start_worker(impl, spec, bf16, python, base_env)
+        try:
+          w = _start_worker(impl, spec, bf16, python, base_env)
+        except RuntimeError as e:
+          _emit(dict(measurement='peer_unavailable', case=case, impl=impl, reason=_last_line(e)))
+          continue
     if 'unavailable' in w.ready:
       _emit(dict(measurement='peer_unavailable', case=case, impl=impl, reason=w.ready['unavailable']))
       print(f'peer_bench: {w.ready["unavailable"]}', file=sys.stderr)
@@ -494,8 +563,58 @@ def _emit_ratios(case, spec, ours_impl, results, workers, loads, cold_rss) -> No
     _emit(rec)
 
 
+def summarize(lines: Sequence[str]) -> List[str]:
+  """A short table of a run's JSON lines: what a reader wants at the end of a long log."""
+  recs = []
+  for line in lines:
+    try:
+      rec = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(rec, dict):
+      recs.append(rec)
+  gb = lambda b: f'{b / 1e9:.1f}' if b else '-'
+  out = []
+  for r in recs:
+    if r.get('measurement') == 'hardware_peak':
+      paths = ', '.join(
+        f'{k} {v["best_flops_per_s"] / 1e12:.1f}' for k, v in r['paths'].items() if 'best_flops_per_s' in v
+      )
+      out.append(f'peak {r["dtype"]}: {r["peak_flops_per_s"] / 1e12:.1f} TFLOP/s ({paths})')
+  out.append(f'{"case":<24} {"impl":<20} {"batch":>5} {"median s":>9} {"dev GB":>7} {"RSS GB":>7}')
+  for r in recs:
+    if r.get('measurement') == 'peer_step':
+      out.append(
+        f'{r["case"]:<24} {r["impl"]:<20} {r["batch_size"]:>5} {r["median_s"]:>9.4f} '
+        f'{gb(r.get("device_peak_bytes")):>7} {gb(r.get("rss_peak_bytes")):>7}'
+      )
+  for r in recs:
+    m = r.get('measurement')
+    if m == 'peer_ratio':
+      out.append(f'{r["case"]}: {r["ours"]} / {r["peer"]} = {r["time_ratio"]:.3f} (best {r["time_ratio_best"]:.3f})')
+    elif m == 'peer_mfu':
+      for impl in ('ours', 'ours_bf16', 'ours_onednn', 'ours_plain_attention'):
+        if r.get(impl) and r[impl].get('mfu') is not None:
+          v = r[impl]
+          out.append(
+            f'{r["case"]}: {impl} MFU {v["mfu"]:.3f} ({v["compute_dtype"]}, '
+            f'{v["achieved_flops_per_s"] / 1e12:.1f} TFLOP/s of {v["hardware_peak_flops_per_s"] / 1e12:.1f})'
+          )
+    elif m in ('peer_unavailable', 'peer_case_failed'):
+      out.append(f'{r["case"]}: {m} {r.get("impl", "")} {r.get("reason") or r.get("error")}')
+  return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   _flags.parse(FLAGS, argv, __doc__)
+  if _SUMMARIZE.value:
+    try:
+      with open(_SUMMARIZE.value) as f:
+        print('\n'.join(summarize(f.read().splitlines())))
+    except OSError as e:
+      print(f'peer_bench: error: --summarize: cannot read {_SUMMARIZE.value}: {e.strerror}', file=sys.stderr)
+      return 2
+    return 0
   try:
     unknown = [p for p in _VS.value if p not in PEERS]
     if unknown:
@@ -508,9 +627,15 @@ def main(argv: Optional[List[str]] = None) -> int:
   command = ['python', 'scripts/peer_bench.py'] + list(sys.argv[1:] if argv is None else argv)
   _emit(dict(measurement='peer_bench_command', command=' '.join(command), cpus=os.cpu_count(), loadavg_1m=_load()))
   peaks = hardware_peaks() if _MFU.value else None
+  failed = 0
   for case in _CASES.value:
-    run_case(case, _VS.value, peaks)
-  return 0
+    try:
+      run_case(case, _VS.value, peaks)
+    except RuntimeError as e:  # Our worker died (e.g. out of device memory): the other cases still run.
+      failed += 1
+      _emit(dict(measurement='peer_case_failed', case=case, error=_last_line(e)))
+      print(f'peer_bench: {case} failed: {_last_line(e)}', file=sys.stderr)
+  return 1 if failed else 0
 
 
 def run() -> None:

@@ -151,3 +151,6 @@ def test_hardware_peak_is_the_best_path():
   assert set(hw['paths']['xla']['flops_per_s']) == {'64', '128'}
   bf16 = perf.hardware_matmul_peak('bfloat16', sizes=(64,), repeats=1)
   assert set(bf16['paths']) == {'xla'}  # numpy has no bfloat16 matmul.
+  # Accelerators queue `inner` matmuls per timing (launch overhead hidden); same keys.
+  chained = perf.hardware_matmul_peak('float32', sizes=(64,), repeats=2, inner=3)
+  assert chained['paths']['xla']['best_flops_per_s'] > 0

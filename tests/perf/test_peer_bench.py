@@ -80,3 +80,43 @@ def test_lucidrains_takes_only_the_interleaved_perceiver_and_bad_cases_fail_earl
     peer_bench.main(['--rounds=x'])
   assert 'rounds' in str(exit_info.value.code)
   assert peer_bench.main(['--cases=nope']) == 2
+
+
+def test_a_peer_dying_at_setup_is_reported_and_ours_still_runs(tmp_path):
+  """A peer process that dies while setting up (on a GPU: out of memory at that
+  batch) is a `peer_unavailable` line with its last error line; the run goes
+  on, and --summarize prints the table of what ran, the attention A/B included."""
+  failing = tmp_path / 'python'
+  failing.write_text('#!/bin/sh\necho "RuntimeError: CUDA out of memory (simulated)" >&2\nexit 1\n')
+  failing.chmod(0o755)
+  records, stderr = _run(
+    '--cases=tiny_io_train',
+    '--rounds=1',
+    '--vs=hf',
+    '--nomfu',
+    '--compilation_cache=off',
+    '--attention_ab',
+    f'--peer_python={failing}',
+  )
+  hf = next(r for r in records if r['measurement'] == 'peer_unavailable' and r['impl'] == 'hf')
+  assert hf['reason'].endswith('RuntimeError: CUDA out of memory (simulated)') and 'out of memory' in stderr
+  steps = {r['impl']: r for r in records if r['measurement'] == 'peer_step'}
+  # On a CPU the selector never picks cuDNN: the A/B worker runs the same program.
+  assert set(steps) == {'ours', 'ours_plain_attention'} and all(s['median_s'] > 0 for s in steps.values())
+  log = tmp_path / 'run.jsonl'
+  log.write_text('\n'.join(json.dumps(r) for r in records) + '\nnot json\n')
+  proc = subprocess.run(
+    [sys.executable, SCRIPT, f'--summarize={log}'], cwd=REPO, capture_output=True, text=True, timeout=300
+  )
+  assert proc.returncode == 0, proc.stderr
+  rows = proc.stdout.splitlines()
+  assert any(row.split()[:3] == ['tiny_io_train', 'ours_plain_attention', '2'] for row in rows)
+  assert any('peer_unavailable hf' in row and 'CUDA out of memory (simulated)' in row for row in rows)
+  proc = subprocess.run(
+    [sys.executable, SCRIPT, f'--summarize={tmp_path / "missing.jsonl"}'],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 2 and '--summarize: cannot read' in proc.stderr
