@@ -23,6 +23,9 @@
 # at once, so each gets about half the GPU (ours, train, bf16: about 2.3 GB
 # per example for the Perceiver and 1.7 GB for Perceiver IO, from XLA's
 # memory analysis).
+# Other knobs (env): CASES, ROUNDS, PEAK_SIZES, MAIN_TIMEOUT, ATTENTION_AB,
+# XLA_FLAGS (e.g. --xla_gpu_enable_triton_gemm=false: compiles in a third of
+# the time on an H200; docs/performance.md, "Accelerators").
 # Targets (issue 14): bf16 MFU >= 0.40, ours / HF <= 0.7.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,7 +71,7 @@ print("torch", torch.__version__, torch.cuda.is_available(), "transformers", tra
   fi
   echo "== paper-size models, batch $BATCH"
   timeout "${MAIN_TIMEOUT:-420}" "${BENCH[@]}" --cases="${CASES:-io_a_train,paper_perceiver_train}" \
-    --batch_size="$BATCH" --rounds="${ROUNDS:-5}" --steps_per_turn=3 --peak_sizes=4096,8192 \
+    --batch_size="$BATCH" --rounds="${ROUNDS:-5}" --steps_per_turn=3 --peak_sizes="${PEAK_SIZES:-4096,8192}" \
     --attention_ab="${ATTENTION_AB:-false}"
   echo "== main exit $?"
   nvidia-smi --query-gpu=clocks.sm,temperature.gpu,power.draw --format=csv || true

@@ -120,3 +120,34 @@ def test_a_peer_dying_at_setup_is_reported_and_ours_still_runs(tmp_path):
     timeout=300,
   )
   assert proc.returncode == 2 and '--summarize: cannot read' in proc.stderr
+
+
+def test_gpu_bench_script_runs_its_cases_and_prints_the_table(tmp_path):
+  """scripts/gpu_bench.sh end to end at toy size on the CPU: its plumbing
+  (paths, the peer_bench call, the JSON lines file, the summary table). On a
+  machine without CUDA the PyTorch peers are reported as unavailable or run
+  on the CPU; ours runs on whatever JAX's default backend is."""
+  env = dict(
+    os.environ,
+    PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''),
+    CASES='tiny_io_train',
+    BATCH='2',
+    ROUNDS='1',
+    PEAK_SIZES='64',
+    MAIN_TIMEOUT='600',
+    SITE=str(tmp_path / 'site'),
+  )
+  proc = subprocess.run(
+    ['bash', os.path.join(REPO, 'scripts', 'gpu_bench.sh'), str(tmp_path / 'out')],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  records = [json.loads(x) for x in (tmp_path / 'out' / 'gpu_bench.jsonl').read_text().splitlines()]
+  assert any(r['measurement'] == 'peer_step' and r['impl'] == 'ours' for r in records)
+  assert '--compute_dtype=bfloat16' in records[0]['command']
+  assert any(line.split()[:3] == ['tiny_io_train', 'ours', '2'] for line in proc.stdout.splitlines())
+  assert 'peak bfloat16:' in proc.stdout
