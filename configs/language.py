@@ -143,6 +143,9 @@ def classifier(num_outputs: int, **overrides):
   # One learned query of the latent width, one head, query residual: HF's
   # PerceiverForSequenceClassification (the paper does not give the head).
   fields = dict(num_outputs=num_outputs, num_heads=1, query_channels=-1, use_query_residual=True, freeze_encoder=False)
+  # The encoder's step relative to the head's (1: the same) and steps with the
+  # encoder frozen before it trains (0: none); see GlueTask.wrap_optimizer.
+  fields.update(encoder_lr_scale=1.0, encoder_frozen_steps=0)
   fields.update(overrides)
   return fields
 
