@@ -143,6 +143,9 @@ def classifier(num_outputs: int, **overrides):
   # One learned query of the latent width, one head, query residual: HF's
   # PerceiverForSequenceClassification (the paper does not give the head).
   fields = dict(num_outputs=num_outputs, num_heads=1, query_channels=-1, use_query_residual=True, freeze_encoder=False)
+  # The encoder's step relative to the head's (1: the same) and steps with the
+  # encoder frozen before it trains (0: none); see GlueTask.wrap_optimizer.
+  fields.update(encoder_lr_scale=1.0, encoder_frozen_steps=0)
   fields.update(overrides)
   return fields
 
@@ -218,8 +221,11 @@ def sample():
   model['aligned_init'] = schema.defaults(schema.AlignedInitConfig, enabled=True, wavelength_base=128.0)
   config.model = common.ConfigDict(model)
   # Our choice for a CPU run: AdamW, cosine decay. ~17.6k windows of 128 bytes.
+  # 8,000 steps (~14.5 epochs): cosine over 4,000 flattened as it decayed
+  # (25.0% at the end); over 8,000 the same recipe passed 25.0% by step 3,500
+  # and kept rising (docs/language.md, "Measured").
   config.train.batch_size = 32
-  config.train.num_steps = 4000
+  config.train.num_steps = 8000
   config.train.log_every = 100
   # A copy loss on the bytes not selected for masking (perceiver.config.
   # MaskedLMLossConfig, ours): with the aligned init alone the model was

@@ -9,7 +9,9 @@ metrics (perceiver.language.glue_metrics) and its GLUE score.
 Two optional hooks the runner calls when a task has them:
 `load_params(fresh, loaded, config)` (GLUE: the encoder comes from
 `--config.init_from`, the head stays fresh) and `wrap_optimizer(tx, config)`
-(GLUE with `model.classifier.freeze_encoder`: encoder updates are zero).
+(GLUE with `model.classifier.freeze_encoder`: encoder updates are zero;
+`encoder_lr_scale` / `encoder_frozen_steps`: the encoder's updates scaled, or
+zero for the first steps).
 """
 
 from __future__ import annotations
@@ -130,6 +132,14 @@ class GlueTask:
     got = config.model.classifier.num_outputs
     if got != spec.num_outputs:
       raise _config_error(f'model.classifier.num_outputs={got} but GLUE {spec.name} has {spec.num_outputs} output(s)')
+    scale, frozen_steps = (
+      config.model.classifier.get('encoder_lr_scale', 1.0),
+      config.model.classifier.get('encoder_frozen_steps', 0),
+    )
+    if not scale >= 0:
+      raise _config_error(f'model.classifier.encoder_lr_scale must be >= 0, got {scale}')
+    if frozen_steps < 0:
+      raise _config_error(f'model.classifier.encoder_frozen_steps must be >= 0, got {frozen_steps}')
     _check_lengths(config)
 
   def build_model(self, config: ml_collections.ConfigDict) -> hk.TransformedWithState:
@@ -193,9 +203,21 @@ class GlueTask:
     return params
 
   def wrap_optimizer(self, tx: optax.GradientTransformation, config) -> optax.GradientTransformation:
-    if not config.model.classifier.freeze_encoder:
+    c = config.model.classifier
+    if c.freeze_encoder:
+      return optax.multi_transform(
+        {'train': tx, 'freeze': optax.set_to_zero()},
+        lambda params: language.trainable_labels(params, freeze_encoder=True),
+      )
+    scale, frozen_steps = float(c.get('encoder_lr_scale', 1.0)), int(c.get('encoder_frozen_steps', 0))
+    if scale == 1.0 and frozen_steps == 0:
       return tx
-    return optax.multi_transform(
-      {'train': tx, 'freeze': optax.set_to_zero()},
-      lambda params: language.trainable_labels(params, freeze_encoder=True),
-    )
+    # Discriminative fine-tuning (a smaller step for the pre-trained encoder
+    # than for the fresh head) and a head-only start: the encoder's updates,
+    # weight decay included, times 0 for `frozen_steps`, then `scale`.
+    # Applied after the whole chain so that gradient clipping stays global.
+    encoder_scale = lambda step: jnp.where(step < frozen_steps, 0.0, scale)
+    is_encoder = lambda params: {
+      m: {n: not m.startswith(language.HEAD_MODULE) for n in leaves} for m, leaves in params.items()
+    }
+    return optax.chain(tx, optax.masked(optax.scale_by_schedule(encoder_scale), is_encoder))

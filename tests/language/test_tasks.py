@@ -171,3 +171,25 @@ def test_copy_loss_adds_the_weighted_cross_entropy_of_the_unselected_bytes(corpu
   config.train.mlm_loss = dict(copy_loss_weight=-1.0)
   with pytest.raises(config_checks.ConfigError, match='train.mlm_loss.copy_loss_weight must be >= 0'):
     config_checks.check_config(config, 'train')
+
+
+def test_encoder_lr_scale_and_frozen_steps():
+  import jax.numpy as jnp
+  import optax
+
+  config = language_configs.get_config('sample_topic')
+  config.unlock()
+  config.model.classifier.encoder_lr_scale = 0.25
+  config.model.classifier.encoder_frozen_steps = 2
+  params = {'embed': {'embeddings': jnp.ones(3)}, 'classification_decoder/~/x': {'w': jnp.ones(3)}}
+  grads = {'embed': {'embeddings': jnp.full(3, 0.5)}, 'classification_decoder/~/x': {'w': jnp.full(3, 0.5)}}
+  tx = tasks.get('glue').wrap_optimizer(optax.sgd(1.0), config)
+  state = tx.init(params)
+  seen = []
+  for _ in range(3):
+    updates, state = tx.update(grads, state, params)
+    seen.append((float(updates['embed']['embeddings'][0]), float(updates['classification_decoder/~/x']['w'][0])))
+  assert seen == [(0.0, -0.5), (0.0, -0.5), (-0.125, -0.5)]
+  config.model.classifier.encoder_lr_scale = -1.0
+  with pytest.raises(config_checks.ConfigError, match='model.classifier.encoder_lr_scale must be >= 0'):
+    tasks.get('glue').check_config(config)
