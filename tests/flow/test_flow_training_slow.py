@@ -104,10 +104,11 @@ def test_sample_model_halves_the_zero_flow_error(tmp_path):
     figures['farneback_epe'] = None
   print('flow sample run:', json.dumps(figures))
   assert np.isfinite(ev['epe']) and ev['epe'] > 0, figures
+  # The model must have left the zero-flow plateau (measured 0.507 of it;
+  # the plain released architecture stayed at 1.00, docs/flow.md).
+  assert ev['epe'] < 0.7 * ev['zero_flow_epe'], figures
   if ev['epe'] > 0.5 * ev['zero_flow_epe']:
-    # The issue's target, not yet reached (measured: EPE 0.885 vs zero flow
-    # 0.884 after 1,200 steps, also with the anti-aliased pairs; with 4,000
-    # pairs and 2,000 steps 0.931 vs 0.932; what was ruled out is in
-    # docs/flow.md); reported as xfail with this run's figures
-    # rather than loosened. The run itself must still succeed (above).
+    # The issue's target, narrowly not reached (measured: 0.472 vs zero flow
+    # 0.932 after 5,000 steps); reported as xfail with this run's figures
+    # rather than loosened.
     pytest.xfail(f'target EPE <= half the zero-flow EPE not reached: {figures}')
