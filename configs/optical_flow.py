@@ -103,7 +103,7 @@ def _shrink_encoder(config, **fields):
 
 def sample():
   """A small Perceiver IO for the 2-core CPU on 40 x 56 crops of the 48 x 64
-  real-photo pairs of `make_sample_data.py --what flow --flow_pairs 400
+  real-photo pairs of `make_sample_data.py --what flow --flow_pairs 4000
   --flow_size 48,64`, evaluated on the held-out validation pairs of the
   FlyingChairs list (full frames, 2 x 2 overlapping windows). Figures in
   docs/flow.md."""
