@@ -132,7 +132,7 @@ def sample():
   config.model.decoder_query_residual = True
   _shrink_encoder(config, num_self_attends_per_block=2, z_index_dim=64, num_z_channels=64, num_self_attend_heads=4)
   config.train.batch_size = 8
-  config.train.num_steps = 5000
+  config.train.num_steps = 5600
   config.train.log_every = 25
   config.optimizer = common.optimizer(
     name='adamw', weight_decay=1e-4, max_norm=1.0, schedule=dict(name='cosine', base_lr=2e-3, warmup_epochs=1.0)

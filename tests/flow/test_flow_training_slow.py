@@ -4,7 +4,7 @@
 
 Makes 4,000 pairs of 48 x 64 with `make_sample_data.py --what flow`, trains
 `configs/optical_flow.py:sample` through the runner (the production
-pipeline; 5,000 steps, about 30 min on the shared 2-core CPU), and compares
+pipeline; 5,600 steps, about 25-30 min on the shared 2-core CPU), and compares
 its held-out EPE (the 800 validation pairs of the FlyingChairs list) with
 the zero-flow baseline and with OpenCV's Farneback (`opencv-python-headless`,
 skipped when absent) on the same pairs. The target: EPE at most half of the
@@ -76,7 +76,7 @@ def test_sample_model_halves_the_zero_flow_error(tmp_path):
       f'--workdir={workdir}',
       f'--config.data.manual_dir={manual}',
       f'--config.data.data_dir={tmp_path / "tfds"}',
-      '--config.eval.every_steps=2500',
+      '--config.eval.every_steps=2800',
       f'--config.flow.picture_dir={workdir / "pictures"}',
     ],
     cwd=REPO,
@@ -104,11 +104,7 @@ def test_sample_model_halves_the_zero_flow_error(tmp_path):
     figures['farneback_epe'] = None
   print('flow sample run:', json.dumps(figures))
   assert np.isfinite(ev['epe']) and ev['epe'] > 0, figures
-  # The model must have left the zero-flow plateau (measured 0.507 of it;
-  # the plain released architecture stayed at 1.00, docs/flow.md).
-  assert ev['epe'] < 0.7 * ev['zero_flow_epe'], figures
-  if ev['epe'] > 0.5 * ev['zero_flow_epe']:
-    # The issue's target, narrowly not reached (measured: 0.472 vs zero flow
-    # 0.932 after 5,000 steps); reported as xfail with this run's figures
-    # rather than loosened.
-    pytest.xfail(f'target EPE <= half the zero-flow EPE not reached: {figures}')
+  # The issue's target (measured: 0.429 vs zero flow 0.932 after 5,600
+  # steps, 0.460 of it; an earlier 5,000-step run ended at 0.507 of it, so
+  # the margin is small; docs/flow.md).
+  assert ev['epe'] <= 0.5 * ev['zero_flow_epe'], figures
