@@ -36,6 +36,12 @@ MODEL_DEFAULTS: dict[str, Any] = dict(
   flow_scale_factor=20.0,
   rescale_factor=100.0,
   min_overlap=20,
+  # Ours, off (0) in the released model: hidden width of a per-pixel GELU MLP
+  # added to the linear patch embedding (perceiver.io_processors.ImagePreprocessor).
+  patch_mlp_hidden=0,
+  # Ours, off in the released model: add each pixel's query to its decoder
+  # cross-attention output (a per-pixel path from input to flow).
+  decoder_query_residual=False,
   encoder=dict(
     num_self_attends_per_block=24,
     num_blocks=1,
@@ -92,6 +98,11 @@ def resolve_model_config(model_cfg) -> dict[str, Any]:
   if len(size) != 2 or min(size) < 1:
     raise ValueError(f'model.train_size must be (H, W) >= 1, got {cfg["train_size"]!r}')
   cfg['train_size'] = size
+  hidden = cfg['patch_mlp_hidden']
+  if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 0:
+    raise ValueError(f'model.patch_mlp_hidden must be an integer >= 0 (0: off), got {hidden!r}')
+  if not isinstance(cfg['decoder_query_residual'], (bool, np.bool_)):
+    raise ValueError(f'model.decoder_query_residual must be true or false, got {cfg["decoder_query_residual"]!r}')
   if not 0 <= int(cfg['min_overlap']) < min(size):
     raise ValueError(
       f'model.min_overlap must be in [0, {min(size)}) (less than the window), got {cfg["min_overlap"]!r}'
@@ -115,6 +126,9 @@ def reference_config(model_cfg) -> dict[str, Any]:
     'flow_scale_factor': float(cfg['flow_scale_factor']),
     'rescale_factor': float(cfg['rescale_factor']),
     'encoder': dict(cfg['encoder']),
+    # Only when on, so that the released model's config is unchanged.
+    **({'patch_mlp_hidden': int(cfg['patch_mlp_hidden'])} if int(cfg['patch_mlp_hidden']) else {}),
+    **({'decoder_query_residual': True} if cfg['decoder_query_residual'] else {}),
   }
 
 
@@ -295,7 +309,17 @@ def model_config_from_reference(ref: Mapping[str, Any]) -> dict[str, Any]:
   if ref.get('model') != 'optical_flow':
     raise ValueError(f'not an optical_flow reference config (model={ref.get("model")!r})')
   out = {
-    k: ref[k] for k in ('train_size', 'num_bands', 'num_channels', 'flow_scale_factor', 'rescale_factor') if k in ref
+    k: ref[k]
+    for k in (
+      'train_size',
+      'num_bands',
+      'num_channels',
+      'flow_scale_factor',
+      'rescale_factor',
+      'patch_mlp_hidden',
+      'decoder_query_residual',
+    )
+    if k in ref
   }
   out['train_size'] = tuple(out.get('train_size', MODEL_DEFAULTS['train_size']))
   # The colab's 20 px for the released 368 x 496 windows; scaled-down

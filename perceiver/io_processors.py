@@ -239,6 +239,7 @@ class ImagePreprocessor(_PositionalInputs):
     permute_seed: int = -1,
     conv_stem_padding='SAME',
     conv_stem_pool_padding: str = 'SAME',
+    patch_mlp_hidden: int = 0,
     name: str = 'image_preprocessor',
   ):
     super().__init__(
@@ -260,6 +261,9 @@ class ImagePreprocessor(_PositionalInputs):
     self._temporal_downsample = temporal_downsample
     self._num_channels = num_channels
     self._conv_after_patching = conv_after_patching
+    if patch_mlp_hidden < 0 or (patch_mlp_hidden and not (prep_type == 'patches' and conv_after_patching)):
+      raise ValueError('patch_mlp_hidden needs prep_type=patches with conv_after_patching, and must be >= 0')
+    self._patch_mlp_hidden = patch_mlp_hidden
     if prep_type == 'conv':
       num_layers = math.log(spatial_downsample, 4)
       if abs(num_layers - round(num_layers)) > 1e-6 or temporal_downsample != 1:
@@ -306,7 +310,23 @@ class ImagePreprocessor(_PositionalInputs):
       if inputs.ndim == 5 and inputs.shape[1] == 1:
         inputs = jnp.squeeze(inputs, axis=1)  # Frame pairs merged in time (optical flow).
       if self._conv_after_patching:
-        inputs = hk.Linear(self._num_channels, name='patches_linear')(inputs)
+        patches = inputs
+        inputs = hk.Linear(self._num_channels, name='patches_linear')(patches)
+        if self._patch_mlp_hidden:
+          # Ours, off by default: a nonlinear per-pixel path beside the linear
+          # one. Motion within a 3x3 patch pair is a product of temporal and
+          # spatial differences; the encoder only averages linear features of
+          # the inputs, so without this a small model cannot see it.
+          # It reads each patch pair normalised to zero mean and unit variance
+          # (and the log of its contrast): sub-pixel motion moves intensities
+          # by a few hundredths of the [-1, 1] range, so products of raw
+          # differences would start far below the linear terms.
+          mean = jnp.mean(patches, axis=-1, keepdims=True)
+          std = jnp.std(patches, axis=-1, keepdims=True)
+          normed = jnp.concatenate([(patches - mean) / (std + 1e-3), jnp.log(std + 1e-3)], axis=-1)
+          hidden = jax.nn.gelu(hk.Linear(self._patch_mlp_hidden, name='patches_mlp_hidden')(normed))
+          hidden = jax.nn.gelu(hk.Linear(self._patch_mlp_hidden, name='patches_mlp_hidden_2')(hidden))
+          inputs = inputs + hk.Linear(self._num_channels, name='patches_mlp_out')(hidden)
     with_pos, without_pos = self._build_network_inputs(inputs, pos, network_input_is_1d)
     return with_pos, None, without_pos
 

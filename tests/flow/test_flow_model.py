@@ -108,6 +108,52 @@ def test_model_config_errors_name_the_field():
     flow.resolve_model_config({'train_size': (0, 4)})
   with pytest.raises(ValueError, match='model.min_overlap'):
     flow.resolve_model_config({'train_size': (8, 8), 'min_overlap': 8})
+  with pytest.raises(ValueError, match='model.patch_mlp_hidden'):
+    flow.resolve_model_config({'patch_mlp_hidden': -1})
+  with pytest.raises(ValueError, match='model.decoder_query_residual'):
+    flow.resolve_model_config({'decoder_query_residual': 'yes'})
+
+
+_TINY = dict(
+  train_size=(8, 12),
+  num_bands=2,
+  num_channels=8,
+  min_overlap=2,
+  encoder=dict(num_self_attends_per_block=1, z_index_dim=4, num_z_channels=8, num_self_attend_heads=2),
+)
+
+
+def _init(model_cfg):
+  model = flow.build_flow_model(model_cfg)
+  frames = jax.random.uniform(jax.random.PRNGKey(1), (1, 2, 8, 12, 3), minval=-1, maxval=1)
+  params, state = model.net.init(jax.random.PRNGKey(0), frames, is_training=False)
+  return model, params, state, frames
+
+
+def test_per_pixel_options_are_off_by_default_and_round_trip():
+  ref = flow.reference_config(_TINY)
+  assert 'patch_mlp_hidden' not in ref and 'decoder_query_residual' not in ref  # Released config unchanged.
+  _, params, _, _ = _init(_TINY)
+  assert not [m for m in params if 'patches_mlp' in m]
+  on = dict(_TINY, patch_mlp_hidden=6, decoder_query_residual=True)
+  ref_on = flow.reference_config(on)
+  assert ref_on['patch_mlp_hidden'] == 6 and ref_on['decoder_query_residual'] is True
+  back = flow.model_config_from_reference(ref_on)
+  assert back['patch_mlp_hidden'] == 6 and back['decoder_query_residual'] is True
+
+
+def test_patch_mlp_reads_each_pixels_patches_and_query_residual_changes_the_output():
+  on = dict(_TINY, patch_mlp_hidden=6, decoder_query_residual=True)
+  model, params, state, frames = _init(on)
+  mlp = sorted(m.rsplit('/', 1)[-1] for m in params if 'patches_mlp' in m)
+  assert mlp == ['patches_mlp_hidden', 'patches_mlp_hidden_2', 'patches_mlp_out']
+  assert params[[m for m in params if m.endswith('patches_mlp_hidden')][0]]['w'].shape == (2 * 9 * 3 + 1, 6)
+  out, _ = model.net.apply(params, state, None, frames, is_training=False)
+  assert out.shape == (1, 8, 12, 2) and np.isfinite(np.asarray(out)).all()
+  # The same parameters without the query residual give another output.
+  plain = flow.build_flow_model(dict(on, decoder_query_residual=False))
+  other, _ = plain.net.apply(params, state, None, frames, is_training=False)
+  assert not np.allclose(np.asarray(out), np.asarray(other))
 
 
 def test_metrics_pool_pixels_and_split_occlusions():

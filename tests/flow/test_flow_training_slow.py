@@ -2,12 +2,13 @@
 
   python -m pytest -q -s -m slow tests/flow/test_flow_training_slow.py
 
-Makes 400 pairs of 48 x 64 with `make_sample_data.py --what flow`, trains
+Makes 4,000 pairs of 48 x 64 with `make_sample_data.py --what flow`, trains
 `configs/optical_flow.py:sample` through the runner (the production
-pipeline), and compares its held-out EPE (the 80 validation pairs of the
-FlyingChairs list) with the zero-flow baseline and with OpenCV's Farneback
-(`opencv-python-headless`, skipped when absent) on the same pairs. The
-target: EPE at most half of the zero-flow baseline's. Figures: docs/flow.md.
+pipeline; 5,600 steps, about 25-30 min on the shared 2-core CPU), and compares
+its held-out EPE (the 800 validation pairs of the FlyingChairs list) with
+the zero-flow baseline and with OpenCV's Farneback (`opencv-python-headless`,
+skipped when absent) on the same pairs. The target: EPE at most half of the
+zero-flow baseline's. Figures: docs/flow.md.
 """
 
 import json
@@ -56,7 +57,7 @@ def test_sample_model_halves_the_zero_flow_error(tmp_path):
       '--what',
       'flow',
       '--flow_pairs',
-      '400',
+      '4000',
       '--flow_size',
       '48,64',
     ],
@@ -75,6 +76,7 @@ def test_sample_model_halves_the_zero_flow_error(tmp_path):
       f'--workdir={workdir}',
       f'--config.data.manual_dir={manual}',
       f'--config.data.data_dir={tmp_path / "tfds"}',
+      '--config.eval.every_steps=2800',
       f'--config.flow.picture_dir={workdir / "pictures"}',
     ],
     cwd=REPO,
@@ -102,10 +104,7 @@ def test_sample_model_halves_the_zero_flow_error(tmp_path):
     figures['farneback_epe'] = None
   print('flow sample run:', json.dumps(figures))
   assert np.isfinite(ev['epe']) and ev['epe'] > 0, figures
-  if ev['epe'] > 0.5 * ev['zero_flow_epe']:
-    # The issue's target, not yet reached (measured: EPE 0.885 vs zero flow
-    # 0.884 after 1,200 steps, also with the anti-aliased pairs; with 4,000
-    # pairs and 2,000 steps 0.931 vs 0.932; what was ruled out is in
-    # docs/flow.md); reported as xfail with this run's figures
-    # rather than loosened. The run itself must still succeed (above).
-    pytest.xfail(f'target EPE <= half the zero-flow EPE not reached: {figures}')
+  # The issue's target (measured: 0.429 vs zero flow 0.932 after 5,600
+  # steps, 0.460 of it; an earlier 5,000-step run ended at 0.507 of it, so
+  # the margin is small; docs/flow.md).
+  assert ev['epe'] <= 0.5 * ev['zero_flow_epe'], figures
