@@ -24,8 +24,9 @@
 # per example for the Perceiver and 1.7 GB for Perceiver IO, from XLA's
 # memory analysis).
 # Other knobs (env): CASES, ROUNDS, PEAK_SIZES, MAIN_TIMEOUT, ATTENTION_AB,
-# XLA_FLAGS (e.g. --xla_gpu_enable_triton_gemm=false: compiles in a third of
-# the time on an H200; docs/performance.md, "Accelerators").
+# XLA_FLAGS (e.g. --xla_gpu_enable_triton_gemm=false: on the H200, set-up took
+# 79-99 s with it against 294 s without, not at one batch; docs/performance.md,
+# "Accelerators").
 # Targets (issue 14): bf16 MFU >= 0.40, ours / HF <= 0.7.
 set -uo pipefail
 cd "$(dirname "$0")/.."
