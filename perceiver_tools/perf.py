@@ -233,19 +233,10 @@ print(json.dumps({'flops_per_s': out, 'threads': torch.get_num_threads(), 'devic
 """
 
 
-def _best_of(call: Callable[[], Any], repeats: int) -> float:
-  call()
-  best = float('inf')
-  for _ in range(repeats):
-    start = time.perf_counter()
-    call()
-    best = min(best, time.perf_counter() - start)
-  return best
-
-
-def _best_of_chain(call: Callable[[], Any], repeats: int, inner: int) -> float:
-  """Seconds per call: `inner` calls queued back to back, then one wait, so on
-  an accelerator a launch's host overhead hides behind the previous call."""
+def _best_of(call: Callable[[], Any], repeats: int, inner: int = 1) -> float:
+  """Best seconds per call over `repeats` timings of `inner` calls queued back
+  to back, then one wait, so on an accelerator a launch's host overhead hides
+  behind the previous call."""
   jax.block_until_ready(call())
   best = float('inf')
   for _ in range(repeats):
@@ -281,7 +272,7 @@ def hardware_matmul_peak(
   for n in sizes:
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(jdtype)
     fn = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
-    xla[n] = 2 * n**3 / _best_of_chain(lambda: fn(a, a), repeats, inner)
+    xla[n] = 2 * n**3 / _best_of(lambda: fn(a, a), repeats, inner)
   paths['xla'] = {'flops_per_s': xla}
   if dtype == 'float32':
     rng = np.random.default_rng(0)

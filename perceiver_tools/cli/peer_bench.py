@@ -43,10 +43,12 @@ Lines (JSON, `measurement` field):
                ratio are the warm figures; rss_ratio_cold is the cold one
   peer_ratio   ours / peer: median and best step-time ratios, peak-RSS
                ratio, and whether the parameter counts match (or why not)
-  peer_unavailable  a peer that cannot be imported, or whose process died
-               while setting up (on a GPU: out of memory at that batch)
-  peer_case_failed  our own process died: the case is skipped, the next
-               cases still run, and the exit status is 1
+  peer_unavailable  an implementation that cannot be imported, or whose
+               process died while setting up (on a GPU: out of memory at
+               that batch); the others still run
+  peer_case_failed  our process died while setting up, or any process
+               during the timed rounds: the case is skipped, the next cases
+               still run, and the exit status is 1
   hardware_peak  (--mfu) the machine's matmul peak per dtype: best of
                square matmuls by XLA, numpy and PyTorch (--peer_python)
   peer_mfu     (--mfu, train cases) our step's matmul FLOPs / median step
@@ -172,6 +174,16 @@ _CPUS = flags.DEFINE_list(
 )
 
 
+class WorkerDied(RuntimeError):
+  """A worker process ended without answering; the message holds the tail of its stderr."""
+
+  def __init__(self, impl: str, stderr_tail: str):
+    super().__init__(f'{impl} worker died: {stderr_tail}')
+    lines = [x for x in stderr_tail.splitlines() if x.strip()]
+    # For one-line reports: the last line it wrote (its exception).
+    self.last_line = f'{impl} worker died: {lines[-1][:300] if lines else "no output"}'
+
+
 class _UsageError(ValueError):
   """A bad --vs / --cases value: reported in one line, exit status 2."""
 
@@ -260,11 +272,15 @@ class Worker:
       text=True,
       env=env,
     )
+    self.setup_error: Optional[WorkerDied] = None
     try:
       self._send(spec)
-    except OSError:  # It died before reading its spec: _recv reports why, from its stderr.
-      pass
-    self.ready = self._recv()
+      self.ready = self._recv()
+    except (OSError, WorkerDied):
+      # It died while setting up (on a GPU: out of memory at this batch), maybe
+      # before reading its spec: a peer is then reported like one that cannot be imported.
+      self.setup_error = self._died()
+      self.ready = {'unavailable': self.setup_error.last_line}
 
   def _send(self, obj: Dict[str, Any]) -> None:
     self.proc.stdin.write(json.dumps(obj) + '\n')
@@ -273,11 +289,13 @@ class Worker:
   def _recv(self) -> Dict[str, Any]:
     line = self.proc.stdout.readline()
     if not line:
-      self.proc.wait(timeout=60)
-      self._stderr.seek(0)
-      err = self._stderr.read()[-3000:]
-      raise RuntimeError(f'{self.impl} worker died: {err}')
+      raise self._died()
     return json.loads(line)
+
+  def _died(self) -> WorkerDied:
+    self.proc.wait(timeout=60)
+    self._stderr.seek(0)
+    return WorkerDied(self.impl, self._stderr.read()[-3000:])
 
   def time(self, steps: int) -> List[float]:
     self._send({'steps': steps})
@@ -290,7 +308,7 @@ class Worker:
     try:
       self._send({'quit': True})
       out = self._recv()
-    except (OSError, RuntimeError):  # It died meanwhile (e.g. out of device memory).
+    except (OSError, WorkerDied):  # It died meanwhile (e.g. out of device memory).
       self.kill()
       return {}
     self.proc.wait(timeout=60)
@@ -301,12 +319,6 @@ class Worker:
     if self.proc.poll() is None:
       self.proc.kill()
     self.proc.wait(timeout=60)
-
-
-def _last_line(error: BaseException) -> str:
-  """The last non-empty line of a worker's error (its exception), for a one-line report."""
-  lines = [x for x in str(error).splitlines() if x.strip()]
-  return lines[-1][:300] if lines else type(error).__name__
 
 
 def _load() -> float:
@@ -445,16 +457,7 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
   for impl in ['ours'] + extra + peers:
     python = _PEER_PYTHON.value if _base_impl(impl) in ('hf', 'lucidrains') else sys.executable
     # Started one at a time so that no compile overlaps another's warm-up.
-    try:
-      w = _start_worker(impl, spec, bf16, python, base_env)
-    except RuntimeError as e:  # It died while setting up, e.g. out of device memory at this batch.
-      if impl == 'ours':
-        for other in workers:
-          other.kill()
-        raise
-      _emit(dict(measurement='peer_unavailable', case=case, impl=impl, reason=_last_line(e)))
-      print(f'peer_bench: {case}: {impl}: {_last_line(e)}', file=sys.stderr)
-      continue
+    w = _start_worker(impl, spec, bf16, python, base_env)
     if spec.get('compilation_cache_dir') and _base_impl(impl) in ('ours', 'reference'):
       # That process compiled into the cache: its peak RSS is the cold start.
       # The timed process loads the compiled step, as a restarted run does.
@@ -470,11 +473,9 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
             rss_peak_bytes=cold.get('rss_peak_bytes'),
           )
         )
-        try:
-          w = _start_worker(impl, spec, bf16, python, base_env)
-        except RuntimeError as e:
-          _emit(dict(measurement='peer_unavailable', case=case, impl=impl, reason=_last_line(e)))
-          continue
+        w = _start_worker(impl, spec, bf16, python, base_env)
+    if impl == 'ours' and w.setup_error:
+      raise w.setup_error  # No case without ours (it starts first: no other worker to stop).
     if 'unavailable' in w.ready:
       _emit(dict(measurement='peer_unavailable', case=case, impl=impl, reason=w.ready['unavailable']))
       print(f'peer_bench: {w.ready["unavailable"]}', file=sys.stderr)
@@ -631,10 +632,10 @@ def main(argv: Optional[List[str]] = None) -> int:
   for case in _CASES.value:
     try:
       run_case(case, _VS.value, peaks)
-    except RuntimeError as e:  # Our worker died (e.g. out of device memory): the other cases still run.
+    except WorkerDied as e:  # e.g. out of device memory: the other cases still run.
       failed += 1
-      _emit(dict(measurement='peer_case_failed', case=case, error=_last_line(e)))
-      print(f'peer_bench: {case} failed: {_last_line(e)}', file=sys.stderr)
+      _emit(dict(measurement='peer_case_failed', case=case, error=e.last_line))
+      print(f'peer_bench: {case} failed: {e}', file=sys.stderr)
   return 1 if failed else 0
 
 

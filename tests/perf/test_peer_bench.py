@@ -151,3 +151,25 @@ def test_gpu_bench_script_runs_its_cases_and_prints_the_table(tmp_path):
   assert '--compute_dtype=bfloat16' in records[0]['command']
   assert any(line.split()[:3] == ['tiny_io_train', 'ours', '2'] for line in proc.stdout.splitlines())
   assert 'peak bfloat16:' in proc.stdout
+
+
+def test_our_worker_dying_fails_its_case_and_the_next_case_still_runs():
+  """Ours dying while setting up (here: XLA rejects its flags at start) is a
+  `peer_case_failed` line per case, with the worker's last error line; every
+  case is still tried, and the exit status is 1."""
+  proc = subprocess.run(
+    [sys.executable, SCRIPT, '--cases=tiny_io_train,tiny_perceiver_train', '--rounds=1', '--vs=hf', '--nomfu'],
+    cwd=REPO,
+    env=dict(os.environ, XLA_FLAGS='--no_such_flag_for_peer_bench'),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  records = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+  failed = [r for r in records if r['measurement'] == 'peer_case_failed']
+  assert [r['case'] for r in failed] == ['tiny_io_train', 'tiny_perceiver_train']
+  assert all(
+    r['error'].startswith('ours worker died: ') and 'no_such_flag_for_peer_bench' in r['error'] for r in failed
+  )
+  assert not [r for r in records if r['measurement'] == 'peer_step']
