@@ -62,6 +62,7 @@ def text_data(**overrides):
       mask_token_prob=0.8,
       random_token_prob=0.1,
       whole_words=True,
+      byte_fraction=0.0,  # training windows masked by single bytes instead (a mix; perceiver/data/masking.py)
       eval_seed=0,  # eval masks are fixed: comparable across evaluations
     ),
   )

@@ -17,9 +17,13 @@ quotations, jokes, definitions, in ~40 named categories):
 
 One split for everything: an entry is held out (valid.txt, dev.tsv) when a
 hash of its text falls in the last `heldout_percent`; so no dev example's
-text is seen in pre-training. Entries are normalised to one line (runs of
-whitespace -> one space, control characters such as the overstrike
-backspaces removed); `%`-only lines separate entries (the fortune format).
+text is seen in pre-training. The fortune files repeat some quotations with
+other punctuation or attribution, so train.txt also leaves out every entry
+that shares a run of 8 words with a held-out one (273 of 13,659 entries;
+before, 38 of the 338 topic dev sentences had such a near-copy in the
+pre-training text). The tasks' train files are left as they were. Entries
+are normalised to one line (runs of whitespace -> one space, control
+characters such as the overstrike backspaces removed); `%`-only lines separate entries (the fortune format).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ FORTUNES_DIR = '/usr/share/games/fortunes'
 TECH = ('computers', 'linux', 'debian', 'perl', 'linuxcookie')
 EVERYDAY = ('food', 'law', 'medicine', 'sports', 'love', 'pets', 'education', 'kids', 'politics')
 MAX_TASK_BYTES = 400  # topic / pair examples longer than this are left out of the tasks
+NEAR_COPY_WORDS = 8  # pre-training text shares no run this long with held-out text
 _CONTROL = re.compile(r'[\x00-\x08\x0b-\x1f\x7f]')
 _SENTENCE_END = re.compile(r'(?<=[.!?])\s+(?=[A-Z"])')
 
@@ -72,6 +77,17 @@ def is_heldout(entry: str, percent: int) -> bool:
   return int.from_bytes(digest[:4], 'little') % 100 < percent
 
 
+def _word_runs(entry: str, n: int = NEAR_COPY_WORDS) -> set:
+  words = re.findall(r'[a-z0-9]+', entry.lower())
+  return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def near_copies(entries: List[str], heldout: List[str]) -> List[bool]:
+  """For each entry: does it share a run of NEAR_COPY_WORDS words with any held-out entry?"""
+  runs = set().union(*(_word_runs(e) for e in heldout)) if heldout else set()
+  return [bool(_word_runs(e) & runs) for e in entries]
+
+
 def split_pair(entry: str) -> Optional[Tuple[str, str]]:
   """(first sentences, the rest) at the sentence boundary nearest the middle.
 
@@ -107,11 +123,17 @@ def write_text_sample(
     for entry in fortunes[category]:
       corpus['valid' if is_heldout(entry, heldout_percent) else 'train'].append(entry)
   os.makedirs(os.path.join(out, 'text'), exist_ok=True)
+  keep = {
+    'train': [not c for c in near_copies(corpus['train'], corpus['valid'])],
+    'valid': [True] * len(corpus['valid']),
+  }
   for split, entries in corpus.items():
-    order = rng.permutation(len(entries))
+    # The permutation of all entries, then the near-copies dropped: the
+    # random stream, and so the tasks below, are as without the filter.
+    order = [i for i in rng.permutation(len(entries)) if keep[split][i]]
     with open(os.path.join(out, 'text', f'{split}.txt'), 'w', encoding='utf-8') as f:
       f.write(''.join(entries[i] + '\n' for i in order))
-    counts[f'text/{split}.txt'] = len(entries)
+    counts[f'text/{split}.txt'] = len(order)
 
   # Topic task (SST-2 layout: sentence \t label).
   topic = {'train': [], 'dev': []}

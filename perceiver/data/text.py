@@ -211,13 +211,15 @@ def split_windows(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
   )
 
 
-def masking_config(data_config) -> masking.MaskingConfig:
+def masking_config(data_config, *, train: bool = True) -> masking.MaskingConfig:
+  """The masking of `data_config`; evaluation masks leave out the training-only byte_fraction mix."""
   m = data_config.masking
   return masking.MaskingConfig(
     mask_rate=m.mask_rate,
     mask_token_prob=m.mask_token_prob,
     random_token_prob=m.random_token_prob,
     whole_words=m.whole_words,
+    byte_fraction=m.get('byte_fraction', 0.0) if train else 0.0,
   )
 
 
@@ -263,7 +265,7 @@ def get_dataset(
     process_count=process_count,
   )
   seed = shuffle_seed if train else data_config.masking.eval_seed
-  inputs, weights = masking.mask_windows(ids[order], order, seed, masking_config(data_config))
+  inputs, weights = masking.mask_windows(ids[order], order, seed, masking_config(data_config, train=train))
   data = dict(
     tokens=inputs,
     input_mask=input_mask[order],

@@ -147,6 +147,36 @@ def test_whole_word_masking():
     masking.MaskingConfig(mask_rate=0.0)
 
 
+def _is_whole_word(words, weights):
+  chosen = np.unique(words[weights > 0])
+  return all(np.all(weights[words == w] == 1) for w in chosen)
+
+
+def test_byte_fraction_mixes_single_byte_windows_into_training_only(tmp_path):
+  ids = np.asarray(tokenizer.encode('the quick brown fox jumps over the lazy dog ' * 20, add_bos_eos=False), np.int32)
+  words = masking.word_ids(ids)
+  # Default (0): the random stream and so the masks are those of plain whole-word masking.
+  plain = masking.mask_window(ids, np.random.default_rng(5), masking.MaskingConfig())
+  zero = masking.mask_window(ids, np.random.default_rng(5), masking.MaskingConfig(byte_fraction=0.0))
+  np.testing.assert_array_equal(plain[0], zero[0])
+  np.testing.assert_array_equal(plain[1], zero[1])
+  mixed = masking.MaskingConfig(byte_fraction=0.5)
+  kinds = [_is_whole_word(words, masking.mask_window(ids, np.random.default_rng(s), mixed)[1]) for s in range(200)]
+  # A single-byte selection of ~90 bytes at 15% is whole words only by accident (never, in practice).
+  assert 0.35 < np.mean(kinds) < 0.65, np.mean(kinds)
+  every = masking.MaskingConfig(byte_fraction=1.0)
+  assert not any(_is_whole_word(words, masking.mask_window(ids, np.random.default_rng(s), every)[1]) for s in range(20))
+  with pytest.raises(ValueError, match='byte_fraction'):
+    masking.MaskingConfig(byte_fraction=1.5)
+  # Through the pipeline: training batches mix, evaluation masks stay the whole-word ones.
+  cfg = _data_config(tmp_path)
+  base = _batches(cfg, split='valid', shuffle_seed=None)
+  cfg.masking.byte_fraction = 1.0
+  np.testing.assert_array_equal(_batches(cfg, split='valid', shuffle_seed=None)[0]['tokens'], base[0]['tokens'])
+  train = _batches(cfg)[0]
+  assert not all(_is_whole_word(masking.word_ids(t), w) for t, w in zip(train['targets'], train['target_weights']))
+
+
 def test_tfds_text_needs_a_prepared_dataset(tmp_path):
   pytest.importorskip('tensorflow_datasets')
   docs = text._tfds_documents('c4/en', 'train', str(tmp_path), 'text')  # pylint: disable=protected-access
