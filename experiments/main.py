@@ -278,7 +278,6 @@ def _host_memory(argv: list[str]) -> None:
     from perceiver import host_memory  # pylint: disable=g-import-not-at-top
 
     host_memory.reuse_freed_memory()
-    host_memory.run_cpu_computations_inline()
 
 
 def run() -> None:

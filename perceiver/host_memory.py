@@ -10,9 +10,9 @@ CPU time per step fell by 12% (README, Performance).
 
 These are process-wide settings (like `jax.config.update`), so nothing here
 runs on import: entry points (the launcher, the benchmarks) call
-`reuse_freed_memory` and `run_cpu_computations_inline` once, before JAX
-starts its threads, and `release_free_memory` after compiling. Elsewhere
-(musl, macOS) the glibc ones do nothing and return False.
+`reuse_freed_memory` once, before JAX starts its threads, and
+`release_free_memory` after compiling. Elsewhere (musl, macOS) both do
+nothing and return False.
 """
 
 from __future__ import annotations
@@ -49,32 +49,28 @@ def reuse_freed_memory() -> bool:
   One arena for all threads (XLA's worker threads otherwise get arenas whose
   heaps cannot hold a large buffer, which then falls back to mmap), no mmap
   for large blocks, and no trimming of free memory below `_KEEP_BYTES`.
-  Call before the first JAX computation. Returns whether it applied.
+  It also runs single-device CPU computations in the calling thread (JAX's
+  `jax_cpu_enable_async_dispatch=False`): with asynchronous dispatch, XLA
+  frees a step's temporaries only after the step's outputs are ready, so the
+  next step (which waits only on those outputs) can allocate its own first,
+  and the kept heap then holds two or three step-sized buffers for the rest
+  of the run instead of one (docs/performance.md, "a race under
+  --host_memory=reuse"). Inline, each call returns after its temporaries
+  are freed; computations over several devices stay asynchronous (JAX
+  applies the setting to single-device ones only).
+  Call before the first JAX computation (JAX reads the dispatch setting when
+  it creates its CPU backend). Returns whether it applied.
   """
   libc = _glibc()
   if libc is None:
     return False
   ok = libc.mallopt(_M_ARENA_MAX, 1) and libc.mallopt(_M_MMAP_MAX, 0)
-  return bool(ok and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
-
-
-def run_cpu_computations_inline() -> None:
-  """Runs single-device CPU computations in the calling thread, so that a
-  step's temporaries are freed before the call returns.
-
-  Why: with JAX's asynchronous CPU dispatch, XLA frees a step's temporaries
-  only after the step's outputs are ready, so the next step (which waits
-  only on those outputs) can allocate its own first. Under
-  `reuse_freed_memory` the heap then keeps two or three step-sized buffers
-  for the rest of the run instead of one (docs/performance.md, "a race under
-  --host_memory=reuse"). Inline, each call returns after its temporaries
-  are freed. JAX reads the setting when it creates its CPU backend, so call
-  this before the first computation; computations over several devices
-  stay asynchronous (JAX applies it to single-device ones only).
-  """
+  if not (ok and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)):
+    return False
   import jax  # pylint: disable=g-import-not-at-top
 
   jax.config.update('jax_cpu_enable_async_dispatch', False)
+  return True
 
 
 def release_free_memory() -> bool:

@@ -75,8 +75,6 @@ def _build_ours(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
 
   # As the launcher does by default (experiments/main.py --host_memory).
   reused = spec.get('host_memory', 'reuse') == 'reuse' and host_memory.reuse_freed_memory()
-  if reused:
-    host_memory.run_cpu_computations_inline()
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top

@@ -1,7 +1,7 @@
 """perceiver/host_memory.py: with `reuse_freed_memory`, a jitted call's large
 temporaries are reused from one call to the next instead of being mapped
-and page-faulted in afresh (glibc only); with `run_cpu_computations_inline`
-they are freed before the call returns."""
+and page-faulted in afresh, and they are freed before the call returns
+(glibc only)."""
 
 import json
 import os
@@ -62,18 +62,16 @@ def test_reused_temporaries_are_not_faulted_in_again():
 # (measured: in 14 of 20 calls), which is what lets the next call allocate its
 # own first and grow the kept heap.
 _INLINE_SCRIPT = r"""
-import ctypes, json, sys
+import ctypes, json
 from perceiver import host_memory
 
 class MallInfo2(ctypes.Structure):
   _fields_ = [(name, ctypes.c_size_t) for name in
               'arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost'.split()]
 
-libc = ctypes.CDLL('libc.so.6')
+libc = host_memory._glibc()
 libc.mallinfo2.restype = MallInfo2
-host_memory.reuse_freed_memory()
-if sys.argv[1] == 'inline':
-  host_memory.run_cpu_computations_inline()
+assert host_memory.reuse_freed_memory()
 import jax, jax.numpy as jnp
 step = jax.jit(lambda c, x: (c + (jnp.sin(x) @ jnp.cos(x) + jnp.exp(x)).sum(axis=0), c.sum()), donate_argnums=(0,))
 x, carry = jnp.ones((2048, 2048), jnp.float32), jnp.zeros((2048,), jnp.float32)
@@ -93,7 +91,7 @@ def test_inline_calls_free_their_temporaries_before_returning():
   if libc is None or not hasattr(libc, 'mallinfo2'):
     pytest.skip('glibc >= 2.33 (mallinfo2): not this C library')
   proc = subprocess.run(
-    [sys.executable, '-c', _INLINE_SCRIPT, 'inline'],
+    [sys.executable, '-c', _INLINE_SCRIPT],
     cwd=REPO,
     capture_output=True,
     text=True,
