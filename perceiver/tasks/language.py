@@ -66,8 +66,12 @@ class MaskedLMTask:
     if config.data.name != 'text':
       raise _config_error(f"task 'mlm' reads data.name='text', got {config.data.name!r}")
     _check_lengths(config)
+    from perceiver.data import text  # pylint: disable=g-import-not-at-top
+
     try:
       _loss_config(config)
+      # The masking rates, here before compiling instead of when the first batch is masked.
+      text.masking_config(config.data)
     except ValueError as e:
       raise _config_error(str(e)) from None
 

@@ -103,6 +103,13 @@ def test_config_errors_name_the_field(corpus):
   config.data.seq_len = 64
   with pytest.raises(config_checks.ConfigError, match='data.seq_len=64 exceeds model.max_seq_len=32'):
     config_checks.check_config(config, 'train')
+  # Masking rates fail before compiling, not when the first batch is masked.
+  for field, value in (('byte_fraction', 1.5), ('mask_rate', 0.0)):
+    config = _smoke(corpus)
+    config.unlock()
+    config.data.masking[field] = value
+    with pytest.raises(config_checks.ConfigError, match=f'masking.{field} must be'):
+      config_checks.check_config(config, 'train')
 
 
 @pytest.mark.parametrize('preset', sorted(language_configs.PRESETS))
