@@ -245,9 +245,10 @@ def main(argv):
   except data_errors.MissingDataError as e:
     searched = sorted({os.path.dirname(p) for p in e.expected})
     detail = ' '.join(line.strip() for line in str(e).splitlines())
+    placeholder = 'GLOB' if e.field.endswith('_files') else 'DIR' if e.field.endswith('_dir') else 'FILE'
     sys.exit(
       f'FATAL {e.dataset} data not found (searched {searched}): set '
-      f'--config.data.manual_dir=DIR to the directory holding it. {detail}'
+      f'--config.{e.field}={placeholder} to where it is. {detail}'
     )
   except data_errors.CorruptDataError as e:
     sys.exit('FATAL ' + ' '.join(line.strip() for line in str(e).splitlines()))

@@ -11,11 +11,17 @@ import os
 
 
 class MissingDataError(FileNotFoundError):
-  """Manual-download files that a builder needs are absent."""
+  """Files that a pipeline needs are absent.
 
-  def __init__(self, dataset: str, expected: Sequence[str], how_to_get: str):
+  ``field`` is the config field that points at them (what the launcher tells
+  the user to set): ``data.manual_dir`` for the manual-download datasets,
+  ``data.train_files`` / ``data.glue_dir`` / ``data.data_dir`` elsewhere.
+  """
+
+  def __init__(self, dataset: str, expected: Sequence[str], how_to_get: str, *, field: str = 'data.manual_dir'):
     self.dataset = dataset
     self.expected = list(expected)
+    self.field = field
     lines = [f'{dataset}: required file(s) not found. Expected:']
     lines += [f'  * {p}' for p in self.expected]
     lines.append(f'How to get them: {how_to_get}')

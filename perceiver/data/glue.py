@@ -142,6 +142,7 @@ def read_tsv(path: str, task: GlueTask, *, labelled: bool = True, on_malformed: 
       f'GLUE {task.name}',
       [path],
       'the GLUE data (https://gluebenchmark.com/tasks) unpacked as {task}/{train,dev,test}.tsv under data.glue_dir',
+      field='data.glue_dir',
     )
   has_header = task.header or not labelled
   text_cols = task.text_columns if labelled else (task.test_text_columns or task.text_columns)
@@ -240,7 +241,10 @@ def read_tfds(task: GlueTask, split: str, data_dir: Optional[str]) -> GlueExampl
   builder = tfds.builder(name, data_dir=data_dir)
   if not os.path.isdir(builder.data_dir):
     raise MissingDataError(
-      f'tfds {name}', [builder.data_dir], 'prepare it with `tfds build` (this pipeline never downloads)'
+      f'tfds {name}',
+      [builder.data_dir],
+      'prepare it with `tfds build` (this pipeline never downloads)',
+      field='data.data_dir',
     )
   split = {'dev': 'validation', 'dev_matched': 'validation_matched', 'dev_mismatched': 'validation_mismatched'}.get(
     split, split

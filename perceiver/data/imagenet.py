@@ -97,7 +97,7 @@ def _read_lines(path: str, field: str) -> list[str]:
     with tf.io.gfile.GFile(path) as f:
       names = [line.strip() for line in f.read().splitlines()]
   except (tf.errors.NotFoundError, OSError) as e:
-    raise errors.MissingDataError('imagenet2012', [path], f'data.{field} names this file') from e
+    raise errors.MissingDataError('imagenet2012', [path], f'data.{field} names this file', field=f'data.{field}') from e
   except UnicodeDecodeError:
     raise errors.CorruptDataError(path, f'data.{field}: not UTF-8 text') from None
   names = [n for n in names if n]

@@ -30,7 +30,12 @@ _WHITESPACE_BYTES = np.array([32, 9, 10, 11, 12, 13]) + tokenizer.NUM_SPECIAL
 
 @dataclasses.dataclass(frozen=True)
 class MaskingConfig:
-  """Rates of the masked-LM corruption (defaults: BERT, Sec. 3.1)."""
+  """Rates of the masked-LM corruption.
+
+  Defaults: BERT (Devlin et al. 2019, Sec. 3.1), 15% of the input predicted,
+  80% [MASK] / 10% random / 10% unchanged; whole words as Perceiver IO's MLM
+  on bytes (PAPERS.md), whose paper does not restate the rates.
+  """
 
   mask_rate: float = 0.15  # fraction of content bytes to predict
   mask_token_prob: float = 0.8  # of those: replaced by [MASK]
@@ -49,7 +54,7 @@ class MaskingConfig:
       raise ValueError(f'masking.mask_rate must be in (0, 1), got {self.mask_rate}')
     if self.mask_token_prob < 0 or self.random_token_prob < 0 or self.mask_token_prob + self.random_token_prob > 1.0:
       raise ValueError(
-        'masking.mask_token_prob and masking.random_token_prob must be >= 0 '
+        'masking.mask_token_prob and .random_token_prob must be >= 0 '
         f'with a sum <= 1, got {self.mask_token_prob} and {self.random_token_prob}'
       )
     if not 0.0 <= self.byte_fraction <= 1.0:

@@ -23,6 +23,7 @@ loss is taken). See ``masking`` for the corruption.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -53,7 +54,7 @@ def expand_files(pattern: str, field: str) -> List[str]:
     matches = sorted(glob.glob(os.path.expanduser(part)))
     files += [m for m in matches if os.path.isfile(m)]
   if not files:
-    raise MissingDataError(f'text ({field})', [str(pattern)], _HOW_TO_GET)
+    raise MissingDataError(f'text ({field})', [str(pattern)], _HOW_TO_GET, field=field)
   return files
 
 
@@ -180,11 +181,17 @@ def _tfds_documents(name: str, split: str, data_dir: Optional[str], text_key: st
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # pylint: disable=broad-except  # tfds raises many types
     raise MissingDataError(
-      f'tfds {name}', [str(data_dir or '~/tensorflow_datasets')], f'prepare it with tfds first ({type(e).__name__})'
+      f'tfds {name}',
+      [str(data_dir or '~/tensorflow_datasets')],
+      f'prepare it with tfds first ({type(e).__name__})',
+      field='data.data_dir',
     ) from None
   if not os.path.isdir(builder.data_dir):
     raise MissingDataError(
-      f'tfds {name}', [builder.data_dir], 'prepare it with `tfds build` (this pipeline never downloads)'
+      f'tfds {name}',
+      [builder.data_dir],
+      'prepare it with `tfds build` (this pipeline never downloads)',
+      field='data.data_dir',
     )
   ds = builder.as_dataset(split=split, shuffle_files=False)
   for example in ds.as_numpy_iterator():
@@ -212,15 +219,19 @@ def split_windows(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def masking_config(data_config, *, train: bool = True) -> masking.MaskingConfig:
-  """The masking of `data_config`; evaluation masks leave out the training-only byte_fraction mix."""
+  """The masking of `data_config`; evaluation masks leave out the training-only byte_fraction mix.
+
+  Fields absent from an older config keep MaskingConfig's defaults; a bad
+  rate is a ValueError naming its ``data.masking`` field.
+  """
   m = data_config.masking
-  return masking.MaskingConfig(
-    mask_rate=m.mask_rate,
-    mask_token_prob=m.mask_token_prob,
-    random_token_prob=m.random_token_prob,
-    whole_words=m.whole_words,
-    byte_fraction=m.get('byte_fraction', 0.0) if train else 0.0,
-  )
+  given = {f.name: m[f.name] for f in dataclasses.fields(masking.MaskingConfig) if f.name in m}
+  if not train:
+    given.pop('byte_fraction', None)
+  try:
+    return masking.MaskingConfig(**given)
+  except ValueError as e:  # its messages name the field as masking.<name>
+    raise ValueError(f'data.{e}') from None
 
 
 _CACHE: dict = {}

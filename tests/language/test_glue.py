@@ -201,8 +201,9 @@ def test_bad_header_and_numbers(tmp_path):
   path = _write(tmp_path, 'stsb', name, [lines[0], lines[1].replace('5.000', 'nan')])
   with pytest.raises(glue.GlueFormatError, match=r':2: column 10 is not a number'):
     glue.read_tsv(path, glue.get_task('stsb'))
-  with pytest.raises(MissingDataError):
+  with pytest.raises(MissingDataError) as missing:
     glue.read_tsv(str(tmp_path / 'nope.tsv'), glue.get_task('sst2'))
+  assert missing.value.field == 'data.glue_dir'  # the field the launcher tells the user to set
   with pytest.raises(ValueError, match='data.task'):
     glue.get_task('squad')
 

@@ -108,7 +108,7 @@ def test_config_errors_name_the_field(corpus):
     config = _smoke(corpus)
     config.unlock()
     config.data.masking[field] = value
-    with pytest.raises(config_checks.ConfigError, match=f'masking.{field} must be'):
+    with pytest.raises(config_checks.ConfigError, match=f'data.masking.{field} must be'):
       config_checks.check_config(config, 'train')
 
 

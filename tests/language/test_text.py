@@ -40,8 +40,9 @@ def test_reader_errors_name_file_and_line_not_content(tmp_path, fmt, content, wh
 
 
 def test_expand_files_missing_names_field():
-  with pytest.raises(MissingDataError, match='data.train_files'):
+  with pytest.raises(MissingDataError, match='data.train_files') as missing:
     text.expand_files('/nonexistent/*.txt', 'data.train_files')
+  assert missing.value.field == 'data.train_files'
 
 
 def test_windows_follow_the_released_convention():
@@ -180,5 +181,6 @@ def test_byte_fraction_mixes_single_byte_windows_into_training_only(tmp_path):
 def test_tfds_text_needs_a_prepared_dataset(tmp_path):
   pytest.importorskip('tensorflow_datasets')
   docs = text._tfds_documents('c4/en', 'train', str(tmp_path), 'text')  # pylint: disable=protected-access
-  with pytest.raises(MissingDataError):
+  with pytest.raises(MissingDataError) as missing:
     next(docs)
+  assert missing.value.field == 'data.data_dir'

@@ -33,6 +33,14 @@ def _fatal(config: str, *overrides: str) -> str:
   return message
 
 
+def _one_fatal_line(proc) -> list:
+  """A run that stopped with exit 1 and exactly one FATAL line, no traceback."""
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  fatal = [line for line in proc.stderr.splitlines() if line.startswith('FATAL')]
+  assert len(fatal) == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  return fatal
+
+
 def test_a_tuple_override_replaces_the_default():
   assert _parse(_IMAGENET).data.crop_area_range == (0.08, 1.0)
   assert _parse(_IMAGENET, '--config.data.crop_area_range=0.35,1.0').data.crop_area_range == (0.35, 1.0)
@@ -91,13 +99,28 @@ def test_missing_data_is_one_line_naming_the_directory_and_the_flag(tmp_path):
     f'--config.data.data_dir={tmp_path / "tfds"}',
     timeout=300,
   )
-  assert proc.returncode == 1, proc.stderr[-3000:]
-  fatal = [line for line in proc.stderr.splitlines() if line.startswith('FATAL')]
-  assert len(fatal) == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-  assert f"searched ['{nowhere}']" in fatal[0] and '--config.data.manual_dir=DIR' in fatal[0]
+  fatal = _one_fatal_line(proc)
+  assert f"searched ['{nowhere}']" in fatal[0] and '--config.data.manual_dir=DIR to where it is' in fatal[0]
   # Start-up noise is gone; one line names the backend.
   assert 'oneDNN' not in proc.stderr and 'Unable to initialize backend' not in proc.stderr
   assert 'JAX backend cpu' in proc.stderr
+
+
+def test_missing_text_names_the_files_field_not_manual_dir(tmp_path):
+  # The text source reads data.train_files, not a manual-download directory:
+  # the one line must send the user to that field (and the sample-data tool).
+  nowhere = tmp_path / 'nowhere'
+  proc = helpers.run_main(
+    'configs/language.py:smoke',
+    str(tmp_path / 'workdir'),
+    f'--config.data.train_files={nowhere}/*.txt',
+    f'--config.data.eval_files={nowhere}/valid.txt',
+    timeout=300,
+  )
+  fatal = _one_fatal_line(proc)
+  assert '--config.data.train_files=GLOB' in fatal[0] and 'manual_dir' not in fatal[0]
+  assert 'make_sample_data.py' in fatal[0]
+  assert not (tmp_path / 'workdir' / 'checkpoints').exists()
 
 
 @pytest.mark.parametrize(
