@@ -149,7 +149,9 @@ def _beats(a, b, name):
     'not reached: from the 8,000-step sample MLM encoder 72.4% vs scratch 72.5% vs bag of bytes 71.9% '
     '(means of seeds 0-4); an encoder pre-trained with single bytes masked over 8,000 steps gives 75.4% vs '
     '72.2% on seeds 0-2 (gap 3.2, 2 s.e. 3.3; seeds 0-9: 74.4% vs 72.2%, 2 s.e. 1.4), and scratch is not '
-    '2 points above bag of bytes (docs/language.md)'
+    '2 points above bag of bytes; sixth session, recipe chosen on a validation split (encoder dropout 0.1): '
+    'dev seeds 0-2 74.7% vs 72.2% (gap 2.47, 2 s.e. 2.54), seeds 0-9 74.2% vs 71.7%, vs bag of bytes 71.9%; '
+    'on validation scratch is below bag of bytes in all 7 recipes tried (docs/language.md)'
   ),
 )
 def test_topic_finetuning_beats_scratch_and_bag_of_bytes(pretrained, sample_dir, tmp_path):
@@ -189,6 +191,8 @@ def test_topic_finetuning_beats_scratch_and_bag_of_bytes(pretrained, sample_dir,
   # scratch 72.2 70.1 74.3 73.7 72.2% (mean 72.5%; seeds 0-2: 72.2%), bag of
   # bytes 71.9%. Fifth session: single bytes masked over 8,000 steps 74.4%
   # vs scratch 72.2% (seeds 0-9); the byte_fraction=0.5 mix 71.4% (0-4).
+  # Sixth session: 7 recipes on a 300-row validation split of train, none
+  # passing both; the chosen one (dropout 0.1) on dev 74.7% vs 72.2% vs 71.9%.
   _beats(tuned, scratch, 'from the MLM encoder vs from scratch')
   _beats(scratch, bow, 'from scratch vs bag of bytes')
 
