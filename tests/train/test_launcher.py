@@ -33,12 +33,12 @@ def _fatal(config: str, *overrides: str) -> str:
   return message
 
 
-def _one_fatal_line(proc) -> list:
-  """A run that stopped with exit 1 and exactly one FATAL line, no traceback."""
+def _one_fatal_line(proc) -> str:
+  """The FATAL line of a run that stopped with exit 1, exactly one such line and no traceback."""
   assert proc.returncode == 1, proc.stderr[-3000:]
   fatal = [line for line in proc.stderr.splitlines() if line.startswith('FATAL')]
   assert len(fatal) == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-  return fatal
+  return fatal[0]
 
 
 def test_a_tuple_override_replaces_the_default():
@@ -100,7 +100,7 @@ def test_missing_data_is_one_line_naming_the_directory_and_the_flag(tmp_path):
     timeout=300,
   )
   fatal = _one_fatal_line(proc)
-  assert f"searched ['{nowhere}']" in fatal[0] and '--config.data.manual_dir=DIR to where it is' in fatal[0]
+  assert f"searched ['{nowhere}']" in fatal and '--config.data.manual_dir=DIR to where it is' in fatal
   # Start-up noise is gone; one line names the backend.
   assert 'oneDNN' not in proc.stderr and 'Unable to initialize backend' not in proc.stderr
   assert 'JAX backend cpu' in proc.stderr
@@ -118,8 +118,8 @@ def test_missing_text_names_the_files_field_not_manual_dir(tmp_path):
     timeout=300,
   )
   fatal = _one_fatal_line(proc)
-  assert '--config.data.train_files=GLOB' in fatal[0] and 'manual_dir' not in fatal[0]
-  assert 'make_sample_data.py' in fatal[0]
+  assert '--config.data.train_files=GLOB' in fatal and 'manual_dir' not in fatal
+  assert 'make_sample_data.py' in fatal
   assert not (tmp_path / 'workdir' / 'checkpoints').exists()
 
 
