@@ -7,6 +7,7 @@ point and resumed from its last checkpoint ends bitwise identical to one
 that never stopped (on the same devices).
 """
 
+import concurrent.futures
 import contextlib
 import json
 import math
@@ -425,6 +426,13 @@ class _Run:
       )
     self.checkpointer.save(step, state, self.meta(), wait=wait)
 
+  def _global_train_batch(self, batches: Iterator[Mapping[str, Any]], step: int) -> dict[str, jax.Array]:
+    """The next host batch, checked, as the global batch of `step`."""
+    batch = next(batches)
+    _check_batch(self.task, batch, self.config, f'train batch of step {step}')
+    batch = _device_batch_keys(batch, self.task)
+    return parallel.make_global_batch(self.mesh, batch, self.global_batch)
+
   def train(self, state: TrainState, evaluate: bool) -> dict[str, Any]:
     cfg = self.config
     start = int(jax.device_get(state.step))
@@ -457,12 +465,16 @@ class _Run:
       self.mesh.size,
       self.num_processes,
     )
-    with _sigterm_flag() as sigterm:
+    # The next step's batch is read, checked and put on the devices by one
+    # worker thread (in step order) while this step runs: CPU steps run
+    # inline (host_memory), so nothing else would overlap that host work.
+    prefetch = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='next_train_batch')
+    with _sigterm_flag() as sigterm, prefetch:
+      upcoming = prefetch.submit(self._global_train_batch, batches, start + 1) if start < self.total_steps else None
       for step in range(start + 1, self.total_steps + 1):
-        batch = next(batches)
-        _check_batch(self.task, batch, cfg, f'train batch of step {step}')
-        batch = _device_batch_keys(batch, self.task)
-        gbatch = parallel.make_global_batch(self.mesh, batch, self.global_batch)
+        gbatch = upcoming.result()
+        if step < self.total_steps:
+          upcoming = prefetch.submit(self._global_train_batch, batches, step + 1)
         state, metrics = train_step(state, gbatch, self.train_key)
         if step == start + 1:  # Compiled: hand what the compiler freed back to the OS.
           host_memory.release_free_memory()

@@ -1,6 +1,7 @@
 """Metrics that cannot flatter: NaN, tied and out-of-range cases score as wrong
 (or raise), in `losses` and in the runner's evaluation."""
 
+import importlib
 import os
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from perceiver import checkpoints
 from perceiver import tasks
 from perceiver import train
+from perceiver.train import input_pipeline
 from perceiver.train import losses
 from perceiver.train import trainer
 from . import helpers
@@ -77,6 +79,25 @@ def test_the_runner_checks_labels_before_the_devices():
       config,  # pylint: disable=protected-access
       'train batch of step 7',
     )
+
+
+def test_a_bad_batch_read_ahead_stops_the_run_at_its_own_step(tmp_path, monkeypatch):
+  """The runner reads each batch one step ahead, in a worker thread: a bad
+  one still stops the run with its own step's number, after the steps
+  before it ran."""
+  real = input_pipeline.train_batches
+  ran = []
+
+  def third_batch_bad(*args, **kwargs):
+    for i, batch in enumerate(real(*args, **kwargs)):
+      ran.append(i)
+      yield dict(batch, label=np.full_like(batch['label'], 99)) if i == 2 else batch
+
+  monkeypatch.setattr(input_pipeline, 'train_batches', third_batch_bad)
+  config = importlib.import_module('configs.mnist').get_config('smoke')
+  with pytest.raises(losses.LabelError, match='train batch of step 3: example 0'):
+    train.train_and_evaluate(config, str(tmp_path), 'train')
+  assert ran == [0, 1, 2]  # no batch read past the bad one
 
 
 def test_map_counts_nonfinite_scores_wrong_and_reports_skipped_classes():
