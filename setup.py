@@ -53,6 +53,8 @@ CPU_BF16 = ['onednn-cpu-gomp>=2023.2,<2024']
 TEST = (
   [
     'pytest>=8,<10',
+    # The default suite runs on two worker processes (scripts/test.sh).
+    'pytest-xdist>=3.5,<4',
     'hypothesis>=6.100,<7',
     'ruff>=0.17,<1',
     'flax>=0.12,<0.13',
