@@ -46,9 +46,9 @@ def _glibc() -> Optional[ctypes.CDLL]:
 def reuse_freed_memory() -> bool:
   """Makes glibc keep and reuse freed memory instead of unmapping it.
 
-  One arena for all threads (with several, each keeps freed memory of its
-  own and the peak grows; the price is one allocator lock, which slows
-  small steps: docs/performance.md, "Small steps"), no mmap for large
+  One arena for all threads (with several, the peak grows; the price is
+  one allocator lock, which slows small steps: docs/performance.md,
+  "Small steps"), no mmap for large
   blocks, and no trimming of free memory below `_KEEP_BYTES`.
   It also runs single-device CPU computations in the calling thread (JAX's
   `jax_cpu_enable_async_dispatch=False`): with asynchronous dispatch, XLA
