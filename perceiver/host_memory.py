@@ -48,8 +48,8 @@ def reuse_freed_memory() -> bool:
 
   One arena for all threads (with several, the peak grows; the price is
   one allocator lock, which slows small steps: docs/performance.md,
-  "Small steps"), no mmap for large
-  blocks, and no trimming of free memory below `_KEEP_BYTES`.
+  "Small steps"), no mmap for large blocks, and no trimming of free memory
+  below `_KEEP_BYTES`.
   It also runs single-device CPU computations in the calling thread (JAX's
   `jax_cpu_enable_async_dispatch=False`): with asynchronous dispatch, XLA
   frees a step's temporaries only after the step's outputs are ready, so the

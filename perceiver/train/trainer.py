@@ -374,9 +374,7 @@ class _Run:
           raise ValueError(f'process {self.process_index} has no {split} examples')
         batch = {k: np.zeros_like(v) for k, v in template.items()}
       template = batch
-      _check_batch(self.task, batch, cfg, f'{split} batch {i}')
-      batch = _device_batch_keys(batch, self.task)
-      gbatch = parallel.make_global_batch(self.mesh, batch, cfg.eval.batch_size)
+      gbatch = self._global_batch(batch, cfg.eval.batch_size, f'{split} batch {i}')
       out = jax.device_get(eval_step(state.params, state.model_state, gbatch))
       mask = out.pop('mask') > 0
       for k, v in out.pop('collect', {}).items():
@@ -426,12 +424,10 @@ class _Run:
       )
     self.checkpointer.save(step, state, self.meta(), wait=wait)
 
-  def _global_train_batch(self, batches: Iterator[Mapping[str, Any]], step: int) -> dict[str, jax.Array]:
-    """The next host batch, checked, as the global batch of `step`."""
-    batch = next(batches)
-    _check_batch(self.task, batch, self.config, f'train batch of step {step}')
-    batch = _device_batch_keys(batch, self.task)
-    return parallel.make_global_batch(self.mesh, batch, self.global_batch)
+  def _global_batch(self, batch: Mapping[str, Any], global_batch: int, where: str) -> dict[str, jax.Array]:
+    """This host's rows `batch`, checked by the task (errors name `where`), as a global batch on the mesh."""
+    _check_batch(self.task, batch, self.config, where)
+    return parallel.make_global_batch(self.mesh, _device_batch_keys(batch, self.task), global_batch)
 
   def train(self, state: TrainState, evaluate: bool) -> dict[str, Any]:
     cfg = self.config
@@ -465,16 +461,20 @@ class _Run:
       self.mesh.size,
       self.num_processes,
     )
+
     # The next step's batch is read, checked and put on the devices by one
     # worker thread (in step order) while this step runs: CPU steps run
     # inline (host_memory), so nothing else would overlap that host work.
+    def read(step: int) -> dict[str, jax.Array]:
+      return self._global_batch(next(batches), self.global_batch, f'train batch of step {step}')
+
     prefetch = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='next_train_batch')
     with _sigterm_flag() as sigterm, prefetch:
-      upcoming = prefetch.submit(self._global_train_batch, batches, start + 1) if start < self.total_steps else None
+      upcoming = prefetch.submit(read, start + 1) if start < self.total_steps else None
       for step in range(start + 1, self.total_steps + 1):
         gbatch = upcoming.result()
         if step < self.total_steps:
-          upcoming = prefetch.submit(self._global_train_batch, batches, step + 1)
+          upcoming = prefetch.submit(read, step + 1)
         state, metrics = train_step(state, gbatch, self.train_key)
         if step == start + 1:  # Compiled: hand what the compiler freed back to the OS.
           host_memory.release_free_memory()
