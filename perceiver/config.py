@@ -266,6 +266,27 @@ class AlignedInitConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ByteConvConfig:
+  """`model.byte_conv` of the byte masked LM and its classifier (ours, off by default).
+
+  The input cross-attend reads each byte alone (its embedding plus its
+  position), so a Perceiver trained from scratch on little text sees a
+  weighted bag of bytes and has to find word-level features through
+  attention patterns alone (docs/language.md, "Byte n-grams"). This adds
+  `x + W2 gelu(conv_k(x))` over the byte axis before the encoder: each
+  byte's input then carries its `kernel_size`-byte neighbourhood. Padded
+  bytes are zeroed before the convolution; `W2` starts at zero, so the
+  layer starts as the identity and a classifier fine-tuned from a masked
+  LM without it (`language.transfer_encoder` leaves it fresh) starts as
+  that encoder. It counts as encoder-side for `classifier.freeze_encoder`
+  and `encoder_lr_scale`. 0 keeps the released graph.
+  """
+
+  kernel_size: int = _field(0, 'bytes each position sees, centred (0: off, the released graph)', min=0)
+  channels: int = _field(0, 'hidden width of the convolution (0: 4 x d_model)', min=0)
+
+
+@dataclasses.dataclass(frozen=True)
 class MaskedLMLossConfig:
   """`config.train.mlm_loss` of the `mlm` task (ours; the default is the plain masked LM).
 

@@ -430,6 +430,33 @@ class PointCloudPreprocessor(hk.Module):
     return feats.astype(inputs.dtype), None, inputs
 
 
+class ByteNgrams(hk.Module):
+  """[B, T, C] byte inputs -> the same plus a learned function of each byte's
+  neighbourhood: `x + Linear(gelu(Conv1D_k(x * mask)))` (ours; see
+  `perceiver.config.ByteConvConfig` for why). Not in the reference, so
+  released checkpoints (which lack it) run with it off."""
+
+  def __init__(self, kernel_size: int, channels: int = 0, name: str = 'byte_ngrams'):
+    super().__init__(name=name)
+    if kernel_size < 1:
+      raise ValueError(f'config.model.byte_conv.kernel_size must be >= 1 here, got {kernel_size}')
+    self._kernel_size, self._channels = kernel_size, channels
+
+  def __call__(self, x: jax.Array, input_mask: Optional[jax.Array]) -> jax.Array:
+    if input_mask is not None:
+      x_in = x * input_mask[..., None].astype(x.dtype)  # padding must not leak into its neighbours
+    else:
+      x_in = x
+    width = self._channels or 4 * x.shape[-1]
+    h = hk.Conv1D(output_channels=width, kernel_shape=self._kernel_size, padding='SAME')(x_in)  # [B, T, W]
+    # Zero-initialised output: the layer starts as the identity, so the
+    # position-aligned init's routing (AlignedInitConfig) is intact at step 0;
+    # with Haiku's default init here the sample MLM was still at 12% masked-byte
+    # accuracy after 1,500 steps, where without the layer it left 11% by step 500.
+    out = hk.Linear(x.shape[-1], w_init=hk.initializers.Constant(0.0))(jax.nn.gelu(h))
+    return x + out  # [B, T, C]
+
+
 class OneHotPreprocessor(hk.Module):
   """One-hot labels [B, K] -> one input element [B, 1, K]."""
 

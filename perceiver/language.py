@@ -18,6 +18,8 @@ small model starts with logits of std ~sqrt(d_model) and its 0.02-scale
 position encoding is drowned; HF initialises it with initializer_range 0.02.
 ``model.aligned_init`` (optional, ours, off by default): the position-aligned
 init of ``perceiver.config.AlignedInitConfig`` (``position_aligned_init``).
+``model.byte_conv`` (optional, ours, off by default): a byte n-gram layer
+before the encoder (``perceiver.config.ByteConvConfig``), in both models.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from perceiver.position_encoding import TrainablePositionEncoding
 # Modules of a masked LM that a classifier does not have (its decoder side).
 MLM_DECODER_MODULES = ('basic_decoder', 'embedding_decoder')
 HEAD_MODULE = 'classification_decoder'
+BYTE_NGRAMS_MODULE = 'byte_ngrams'  # io_processors.ByteNgrams (model.byte_conv)
 _REQUIRED = ('vocab_size', 'max_seq_len', 'd_model', 'encoder', 'decoder')
 
 
@@ -62,6 +65,10 @@ def reference_config(model_config) -> Dict[str, Any]:
   if cfg.get('aligned_init') is not None:
     cfg['aligned_init'] = config_lib.to_dict(
       config_lib.parse_section(config_lib.AlignedInitConfig, cfg['aligned_init'], 'config.model.aligned_init')
+    )
+  if cfg.get('byte_conv') is not None:
+    cfg['byte_conv'] = config_lib.to_dict(
+      config_lib.parse_section(config_lib.ByteConvConfig, cfg['byte_conv'], 'config.model.byte_conv')
     )
   cfg = dict(cfg, model='masked_lm')
   cfg.pop('classifier', None)
@@ -127,6 +134,7 @@ def build_classifier(
         :, : tokens.shape[1]
       ]
     )  # [B, T, C]
+    x = models.byte_ngrams(x, input_mask, cfg)  # same module names as the MLM's
     head = dec_lib.ClassificationDecoder(
       num_outputs,
       name=HEAD_MODULE,
@@ -220,8 +228,9 @@ def transfer_encoder(
   """A classifier's params with every encoder-side module taken from ``loaded``.
 
   ``fresh``: the classifier's initial params; ``loaded``: a masked LM's (or a
-  classifier's) params in reference naming. Modules of the head stay fresh
-  unless ``loaded`` has them too (resuming a classifier); the masked LM's
+  classifier's) params in reference naming. Modules of the head, and of the
+  byte n-gram layer (``model.byte_conv``), stay fresh unless ``loaded`` has
+  them too (resuming a classifier); the masked LM's
   decoder modules are dropped. Raises CheckpointMismatchError if an encoder
   module is absent or shaped differently. Returns (params, report) with
   report = {'loaded': [...], 'fresh': [...], 'dropped': [...]} module names.
@@ -232,7 +241,9 @@ def transfer_encoder(
   problems = []
   for module, leaves in fresh.items():
     if module not in loaded:
-      if module.startswith(HEAD_MODULE):
+      # The byte n-gram layer starts as the identity (zero output), so a
+      # classifier with it starts as the loaded encoder when the file lacks it.
+      if module.startswith(HEAD_MODULE) or module.startswith(BYTE_NGRAMS_MODULE):
         out[module] = dict(leaves)
         report['fresh'].append(module)
         continue

@@ -158,6 +158,14 @@ def _ref_image_classifier(cfg: Mapping[str, Any]) -> ReferenceModel:
   return ReferenceModel(hk.transform_with_state(forward), ('images',), None)
 
 
+def byte_ngrams(x: jax.Array, input_mask: jax.Array, cfg: Mapping[str, Any]) -> jax.Array:
+  """`cfg['byte_conv']` (ByteConvConfig; absent or kernel 0: x unchanged, the released graph)."""
+  conv = config_lib.parse_section(config_lib.ByteConvConfig, cfg.get('byte_conv'), 'config.model.byte_conv')
+  if not conv.kernel_size:
+    return x
+  return io.ByteNgrams(conv.kernel_size, conv.channels)(x, input_mask)
+
+
 def _ref_masked_lm(cfg: Mapping[str, Any]) -> ReferenceModel:
   eps = cfg.get('layer_norm_eps')
   vocab_size, d_model, max_seq_len = int(cfg['vocab_size']), int(cfg['d_model']), int(cfg['max_seq_len'])
@@ -179,7 +187,8 @@ def _ref_masked_lm(cfg: Mapping[str, Any]) -> ReferenceModel:
       + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(batch_size=x.shape[0])[
         :, : tokens.shape[1]
       ]
-    )
+    )  # [B, T, C]
+    x = byte_ngrams(x, input_mask, cfg)
     model = Perceiver(
       encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps, cfg)),
       decoder=dec_lib.BasicDecoder(**_with_eps(decoder_kwargs, eps, cfg)),

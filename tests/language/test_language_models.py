@@ -5,10 +5,13 @@ import os
 import subprocess
 import sys
 
+import haiku as hk
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from perceiver import io_processors
 from perceiver import language
 from perceiver import tokenizer
 from perceiver.checkpoints import CheckpointMismatchError, load_checkpoint
@@ -263,3 +266,72 @@ def test_aligned_init_fits_the_classifier_and_rejects_bad_fields():
     language.reference_config(_aligned_tiny(latent_scale=-1.0))
   with pytest.raises(ValueError, match=r"aligned_init: unknown key\(s\) \['gain'\]"):
     language.build_masked_lm(_aligned_tiny(gain=1.0))
+
+
+def _conv_tiny(**conv):
+  from perceiver_configs import language as language_configs
+
+  cfg = language_configs.tiny_model(32, d_model=16, latents=8, channels=32, self_attends=1, heads=2)
+  if conv:
+    cfg['byte_conv'] = dict(conv)
+  return cfg
+
+
+def test_byte_ngrams_sees_its_kernel_and_not_padding():
+  net = hk.without_apply_rng(
+    hk.transform(lambda x, m: io_processors.ByteNgrams(5, 8)(x, m))  # kernel 5: t-2 .. t+2
+  )
+  x = np.random.default_rng(0).normal(size=(1, 16, 4)).astype(np.float32)  # [B, T, C]
+  mask = np.ones((1, 16), np.int32)
+  params = net.init(jax.random.PRNGKey(0), x, mask)
+  np.testing.assert_array_equal(net.apply(params, x, mask), x)  # zero-initialised output: the identity at init
+  w = params['byte_ngrams/linear']['w']
+  params = dict(params, **{'byte_ngrams/linear': dict(params['byte_ngrams/linear'], w=jnp.ones_like(w))})
+  base = np.asarray(net.apply(params, x, mask))
+  moved = x.copy()
+  moved[0, 10] += 1.0
+  changed = np.abs(np.asarray(net.apply(params, moved, mask)) - base).sum(-1)[0] > 0  # [T]
+  assert changed.nonzero()[0].tolist() == [8, 9, 10, 11, 12]
+  # A padded byte (mask 0) does not reach its neighbours, whatever it holds.
+  pad_mask = mask.copy()
+  pad_mask[0, 13:] = 0
+  noisy = x.copy()
+  noisy[0, 13:] = 100.0
+  np.testing.assert_array_equal(
+    np.asarray(net.apply(params, noisy, pad_mask))[0, :13], np.asarray(net.apply(params, x, pad_mask))[0, :13]
+  )
+
+
+def test_byte_conv_off_is_the_released_graph_and_on_transfers_to_the_classifier():
+  inputs = dict(tokens=np.arange(32, dtype=np.int32)[None] + 3, input_mask=np.ones((1, 32), np.int32))
+  init = lambda cfg: language.build_masked_lm(cfg).init(jax.random.PRNGKey(0), inputs, is_training=False)[0]
+  absent, zero = init(_conv_tiny()), init(_conv_tiny(kernel_size=0))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, absent, zero)  # kernel 0: bit for bit the reference's
+  assert not any('byte_ngrams' in m for m in absent)
+  mlm = init(_conv_tiny(kernel_size=3))
+  assert {m for m in mlm if 'byte_ngrams' in m} == {'byte_ngrams/conv1_d', 'byte_ngrams/linear'}
+  assert mlm['byte_ngrams/conv1_d']['w'].shape == (3, 16, 64)  # channels 0: 4 x d_model
+  classifier = language.build_classifier(_conv_tiny(kernel_size=3), 2)
+  fresh, _ = classifier.init(jax.random.PRNGKey(1), inputs, is_training=False)
+  params, report = language.transfer_encoder(fresh, mlm)
+  assert 'byte_ngrams/conv1_d' in report['loaded']
+  np.testing.assert_array_equal(params['byte_ngrams/conv1_d']['w'], mlm['byte_ngrams/conv1_d']['w'])
+  # From an encoder pre-trained without the layer, the layer stays fresh: its
+  # zero output makes the classifier start as that encoder.
+  params, report = language.transfer_encoder(fresh, absent)
+  assert {'byte_ngrams/conv1_d', 'byte_ngrams/linear'} <= set(report['fresh'])
+  np.testing.assert_array_equal(params['byte_ngrams/linear']['w'], 0.0)
+  plain = language.build_classifier(_conv_tiny(), 2)
+  plain_params = {m: v for m, v in params.items() if not m.startswith('byte_ngrams')}
+  np.testing.assert_array_equal(
+    classifier.apply(params, {}, None, inputs, is_training=False)[0],
+    plain.apply(plain_params, {}, None, inputs, is_training=False)[0],
+  )
+  # Other encoder modules must still be in the file.
+  partial = {m: v for m, v in mlm.items() if m != 'trainable_position_encoding'}
+  with pytest.raises(CheckpointMismatchError, match='missing module trainable_position_encoding'):
+    language.transfer_encoder(fresh, partial)
+  with pytest.raises(ValueError, match='byte_conv.kernel_size must be >= 0'):
+    language.reference_config(_conv_tiny(kernel_size=-1))
+  with pytest.raises(ValueError, match=r"byte_conv: unknown key\(s\) \['width'\]"):
+    language.build_masked_lm(_conv_tiny(kernel_size=3, width=8))
