@@ -449,10 +449,10 @@ class ByteNgrams(hk.Module):
       x_in = x
     width = self._channels or 4 * x.shape[-1]
     h = hk.Conv1D(output_channels=width, kernel_shape=self._kernel_size, padding='SAME')(x_in)  # [B, T, W]
-    # Zero-initialised output: the layer starts as the identity, so the
-    # position-aligned init's routing (AlignedInitConfig) is intact at step 0;
-    # with Haiku's default init here the sample MLM was still at 12% masked-byte
-    # accuracy after 1,500 steps, where without the layer it left 11% by step 500.
+    # Zero-initialised output: the layer starts as the identity, so a model
+    # with it computes at step 0 what the same weights compute without it
+    # (a classifier fine-tuned from a masked LM that lacks it starts as that
+    # encoder; language.transfer_encoder leaves the layer fresh).
     out = hk.Linear(x.shape[-1], w_init=hk.initializers.Constant(0.0))(jax.nn.gelu(h))
     return x + out  # [B, T, C]
 
