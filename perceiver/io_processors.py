@@ -430,13 +430,16 @@ class PointCloudPreprocessor(hk.Module):
     return feats.astype(inputs.dtype), None, inputs
 
 
+BYTE_NGRAMS_MODULE = 'byte_ngrams'  # ByteNgrams' module name (language.transfer_encoder keys on it)
+
+
 class ByteNgrams(hk.Module):
   """[B, T, C] byte inputs -> the same plus a learned function of each byte's
   neighbourhood: `x + Linear(gelu(Conv1D_k(x * mask)))` (ours; see
   `perceiver.config.ByteConvConfig` for why). Not in the reference, so
   released checkpoints (which lack it) run with it off."""
 
-  def __init__(self, kernel_size: int, channels: int = 0, name: str = 'byte_ngrams'):
+  def __init__(self, kernel_size: int, channels: int = 0, name: str = BYTE_NGRAMS_MODULE):
     super().__init__(name=name)
     if kernel_size < 1:
       raise ValueError(f'config.model.byte_conv.kernel_size must be >= 1 here, got {kernel_size}')

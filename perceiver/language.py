@@ -33,6 +33,7 @@ import numpy as np
 
 from perceiver import config as config_lib
 from perceiver import decoders as dec_lib
+from perceiver import io_processors
 from perceiver import models
 from perceiver.encoders import PerceiverEncoder
 from perceiver.position_encoding import TrainablePositionEncoding
@@ -40,7 +41,7 @@ from perceiver.position_encoding import TrainablePositionEncoding
 # Modules of a masked LM that a classifier does not have (its decoder side).
 MLM_DECODER_MODULES = ('basic_decoder', 'embedding_decoder')
 HEAD_MODULE = 'classification_decoder'
-BYTE_NGRAMS_MODULE = 'byte_ngrams'  # io_processors.ByteNgrams (model.byte_conv)
+BYTE_NGRAMS_MODULE = io_processors.BYTE_NGRAMS_MODULE  # model.byte_conv's layer
 _REQUIRED = ('vocab_size', 'max_seq_len', 'd_model', 'encoder', 'decoder')
 
 
@@ -243,7 +244,7 @@ def transfer_encoder(
     if module not in loaded:
       # The byte n-gram layer starts as the identity (zero output), so a
       # classifier with it starts as the loaded encoder when the file lacks it.
-      if module.startswith(HEAD_MODULE) or module.startswith(BYTE_NGRAMS_MODULE):
+      if module.startswith((HEAD_MODULE, BYTE_NGRAMS_MODULE)):
         out[module] = dict(leaves)
         report['fresh'].append(module)
         continue
