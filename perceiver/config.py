@@ -272,9 +272,14 @@ class ByteConvConfig:
   The input cross-attend reads each byte alone (its embedding plus its
   position), so a Perceiver trained from scratch on little text sees a
   weighted bag of bytes and has to find word-level features through
-  attention patterns alone (docs/language.md, "Byte n-grams"). This adds
-  `x + W2 gelu(conv_k(x))` over the byte axis before the encoder: each
-  byte's input then carries its `kernel_size`-byte neighbourhood. Padded
+  attention patterns alone (docs/language.md, "Byte n-grams"). This turns
+  the byte embeddings `e` into `e + W2 gelu(conv_k(e))` over the byte axis,
+  before the position encoding is added: each byte's input then carries
+  its `kernel_size`-byte neighbourhood. On the embeddings, not on
+  embeddings plus positions: a convolution over the sum mixed the
+  neighbours' positions into each byte's, and the masked LM, which needs
+  those positions to route each byte to its output query, stayed on the
+  unigram plateau with it. Padded
   bytes are zeroed before the convolution; `W2` starts at zero, so the
   layer starts as the identity and a classifier fine-tuned from a masked
   LM without it (`language.transfer_encoder` leaves it fresh) starts as

@@ -130,12 +130,11 @@ def build_classifier(
       raise ValueError(f'tokens must be [B, T<={max_seq_len}], got {tokens.shape}')
     embed = hk.Embed(vocab_size=vocab_size, embed_dim=d_model)  # same names as the MLM
     x = (
-      embed(tokens)
+      models.byte_ngrams(embed(tokens), input_mask, cfg)  # as in the MLM: same module names and place
       + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(batch_size=tokens.shape[0])[
         :, : tokens.shape[1]
       ]
     )  # [B, T, C]
-    x = models.byte_ngrams(x, input_mask, cfg)  # same module names as the MLM's
     head = dec_lib.ClassificationDecoder(
       num_outputs,
       name=HEAD_MODULE,
@@ -233,7 +232,8 @@ def transfer_encoder(
   byte n-gram layer (``model.byte_conv``), stay fresh unless ``loaded`` has
   them too (resuming a classifier); the masked LM's
   decoder modules are dropped. Raises CheckpointMismatchError if an encoder
-  module is absent or shaped differently. Returns (params, report) with
+  module is absent or shaped differently, or if ``loaded`` has the byte
+  n-gram layer and the classifier has not. Returns (params, report) with
   report = {'loaded': [...], 'fresh': [...], 'dropped': [...]} module names.
   """
   from perceiver.checkpoints import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
@@ -259,6 +259,12 @@ def transfer_encoder(
     out[module] = {n: np.asarray(got.get(n, v), dtype=np.asarray(v).dtype) for n, v in leaves.items()}
     report['loaded'].append(module)
   report['dropped'] = sorted(m for m in loaded if m not in fresh)
+  if any(m.startswith(BYTE_NGRAMS_MODULE) for m in report['dropped']):
+    # Encoder-side: the loaded encoder learned on its output, so dropping it
+    # would silently feed that encoder different inputs.
+    problems.append(
+      'the file has the byte n-gram layer and the classifier has not (set config.model.byte_conv as in the masked LM)'
+    )
   if problems:
     raise CheckpointMismatchError(
       'checkpoint does not fit the classifier encoder: '

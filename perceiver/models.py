@@ -159,7 +159,9 @@ def _ref_image_classifier(cfg: Mapping[str, Any]) -> ReferenceModel:
 
 
 def byte_ngrams(x: jax.Array, input_mask: jax.Array, cfg: Mapping[str, Any]) -> jax.Array:
-  """`cfg['byte_conv']` (ByteConvConfig; absent or kernel 0: x unchanged, the released graph)."""
+  """Byte embeddings [B, T, C] -> the same plus their n-gram features (`cfg['byte_conv']`,
+  ByteConvConfig; absent or kernel 0: x unchanged, the released graph). Called
+  before the position encoding is added (see ByteConvConfig for why)."""
   conv = config_lib.parse_section(config_lib.ByteConvConfig, cfg.get('byte_conv'), 'config.model.byte_conv')
   if not conv.kernel_size:
     return x
@@ -181,14 +183,13 @@ def _ref_masked_lm(cfg: Mapping[str, Any]) -> ReferenceModel:
     if tokens.shape[1] > max_seq_len:
       raise ValueError(f'sequence length {tokens.shape[1]} exceeds max_seq_len={max_seq_len}')
     embed = hk.Embed(vocab_size=vocab_size, embed_dim=d_model)
-    x = embed(tokens)  # [B, T, C]
+    x = byte_ngrams(embed(tokens), input_mask, cfg)  # [B, T, C]
     x = (
       x
       + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(batch_size=x.shape[0])[
         :, : tokens.shape[1]
       ]
     )  # [B, T, C]
-    x = byte_ngrams(x, input_mask, cfg)
     model = Perceiver(
       encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps, cfg)),
       decoder=dec_lib.BasicDecoder(**_with_eps(decoder_kwargs, eps, cfg)),

@@ -302,6 +302,30 @@ def test_byte_ngrams_sees_its_kernel_and_not_padding():
   )
 
 
+@pytest.mark.parametrize('which', ['masked_lm', 'classifier'])
+def test_byte_ngrams_reads_the_embeddings_before_positions(which):
+  # The layer's input is each byte's embedding row alone: a convolution over
+  # embeddings plus positions kept the masked LM on its plateau (ByteConvConfig).
+  cfg = _conv_tiny(kernel_size=3)
+  net = language.build_masked_lm(cfg) if which == 'masked_lm' else language.build_classifier(cfg, 2)
+  tokens = np.arange(32, dtype=np.int32)[None] + 3
+  inputs = dict(tokens=tokens, input_mask=np.ones((1, 32), np.int32))
+  params, state = net.init(jax.random.PRNGKey(0), inputs, is_training=False)
+  seen = []
+
+  def spy(next_f, args, kwargs, context):
+    if isinstance(context.module, io_processors.ByteNgrams) and context.method_name == '__call__':
+      seen.append(np.asarray(args[0]))
+    return next_f(*args, **kwargs)
+
+  with hk.intercept_methods(spy):
+    net.apply(params, state, None, inputs, is_training=False)
+  assert len(seen) == 1
+  table = np.asarray(params['embed']['embeddings'])  # [V, C]
+  np.testing.assert_array_equal(seen[0], table[tokens])  # no position in it
+  assert np.abs(np.asarray(params['trainable_position_encoding']['pos_embs'])).max() > 0
+
+
 def test_byte_conv_off_is_the_released_graph_and_on_transfers_to_the_classifier():
   inputs = dict(tokens=np.arange(32, dtype=np.int32)[None] + 3, input_mask=np.ones((1, 32), np.int32))
   init = lambda cfg: language.build_masked_lm(cfg).init(jax.random.PRNGKey(0), inputs, is_training=False)[0]
@@ -327,6 +351,10 @@ def test_byte_conv_off_is_the_released_graph_and_on_transfers_to_the_classifier(
     classifier.apply(params, {}, None, inputs, is_training=False)[0],
     plain.apply(plain_params, {}, None, inputs, is_training=False)[0],
   )
+  # A file with the layer does not load into a classifier without it (its
+  # encoder learned on the layer's output).
+  with pytest.raises(CheckpointMismatchError, match=r'has the byte n-gram layer .* config\.model\.byte_conv'):
+    language.transfer_encoder(plain.init(jax.random.PRNGKey(1), inputs, is_training=False)[0], mlm)
   # Other encoder modules must still be in the file.
   partial = {m: v for m, v in mlm.items() if m != 'trainable_position_encoding'}
   with pytest.raises(CheckpointMismatchError, match='missing module trainable_position_encoding'):
