@@ -229,6 +229,7 @@ def main(argv):
     _import_tensorflow_quietly()  # The data pipelines and TensorBoard logging import it.
   # Imported here so that flag errors are reported without loading JAX.
   from perceiver import train  # pylint: disable=g-import-not-at-top
+  from perceiver.checkpoints import errors as checkpoint_errors  # pylint: disable=g-import-not-at-top
   from perceiver.data import errors as data_errors  # pylint: disable=g-import-not-at-top
   from perceiver.train import config_checks  # pylint: disable=g-import-not-at-top
 
@@ -255,6 +256,9 @@ def main(argv):
     sys.exit('FATAL ' + ' '.join(line.strip() for line in str(e).splitlines()))
   except workdir_lock.WorkdirError as e:  # Busy, full or read-only: one line.
     sys.exit(f'error: {e}')
+  except checkpoint_errors.CheckpointError as e:  # e.g. an init_from file that does not fit config.model
+    where = '--config.init_from: ' if _CONFIG.value.get('init_from') else ''
+    sys.exit(f'FATAL {where}' + ' '.join(str(e).split()))
   logging.info('Done: %s', result)
 
 

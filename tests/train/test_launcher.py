@@ -123,6 +123,37 @@ def test_missing_text_names_the_files_field_not_manual_dir(tmp_path):
   assert not (tmp_path / 'workdir' / 'checkpoints').exists()
 
 
+def test_an_init_from_that_does_not_fit_is_one_line_naming_the_flag(tmp_path):
+  # A masked LM saved with the byte n-gram layer, loaded into the same preset
+  # without it: one line naming the flag and the extra modules, no traceback.
+  import jax
+  import numpy as np
+  from perceiver import language
+  from perceiver.checkpoints import npz_format
+  from perceiver_configs import language as language_configs
+
+  text = tmp_path / 'text'
+  text.mkdir()
+  for split in ('train', 'valid'):
+    (text / f'{split}.txt').write_text('the cat sat on the mat and the dog ran to the park\n' * 40)
+  model = language_configs.smoke().model.to_dict()
+  assert model['byte_conv']['kernel_size'] > 0
+  inputs = dict(tokens=np.full((1, 32), 40, np.int32), input_mask=np.ones((1, 32), np.int32))
+  params, state = language.build_masked_lm(model).init(jax.random.PRNGKey(0), inputs, is_training=False)
+  npz_format.save_checkpoint(tmp_path / 'mlm.npz', params, state, None)
+  proc = helpers.run_main(
+    'configs/language.py:smoke',
+    str(tmp_path / 'workdir'),
+    f'--config.data.train_files={text}/train.txt',
+    f'--config.data.eval_files={text}/valid.txt',
+    f'--config.init_from={tmp_path}/mlm.npz',
+    '--config.model.byte_conv.kernel_size=0',
+    timeout=300,
+  )
+  fatal = _one_fatal_line(proc)
+  assert fatal.startswith('FATAL --config.init_from: ') and 'byte_ngrams' in fatal, fatal
+
+
 @pytest.mark.parametrize(
   'argv, applied',
   [
