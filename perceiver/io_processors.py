@@ -435,7 +435,8 @@ BYTE_NGRAMS_MODULE = 'byte_ngrams'  # ByteNgrams' module name (language.transfer
 
 class ByteNgrams(hk.Module):
   """[B, T, C] byte embeddings (before positions are added) -> the same plus
-  a learned function of each byte's neighbourhood: `x + Linear(gelu(Conv1D_k(x * mask)))` (ours; see
+  a learned function of each byte's neighbourhood,
+  `x + Linear(gelu(Conv1D_k(x * mask)))` (ours; see
   `perceiver.config.ByteConvConfig` for why). Not in the reference, so
   released checkpoints (which lack it) run with it off."""
 
