@@ -36,7 +36,6 @@ from perceiver import decoders as dec_lib
 from perceiver import io_processors
 from perceiver import models
 from perceiver.encoders import PerceiverEncoder
-from perceiver.position_encoding import TrainablePositionEncoding
 
 # Modules of a masked LM that a classifier does not have (its decoder side).
 MLM_DECODER_MODULES = ('basic_decoder', 'embedding_decoder')
@@ -118,7 +117,7 @@ def build_classifier(
   cfg = reference_config(model_config)
   if num_outputs < 1:
     raise ValueError(f'config.model.classifier.num_outputs must be >= 1, got {num_outputs}')
-  vocab_size, d_model, max_seq_len = int(cfg['vocab_size']), int(cfg['d_model']), int(cfg['max_seq_len'])
+  max_seq_len = int(cfg['max_seq_len'])
   enc_kwargs = dict(cfg['encoder'])
   if cfg.get('layer_norm_eps') is not None:
     enc_kwargs['layer_norm_eps'] = cfg['layer_norm_eps']
@@ -128,13 +127,7 @@ def build_classifier(
   def forward(tokens, input_mask, *, is_training):
     if tokens.ndim != 2 or tokens.shape[1] > max_seq_len:
       raise ValueError(f'tokens must be [B, T<={max_seq_len}], got {tokens.shape}')
-    embed = hk.Embed(vocab_size=vocab_size, embed_dim=d_model)  # same names as the MLM
-    x = (
-      models.byte_ngrams(embed(tokens), input_mask, cfg)  # as in the MLM: same module names and place
-      + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(batch_size=tokens.shape[0])[
-        :, : tokens.shape[1]
-      ]
-    )  # [B, T, C]
+    x, _ = models.byte_inputs(tokens, input_mask, cfg)  # [B, T, C], as in the MLM
     head = dec_lib.ClassificationDecoder(
       num_outputs,
       name=HEAD_MODULE,

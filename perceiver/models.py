@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import haiku as hk
 import jax
@@ -158,19 +158,27 @@ def _ref_image_classifier(cfg: Mapping[str, Any]) -> ReferenceModel:
   return ReferenceModel(hk.transform_with_state(forward), ('images',), None)
 
 
-def byte_ngrams(x: jax.Array, input_mask: jax.Array, cfg: Mapping[str, Any]) -> jax.Array:
-  """Byte embeddings [B, T, C] -> the same plus their n-gram features (`cfg['byte_conv']`,
-  ByteConvConfig; absent or kernel 0: x unchanged, the released graph). Called
-  before the position encoding is added (see ByteConvConfig for why)."""
+def byte_inputs(tokens: jax.Array, input_mask: jax.Array, cfg: Mapping[str, Any]) -> Tuple[jax.Array, hk.Embed]:
+  """Token ids [B, T] -> the encoder's inputs [B, T, C] and the byte embedding
+  (the masked LM ties its output to it). The masked LM and its classifier both
+  build their inputs here, so their module names and creation order match.
+
+  `cfg['byte_conv']` (ByteConvConfig; absent or kernel 0: the released graph)
+  adds the n-gram layer on the embeddings, before the positions (see
+  ByteConvConfig for why)."""
+  vocab_size, d_model, max_seq_len = int(cfg['vocab_size']), int(cfg['d_model']), int(cfg['max_seq_len'])
+  embed = hk.Embed(vocab_size=vocab_size, embed_dim=d_model)
+  x = embed(tokens)  # [B, T, C]
   conv = config_lib.parse_section(config_lib.ByteConvConfig, cfg.get('byte_conv'), 'config.model.byte_conv')
-  if not conv.kernel_size:
-    return x
-  return io.ByteNgrams(conv.kernel_size, conv.channels)(x, input_mask)
+  if conv.kernel_size:
+    x = io.ByteNgrams(conv.kernel_size, conv.channels)(x, input_mask)
+  pos = TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(batch_size=tokens.shape[0])
+  return x + pos[:, : tokens.shape[1]], embed  # [B, T, C]
 
 
 def _ref_masked_lm(cfg: Mapping[str, Any]) -> ReferenceModel:
   eps = cfg.get('layer_norm_eps')
-  vocab_size, d_model, max_seq_len = int(cfg['vocab_size']), int(cfg['d_model']), int(cfg['max_seq_len'])
+  max_seq_len = int(cfg['max_seq_len'])
   decoder_kwargs = dict(cfg['decoder'])
   decoder_kwargs.setdefault('output_index_dims', max_seq_len)
   decoder_kwargs['output_index_dims'] = _listify(decoder_kwargs['output_index_dims'])
@@ -182,14 +190,7 @@ def _ref_masked_lm(cfg: Mapping[str, Any]) -> ReferenceModel:
       raise ValueError(f'masked LM inputs must be [B, T] token ids, got {tokens.shape}')
     if tokens.shape[1] > max_seq_len:
       raise ValueError(f'sequence length {tokens.shape[1]} exceeds max_seq_len={max_seq_len}')
-    embed = hk.Embed(vocab_size=vocab_size, embed_dim=d_model)
-    x = byte_ngrams(embed(tokens), input_mask, cfg)  # [B, T, C]
-    x = (
-      x
-      + TrainablePositionEncoding(index_dim=max_seq_len, num_channels=d_model)(batch_size=x.shape[0])[
-        :, : tokens.shape[1]
-      ]
-    )  # [B, T, C]
+    x, embed = byte_inputs(tokens, input_mask, cfg)  # [B, T, C]
     model = Perceiver(
       encoder=PerceiverEncoder(**_with_eps(cfg['encoder'], eps, cfg)),
       decoder=dec_lib.BasicDecoder(**_with_eps(decoder_kwargs, eps, cfg)),
