@@ -111,6 +111,11 @@ def _config_file_error(message: str) -> str | None:
   return lines[-1] if lines else None
 
 
+def _one_line(error: Exception) -> str:
+  """An exception's message on one line (the launcher's FATAL lines)."""
+  return ' '.join(line.strip() for line in str(error).splitlines())
+
+
 def _parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
   """absl's parser; any bad flag or override exits with a one-line message.
 
@@ -246,19 +251,19 @@ def main(argv):
     raise app.UsageError(f'invalid config: {e}') from e
   except data_errors.MissingDataError as e:
     searched = sorted({os.path.dirname(p) for p in e.expected})
-    detail = ' '.join(line.strip() for line in str(e).splitlines())
+    detail = _one_line(e)
     placeholder = 'GLOB' if e.field.endswith('_files') else 'DIR' if e.field.endswith('_dir') else 'FILE'
     sys.exit(
       f'FATAL {e.dataset} data not found (searched {searched}): set '
       f'--config.{e.field}={placeholder} to where it is. {detail}'
     )
   except data_errors.CorruptDataError as e:
-    sys.exit('FATAL ' + ' '.join(line.strip() for line in str(e).splitlines()))
+    sys.exit('FATAL ' + _one_line(e))
   except workdir_lock.WorkdirError as e:  # Busy, full or read-only: one line.
     sys.exit(f'error: {e}')
   except checkpoint_errors.CheckpointError as e:  # e.g. an init_from file that does not fit config.model
     where = '--config.init_from: ' if _CONFIG.value.get('init_from') else ''
-    sys.exit(f'FATAL {where}' + ' '.join(str(e).split()))
+    sys.exit(f'FATAL {where}' + _one_line(e))
   logging.info('Done: %s', result)
 
 
