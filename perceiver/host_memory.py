@@ -11,7 +11,8 @@ CPU time per step fell by 12% (README, Performance).
 These are process-wide settings (like `jax.config.update`), so nothing here
 runs on import: entry points (the launcher, the benchmarks) call
 `reuse_freed_memory` once, before JAX starts its threads, and
-`release_free_memory` after compiling. Elsewhere (musl, macOS) both do
+`release_free_memory` after compiling (`compile_ahead` does both steps of
+the latter). Elsewhere (musl, macOS) both do
 nothing and return False.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-from typing import Optional
+from typing import Any, Optional
 
 # mallopt parameters (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -83,3 +84,18 @@ def release_free_memory() -> bool:
   """
   libc = _glibc()
   return bool(libc is not None and libc.malloc_trim(0))
+
+
+def compile_ahead(jitted: Any, *args: Any) -> Any:
+  """`jitted.lower(*args).compile()`, then `release_free_memory`: the compiled
+  executable, with what the compiler freed handed back before its first call.
+
+  Compiling inside the first call instead would allocate that call's
+  temporaries beside the compiler's leftovers, and the resident size would
+  stay at their sum (docs/performance.md, session 14). The training loop and
+  the peer benchmark's worker both compile through here, so the benchmark
+  measures the loop's order.
+  """
+  compiled = jitted.lower(*args).compile()
+  release_free_memory()
+  return compiled

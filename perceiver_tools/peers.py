@@ -103,6 +103,7 @@ def _build_ours(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
 
   if spec['mode'] == 'infer':
     fwd = jax.jit(lambda p, s, x: net.apply(p, s, None, {'image': x}, is_training=False)[0])
+    fwd = host_memory.compile_ahead(fwd, params, state, images)  # as the training loop compiles
     return lambda: jax.block_until_ready(fwd(params, state, images)), num_params, extra
 
   tx = optax.chain(optax.clip_by_global_norm(10.0), optax.adamw(1e-3, weight_decay=0.1))
@@ -132,7 +133,7 @@ def _build_ours(spec: Spec) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
     extra['matmul_flops'] = perf.matmul_flops(step, holder[0], images, labels).matmul
   finally:
     attention.fused_attention_implementation = selector
-  step = jax.jit(step, donate_argnums=(0,))
+  step = host_memory.compile_ahead(jax.jit(step, donate_argnums=(0,)), holder[0], images, labels)  # as the loop does
 
   def call():
     holder[0], loss = step(holder[0], images, labels)
@@ -457,11 +458,7 @@ def worker(impl: str) -> int:
   except (ValueError, RuntimeError) as e:  # RuntimeError: perceiver.onednn.OneDNNUnavailable
     _reply({'unavailable': f'{impl}: {e}'})
     return 0
-  call()  # Warm-up: compiles (JAX) or allocates (PyTorch).
-  if impl == 'ours':  # As the training loop does after its first step.
-    from perceiver import host_memory  # pylint: disable=g-import-not-at-top
-
-    host_memory.release_free_memory()
+  call()  # Warm-up: compiles (DeepMind's code) or allocates.
   if impl in ('hf', 'lucidrains'):
     import torch  # pylint: disable=g-import-not-at-top
 

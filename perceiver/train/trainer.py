@@ -475,9 +475,9 @@ class _Run:
         gbatch = upcoming.result()
         if step < self.total_steps:
           upcoming = prefetch.submit(read, step + 1)
+        if step == start + 1:  # Compiled, and the compiler's memory released, before it runs.
+          train_step = host_memory.compile_ahead(train_step, state, gbatch, self.train_key)
         state, metrics = train_step(state, gbatch, self.train_key)
-        if step == start + 1:  # Compiled: hand what the compiler freed back to the OS.
-          host_memory.release_free_memory()
         pending.append((step, metrics))
         last = step == self.total_steps
         at_log = step % cfg.train.log_every == 0 or last

@@ -246,3 +246,28 @@ def test_init_from_a_checkpoint_of_another_model_lists_the_mismatch(exported_run
     train.train_and_evaluate(_config(init_from=str(tmp_path / 'nope.npz')), str(tmp_path / 'x'), 'eval')
   with pytest.raises(FileNotFoundError, match='init_from'):
     train.train_and_evaluate(_config(), str(tmp_path / 'empty'), 'eval')
+
+
+def test_the_step_is_compiled_and_memory_released_before_the_first_step_runs(tmp_path, monkeypatch):
+  # Releasing only after the first step would leave that step's temporaries
+  # beside the compiler's leftovers (host_memory.compile_ahead).
+  from perceiver import host_memory  # pylint: disable=g-import-not-at-top
+  from perceiver.train import trainer  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+
+  events = []
+  make_step = trainer.make_train_step
+
+  def counted_step(*args, **kwargs):
+    step = make_step(*args, **kwargs)
+
+    def run(state, batch, rng):
+      jax.debug.callback(lambda: events.append('step'))
+      return step(state, batch, rng)
+
+    return run
+
+  monkeypatch.setattr(trainer, 'make_train_step', counted_step)
+  monkeypatch.setattr(host_memory, 'release_free_memory', lambda: events.append('release') or True)
+  train.train_and_evaluate(_config(**{'train.num_steps': 3}), str(tmp_path), 'train')
+  assert events == ['release', 'step', 'step', 'step'], events
