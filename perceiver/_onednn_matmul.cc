@@ -29,6 +29,7 @@ int dnnl_primitive_desc_destroy(dnnl_handle pd);
 int dnnl_primitive_create(dnnl_handle *primitive, dnnl_handle pd);
 int dnnl_memory_create(dnnl_handle *memory, dnnl_handle md, dnnl_handle engine, void *handle);
 int dnnl_memory_destroy(dnnl_handle memory);
+int dnnl_memory_desc_destroy(dnnl_handle md);
 struct dnnl_exec_arg_t {
   int arg;
   dnnl_handle memory;
@@ -157,6 +158,29 @@ ffi::Error MatmulImpl(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBu
 }
 
 }  // namespace
+
+// 1 when oneDNN has a bf16 x bf16 -> f32 matmul for this CPU, else 0. Its bf16
+// kernels need AVX-512 (or AMX); on an AVX2-only CPU the primitive descriptor
+// is refused, and every call of the handler would fail.
+extern "C" int PerceiverOnednnBf16Supported() {
+  if (Engine() == nullptr) return 0;
+  const int64_t dims[2] = {16, 16}, strides[2] = {16, 1};
+  const int types[3] = {kBf16, kBf16, kF32};
+  dnnl_handle md[3] = {nullptr, nullptr, nullptr};
+  int ok = 1;
+  for (int i = 0; i < 3; ++i) {
+    if (dnnl_memory_desc_create_with_strides(&md[i], 2, dims, types[i], strides) != kSuccess) ok = 0;
+  }
+  dnnl_handle pd = nullptr;
+  if (ok && dnnl_matmul_primitive_desc_create(&pd, Engine(), md[0], md[1], nullptr, md[2], nullptr) != kSuccess) {
+    ok = 0;
+  }
+  if (pd != nullptr) dnnl_primitive_desc_destroy(pd);
+  for (dnnl_handle h : md) {
+    if (h != nullptr) dnnl_memory_desc_destroy(h);
+  }
+  return ok;
+}
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PerceiverOnednnMatmul, MatmulImpl,
                               ffi::Ffi::Bind()

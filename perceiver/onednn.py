@@ -11,8 +11,9 @@ system's g++ on first use and cached. A `jax.pure_callback` into oneDNN was
 tried first and lost everything to the callback's copies (0.25 ms a call at
 [256, 512], 430 calls a train step).
 
-Nothing here runs unless asked: `available()` is False without the wheel or a
-compiler, and `model.cpu_matmul='onednn_bf16'` then fails with that reason
+Nothing here runs unless asked: `available()` is False without the wheel, a
+compiler or a CPU that oneDNN has bf16 kernels for (AVX-512 or AMX), and
+`model.cpu_matmul='onednn_bf16'` then fails with that reason
 (`check_available`).
 """
 
@@ -107,6 +108,8 @@ def _register() -> Optional[str]:
     handler = ctypes.cdll.LoadLibrary(_build(lib))
   except (OneDNNUnavailable, OSError) as e:
     return str(e)
+  if not handler.PerceiverOnednnBf16Supported():
+    return 'oneDNN has no bfloat16 matmul for this CPU (its bf16 kernels need AVX-512 or AMX)'
   jax.ffi.register_ffi_target(_TARGET, jax.ffi.pycapsule(handler.PerceiverOnednnMatmul), platform='cpu')
   return None
 

@@ -167,6 +167,22 @@ def test_missing_wheel_is_a_one_line_error(monkeypatch):
     onednn._register.cache_clear()
 
 
+def test_a_cpu_without_avx512_is_named_as_the_reason():
+  # oneDNN's bf16 matmul kernels need AVX-512 (or AMX): on an AVX2-only CPU
+  # the option must fail up front with that reason, not at the first matmul.
+  if onednn.library_path() is None:
+    pytest.skip('onednn-cpu-gomp is not installed')
+  with open('/proc/cpuinfo') as f:
+    flags = set(f.read().split())
+  reason = onednn.unavailable_reason()
+  if 'avx512f' in flags:
+    assert reason is None or 'CPU' not in reason, reason
+  else:
+    assert reason == 'oneDNN has no bfloat16 matmul for this CPU (its bf16 kernels need AVX-512 or AMX)'
+    with pytest.raises(onednn.OneDNNUnavailable, match='this CPU'):
+      models.build_model(_tiny_model(cpu_matmul='onednn_bf16'), backend='cpu')
+
+
 def test_flop_count_includes_the_onednn_matmuls():
   """MFU's numerator (perceiver_tools.perf) counts the custom calls as the dots they replace."""
   _need_onednn()
