@@ -64,6 +64,7 @@ def test_tiny_perceiver_io_vs_peers_one_round():
     assert 'cannot import' in hf['reason'] and ('torch' in hf['reason'] or 'transformers' in hf['reason'])
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_lucidrains_takes_only_the_interleaved_perceiver_and_bad_cases_fail_early():
   records, _ = _run('--cases=tiny_io_train', '--rounds=1', '--vs=lucidrains', '--nomfu', '--compilation_cache=off')
   assert not [r for r in records if r['measurement'] in ('hardware_peak', 'peer_mfu', 'peer_cold_start')]
@@ -82,6 +83,7 @@ def test_lucidrains_takes_only_the_interleaved_perceiver_and_bad_cases_fail_earl
   assert peer_bench.main(['--cases=nope']) == 2
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_a_peer_dying_at_setup_is_reported_and_ours_still_runs(tmp_path):
   """A peer process that dies while setting up (on a GPU: out of memory at that
   batch) is a `peer_unavailable` line with its last error line; the run goes
@@ -122,6 +124,7 @@ def test_a_peer_dying_at_setup_is_reported_and_ours_still_runs(tmp_path):
   assert proc.returncode == 2 and '--summarize: cannot read' in proc.stderr
 
 
+@pytest.mark.slow  # Moved out of the default run (its time budget); .ci/run runs it.
 def test_gpu_bench_script_runs_its_cases_and_prints_the_table(tmp_path):
   """scripts/gpu_bench.sh end to end at toy size on the CPU: its plumbing
   (paths, the peer_bench call, the JSON lines file, the summary table). On a
