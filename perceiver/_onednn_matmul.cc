@@ -29,7 +29,6 @@ int dnnl_primitive_desc_destroy(dnnl_handle pd);
 int dnnl_primitive_create(dnnl_handle *primitive, dnnl_handle pd);
 int dnnl_memory_create(dnnl_handle *memory, dnnl_handle md, dnnl_handle engine, void *handle);
 int dnnl_memory_destroy(dnnl_handle memory);
-int dnnl_memory_desc_destroy(dnnl_handle md);
 struct dnnl_exec_arg_t {
   int arg;
   dnnl_handle memory;
@@ -74,11 +73,13 @@ int DnnlType(ffi::DataType t) {
 }
 
 // One primitive per (dtypes, dims, strides); created once, shared by threads
-// (oneDNN primitives are safe to execute concurrently).
-const Matmul *GetMatmul(const std::vector<int64_t> &key, const int64_t *layout[6], const int types[3],
-                        size_t ndims, std::string *error) {
+// (oneDNN primitives are safe to execute concurrently). layout: dims and
+// strides of src, weights and dst, each of ndims entries.
+const Matmul *GetMatmul(const int64_t *layout[6], const int types[3], size_t ndims, std::string *error) {
   static std::mutex mu;
   static std::map<std::vector<int64_t>, Matmul> cache;
+  std::vector<int64_t> key = {types[0], types[1], types[2], static_cast<int64_t>(ndims)};
+  for (int i = 0; i < 6; ++i) key.insert(key.end(), layout[i], layout[i] + ndims);
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it != cache.end()) return &it->second;
@@ -127,14 +128,10 @@ ffi::Error MatmulImpl(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBu
   if (Engine() == nullptr || Stream() == nullptr) {
     return ffi::Error::Internal("oneDNN: CPU engine or stream creation failed");
   }
-  std::vector<int64_t> key = {types[0], types[1], types[2], static_cast<int64_t>(ndims)};
   const int64_t *layout[6];
-  for (int i = 0; i < 6; ++i) {
-    layout[i] = spans[i].begin();
-    key.insert(key.end(), spans[i].begin(), spans[i].end());
-  }
+  for (int i = 0; i < 6; ++i) layout[i] = spans[i].begin();
   std::string error;
-  const Matmul *m = GetMatmul(key, layout, types, ndims, &error);
+  const Matmul *m = GetMatmul(layout, types, ndims, &error);
   if (m == nullptr) return ffi::Error::Internal(error);
 
   void *data[3] = {a.untyped_data(), b.untyped_data(), out->untyped_data()};
@@ -159,27 +156,17 @@ ffi::Error MatmulImpl(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBu
 
 }  // namespace
 
-// 1 when oneDNN has a bf16 x bf16 -> f32 matmul for this CPU, else 0. Its bf16
-// kernels need AVX-512 (or AMX); on an AVX2-only CPU the primitive descriptor
-// is refused, and every call of the handler would fail.
+// 1 when oneDNN has a bf16 x bf16 -> f32 matmul for this CPU, else 0: a
+// 16x16 one through the handler's own primitive cache. Its bf16 kernels need
+// AVX-512 (or AMX); on an AVX2-only CPU the primitive descriptor is refused,
+// and every call of the handler would fail.
 extern "C" int PerceiverOnednnBf16Supported() {
   if (Engine() == nullptr) return 0;
   const int64_t dims[2] = {16, 16}, strides[2] = {16, 1};
+  const int64_t *layout[6] = {dims, strides, dims, strides, dims, strides};
   const int types[3] = {kBf16, kBf16, kF32};
-  dnnl_handle md[3] = {nullptr, nullptr, nullptr};
-  int ok = 1;
-  for (int i = 0; i < 3; ++i) {
-    if (dnnl_memory_desc_create_with_strides(&md[i], 2, dims, types[i], strides) != kSuccess) ok = 0;
-  }
-  dnnl_handle pd = nullptr;
-  if (ok && dnnl_matmul_primitive_desc_create(&pd, Engine(), md[0], md[1], nullptr, md[2], nullptr) != kSuccess) {
-    ok = 0;
-  }
-  if (pd != nullptr) dnnl_primitive_desc_destroy(pd);
-  for (dnnl_handle h : md) {
-    if (h != nullptr) dnnl_memory_desc_destroy(h);
-  }
-  return ok;
+  std::string error;
+  return GetMatmul(layout, types, 2, &error) != nullptr;
 }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PerceiverOnednnMatmul, MatmulImpl,
