@@ -23,6 +23,7 @@ int dnnl_stream_create(dnnl_handle *stream, dnnl_handle engine, unsigned flags);
 int dnnl_stream_wait(dnnl_handle stream);
 int dnnl_memory_desc_create_with_strides(dnnl_handle *md, int ndims, const int64_t *dims, int data_type,
                                          const int64_t *strides);
+int dnnl_memory_desc_destroy(dnnl_handle md);
 int dnnl_matmul_primitive_desc_create(dnnl_handle *pd, dnnl_handle engine, dnnl_handle src, dnnl_handle weights,
                                       dnnl_handle bias, dnnl_handle dst, dnnl_handle attr);
 int dnnl_primitive_desc_destroy(dnnl_handle pd);
@@ -49,6 +50,15 @@ struct Matmul {
   dnnl_handle primitive = nullptr;
   dnnl_handle md[3] = {nullptr, nullptr, nullptr};  // src, weights, dst
 };
+
+// For a matmul that could not be built: its descriptors are not cached, so
+// they are freed here (a refused shape may be asked for again).
+void DestroyDescriptors(Matmul *m) {
+  for (dnnl_handle &h : m->md) {
+    if (h != nullptr) dnnl_memory_desc_destroy(h);
+    h = nullptr;
+  }
+}
 
 dnnl_handle Engine() {
   static dnnl_handle engine = [] {
@@ -93,18 +103,21 @@ const Matmul *GetMatmul(const int64_t *layout[6], const int types[3], size_t ndi
     if (dnnl_memory_desc_create_with_strides(&m.md[i], static_cast<int>(ndims), dims, types[i], strides) !=
         kSuccess) {
       *error = "oneDNN: memory descriptor rejected";
+      DestroyDescriptors(&m);
       return nullptr;
     }
   }
   dnnl_handle pd = nullptr;
   if (dnnl_matmul_primitive_desc_create(&pd, Engine(), m.md[0], m.md[1], nullptr, m.md[2], nullptr) != kSuccess) {
     *error = "oneDNN: no matmul implementation for these shapes and dtypes";
+    DestroyDescriptors(&m);
     return nullptr;
   }
   int status = dnnl_primitive_create(&m.primitive, pd);
   dnnl_primitive_desc_destroy(pd);
   if (status != kSuccess) {
     *error = "oneDNN: matmul primitive creation failed";
+    DestroyDescriptors(&m);
     return nullptr;
   }
   return &cache.emplace(key, m).first->second;
