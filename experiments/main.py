@@ -21,10 +21,11 @@ backend probing; ``--verbose_startup`` keeps them): one line names the JAX
 backend and devices instead.
 """
 
+import contextlib
 import logging as std_logging
 import os
 import sys
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 from absl import app
 from absl import flags
@@ -190,27 +191,51 @@ def _quiet_startup(argv: list[str]) -> None:
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
-def _import_tensorflow_quietly() -> None:
-  """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+@contextlib.contextmanager
+def _stderr_fd_silenced(silence: bool) -> Iterator[None]:
+  """Points file descriptor 2 at /dev/null for the block (if ``silence``).
 
-  TensorFlow 2.21 prints its oneDNN notice from C++ before any log level
-  applies (TF_CPP_MIN_LOG_LEVEL does not silence it); redirecting the
-  descriptor for the import is the only switch. A failed import still
-  raises its Python exception once the descriptor is restored.
+  TensorFlow 2.21 prints its oneDNN notice from C++ at import, before any
+  log level applies (TF_CPP_MIN_LOG_LEVEL does not silence it); redirecting
+  the descriptor for the import is the only switch. An exception raised in
+  the block is reported once the descriptor is restored.
   """
-  import importlib.util  # pylint: disable=g-import-not-at-top
-
-  if importlib.util.find_spec('tensorflow') is None:
+  if not silence:
+    yield
     return
   sys.stderr.flush()
   saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
   os.dup2(devnull, 2)
   try:
-    import tensorflow  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+    yield
   finally:
     os.dup2(saved, 2)
     os.close(saved)
     os.close(devnull)
+
+
+def _check_config_then_import_tensorflow(config: Any, mode: str) -> Optional[Exception]:
+  """The config's checks, then TensorFlow's import (the data pipelines and
+  TensorBoard logging use it), with TensorFlow's start-up lines silenced.
+
+  The checks come first: TensorFlow's import takes 5-13 s on a 2-core
+  machine, and a typo in a flag should not wait for it. Returns the
+  ConfigError, if any (raised by the caller, after stderr is back). A
+  task's checks may import TensorFlow themselves (the flow task's data
+  module does), hence both under the one redirect.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  from perceiver.train import config_checks  # pylint: disable=g-import-not-at-top
+
+  with _stderr_fd_silenced(not _VERBOSE_STARTUP.value):
+    try:
+      config_checks.check_config(config, mode)
+    except config_checks.ConfigError as e:
+      return e
+    if importlib.util.find_spec('tensorflow') is not None:
+      import tensorflow  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+  return None
 
 
 def _log_devices() -> None:
@@ -230,8 +255,9 @@ def _log_devices() -> None:
 def main(argv):
   del argv  # _parse_flags rejected any positional argument.
   logging.get_absl_handler().addFilter(_quiet_checkpoint_info)
-  if not _VERBOSE_STARTUP.value:
-    _import_tensorflow_quietly()  # The data pipelines and TensorBoard logging import it.
+  config_error = _check_config_then_import_tensorflow(_CONFIG.value, _MODE.value)
+  if config_error is not None:
+    raise app.UsageError(f'invalid config: {config_error}')
   # Imported here so that flag errors are reported without loading JAX.
   from perceiver import train  # pylint: disable=g-import-not-at-top
   from perceiver.checkpoints import errors as checkpoint_errors  # pylint: disable=g-import-not-at-top
