@@ -1,4 +1,5 @@
-"""Shared pytest configuration: markers, and the CI time budget."""
+"""Shared pytest configuration: markers, the CI time budget, and the
+default suite's XLA compile flag."""
 
 import os
 import time
@@ -10,11 +11,24 @@ import pytest
 # that never starts is reported as skipped, with the reason.
 STOP_AT_ENV = 'PERCEIVER_TESTS_STOP_AT'
 
+# The default suite compiles hundreds of small programs and runs each for a
+# few steps, so LLVM's optimization of XLA's CPU kernels costs it more than it
+# saves (a language smoke run: 27.7 s -> 17.2 s); results agree to float
+# rounding. Only there: the slow tests time real runs, and user runs and
+# benchmarks keep XLA's default. PERCEIVER_TEST_XLA_OPT=default turns it off.
+FAST_COMPILE_FLAG = '--xla_backend_optimization_level=0'
+
 
 def pytest_configure(config):
   config.addinivalue_line(
     'markers', 'slow: minutes-long tests (multi-process, kill/restart, full quickstart); deselect with -m "not slow"'
   )
+  # Before any test module starts a JAX backend (XLA reads its flags once);
+  # subprocesses that tests start inherit it.
+  if 'not slow' in (config.option.markexpr or '') and os.environ.get('PERCEIVER_TEST_XLA_OPT') != 'default':
+    flags = os.environ.get('XLA_FLAGS', '')
+    if 'xla_backend_optimization_level' not in flags:
+      os.environ['XLA_FLAGS'] = f'{flags} {FAST_COMPILE_FLAG}'.strip()
 
 
 @pytest.hookimpl(tryfirst=True)

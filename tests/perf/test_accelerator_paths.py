@@ -175,7 +175,8 @@ _MESH_SCRIPT = textwrap.dedent("""
 
 
 def test_train_step_on_a_cpu_mesh_donates_shards_and_stays_on_device():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
+  flags = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4'
+  env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS='cpu')
   proc = subprocess.run(
     [sys.executable, '-c', _MESH_SCRIPT.format(repo=REPO)],
     env=env,

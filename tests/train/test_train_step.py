@@ -18,7 +18,7 @@ from . import helpers
 
 _MULTI_DEVICE_SCRIPT = r"""
 import os, json, sys
-os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+os.environ['XLA_FLAGS'] = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh
 from perceiver_configs import mnist as mnist_configs
