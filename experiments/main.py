@@ -218,7 +218,7 @@ def _check_config_then_import_tensorflow(config: Any, mode: str) -> Optional[Exc
   """The config's checks, then TensorFlow's import (the data pipelines and
   TensorBoard logging use it), with TensorFlow's start-up lines silenced.
 
-  The checks come first: TensorFlow's import takes 5-13 s on a 2-core
+  The checks come first: TensorFlow's import takes seconds on a small
   machine, and a typo in a flag should not wait for it. Returns the
   ConfigError, if any (raised by the caller, after stderr is back). A
   task's checks may import TensorFlow themselves (the flow task's data

@@ -12,10 +12,10 @@ import pytest
 STOP_AT_ENV = 'PERCEIVER_TESTS_STOP_AT'
 
 # The default suite compiles hundreds of small programs and runs each for a
-# few steps, so LLVM's optimization of XLA's CPU kernels costs it more than it
-# saves (a language smoke run: 27.7 s -> 17.2 s); results agree to float
-# rounding. Only there: the slow tests time real runs, and user runs and
-# benchmarks keep XLA's default. PERCEIVER_TEST_XLA_OPT=default turns it off.
+# few steps, so LLVM's optimization of XLA's CPU kernels costs it more than
+# it saves (README, "Tests"); results agree to float rounding. Only there:
+# the slow tests time real runs, and user runs and benchmarks keep XLA's
+# default. PERCEIVER_TEST_XLA_OPT=default turns it off.
 FAST_COMPILE_FLAG = '--xla_backend_optimization_level=0'
 
 

@@ -91,7 +91,7 @@ def test_a_typo_is_rejected_before_tensorflow_or_jax_is_imported():
 
 
 def test_a_bad_config_value_is_rejected_before_tensorflow_is_imported(tmp_path):
-  # The config's checks run before TensorFlow's import (5-13 s on a 2-core
+  # The config's checks run before TensorFlow's import (seconds on a small
   # machine), so a wrong value is reported at once, not after it.
   workdir = tmp_path / 'run'
   code = textwrap.dedent(f"""
