@@ -128,6 +128,15 @@ def test_presets_pass_the_checks(preset, corpus, monkeypatch):
     assert config.model.decoder.to_dict() == want['decoder']
 
 
+def test_sample_bytes_is_sample_with_single_bytes_masked():
+  # The topic task's encoder: the slow test compares fine-tuning from it
+  # with `sample`-architecture classifiers, so nothing else may differ.
+  a, b = language_configs.get_config('sample').to_dict(), language_configs.get_config('sample_bytes').to_dict()
+  assert a['data']['masking'].pop('whole_words') is True
+  assert b['data']['masking'].pop('whole_words') is False
+  assert a == b
+
+
 def test_paper_mlm_is_the_released_model_with_its_parameter_count():
   import jax
   import jax.numpy as jnp
