@@ -63,8 +63,12 @@ def _with_paths(config, sample_dir):
 
 @pytest.fixture(scope='module')
 def pretrained(sample_dir, tmp_path_factory):
-  config = _with_paths(language_configs.get_config('sample'), sample_dir)
-  workdir = str(tmp_path_factory.mktemp('mlm'))
+  return _pretrain('sample', sample_dir, tmp_path_factory)
+
+
+def _pretrain(preset, sample_dir, tmp_path_factory):
+  config = _with_paths(language_configs.get_config(preset), sample_dir)
+  workdir = str(tmp_path_factory.mktemp(preset))
   start = time.time()
   result = trainer.train_and_evaluate(config, workdir)
   return dict(config=config, workdir=workdir, result=result, wall_s=time.time() - start)
@@ -72,10 +76,7 @@ def pretrained(sample_dir, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def pretrained_bytes(sample_dir, tmp_path_factory):
-  config = _with_paths(language_configs.get_config('sample_bytes'), sample_dir)
-  workdir = str(tmp_path_factory.mktemp('mlm_bytes'))
-  trainer.train_and_evaluate(config, workdir)
-  return workdir
+  return _pretrain('sample_bytes', sample_dir, tmp_path_factory)['workdir']
 
 
 # Measured 2026-11-30 (docs/language.md "Measured"): with the position-aligned
@@ -188,7 +189,7 @@ def test_topic_finetuning_beats_scratch_and_bag_of_bytes(pretrained_bytes, sampl
   # Measured on the AVX2-only 2-core box (docs/language.md, "Single bytes
   # masked, with the n-gram layer"), seeds 0-2: from the `sample_bytes`
   # encoder 78.7 80.5 81.1% (mean 80.1%), from scratch 72.8 76.0 77.5%
-  # (75.4%): gap 4.7 points, 2 s.e. 3.1; bag of bytes 71.9%. From the
+  # (75.4%): gap 4.6 points, 2 s.e. 3.1; bag of bytes 71.9%. From the
   # whole-word `sample` encoder the gap was 0.5-1.7 points (earlier
   # sessions there), which is why this check fine-tunes from `sample_bytes`.
   _beats(tuned, scratch, 'from the MLM encoder vs from scratch')
