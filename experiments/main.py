@@ -306,6 +306,11 @@ def _compilation_cache(value: str, workdir: str) -> None:
   # checks and the workdir lock (nothing is written for a run that fails them).
   path = os.path.join(workdir, 'compilation_cache') if value == 'workdir' else os.path.expanduser(value)
   jax.config.update('jax_compilation_cache_dir', path)
+  # JAX caches only programs that took at least a second to compile by
+  # default, so which small programs (init, eval, checkpoint fingerprints)
+  # were cached depended on the machine's load: a loaded run cached one a
+  # quiet run had compiled under the threshold. A restart loads all of them.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 
 def _host_memory(argv: list[str]) -> None:
