@@ -259,7 +259,8 @@ def sample_bytes():
   # beat scratch by 4.1 points over 8 seeds, where whole-word encoders gave
   # 0.5-1.7 (docs/language.md, "Single bytes masked, with the n-gram layer").
   # Fill-mask needs the whole-word `sample`: trained to restore a byte from
-  # its neighbours, this one does not spell masked words (fifth session).
+  # its neighbours, this one restores a masked "the" in 18 of 40 held-out
+  # sentences (`sample`: 33; nineteenth session).
   config = sample()
   config.data.masking.whole_words = False
   return config
