@@ -300,17 +300,12 @@ def _compilation_cache(value: str, workdir: str) -> None:
   safe before jax.distributed.initialize."""
   if value == 'off':
     return
-  import jax  # pylint: disable=g-import-not-at-top
+  from perceiver import compilation_cache  # pylint: disable=g-import-not-at-top
 
   # JAX creates the directory at the first compile, i.e. after the config
   # checks and the workdir lock (nothing is written for a run that fails them).
   path = os.path.join(workdir, 'compilation_cache') if value == 'workdir' else os.path.expanduser(value)
-  jax.config.update('jax_compilation_cache_dir', path)
-  # JAX caches only programs that took at least a second to compile by
-  # default, so which small programs (init, eval, checkpoint fingerprints)
-  # were cached depended on the machine's load: a loaded run cached one a
-  # quiet run had compiled under the threshold. A restart loads all of them.
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  compilation_cache.use(path)
 
 
 def _host_memory(argv: list[str]) -> None:

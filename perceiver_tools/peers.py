@@ -441,9 +441,10 @@ def worker(impl: str) -> int:
     # this process may run on.
     os.sched_setaffinity(0, [int(c) for c in spec['cpus']])
   if spec.get('compilation_cache_dir') and impl in ('ours', 'reference'):
-    import jax  # pylint: disable=g-import-not-at-top
+    # As the launcher sets it, so the timed worker loads what a restarted run loads.
+    from perceiver import compilation_cache  # pylint: disable=g-import-not-at-top
 
-    jax.config.update('jax_compilation_cache_dir', spec['compilation_cache_dir'])
+    compilation_cache.use(spec['compilation_cache_dir'])
   t0 = time.perf_counter()
   try:
     if impl in ('hf', 'lucidrains'):
