@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import haiku as hk
 import jax
@@ -204,6 +204,91 @@ def _norm_project_kv(x, theta, *, eps: float, num_heads: int):
   rows = _flat(normed)  # [B*S, C]
   heads = (*x.shape[:-1], num_heads, -1)  # [B, S, H, D/H]
   return ((jnp.dot(rows, w_k) + b_k).reshape(heads), (jnp.dot(rows, w_v) + b_v).reshape(heads))
+
+
+class InputsWithPos(NamedTuple):
+  """A cross-attend's inputs whose trailing channels are position features
+  that every example shares: it stands for concat([values, pos broadcast to
+  the batch], -1), [B, S, Cv + Cp].
+
+  Kept in two parts so that the cross-attend's key/value projections (and
+  their weight gradients) multiply the position features once per batch
+  rather than once per example (_norm_project_split). With Fourier features
+  the position part is nearly all of the input's channels (258 of 261 on
+  ImageNet), so this removes most of those projections' work at batch > 1.
+  """
+
+  values: jax.Array  # [B, S, Cv]
+  pos: jax.Array  # [S, Cp]
+
+  @property
+  def shape(self) -> Tuple[int, int, int]:
+    batch, length, channels = self.values.shape
+    return batch, length, channels + self.pos.shape[-1]
+
+  @property
+  def ndim(self) -> int:
+    return 3
+
+  @property
+  def dtype(self):
+    return self.values.dtype
+
+  def concat(self) -> jax.Array:
+    """The [B, S, Cv + Cp] array these inputs stand for."""
+    pos = jnp.broadcast_to(self.pos.astype(self.values.dtype), self.values.shape[:2] + self.pos.shape[-1:])
+    return jnp.concatenate([self.values, pos], axis=-1)
+
+
+@jax.custom_vjp
+def _add_to_each_example(x: jax.Array, shared: jax.Array) -> jax.Array:
+  """x [B, S, D] + shared [S, D], whose gradient sums over the batch as a
+  matrix-vector product: XLA's CPU backend runs the reduction autodiff would
+  emit (over the leading axis, two minor axes kept) many times slower
+  (docs/performance.md, "Position features projected once per batch")."""
+  return x + shared
+
+
+def _add_to_each_example_fwd(x, shared):
+  return x + shared, None
+
+
+def _add_to_each_example_bwd(_, g):
+  batch = g.shape[0]
+  ones = jnp.ones((batch,), g.dtype)
+  d_shared = jnp.dot(ones, g.reshape(batch, -1), preferred_element_type=jnp.float32)  # [S*D]
+  return g, d_shared.astype(g.dtype).reshape(g.shape[1:])
+
+
+_add_to_each_example.defvjp(_add_to_each_example_fwd, _add_to_each_example_bwd)
+
+
+def _norm_project_split(
+  x: InputsWithPos, scale, offset, eps: float, projections: Sequence[Tuple[jax.Array, jax.Array]]
+):
+  """LayerNorm then linear layers (w [C, D], b [D] each) of the array `x`
+  stands for, with the position part multiplied once for the whole batch.
+
+  LN(x) @ w + b = rstd * ((x - mean) @ (scale * w)) + (offset @ w + b), and
+  (x - mean) @ sw = (values - mean) @ sw[:Cv] + pos @ sw[Cv:] - mean * sum(sw[Cv:]).
+  The statistics are hk.LayerNorm's, over the concatenated channels (XLA
+  fuses the concatenation into their reductions). Equal to normalising then
+  projecting up to float round-off (the golden files check it).
+  """
+  values, pos = x.values, x.pos.astype(x.values.dtype)
+  cv = values.shape[-1]
+  full = x.concat()  # [B, S, C]
+  mean = jnp.mean(full, axis=-1, keepdims=True)  # [B, S, 1]
+  rstd = jax.lax.rsqrt(jnp.var(full, axis=-1, keepdims=True) + jnp.asarray(eps, full.dtype))  # [B, S, 1]
+  centred = _flat(values - mean)  # [B*S, Cv]
+  outs = []
+  for w, b in projections:
+    sw = scale[:, None] * w  # [C, D]
+    pos_part = jnp.dot(pos, sw[cv:])  # [S, D]: once, not once per example
+    out = jnp.dot(centred, sw[:cv]).reshape(values.shape[:2] + (-1,))  # [B, S, D]
+    out = _add_to_each_example(out, pos_part) - mean * jnp.sum(sw[cv:], axis=0)
+    outs.append(rstd * out + (jnp.dot(offset, w) + b))
+  return outs
 
 
 class _Blocks:
@@ -515,7 +600,9 @@ class MultiHeadAttention(hk.Module):
     `kv_norm` = (scale, offset, eps): `inputs_kv` are not yet layer-normed;
     with chunking, the LayerNorm and the key/value projections run inside
     the key-block loop, so no [B, S, C] normed/key/value array is ever held
-    (nor its gradient). Same numbers as normalising first.
+    (nor its gradient). Same numbers as normalising first. Without chunking
+    it needs `inputs_kv` as InputsWithPos, whose position part the key/value
+    projections then multiply once for the batch.
     """
     qk_channels = self._qk_channels or inputs_q.shape[-1]
     v_channels = self._v_channels or qk_channels
@@ -528,7 +615,16 @@ class MultiHeadAttention(hk.Module):
     h = self._num_heads
     q = q.reshape(batch, num_q, h, qk_channels // h)
     dropout = self._dropout_prob if is_training else 0.0
-    if kv_norm is not None and self._chunk_size:
+    if isinstance(inputs_kv, InputsWithPos) and (kv_norm is None or self._chunk_size):
+      inputs_kv = inputs_kv.concat()  # The chunked path normalises block by block.
+    if kv_norm is not None and isinstance(inputs_kv, InputsWithPos):
+      scale, offset, eps = kv_norm
+      kv_params = [
+        _ParamsOf('linear', channels, init_scale=self._init_scale, name='linear')(inputs_kv.shape[-1], inputs_kv.dtype)
+        for channels in (qk_channels, v_channels)
+      ]
+      k, v = _norm_project_split(inputs_kv, scale, offset, float(eps), kv_params)
+    elif kv_norm is not None and self._chunk_size:
       scale, offset, eps = kv_norm
       kv_params = tuple(
         _ParamsOf('linear', channels, init_scale=self._init_scale, name='linear')(inputs_kv.shape[-1], inputs_kv.dtype)
@@ -549,10 +645,11 @@ class MultiHeadAttention(hk.Module):
         attention_mask=attention_mask,
       )
       return linear(output_channels, with_bias=self._with_final_bias, init_scale=self._final_init_scale)(out)
-    if kv_norm is not None:
-      raise ValueError(f'{self.module_name}: kv_norm needs chunk_size > 0')
-    k = linear(qk_channels, init_scale=self._init_scale)(inputs_kv)
-    v = linear(v_channels, init_scale=self._init_scale)(inputs_kv)
+    elif kv_norm is not None:
+      raise ValueError(f'{self.module_name}: kv_norm needs chunk_size > 0 or InputsWithPos inputs')
+    else:
+      k = linear(qk_channels, init_scale=self._init_scale)(inputs_kv)
+      v = linear(v_channels, init_scale=self._init_scale)(inputs_kv)
     num_kv = k.shape[1]
     k = k.reshape(batch, num_kv, h, qk_channels // h)
     v = v.reshape(batch, num_kv, h, v_channels // h)
@@ -703,7 +800,7 @@ class CrossAttention(hk.Module):
   def __call__(
     self, inputs_q: jax.Array, inputs_kv: jax.Array, *, is_training: bool, attention_mask: Optional[jax.Array] = None
   ) -> jax.Array:
-    """inputs_q [B, N, D], inputs_kv [B, M, C] -> [B, N, D]."""
+    """inputs_q [B, N, D], inputs_kv [B, M, C] (or InputsWithPos) -> [B, N, D]."""
     if inputs_q.ndim != 3 or inputs_kv.ndim != 3:
       raise ValueError(
         f'{self.module_name}: expected [B, N, D] queries and [B, M, C] inputs, '
@@ -727,8 +824,9 @@ class CrossAttention(hk.Module):
       chunk_size=self._chunk_size,
     )
     normed_q = layer_norm(self._eps)(inputs_q)
-    if self._chunk_size:
-      # The key/value LayerNorm runs block by block inside the chunked attention.
+    if self._chunk_size or isinstance(inputs_kv, InputsWithPos):
+      # The key/value LayerNorm runs block by block inside the chunked
+      # attention, or is folded into the projections of InputsWithPos.
       scale, offset = _ParamsOf('layer_norm', inputs_kv.shape[-1], name='layer_norm')(
         inputs_kv.shape[-1], inputs_kv.dtype
       )

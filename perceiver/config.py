@@ -209,6 +209,11 @@ class EncoderConfig:
     0, '0: plain attention, else the memory-lean chunked cross-attend with this block size', min=0
   )
   remat: bool = _field(False, 'rematerialise latent blocks (memory for compute)')
+  project_positions_once: bool = _field(
+    True,
+    'cross-attends multiply concatenated position features (the same for every example) by their key/value weights'
+    ' once per batch, not per example: the same function, float round-off differs',
+  )
   layer_norm_eps: float = _field(1e-5, "LayerNorm epsilon (the reference's)", min=0)
 
   def channels(self, which: str) -> Tuple[Optional[int], Optional[int]]:

@@ -79,6 +79,7 @@ class PerceiverEncoder(hk.Module):
     self_attend_qk_channels: Optional[int] = None,
     self_attend_v_channels: Optional[int] = None,
     dropout_attn_prob: float = 0.0,
+    project_positions_once: bool = True,
     name: str = 'perceiver_encoder',
   ):
     # `qk_channels` / `v_channels` serve both attentions (the reference's
@@ -100,6 +101,8 @@ class PerceiverEncoder(hk.Module):
         f'num_z_channels={num_z_channels} is not divisible by num_self_attend_heads={num_self_attend_heads}'
       )
     self._input_is_1d = True
+    # Read by models.Perceiver: ask the preprocessor for attn_lib.InputsWithPos.
+    self.project_positions_once = project_positions_once
     self._num_blocks = num_blocks
     self._num_z_channels = num_z_channels
     self._remat = remat
@@ -168,6 +171,7 @@ class PerceiverEncoder(hk.Module):
   def __call__(
     self, inputs: jax.Array, z: jax.Array, *, is_training: bool, input_mask: Optional[jax.Array] = None
   ) -> jax.Array:
+    """inputs [B, M, C] (or attn_lib.InputsWithPos), z [B, N, D] -> [B, N, D]."""
     if inputs.ndim != 3:
       raise ValueError(f'{self.module_name}: inputs must be [B, M, C], got shape {inputs.shape}')
     if z.ndim != 3 or z.shape[0] != inputs.shape[0]:

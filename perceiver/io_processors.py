@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from perceiver import attention
 from perceiver import position_encoding
 
 ModalitySizes = Mapping[str, int]
@@ -144,6 +145,10 @@ def check_channels_last(x: Any, channels: int, *, what: str = 'images') -> None:
 class _PositionalInputs(hk.Module):
   """Shared logic: flatten the index dims and attach position features."""
 
+  # Called with keep_pos_apart=True, returns concatenated position features
+  # that every example shares as attention.InputsWithPos (see there why).
+  can_keep_pos_apart = True
+
   def __init__(
     self,
     *,
@@ -172,9 +177,14 @@ class _PositionalInputs(hk.Module):
     self._permute_seed = permute_seed
 
   def _build_network_inputs(
-    self, inputs: jax.Array, pos: Optional[jax.Array], network_input_is_1d: bool = True
-  ) -> Tuple[jax.Array, jax.Array]:
-    """inputs [B, *index_dims, C] -> ([B, M, C + P], [B, M, C])."""
+    self, inputs: jax.Array, pos: Optional[jax.Array], network_input_is_1d: bool = True, keep_pos_apart: bool = False
+  ) -> Tuple[Any, jax.Array]:
+    """inputs [B, *index_dims, C] -> ([B, M, C + P], [B, M, C]).
+
+    With `keep_pos_apart`, concatenated position features that do not depend
+    on the example (no per-example `pos`) come back as
+    InputsWithPos(values [B, M, C], pos [M, P]) instead of the [B, M, C + P]
+    array it stands for."""
     batch = inputs.shape[0]
     index_dims = inputs.shape[1:-1]
     if inputs.ndim > 3 and network_input_is_1d:
@@ -189,14 +199,19 @@ class _PositionalInputs(hk.Module):
         trainable_position_encoding_kwargs=self._trainable_kwargs,
         fourier_position_encoding_kwargs=self._fourier_kwargs,
       )
-      pos_enc = encoding(batch_size=batch, pos=pos).astype(inputs.dtype)
+      # Shared by the batch: kept apart as one [M, P] array, built for one
+      # example (a learned encoding's gradient then needs no sum over B).
+      apart = self._concat_or_add_pos == 'concat' and keep_pos_apart and pos is None and network_input_is_1d
+      pos_enc = encoding(batch_size=1 if apart else batch, pos=pos).astype(inputs.dtype)
       for i in range(self._n_extra_pos_mlp):
         pos_enc = pos_enc + hk.Linear(pos_enc.shape[-1])(pos_enc)
         if i < self._n_extra_pos_mlp - 1:
           pos_enc = jax.nn.relu(pos_enc)
       if not network_input_is_1d:
         pos_enc = pos_enc.reshape(inputs.shape[:-1] + pos_enc.shape[-1:])
-      if self._concat_or_add_pos == 'concat':
+      if apart:
+        with_pos = attention.InputsWithPos(inputs, pos_enc[0])
+      elif self._concat_or_add_pos == 'concat':
         with_pos = jnp.concatenate([inputs, pos_enc], axis=-1)
       else:
         if pos_enc.shape[-1] != inputs.shape[-1]:
@@ -210,7 +225,11 @@ class _PositionalInputs(hk.Module):
       # the M inputs, applied after position features are attached, so every
       # element keeps its true position feature.
       perm = fixed_permutation(with_pos.shape[1], self._permute_seed)
-      with_pos, inputs = with_pos[:, perm], inputs[:, perm]
+      if isinstance(with_pos, attention.InputsWithPos):
+        with_pos = attention.InputsWithPos(with_pos.values[:, perm], with_pos.pos[perm])
+      else:
+        with_pos = with_pos[:, perm]
+      inputs = inputs[:, perm]
     return with_pos, inputs
 
 
@@ -284,7 +303,13 @@ class ImagePreprocessor(_PositionalInputs):
       self.convnet_1x1 = hk.Conv2D(num_channels, kernel_shape=[1, 1], stride=[spatial_downsample, spatial_downsample])
 
   def __call__(
-    self, inputs: jax.Array, *, is_training: bool, pos: Optional[jax.Array] = None, network_input_is_1d: bool = True
+    self,
+    inputs: jax.Array,
+    *,
+    is_training: bool,
+    pos: Optional[jax.Array] = None,
+    network_input_is_1d: bool = True,
+    keep_pos_apart: bool = False,
   ):
     if inputs.ndim not in (4, 5):
       raise ValueError(
@@ -327,7 +352,7 @@ class ImagePreprocessor(_PositionalInputs):
           hidden = jax.nn.gelu(hk.Linear(self._patch_mlp_hidden, name='patches_mlp_hidden')(normed))
           hidden = jax.nn.gelu(hk.Linear(self._patch_mlp_hidden, name='patches_mlp_hidden_2')(hidden))
           inputs = inputs + hk.Linear(self._num_channels, name='patches_mlp_out')(hidden)
-    with_pos, without_pos = self._build_network_inputs(inputs, pos, network_input_is_1d)
+    with_pos, without_pos = self._build_network_inputs(inputs, pos, network_input_is_1d, keep_pos_apart)
     return with_pos, None, without_pos
 
 
@@ -363,7 +388,13 @@ class AudioPreprocessor(_PositionalInputs):
     self._mel_patch_shape = tuple(mel_patch_shape)
 
   def __call__(
-    self, inputs: jax.Array, *, is_training: bool, pos: Optional[jax.Array] = None, network_input_is_1d: bool = True
+    self,
+    inputs: jax.Array,
+    *,
+    is_training: bool,
+    pos: Optional[jax.Array] = None,
+    network_input_is_1d: bool = True,
+    keep_pos_apart: bool = False,
   ):
     _check_floating(inputs, 'audio')
     if self._prep_type == 'patches':
@@ -387,7 +418,7 @@ class AudioPreprocessor(_PositionalInputs):
         raise ValueError(f'{self.module_name}: mel spectrogram must be [B, frames, bins], got {inputs.shape}')
       pt, pf = self._mel_patch_shape
       inputs = einops.rearrange(inputs, 'b (t dt) (f df) -> b t f (dt df)', dt=pt, df=pf)
-    with_pos, without_pos = self._build_network_inputs(inputs, pos, network_input_is_1d)
+    with_pos, without_pos = self._build_network_inputs(inputs, pos, network_input_is_1d, keep_pos_apart)
     return with_pos, None, without_pos
 
 
@@ -415,7 +446,12 @@ class PointCloudPreprocessor(hk.Module):
     self._sine_only = sine_only
 
   def __call__(
-    self, inputs: jax.Array, *, is_training: bool, pos: Optional[jax.Array] = None, network_input_is_1d: bool = True
+    self,
+    inputs: jax.Array,
+    *,
+    is_training: bool,
+    pos: Optional[jax.Array] = None,
+    network_input_is_1d: bool = True,
   ):
     if inputs.ndim != 3 or inputs.shape[-1] != len(self._max_resolution):
       raise ValueError(f'{self.module_name}: points must be [B, N, {len(self._max_resolution)}], got {inputs.shape}')

@@ -56,15 +56,26 @@ class Perceiver(hk.Module):
     query_mask: Optional[jax.Array] = None,
   ):
     modality_sizes, inputs_without_pos = None, None
+    encoder_inputs = inputs
     if self._input_preprocessor is not None:
-      inputs, modality_sizes, inputs_without_pos = self._input_preprocessor(
-        inputs, is_training=is_training, pos=pos, network_input_is_1d=True
+      # Shared position features kept apart, so that the cross-attends
+      # project them once per batch (attn_lib.InputsWithPos says why).
+      split = self._encoder.project_positions_once and getattr(self._input_preprocessor, 'can_keep_pos_apart', False)
+      encoder_inputs, modality_sizes, inputs_without_pos = self._input_preprocessor(
+        inputs,
+        is_training=is_training,
+        pos=pos,
+        network_input_is_1d=True,
+        **({'keep_pos_apart': True} if split else {}),
       )
+      inputs = encoder_inputs
+      if isinstance(inputs, attn_lib.InputsWithPos):
+        inputs = inputs.concat()  # For the decoder: flow's queries; the others read only its shape.
     encoder_query = self._encoder.latents(inputs)
     decoder_query = self._decoder.decoder_query(
       inputs, modality_sizes, inputs_without_pos, subsampled_points=subsampled_output_points
     )
-    z = self._encoder(inputs, encoder_query, is_training=is_training, input_mask=input_mask)
+    z = self._encoder(encoder_inputs, encoder_query, is_training=is_training, input_mask=input_mask)
     _, output_modality_sizes = self._decoder.output_shape(inputs)
     output_modality_sizes = output_modality_sizes or modality_sizes
     outputs = self._decoder(decoder_query, z, is_training=is_training, query_mask=query_mask)
@@ -505,6 +516,7 @@ def make_encoder(enc: config_lib.EncoderConfig, **kwargs: Any) -> PerceiverEncod
     layer_norm_eps=enc.layer_norm_eps,
     cross_attend_chunk_size=enc.attention_chunk_size,
     remat=enc.remat,
+    project_positions_once=enc.project_positions_once,
     **kwargs,
   )
 

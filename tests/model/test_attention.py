@@ -209,3 +209,74 @@ def test_fused_cross_attention_keeps_no_input_sized_activations():
   _, vjp = jax.vjp(lambda p: net.apply(p, None, z, x), params)
   big = [leaf for leaf in jax.tree.leaves(vjp) if leaf.size >= m * c]
   assert len(big) == 1 and big[0].shape == (1, m, c), [leaf.shape for leaf in big]
+
+
+def _split_inputs(seed, b=3, s=20, cv=3, cp=9, offset=0.0):
+  kv, kp = jax.random.split(jax.random.PRNGKey(seed))
+  values = jax.random.normal(kv, (b, s, cv)) * 2 + offset  # [B, S, Cv]
+  pos = jax.random.uniform(kp, (s, cp), minval=-1, maxval=1)  # [S, Cp]
+  return attention.InputsWithPos(values, pos)
+
+
+@pytest.mark.parametrize('chunk', [0, 8])
+@pytest.mark.parametrize('offset', [0.0, 5.0])
+def test_cross_attention_on_inputs_with_pos_equals_the_concatenated_array(chunk, offset):
+  # Same parameters (names, shapes, initial values), outputs and gradients
+  # w.r.t. every parameter as on concat([values, pos]), masked, through jit;
+  # `offset` moves the LayerNorm mean away from 0 (the folded form subtracts it).
+  net = hk.transform(
+    lambda z, x, m: attention.CrossAttention(num_heads=1, chunk_size=chunk)(z, x, is_training=False, attention_mask=m)
+  )
+  z = jax.random.normal(jax.random.PRNGKey(21), (3, 5, 8))
+  split = _split_inputs(22, offset=offset)
+  full = split.concat()
+  assert full.shape == split.shape == (3, 20, 12) and split.ndim == 3 and split.dtype == full.dtype
+  mask = _random_mask((3, 5, 20), seed=2)
+  p_full = net.init(jax.random.PRNGKey(23), z, full, mask)
+  p_split = net.init(jax.random.PRNGKey(23), z, split, mask)
+  assert jax.tree.map(np.shape, p_full) == jax.tree.map(np.shape, p_split)
+  for a, b in zip(jax.tree.leaves(p_full), jax.tree.leaves(p_split)):
+    np.testing.assert_array_equal(a, b)
+  p = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(24), a.shape), p_full)
+  np.testing.assert_allclose(
+    net.apply(p, None, z, split, mask), net.apply(p, None, z, full, mask), atol=2e-5, rtol=1e-5
+  )
+  loss = lambda x: jax.jit(jax.grad(lambda p: jnp.sum(jnp.sin(net.apply(p, None, z, x, mask)))))(p)
+  g_full, g_split = jax.tree.leaves(loss(full)), jax.tree.leaves(loss(split))
+  assert len(g_full) == len(g_split) > 10
+  for a, b in zip(g_full, g_split):
+    np.testing.assert_allclose(b, a, atol=5e-5, rtol=1e-4)
+
+
+def test_inputs_with_pos_project_the_positions_once_per_batch():
+  # The point of InputsWithPos: the key/value projections' matmul FLOPs stop
+  # growing with the batch for the position part (9 of 12 channels here).
+  from perceiver_tools import perf
+
+  net = hk.transform(lambda z, x: attention.CrossAttention(num_heads=1)(z, x, is_training=False))
+
+  def flops(batch, split):
+    z = jnp.zeros((batch, 5, 8))
+    x = _split_inputs(25, b=batch)
+    x = x if split else x.concat()
+    p = net.init(jax.random.PRNGKey(0), z, x)
+    return perf.matmul_flops(lambda p: net.apply(p, None, z, x), p).matmul
+
+  kv_full = 2 * 2 * 20 * 12 * 12  # k and v: [B*S, 12] x [12, 12] per example
+  assert flops(4, False) - flops(1, False) == 3 * (kv_full + _attention_rest_flops())
+  # Split: only the values' 3 channels grow with the batch.
+  assert flops(4, True) - flops(1, True) == 3 * (2 * 2 * 20 * 3 * 12 + _attention_rest_flops())
+
+
+def _attention_rest_flops(t=5, s=20, cq=8, ck=12):
+  """One example's matmul FLOPs of a 1-head cross-attend besides the k/v
+  projections: q projection, logits, values, output projection, MLP."""
+  return 2 * (t * cq * ck + t * s * ck + t * s * ck + t * ck * cq + 2 * t * cq * cq)
+
+
+def test_kv_norm_without_chunks_needs_inputs_with_pos():
+  mha = hk.transform(
+    lambda q, kv: attention.MultiHeadAttention(num_heads=1)(q, kv, kv_norm=(jnp.ones(6), jnp.zeros(6), 1e-5))
+  )
+  with pytest.raises(ValueError, match='kv_norm needs chunk_size > 0 or InputsWithPos'):
+    mha.init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 4)), jnp.zeros((1, 3, 6)))

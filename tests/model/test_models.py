@@ -134,6 +134,49 @@ def test_permuting_inputs_with_their_positions_leaves_logits_unchanged(pos):
   assert np.abs(np.asarray(out)).max() > 0
 
 
+@pytest.mark.parametrize(
+  'inp',
+  [
+    dict(position_encoding='fourier'),
+    dict(position_encoding='trainable', trainable_pos_channels=8, permute_seed=3),
+    dict(prep_type='conv1x1', position_encoding='fourier'),
+  ],
+)
+def test_projecting_positions_once_keeps_parameters_outputs_and_gradients(inp):
+  # encoder.project_positions_once (the default) against the array path: the
+  # same parameter tree, and outputs / gradients equal to float round-off,
+  # through every one of the model's three cross-attends.
+  x = _images(b=3, h=5, w=7)
+  net, params, state = _init(tiny_config(input=dict(inp)), x)
+  plain_cfg = tiny_config(input=dict(inp), encoder=dict(project_positions_once=False))
+  plain = models.build_model(plain_cfg)
+  assert jax.tree.map(np.shape, plain.init(RNG, x, is_training=True)[0]) == jax.tree.map(np.shape, params)
+  run = lambda n, p: n.apply(p, state, RNG, x, is_training=True)[0]
+  np.testing.assert_allclose(run(net, params), run(plain, params), atol=2e-5, rtol=1e-5)
+  loss = lambda n: jax.jit(jax.grad(lambda p: jnp.sum(jnp.sin(run(n, p)))))
+  g, g_plain = loss(net)(params), loss(plain)(params)
+  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_plain)):
+    np.testing.assert_allclose(a, b, atol=5e-5, rtol=1e-4)
+
+
+def test_per_example_positions_are_not_projected_once():
+  # Positions given per example (`pos`) differ across the batch: the array path.
+  from perceiver import attention  # pylint: disable=import-outside-toplevel
+  from perceiver import io_processors  # pylint: disable=import-outside-toplevel
+
+  def prep(keep):
+    pre = io_processors.ImagePreprocessor(
+      prep_type='pixels', spatial_downsample=1, fourier_position_encoding_kwargs=dict(num_bands=2)
+    )
+    return pre(x, is_training=False, pos=pos, keep_pos_apart=keep)[0]
+
+  x = jax.random.normal(RNG, (2, 4, 1, 3))  # [B, H, W, C]
+  pos = jax.random.uniform(RNG, (2, 4, 2), minval=-1, maxval=1)  # [B, M, 2]: each example its own
+  kept = hk.transform(lambda: prep(True)).apply({}, None)
+  assert not isinstance(kept, attention.InputsWithPos)
+  np.testing.assert_array_equal(kept, hk.transform(lambda: prep(False)).apply({}, None))
+
+
 def test_masked_inputs_do_not_affect_outputs(golden_dir):
   from perceiver_tools import golden  # pylint: disable=import-outside-toplevel
 
