@@ -64,6 +64,9 @@ Lines (JSON, `measurement` field):
 
 `--attention_ab` adds `ours_plain_attention`: ours with every attention
 call on the plain einsum path, an A/B of the cuDNN selection on a GPU.
+`--ours_b_model=encoder.project_positions_once=false` adds `ours+model`:
+ours with those model-config overrides, an A/B of a model option
+(`--ours_b_xla_flags` does the same for XLA options, as `ours+flags`).
 `--summarize=FILE` prints a short table of a run's JSON lines.
 
 The figures in the README's Performance section come from one run of:
@@ -74,6 +77,7 @@ The figures in the README's Performance section come from one run of:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import statistics
@@ -126,6 +130,14 @@ _AB_FLAGS = flags.DEFINE_string(
   'Also run ours with XLA_FLAGS set '
   'to this, as a peer named "ours+flags": an interleaved A/B '
   'of XLA options in one run.',
+  flag_values=FLAGS,
+)
+_AB_MODEL = flags.DEFINE_list(
+  'ours_b_model',
+  None,
+  'Also run ours with these model-config overrides (section.field=value, e.g. '
+  'encoder.project_positions_once=false), as a worker named "ours+model": an '
+  'interleaved A/B of a model option in one run.',
   flag_values=FLAGS,
 )
 _MFU = flags.DEFINE_bool(
@@ -186,6 +198,36 @@ class WorkerDied(RuntimeError):
 
 class _UsageError(ValueError):
   """A bad --vs / --cases value: reported in one line, exit status 2."""
+
+
+def _scalar(text: str) -> Any:
+  """An override's value: true/false, an int, a float, else the string."""
+  if text.lower() in ('true', 'false'):
+    return text.lower() == 'true'
+  for kind in (int, float):
+    try:
+      return kind(text)
+    except ValueError:
+      pass
+  return text
+
+
+def with_overrides(model: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+  """A copy of a model config dict with `section.field=value` overrides set;
+  the typed schema then checks names and values (build_model)."""
+  model = copy.deepcopy(model)
+  for item in overrides:
+    path, sep, value = item.partition('=')
+    keys = path.split('.')
+    if not sep or not all(keys):
+      raise _UsageError(f'--ours_b_model: expected section.field=value, got {item!r}')
+    node = model
+    for key in keys[:-1]:
+      node = node.setdefault(key, {})
+      if not isinstance(node, dict):
+        raise _UsageError(f'--ours_b_model: {path!r}: {key!r} is not a config section')
+    node[keys[-1]] = _scalar(value)
+  return model
 
 
 def _emit(record: Dict[str, Any]) -> None:
@@ -420,6 +462,10 @@ def _start_worker(impl: str, spec: Dict[str, Any], bf16: Dict[str, Any], python:
   """The worker process of one implementation label (see the module doc)."""
   if impl == 'ours+flags':
     return Worker('ours', spec, python, dict(base_env, XLA_FLAGS=_AB_FLAGS.value), label=impl)
+  if impl == 'ours+model':
+    return Worker(
+      'ours', dict(spec, model=with_overrides(spec['model'], _AB_MODEL.value)), python, base_env, label=impl
+    )
   if impl == 'ours_plain_attention':
     return Worker('ours', dict(spec, attention='plain'), python, base_env, label=impl)
   if impl == 'ours_onednn':
@@ -442,6 +488,8 @@ def run_case(case: str, wanted: Sequence[str], peaks: Optional[Dict[str, float]]
   workers: List[Worker] = []
   cold_rss: Dict[str, Optional[int]] = {}
   extra = ['ours+flags'] if _AB_FLAGS.value is not None else []
+  if _AB_MODEL.value:
+    extra.append('ours+model')
   if _ATTENTION_AB.value:
     extra.append('ours_plain_attention')
   bf16 = dict(spec, model=dict(spec['model'], compute_dtype='bfloat16'))
@@ -621,7 +669,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if unknown:
       raise _UsageError(f'--vs: unknown peer(s) {unknown}; known: {",".join(PEERS)}')
     for case in _CASES.value:
-      case_spec(case)  # Fails on a bad name before anything runs.
+      spec = case_spec(case)  # Fails on a bad name before anything runs.
+      if _AB_MODEL.value:
+        from perceiver import config as config_lib  # pylint: disable=g-import-not-at-top
+
+        try:
+          config_lib.parse_model_config(with_overrides(spec['model'], _AB_MODEL.value))
+        except config_lib.ModelConfigError as e:
+          raise _UsageError(f'--ours_b_model: {e}') from None
   except _UsageError as e:
     print(f'peer_bench: error: {e}', file=sys.stderr)
     return 2

@@ -98,13 +98,14 @@ def test_a_peer_dying_at_setup_is_reported_and_ours_still_runs(tmp_path):
     '--nomfu',
     '--compilation_cache=off',
     '--attention_ab',
+    '--ours_b_model=encoder.project_positions_once=false',
     f'--peer_python={failing}',
   )
   hf = next(r for r in records if r['measurement'] == 'peer_unavailable' and r['impl'] == 'hf')
   assert hf['reason'].endswith('RuntimeError: CUDA out of memory (simulated)') and 'out of memory' in stderr
   steps = {r['impl']: r for r in records if r['measurement'] == 'peer_step'}
   # On a CPU the selector never picks cuDNN: the A/B worker runs the same program.
-  assert set(steps) == {'ours', 'ours_plain_attention'} and all(s['median_s'] > 0 for s in steps.values())
+  assert set(steps) == {'ours', 'ours+model', 'ours_plain_attention'} and all(s['median_s'] > 0 for s in steps.values())
   log = tmp_path / 'run.jsonl'
   log.write_text('\n'.join(json.dumps(r) for r in records) + '\nnot json\n')
   proc = subprocess.run(
@@ -176,3 +177,23 @@ def test_our_worker_dying_fails_its_case_and_the_next_case_still_runs():
     r['error'].startswith('ours worker died: ') and 'no_such_flag_for_peer_bench' in r['error'] for r in failed
   )
   assert not [r for r in records if r['measurement'] == 'peer_step']
+
+
+def test_model_option_ab_overrides_are_checked_before_anything_runs(capsys):
+  # --ours_b_model: section.field=value, checked by the typed schema up front
+  # (exit status 2, one line naming the field); the override reaches only
+  # the "ours+model" worker's copy of the config.
+  from perceiver_tools.cli import peer_bench  # pylint: disable=g-import-not-at-top
+
+  for bad, says in (
+    ('encoder.project_positions_once=maybe', 'model.encoder.project_positions_once must be a bool'),
+    ('encoder', 'expected section.field=value'),
+    ('name.x=1', "'name' is not a config section"),
+    ('encoder.no_such_field=1', 'no_such_field'),
+  ):
+    assert peer_bench.main(['--cases=tiny_io_train', '--vs=', f'--ours_b_model={bad}']) == 2
+    assert says in capsys.readouterr().err
+  model = peer_bench.case_spec('tiny_io_train')['model']
+  changed = peer_bench.with_overrides(model, ['encoder.project_positions_once=false', 'encoder.num_latents=4'])
+  assert changed['encoder']['project_positions_once'] is False and changed['encoder']['num_latents'] == 4
+  assert model['encoder'].get('project_positions_once', True) is True and model['encoder']['num_latents'] != 4
