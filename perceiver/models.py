@@ -612,7 +612,9 @@ def with_cpu_matmul(
   layer's matmul (`attention.linear`) and the attention einsums of the
   unchunked path run in oneDNN on bf16 operands with float32 results (or
   bf16 under bf16 compute), through a method interceptor around apply;
-  parameters, names and init are unchanged. Other backends
+  parameters, names and init are unchanged. (The key/value projections of
+  a cross-attend over attn_lib.InputsWithPos, folded with its LayerNorm,
+  are not linear-layer calls and stay in XLA.) Other backends
   ignore it (their matrix units are reached by compute_dtype). Raises
   `onednn.OneDNNUnavailable` (the reason in one line) when oneDNN is missing."""
   if cpu_matmul == 'xla' or (backend or jax.default_backend()) != 'cpu':

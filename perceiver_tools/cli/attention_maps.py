@@ -11,9 +11,9 @@ of a few latents over the input positions (columns), each map on the
 image's grid. Permuted runs are mapped back to the pixels' true places.
 
 The model is not modified: `hk.experimental.intercept_methods` records the
-query and key projections (`linear`, `linear_1`) of every encoder
-cross-attention and the weights are recomputed from them as the model does
-(softmax(q k^T / sqrt(d)), averaged over heads). Encoder blocks that
+queries and keys each encoder cross-attention hands to its `attend` method
+(however its projections computed them) and the weights are recomputed
+from them as the model does (softmax(q k^T / sqrt(d)), averaged over heads). Encoder blocks that
 share weights run in `hk.fori_loop`, whose values cannot leave the loop, so
 the interceptor also asks the encoder to unroll them (same numbers).
 """
@@ -85,7 +85,7 @@ def cross_attention_maps(
   """Attention weights [N, M] (heads averaged) of each encoder cross-attend, in call order."""
 
   def queries_and_keys(params, state, inputs):
-    records: List[List[jax.Array]] = []
+    records: List[Tuple[jax.Array, jax.Array]] = []
 
     def interceptor(next_f, args, kwargs, context):
       module = context.module
@@ -93,36 +93,22 @@ def cross_attention_maps(
         module._use_loops = False  # pylint: disable=protected-access  # Unroll shared blocks.
       if (
         isinstance(module, attn_lib.MultiHeadAttention)
-        and context.method_name == '__call__'
+        and context.method_name == 'attend'
         and 'perceiver_encoder' in module.module_name
         and 'cross_attention' in module.module_name
       ):
-        records.append([])
-      out = next_f(*args, **kwargs)
-      # out.ndim == 3: attention.linear's own call, not the hk.Linear call on
-      # the flattened [B*N, C] input that runs inside it.
-      if (
-        isinstance(module, hk.Linear)
-        and context.method_name == '__call__'
-        and records
-        and out.ndim == 3
-        and len(records[-1]) < 2
-        and module.module_name.rsplit('/', 1)[-1] in ('linear', 'linear_1')
-        and 'cross_attention' in module.module_name
-      ):
-        records[-1].append(out)  # q [B, N, D], then k [B, M, D].
-      return out
+        records.append((args[0], args[1]))  # q [B, N, H, D/H], k [B, M, H, D/H]
+      return next_f(*args, **kwargs)
 
     with hk.experimental.intercept_methods(interceptor):
       net.apply(params, state, None, inputs, is_training=False)
     return records
 
   maps = []
-  for q, k in jax.jit(queries_and_keys)(params, state, inputs):
-    b, n, d = q.shape
-    qh = q.reshape(b, n, num_heads, d // num_heads)
-    kh = k.reshape(b, k.shape[1], num_heads, d // num_heads)
-    logits = jnp.einsum('bthd,bshd->bhts', qh, kh) / math.sqrt(d // num_heads)  # [B, H, N, M]
+  for qh, kh in jax.jit(queries_and_keys)(params, state, inputs):
+    if qh.shape[2] != num_heads:
+      raise ValueError(f"the model's cross-attends have {qh.shape[2]} heads, not num_heads={num_heads}")
+    logits = jnp.einsum('bthd,bshd->bhts', qh, kh) / math.sqrt(qh.shape[-1])  # [B, H, N, M]
     maps.append(np.asarray(jax.nn.softmax(logits, axis=-1).mean(axis=1)[0]))  # [N, M]
   return maps
 

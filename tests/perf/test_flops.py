@@ -43,7 +43,7 @@ def test_loops_count_every_iteration_and_backward_pass():
   assert perf.matmul_flops(remat, x, x).matmul == 3 * one
 
 
-def _model_config(num_blocks=2, chunk=0):
+def _model_config(num_blocks=2, chunk=0, project_positions_once=True):
   return dict(
     name='perceiver_io',
     input=dict(modality='image', num_bands=4, max_resolution=(32, 32)),
@@ -56,6 +56,7 @@ def _model_config(num_blocks=2, chunk=0):
       cross_attend_placement='start',
       num_self_attend_heads=2,
       attention_chunk_size=chunk,
+      project_positions_once=project_positions_once,
     ),
     decoder=dict(num_classes=7),
   )
@@ -89,7 +90,9 @@ def test_encoder_cost_is_affine_in_m_and_latent_cost_is_constant():
 @pytest.mark.parametrize('chunk', [64, 100])
 def test_chunked_attention_does_the_same_matmul_work(chunk):
   # 256 inputs: chunk 64 tiles them exactly; chunk 100 pads the keys to 300.
-  plain = _forward_flops(_model_config(), 16)
+  # (The chunked cross-attend projects every example's position features,
+  # like the array path.)
+  plain = _forward_flops(_model_config(project_positions_once=False), 16)
   chunked = _forward_flops(_model_config(chunk=chunk), 16)
   if 256 % chunk == 0:
     assert chunked == plain
@@ -103,3 +106,17 @@ def test_hlo_structure_counts_loops():
   counts = perf.hlo_structure(text)
   assert counts['hlo_while_loops'] == 1
   assert counts['hlo_dots'] == 1
+
+
+def test_projecting_positions_once_saves_the_position_part_per_extra_example():
+  # The array path multiplies all C = 3 + 2 * (2 * 4 + 1) channels of every
+  # input by the key and value weights; projected once, the
+  # position part (all but the 3 pixel channels) is multiplied once.
+  def kv_work(batch, once):
+    return _forward_flops(_model_config(project_positions_once=once), 16, batch=batch)
+
+  channels, positions, inputs = 3 + 2 * (2 * 4 + 1), 2 * (2 * 4 + 1), 256
+  per_example_saving = 2 * 2 * inputs * positions * channels  # k and v: [M, P] x [P, C]
+  folded_offsets = 2 * 2 * channels * channels  # k and v: LayerNorm offset [C] x [C, C], once
+  for batch in (1, 2, 4):
+    assert kv_work(batch, False) - kv_work(batch, True) == (batch - 1) * per_example_saving - folded_offsets
