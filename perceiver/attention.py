@@ -271,9 +271,9 @@ def _norm_project_split(
 
   LN(x) @ w + b = rstd * ((x - mean) @ (scale * w)) + (offset @ w + b), and
   (x - mean) @ sw = (values - mean) @ sw[:Cv] + pos @ sw[Cv:] - mean * sum(sw[Cv:]).
-  The statistics are hk.LayerNorm's, over the concatenated channels (XLA
-  fuses the concatenation into their reductions). Equal to normalising then
-  projecting up to float round-off (the golden files check it).
+  The statistics are hk.LayerNorm's, over the concatenated channels. Equal
+  to normalising then projecting up to float round-off (the golden files
+  check it).
   """
   values, pos = x.values, x.pos.astype(x.values.dtype)
   cv = values.shape[-1]

@@ -446,12 +446,7 @@ class PointCloudPreprocessor(hk.Module):
     self._sine_only = sine_only
 
   def __call__(
-    self,
-    inputs: jax.Array,
-    *,
-    is_training: bool,
-    pos: Optional[jax.Array] = None,
-    network_input_is_1d: bool = True,
+    self, inputs: jax.Array, *, is_training: bool, pos: Optional[jax.Array] = None, network_input_is_1d: bool = True
   ):
     if inputs.ndim != 3 or inputs.shape[-1] != len(self._max_resolution):
       raise ValueError(f'{self.module_name}: points must be [B, N, {len(self._max_resolution)}], got {inputs.shape}')
