@@ -194,13 +194,19 @@ def _given_kv(kv, theta):
   return kv
 
 
+def _layer_norm_stats(x: jax.Array, eps: float) -> Tuple[jax.Array, jax.Array]:
+  """hk.LayerNorm's statistics over the last axis: mean and 1/sqrt(var + eps), [..., 1] each."""
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  variance = jnp.var(x, axis=-1, keepdims=True)
+  return mean, jax.lax.rsqrt(variance + jnp.asarray(eps, variance.dtype))
+
+
 def _norm_project_kv(x, theta, *, eps: float, num_heads: int):
   """`project` of the fused cross-attention: LayerNorm then the key and value
   linear layers (hk.LayerNorm's and hk.Linear's arithmetic) on one block."""
   scale, offset, w_k, b_k, w_v, b_v = theta
-  mean = jnp.mean(x, axis=-1, keepdims=True)
-  variance = jnp.var(x, axis=-1, keepdims=True)
-  normed = scale * jax.lax.rsqrt(variance + jnp.asarray(eps, variance.dtype)) * (x - mean) + offset
+  mean, rstd = _layer_norm_stats(x, eps)
+  normed = scale * rstd * (x - mean) + offset
   rows = _flat(normed)  # [B*S, C]
   heads = (*x.shape[:-1], num_heads, -1)  # [B, S, H, D/H]
   return ((jnp.dot(rows, w_k) + b_k).reshape(heads), (jnp.dot(rows, w_v) + b_v).reshape(heads))
@@ -277,9 +283,7 @@ def _norm_project_split(
   """
   values, pos = x.values, x.pos.astype(x.values.dtype)
   cv = values.shape[-1]
-  full = x.concat()  # [B, S, C]
-  mean = jnp.mean(full, axis=-1, keepdims=True)  # [B, S, 1]
-  rstd = jax.lax.rsqrt(jnp.var(full, axis=-1, keepdims=True) + jnp.asarray(eps, full.dtype))  # [B, S, 1]
+  mean, rstd = _layer_norm_stats(x.concat(), eps)  # [B, S, 1] each
   centred = _flat(values - mean)  # [B*S, Cv]
   outs = []
   for w, b in projections:
@@ -617,39 +621,35 @@ class MultiHeadAttention(hk.Module):
     dropout = self._dropout_prob if is_training else 0.0
     if isinstance(inputs_kv, InputsWithPos) and (kv_norm is None or self._chunk_size):
       inputs_kv = inputs_kv.concat()  # The chunked path normalises block by block.
-    if kv_norm is not None and isinstance(inputs_kv, InputsWithPos):
-      scale, offset, eps = kv_norm
-      kv_params = [
-        _ParamsOf('linear', channels, init_scale=self._init_scale, name='linear')(inputs_kv.shape[-1], inputs_kv.dtype)
-        for channels in (qk_channels, v_channels)
-      ]
-      k, v = _norm_project_split(inputs_kv, scale, offset, float(eps), kv_params)
-    elif kv_norm is not None and self._chunk_size:
+    if kv_norm is not None and not (self._chunk_size or isinstance(inputs_kv, InputsWithPos)):
+      raise ValueError(f'{self.module_name}: kv_norm needs chunk_size > 0 or InputsWithPos inputs')
+    if kv_norm is None:
+      k = linear(qk_channels, init_scale=self._init_scale)(inputs_kv)
+      v = linear(v_channels, init_scale=self._init_scale)(inputs_kv)
+    else:
       scale, offset, eps = kv_norm
       kv_params = tuple(
         _ParamsOf('linear', channels, init_scale=self._init_scale, name='linear')(inputs_kv.shape[-1], inputs_kv.dtype)
         for channels in (qk_channels, v_channels)
       )
-      if attention_mask is not None and attention_mask.shape != (batch, num_q, inputs_kv.shape[1]):
-        raise ValueError(
-          f'attention mask must be [B, T, S] = {(batch, num_q, inputs_kv.shape[1])}, got {attention_mask.shape}'
+      if isinstance(inputs_kv, InputsWithPos):
+        k, v = _norm_project_split(inputs_kv, scale, offset, float(eps), kv_params)
+      else:  # Chunked: LayerNorm and projections block by block.
+        if attention_mask is not None and attention_mask.shape != (batch, num_q, inputs_kv.shape[1]):
+          raise ValueError(
+            f'attention mask must be [B, T, S] = {(batch, num_q, inputs_kv.shape[1])}, got {attention_mask.shape}'
+          )
+        project = functools.partial(_norm_project_kv, eps=float(eps), num_heads=h)
+        out = _chunked(
+          q,
+          inputs_kv,
+          (scale, offset) + kv_params[0] + kv_params[1],
+          project,
+          chunk_size=self._chunk_size,
+          dropout_prob=dropout,
+          attention_mask=attention_mask,
         )
-      project = functools.partial(_norm_project_kv, eps=float(eps), num_heads=h)
-      out = _chunked(
-        q,
-        inputs_kv,
-        (scale, offset) + kv_params[0] + kv_params[1],
-        project,
-        chunk_size=self._chunk_size,
-        dropout_prob=dropout,
-        attention_mask=attention_mask,
-      )
-      return linear(output_channels, with_bias=self._with_final_bias, init_scale=self._final_init_scale)(out)
-    elif kv_norm is not None:
-      raise ValueError(f'{self.module_name}: kv_norm needs chunk_size > 0 or InputsWithPos inputs')
-    else:
-      k = linear(qk_channels, init_scale=self._init_scale)(inputs_kv)
-      v = linear(v_channels, init_scale=self._init_scale)(inputs_kv)
+        return linear(output_channels, with_bias=self._with_final_bias, init_scale=self._final_init_scale)(out)
     num_kv = k.shape[1]
     k = k.reshape(batch, num_kv, h, qk_channels // h)
     v = v.reshape(batch, num_kv, h, v_channels // h)
